@@ -1,0 +1,75 @@
+"""Fixtures that start the real parts of the suite on free loopback ports.
+
+Nothing here is a stand-in: Redis is a real ``redis-server``, the issuer
+and the apps run under gunicorn with several workers and talk over HTTP.
+Each fixture stops what it started by PID.
+
+``suite_env`` is the one environment every process of a test session
+shares, exactly as ``make run`` shares one ``.env``: the issuer registers
+its clients from the same variables the apps read.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support import RedisServer, free_port, gunicorn
+
+# Tests never read the developer's .env or environment by accident: every
+# process gets its configuration from ``suite_env`` below.
+for _name in list(os.environ):
+    if _name in {"ISSUER", "REDIS_URL", "WEB_BASE_URL", "SPA_BASE_URL", "API_URL", "SERVICE_BASE_URL"}:
+        del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real Redis server for the whole test session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ports():
+    """One free port per component."""
+    return {name: free_port() for name in ("issuer", "web", "spa", "native", "service", "api")}
+
+
+@pytest.fixture(scope="session")
+def suite_env(redis_server, ports):
+    """The environment (contract variables) shared by every process.
+
+    The issuer is addressed as ``127.0.0.1`` and the apps as ``localhost``,
+    so that, as in production, issuer and apps are different sites for the
+    browser and never share cookies.
+    """
+    return {
+        "ISSUER": f"http://127.0.0.1:{ports['issuer']}/oauth2/default",
+        "REDIS_URL": redis_server.url,
+        "WEB_BASE_URL": f"http://localhost:{ports['web']}",
+        "SPA_BASE_URL": f"http://localhost:{ports['spa']}",
+        "NATIVE_REDIRECT_PORT": str(ports["native"]),
+        "SERVICE_BASE_URL": f"http://localhost:{ports['service']}",
+        "API_URL": f"http://127.0.0.1:{ports['api']}",
+        "TRUSTED_MODE": "true",
+    }
+
+
+@pytest.fixture(scope="session")
+def dev_issuer(suite_env, ports):
+    """The development issuer under gunicorn with two workers."""
+    service = gunicorn(
+        "dev_issuer", "dev_issuer:create_app()", suite_env, ports["issuer"], workers=2,
+        health_path="/oauth2/default/.well-known/openid-configuration",
+    ).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def issuer_url(dev_issuer, suite_env):
+    """The configured issuer identifier of the running dev issuer."""
+    return suite_env["ISSUER"]
