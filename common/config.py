@@ -63,6 +63,7 @@ DEFAULTS: dict[str, str] = {
     "DEV_ISSUER_CODE_LIFETIME": "60",
     "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "3600",
     "DEV_ISSUER_REFRESH_TOKEN_LIFETIME": "604800",
+    "DEV_ISSUER_EXTRA_USERS": "",
 }
 
 _PLACEHOLDER = re.compile(r"[{}<>]|\byour[A-Z_]|\.\.\.")
@@ -115,6 +116,7 @@ class Settings:
     dev_issuer_code_lifetime: int
     dev_issuer_access_token_lifetime: int
     dev_issuer_refresh_token_lifetime: int
+    dev_issuer_extra_users: tuple[tuple[str, str], ...]  # (username, password) pairs besides the demo user
 
     # -- derived values: the fixed redirect paths of DESIGN.md -------------
 
@@ -161,6 +163,8 @@ class Settings:
             value = getattr(self, field.name)
             if isinstance(value, bool):
                 value = "true" if value else "false"
+            elif field.name == "dev_issuer_extra_users":
+                value = ",".join(f"{user}:{password}" for user, password in value)
             env[field.name.upper()] = str(value)
         return env
 
@@ -286,6 +290,7 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         dev_issuer_code_lifetime=_check_int("DEV_ISSUER_CODE_LIFETIME", raw["DEV_ISSUER_CODE_LIFETIME"], 1, 600),
         dev_issuer_access_token_lifetime=_check_int("DEV_ISSUER_ACCESS_TOKEN_LIFETIME", raw["DEV_ISSUER_ACCESS_TOKEN_LIFETIME"], 1, 86400),
         dev_issuer_refresh_token_lifetime=_check_int("DEV_ISSUER_REFRESH_TOKEN_LIFETIME", raw["DEV_ISSUER_REFRESH_TOKEN_LIFETIME"], 1, 90 * 86400),
+        dev_issuer_extra_users=_check_users(raw["DEV_ISSUER_EXTRA_USERS"]),
     )
     if settings.api_validation == "introspection" and not settings.api_introspection_client_id:
         raise ConfigError(
@@ -322,3 +327,14 @@ def _check_private_key(value: str) -> str:
     if not path.is_file():
         raise ConfigError("SERVICE_PRIVATE_KEY", f"{value!r} is not a readable file", "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`")
     return str(path)
+
+
+def _check_users(value: str) -> tuple[tuple[str, str], ...]:
+    """``user1@example.com:pass1,user2@example.com:pass2`` into pairs."""
+    users = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        username, sep, password = item.partition(":")
+        if not sep or not username or not password:
+            raise ConfigError("DEV_ISSUER_EXTRA_USERS", f"{item!r} is not username:password", "Write user@example.com:password pairs separated by commas")
+        users.append((username, password))
+    return tuple(users)
