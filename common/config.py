@@ -210,6 +210,16 @@ def _check_int(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
+def _check_float(name: str, value: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(name, f"{value!r} is not a number", f"Set a number of seconds from {low} to {high}") from None
+    if not low <= number <= high:
+        raise ConfigError(name, f"{number} is out of range", f"Set a number of seconds from {low} to {high}")
+    return number
+
+
 def _check_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -283,7 +293,7 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         api_introspection_client_secret=_check_text("API_INTROSPECTION_CLIENT_SECRET", raw["API_INTROSPECTION_CLIENT_SECRET"], required=False),
         demo_username=_check_text("DEMO_USERNAME", raw["DEMO_USERNAME"]),
         demo_password=_check_text("DEMO_PASSWORD", raw["DEMO_PASSWORD"]),
-        http_timeout=float(_check_int("HTTP_TIMEOUT", raw["HTTP_TIMEOUT"], 1, 120)),
+        http_timeout=_check_float("HTTP_TIMEOUT", raw["HTTP_TIMEOUT"], 0.1, 120),
         session_lifetime=_check_int("SESSION_LIFETIME", raw["SESSION_LIFETIME"], 60, 7 * 24 * 3600),
         login_timeout=_check_int("LOGIN_TIMEOUT", raw["LOGIN_TIMEOUT"], 10, 3600),
         clock_leeway=_check_int("CLOCK_LEEWAY", raw["CLOCK_LEEWAY"], 0, 300),
