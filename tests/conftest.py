@@ -73,3 +73,74 @@ def dev_issuer(suite_env, ports):
 def issuer_url(dev_issuer, suite_env):
     """The configured issuer identifier of the running dev issuer."""
     return suite_env["ISSUER"]
+
+
+@pytest.fixture(scope="session")
+def resource_server(suite_env, ports, dev_issuer):
+    """The resource server (API) under gunicorn."""
+    service = gunicorn("resource_server", "resource_server:create_app()", suite_env, ports["api"],
+                       workers=2, health_path="/healthz").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def web_app(suite_env, ports, dev_issuer, resource_server):
+    """The server-side web app under gunicorn with four workers."""
+    service = gunicorn("web_app", "web_app:create_app()", suite_env, ports["web"],
+                       workers=4, health_path="/healthz").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def spa_app(suite_env, ports, dev_issuer, resource_server):
+    """The single-page app's server (static files and settings) under gunicorn."""
+    service = gunicorn("spa_app", "spa_app:create_app()", suite_env, ports["spa"],
+                       workers=2, health_path="/healthz").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def service_app(suite_env, ports, dev_issuer, resource_server):
+    """The service app's status page under gunicorn."""
+    service = gunicorn("service_app", "service_app:create_app()", suite_env, ports["service"],
+                       workers=2, health_path="/healthz").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def _chromium_session(tmp_path_factory):
+    """One headless Chromium for the test session (starting one costs seconds)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 "--disable-sync", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(_chromium_session):
+    """The shared Chromium, with every cookie and storage cleared before each test.
+
+    ``Network.clearBrowserCookies`` clears the cookies of every site (the
+    issuer's as well as the apps'), which Selenium's ``delete_all_cookies``
+    would do only for the page currently open.
+    """
+    driver = _chromium_session
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": "*", "storageTypes": "all"})
+    driver.get("about:blank")
+    yield driver
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
