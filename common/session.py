@@ -16,7 +16,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask
+from flask import Flask, g
 from flask_session import Session
 from flask_session.redis import RedisSessionInterface
 from werkzeug.exceptions import ServiceUnavailable
@@ -65,15 +65,20 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
         try:
             return super().open_session(app, request)
         except redis.RedisError as error:
+            # Flask opens the session before any view runs; there is no
+            # session object for this request, which the error page checks.
+            g.session_store_failed = True
             raise SessionStoreUnavailable() from error
 
     def save_session(self, app, session, response):
-        if session is None:
-            # open_session failed for this request: there is nothing to save.
+        if session is None or g.get("session_store_failed"):
+            # Redis already failed in this request: the error page is being
+            # sent, and trying again would only fail again.
             return None
         try:
             return super().save_session(app, session, response)
         except redis.RedisError as error:
+            g.session_store_failed = True
             raise SessionStoreUnavailable() from error
 
 

@@ -21,9 +21,12 @@ from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .session import init_session
 
-#: Serves ``common/static`` (the shared stylesheet) under ``/_common``.
+#: Serves ``common/static`` (the shared stylesheet) under ``/_common`` and
+#: makes ``common/templates`` (``common/base.html``, ``common/error.html``)
+#: available to every app's templates.
 common_static = Blueprint(
-    "common_static", __name__, static_folder="static", static_url_path="/_common/static"
+    "common_static", __name__, static_folder="static", static_url_path="/_common/static",
+    template_folder="templates",
 )
 
 #: Default security headers (OWASP secure-headers project).  Apps with

@@ -1,0 +1,58 @@
+# The two commands of the quick start: `make run` and `make test`.
+# Each does its own set-up, so both work on a fresh clone.
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.requirements-installed
+PYTEST_ARGS ?=
+
+.PHONY: run test bench check-config system-deps redis-dep clean
+
+## Virtualenv with the pinned requirements (re-installed when they change).
+$(STAMP): requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+## Debian packages the suite needs: redis-server (for the embedded Redis),
+## chromium and chromium-driver (for the browser tests). Installed only when
+## missing, and only where we are root or have sudo.
+define apt_install
+	missing=""; for pkg in $(1); do \
+	  case $$pkg in \
+	    redis-server) command -v redis-server >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    chromium) test -x /usr/bin/chromium || missing="$$missing $$pkg";; \
+	    chromium-driver) test -x /usr/bin/chromedriver || missing="$$missing $$pkg";; \
+	  esac; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
+	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+redis-dep:
+	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then $(call apt_install,redis-server); fi
+
+system-deps:
+	@$(call apt_install,redis-server chromium chromium-driver)
+
+check-config: $(STAMP)
+	@$(PYTHON) -m common.launcher --check
+
+## Start Redis (embedded unless REDIS_URL), the dev issuer (unless ISSUER points
+## elsewhere), the resource server and every app; Ctrl-C stops everything.
+run: $(STAMP) redis-dep
+	@$(PYTHON) -m common.launcher
+
+## Every test: unit, integration (real processes, real Redis) and browser (Chromium).
+test: $(STAMP) system-deps
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+## Performance figures (see benchmarks/).
+bench: $(STAMP) redis-dep
+	$(PYTHON) -m benchmarks
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

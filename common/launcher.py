@@ -1,0 +1,219 @@
+"""``make run``: start the whole suite on its embedded defaults.
+
+1. Validate the settings (one clear line and exit 2 on a bad value).
+2. Start a private Redis when ``REDIS_URL`` is unset, files under ``instance/redis``.
+3. Start, through honcho and the ``Procfile``, the dev issuer (unless
+   ``ISSUER`` points elsewhere), the resource server and every app that
+   exists, each under gunicorn, with prefixed logs.
+4. Print where to click and the demo credentials once everything answers.
+5. On Ctrl-C stop everything, Redis last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from .config import PROJECT_ROOT, ConfigError, Settings, load_settings
+
+INSTANCE = PROJECT_ROOT / "instance"
+VENV_BIN = Path(sys.executable).parent
+
+#: Procfile process name -> (package, how to find its health URL).
+COMPONENTS = {
+    "issuer": "dev_issuer",
+    "api": "resource_server",
+    "web": "web_app",
+    "spa": "spa_app",
+    "service": "service_app",
+}
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start_embedded_redis(directory: Path, preferred_port: int = 6380) -> tuple[subprocess.Popen, str]:
+    """Start a private ``redis-server`` bound to loopback.
+
+    :return: the process and its ``redis://`` URL.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit(
+            "REDIS_URL is unset and no redis-server is installed: run `make run` (it installs "
+            "Debian's redis-server) or set REDIS_URL=redis://host:6379/0"
+        )
+    port = next(p for p in range(preferred_port, preferred_port + 50) if _port_free(p))
+    directory.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+         "--dbfilename", "dump.rdb", "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes",
+         "--logfile", str(directory / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the embedded Redis exited at start; see {directory / 'redis.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the embedded Redis did not start within 10 s")
+
+
+def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Which Procfile processes to run, their bind addresses and health URLs."""
+    urls = {
+        "issuer": (settings.issuer_base_url, f"{settings.issuer}/.well-known/openid-configuration"),
+        "api": (settings.api_url, f"{settings.api_url}/healthz"),
+        "web": (settings.web_base_url, f"{settings.web_base_url}/healthz"),
+        "spa": (settings.spa_base_url, f"{settings.spa_base_url}/healthz"),
+        "service": (settings.service_base_url, f"{settings.service_base_url}/healthz"),
+    }
+    names, binds, health = [], {}, {}
+    host = os.environ.get("BIND_HOST", "127.0.0.1")
+    for name, package in COMPONENTS.items():
+        if name == "issuer" and not settings.uses_dev_issuer:
+            continue  # ISSUER points at a real issuer (Okta ...): nothing to start
+        if importlib.util.find_spec(package) is None:
+            continue  # this app has not been written yet
+        base, health_url = urls[name]
+        names.append(name)
+        binds[f"{name.upper()}_BIND"] = f"{host}:{_port_of(base)}"
+        health[name] = health_url
+    return names, binds, health
+
+
+def wait_healthy(health: dict[str, str], procs: subprocess.Popen, timeout: float = 60) -> list[str]:
+    """Poll every health URL; return the names still not answering."""
+    pending = dict(health)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline and procs.poll() is None:
+        for name, url in list(pending.items()):
+            try:
+                if requests.get(url, timeout=1).status_code < 500:
+                    del pending[name]
+            except requests.RequestException:
+                pass
+        time.sleep(0.1)
+    return list(pending)
+
+
+def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
+    """Where to click, and how to sign in."""
+    rows = [
+        ("web", "Web app (Authorization Code)", settings.web_base_url),
+        ("spa", "Single-page app (PKCE / legacy Implicit)", settings.spa_base_url),
+        ("service", "Service (Client Credentials) status", settings.service_base_url),
+        ("api", "Resource server (API)", settings.api_url + "/healthz"),
+        ("issuer", "Dev issuer: Applications page", settings.issuer_base_url + "/"),
+    ]
+    print("\n" + "=" * 72)
+    print(" The suite is up. Open:")
+    for name, label, url in rows:
+        if name in names:
+            print(f"   {label:<44} {url}")
+    print(f"   {'Issuer':<44} {settings.issuer}")
+    print(f"   {'Redis':<44} {redis_url}")
+    print("   Native app (loopback + PKCE)                 .venv/bin/python -m native_sim login")
+    print("   Service from a terminal                      .venv/bin/python -m service_app call --explain")
+    if settings.uses_dev_issuer:
+        print(f"\n Demo user: {settings.demo_username}   password: {settings.demo_password}")
+        print(" (development values from common/config.py; override them in .env)")
+    print(" Ctrl-C stops everything.")
+    print("=" * 72 + "\n", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m common.launcher", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only validate the settings and exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        print("configuration OK")
+        return 0
+
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    if settings.uses_dev_issuer and "TRUSTED_MODE" not in os.environ and "TRUSTED_MODE" not in _dotenv_keys():
+        # The password grant is off unless enabled; against the bundled dev
+        # issuer `make run` enables it so the trusted-app mode can be tried.
+        env["TRUSTED_MODE"] = "true"
+
+    redis_proc = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        redis_proc, redis_url = start_embedded_redis(INSTANCE / "redis")
+        env["REDIS_URL"] = redis_url
+        print(f"launcher: started an embedded Redis at {redis_url} (files in instance/redis)", flush=True)
+
+    names, binds, health = plan(settings)
+    env.update(binds)
+    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT), "start", *names]
+    started = time.monotonic()
+    procs = subprocess.Popen(honcho, env=env, cwd=PROJECT_ROOT)
+    try:
+        missing = wait_healthy(health, procs)
+        if missing:
+            print(f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)", file=sys.stderr)
+        else:
+            print(f"launcher: every component healthy in {time.monotonic() - started:.1f} s", flush=True)
+            print_table(settings, names, redis_url)
+        return procs.wait()
+    except KeyboardInterrupt:
+        # honcho got the same SIGINT from the terminal and stops its children.
+        try:
+            return procs.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            procs.send_signal(signal.SIGTERM)
+            return procs.wait()
+    finally:
+        if procs.poll() is None:
+            procs.terminate()
+            procs.wait()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)
+            print("launcher: embedded Redis stopped", flush=True)
+
+
+def _dotenv_keys() -> set[str]:
+    env_file = PROJECT_ROOT / ".env"
+    if not env_file.is_file():
+        return set()
+    from dotenv import dotenv_values
+
+    return set(dotenv_values(env_file))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The Redis session store and the shared web plumbing, against a real Redis.
+
+A tiny app built with :func:`common.web.create_base_app` stands in for any
+of the suite's apps: the point is the plumbing they all share.
+"""
+
+import pytest
+from flask import Blueprint, redirect, request, session
+
+from common.web import create_base_app, require_csrf, safe_next
+from tests.support import RedisServer, free_port
+
+
+def make_app(redis_url, app_name="demo_app", base_url="http://localhost:5999"):
+    """A minimal app: writes and reads one value in its session."""
+    app = create_base_app(__name__, app_name, title="Demo", base_url=base_url,
+                          test_config={"REDIS_URL": redis_url, "WEB_BASE_URL": base_url})
+    bp = Blueprint("demo", __name__)
+
+    @bp.get("/set/<value>")
+    def set_value(value):
+        session["value"] = value
+        return "stored"
+
+    @bp.get("/get")
+    def get_value():
+        return session.get("value", "(nothing)")
+
+    @bp.post("/form")
+    def form():
+        require_csrf()
+        return "accepted"
+
+    @bp.get("/csrf")
+    def csrf():
+        from common.web import csrf_token
+
+        return csrf_token()
+
+    @bp.get("/go")
+    def go():
+        return redirect(safe_next(request.args.get("next")))
+
+    app.register_blueprint(bp)
+    return app
+
+
+def test_session_lives_in_redis_under_the_app_prefix(redis_server):
+    import redis
+
+    app = make_app(redis_server.url)
+    client = app.test_client()
+    client.get("/set/hello")
+    cookie = client.get_cookie("demo_app_session")
+    assert cookie is not None and "hello" not in cookie.value  # only an opaque id in the browser
+    assert cookie.http_only and cookie.same_site == "Lax" and not cookie.secure
+    stored = redis.Redis.from_url(redis_server.url).get(f"demo_app:session:{cookie.value}")
+    assert stored is not None and b"hello" in stored
+    ttl = redis.Redis.from_url(redis_server.url).ttl(f"demo_app:session:{cookie.value}")
+    assert 0 < ttl <= 28800  # bounded lifetime, not Flask's 31 days
+    assert client.get("/get").text == "hello"
+
+
+def test_two_apps_keep_separate_cookies(redis_server):
+    first, second = make_app(redis_server.url, "app_one"), make_app(redis_server.url, "app_two")
+    c1, c2 = first.test_client(), second.test_client()
+    c1.get("/set/one")
+    c2.get("/set/two")
+    assert c1.get_cookie("app_one_session").value != c2.get_cookie("app_two_session").value
+    assert c1.get("/get").text == "one" and c2.get("/get").text == "two"
+
+
+def test_secure_cookie_when_base_url_is_https(redis_server):
+    client = make_app(redis_server.url, base_url="https://app.example.test").test_client()
+    client.get("/set/x", base_url="https://app.example.test")
+    assert client.get_cookie("demo_app_session", domain="app.example.test").secure
+
+
+def test_redis_down_gives_a_503_page_and_recovers_by_itself(tmp_path):
+    port = free_port()
+    app = make_app(f"redis://127.0.0.1:{port}/0")
+    client = app.test_client()
+    down = client.get("/set/hello")
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "5"
+    assert "temporarily_unavailable" in down.text and "Redis" in down.text
+    assert "Traceback" not in down.text
+    assert client.get("/set/x", headers={"Accept": "application/json"}).json["error"] == "temporarily_unavailable"
+
+    # A browser that already holds a session cookie: reading needs Redis too.
+    client.set_cookie("demo_app_session", "an-existing-session-id", domain="localhost")
+    assert client.get("/get").status_code == 503
+
+    server = RedisServer(tmp_path / "redis", port=port).start()
+    try:
+        # Same app object, no restart: redis-py reconnects on the next call.
+        assert client.get("/set/back").text == "stored"
+        assert client.get("/get").text == "back"
+    finally:
+        server.stop()
+
+
+def test_csrf_token_is_required_for_posts(redis_server):
+    client = make_app(redis_server.url).test_client()
+    assert client.post("/form", data={}).status_code == 400
+    token = client.get("/csrf").text
+    assert client.post("/form", data={"csrf_token": "wrong"}).status_code == 400
+    assert client.post("/form", data={"csrf_token": token}).text == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/profile", "/profile"),
+        ("/profile?tab=claims", "/profile?tab=claims"),
+        ("https://evil.test/", "/"),
+        ("//evil.test/", "/"),
+        ("/\\evil.test", "/"),
+        ("\\\\evil.test", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/ok\r\nSet-Cookie: x=1", "/"),
+        ("", "/"),
+        (None, "/"),
+        ("profile", "/"),
+    ],
+)
+def test_safe_next_accepts_same_origin_paths_only(target, expected):
+    assert safe_next(target) == expected
+
+
+def test_errors_are_escaped_and_security_headers_present(redis_server):
+    client = make_app(redis_server.url).test_client()
+    response = client.get("/no-such-page/<script>")
+    assert response.status_code == 404
+    assert "<script>" not in response.text
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Referrer-Policy"] == "no-referrer"
