@@ -15,7 +15,8 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 ## Debian packages the suite needs: redis-server (for the embedded Redis),
-## chromium and chromium-driver (for the browser tests). Installed only when
+## chromium and chromium-driver (for the browser tests), docker-compose (only
+## to validate docker-compose.yml; no Docker engine is needed). Installed only when
 ## missing, and only where we are root or have sudo.
 define apt_install
 	missing=""; for pkg in $(1); do \
@@ -23,6 +24,7 @@ define apt_install
 	    redis-server) command -v redis-server >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    chromium) test -x /usr/bin/chromium || missing="$$missing $$pkg";; \
 	    chromium-driver) test -x /usr/bin/chromedriver || missing="$$missing $$pkg";; \
+	    docker-compose) command -v docker-compose >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -36,7 +38,7 @@ redis-dep:
 	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then $(call apt_install,redis-server); fi
 
 system-deps:
-	@$(call apt_install,redis-server chromium chromium-driver)
+	@$(call apt_install,redis-server chromium chromium-driver docker-compose)
 
 check-config: $(STAMP)
 	@$(PYTHON) -m common.launcher --check
