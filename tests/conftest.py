@@ -55,6 +55,8 @@ def suite_env(redis_server, ports):
         "SERVICE_BASE_URL": f"http://localhost:{ports['service']}",
         "API_URL": f"http://127.0.0.1:{ports['api']}",
         "TRUSTED_MODE": "true",
+        # More users for tests that sign several people in at once.
+        "DEV_ISSUER_EXTRA_USERS": ",".join(f"user{i}@example.test:Dev-Only-Pass-{i}" for i in range(5)),
     }
 
 
@@ -144,3 +146,17 @@ def browser(_chromium_session):
     driver.get("about:blank")
     yield driver
     driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+@pytest.fixture
+def fake_issuer():
+    """A scriptable OpenID Provider on a free loopback port (``tests/fake_issuer.py``).
+
+    Real HTTP, its own keys; each test scripts the answers it needs
+    (errors, hangs, hostile tokens) and reads ``fake_issuer.counts``.
+    """
+    from tests.fake_issuer import FakeIssuer
+
+    issuer = FakeIssuer().start()
+    yield issuer
+    issuer.stop()

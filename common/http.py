@@ -1,0 +1,212 @@
+"""Outbound HTTP for every call a client or the resource server makes to the issuer.
+
+Two rules from DESIGN.md live here, once:
+
+* every outbound request has a timeout (``Settings.http_timeout``): a hung
+  issuer must never hang a gunicorn worker (RFC 9700 does not say it, every
+  operator does);
+* plain ``http://`` is acceptable only where nothing leaves the machine
+  (loopback) or for the reserved ``.test`` names the tests use (RFC 2606);
+  everything else must be ``https://`` (RFC 6749 §3.1 and §3.2, RFC 9700 §2.6).
+
+Beyond the contract (:func:`http_session`, :class:`IssuerUnreachable`) the
+module offers small helpers the rest of ``common/`` uses:
+
+* :func:`is_local_or_test_host` / :func:`require_secure_url` — the transport rule;
+* :func:`get_json` / :func:`parse_json_response` — a GET (or an answer) that must be
+  a JSON object, turning connection errors, timeouts, 5xx and HTML answers into
+  :class:`IssuerUnreachable` with a hint.
+
+``http_session`` accepts optional ``settings=`` or ``timeout=`` keyword arguments;
+with neither it reads ``Settings.http_timeout`` through ``load_settings()``.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .config import Settings, load_settings
+from .errors import FlowError
+
+#: Sent on every request so that issuer logs show who called.
+USER_AGENT = "oauth-flask-samples/1.0 (+common.http)"
+
+#: JSON answers larger than this are refused (a discovery document or JWKS
+#: is a few KiB; an endless body is an attack or a misconfiguration).
+MAX_RESPONSE_BYTES = 512 * 1024
+
+
+class IssuerUnreachable(FlowError):
+    """The issuer could not be reached or answered nonsense.
+
+    Raised for connection errors, timeouts, 5xx answers and answers that are
+    not JSON (an HTML error page from a proxy, say).  Status 502: the fault
+    is upstream, not in the user's request.
+
+    :param description: what went wrong, in one sentence.
+    :param hint: what to check.
+    :param error: the error code; ``issuer_unreachable`` unless a caller
+        reports a failed token request (``token_error``).
+    """
+
+    def __init__(self, description: str, hint: str = "", *, error: str = "issuer_unreachable", status: int = 502):
+        super().__init__(
+            error,
+            description,
+            hint or "Check that the issuer (ISSUER) is running and reachable from this app, then try again.",
+            status,
+        )
+
+
+class TimeoutSession(requests.Session):
+    """A :class:`requests.Session` that applies a default timeout to every request."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.timeout = timeout
+        self.headers["User-Agent"] = USER_AGENT
+        # Never follow a redirect off to somewhere else silently for API calls;
+        # requests follows them by default only for GET, which is what we want
+        # for discovery.  The token endpoint is a POST and is not redirected.
+
+    def request(self, method, url, **kwargs):  # noqa: D401 - same as requests
+        """Like :meth:`requests.Session.request`, with ``timeout`` defaulted."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, **kwargs)
+
+
+def http_session(settings: Settings | None = None, *, timeout: float | None = None) -> requests.Session:
+    """A session for talking to the issuer, with a default timeout and a User-Agent.
+
+    :param settings: the app's settings; ``Settings.http_timeout`` is used.
+    :param timeout: an explicit timeout in seconds (wins over ``settings``).
+    :return: a :class:`requests.Session` whose every request has a timeout.
+    """
+    if timeout is None:
+        timeout = (settings or load_settings()).http_timeout
+    return TimeoutSession(timeout)
+
+
+def is_local_or_test_host(hostname: str | None) -> bool:
+    """True for loopback hosts (``localhost``, 127/8, ``::1``) and ``*.test`` names.
+
+    :param hostname: a host name as :func:`urllib.parse.urlsplit` returns it.
+    """
+    if not hostname:
+        return False
+    hostname = hostname.lower().rstrip(".")
+    if hostname == "localhost" or hostname.endswith(".localhost") or hostname.endswith(".test") or hostname == "test":
+        return True
+    try:
+        return ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def require_secure_url(url: str, what: str) -> str:
+    """Refuse a URL that is not ``https`` (loopback and ``.test`` hosts may use ``http``).
+
+    Tokens, codes and client secrets travel to these URLs, so TLS is
+    mandatory (RFC 6749 §3.1, §3.2; RFC 9700 §2.6).
+
+    :param url: the endpoint URL (typically from the discovery document).
+    :param what: a human name for it, used in the error message.
+    :return: ``url`` unchanged.
+    :raises FlowError: ``issuer_misconfigured`` when the URL is unacceptable.
+    """
+    parts = urlsplit(url or "")
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and is_local_or_test_host(parts.hostname):
+        return url
+    raise FlowError(
+        "issuer_misconfigured",
+        f"The issuer's {what} ({url!r}) is not an https URL.",
+        "Tokens and secrets may only travel over TLS; fix the issuer's configuration (plain http is allowed only for localhost).",
+        502,
+    )
+
+
+def parse_json_response(response: requests.Response, what: str, *, error: str = "issuer_unreachable",
+                        allow_error_status: bool = False) -> dict[str, Any]:
+    """Decode an issuer answer that must be a JSON object.
+
+    :param response: the answer.
+    :param what: a human name of the endpoint, for messages.
+    :param error: the error code to raise (``issuer_unreachable`` or ``token_error``).
+    :param allow_error_status: when true, 4xx answers are decoded too (the token
+        endpoint answers errors as JSON with status 400/401, RFC 6749 §5.2).
+    :return: the decoded object.
+    :raises IssuerUnreachable: on 5xx, unexpected 4xx, or a body that is not a JSON object.
+    """
+    status = response.status_code
+    if status >= 500:
+        raise IssuerUnreachable(
+            f"The issuer's {what} answered with HTTP {status}.",
+            "The issuer had an internal error; try again in a moment, or check its log.",
+            error=error,
+        )
+    if status >= 400 and not allow_error_status:
+        raise IssuerUnreachable(
+            f"The issuer's {what} answered with HTTP {status}.",
+            "Check the issuer URL (ISSUER) and that this endpoint exists.",
+            error=error,
+        )
+    if len(response.content) > MAX_RESPONSE_BYTES:
+        raise IssuerUnreachable(f"The issuer's {what} sent an oversized answer.", error=error)
+    try:
+        body = response.json()
+    except ValueError:
+        content_type = response.headers.get("Content-Type", "unknown")
+        raise IssuerUnreachable(
+            f"The issuer's {what} did not answer with JSON (got {content_type.split(';')[0]}).",
+            "An HTML page usually means a proxy or a wrong ISSUER URL is in the way.",
+            error=error,
+        ) from None
+    if not isinstance(body, dict):
+        raise IssuerUnreachable(f"The issuer's {what} answered JSON that is not an object.", error=error)
+    return body
+
+
+def send(http: requests.Session, method: str, url: str, what: str, *, error: str = "issuer_unreachable",
+         **kwargs) -> requests.Response:
+    """Send one request, turning network failures into :class:`IssuerUnreachable`.
+
+    :param http: the session (with its default timeout).
+    :param method: ``GET`` or ``POST``.
+    :param url: where to.
+    :param what: a human name of the endpoint, for messages.
+    :param error: the error code to raise.
+    :return: the response, whatever its status.
+    """
+    try:
+        return http.request(method, url, **kwargs)
+    except requests.Timeout:
+        raise IssuerUnreachable(
+            f"The issuer's {what} did not answer in time.",
+            "The issuer may be overloaded or down; try again, or raise HTTP_TIMEOUT.",
+            error=error,
+        ) from None
+    except requests.RequestException as exc:
+        raise IssuerUnreachable(
+            f"The issuer's {what} could not be reached ({type(exc).__name__}).",
+            error=error,
+        ) from None
+
+
+def get_json(http: requests.Session, url: str, what: str, *, error: str = "issuer_unreachable") -> dict[str, Any]:
+    """GET a JSON object from the issuer (discovery, JWKS).
+
+    :param http: the session (with its default timeout).
+    :param url: the URL.
+    :param what: a human name of the endpoint, for messages.
+    :return: the decoded JSON object.
+    :raises IssuerUnreachable: network error, timeout, error status or non-JSON body.
+    """
+    response = send(http, "GET", url, what, error=error, headers={"Accept": "application/json"})
+    return parse_json_response(response, what, error=error)

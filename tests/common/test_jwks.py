@@ -1,0 +1,213 @@
+"""The JWKS cache and JWT signature checks (common/jwks.py), against the fake issuer over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from common.http import http_session
+from common.jwks import InvalidToken, KeySet, KeysUnavailable, check_registered_claims, decode_jwt, negotiate_algorithms
+from tests.fake_issuer import cached_rsa_key, hs256_token, new_ec_key, unsigned_token
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def keyset(fake_issuer, clock):
+    return KeySet(fake_issuer.url("jwks"), http=http_session(timeout=0.5), ttl=300, refetch_cooldown=30, clock=clock)
+
+
+def test_valid_token_decodes(fake_issuer, keyset):
+    header, claims = decode_jwt(fake_issuer.mint_id_token({"nonce": "n"}), keyset)
+    assert header["kid"] == fake_issuer.key.kid
+    assert claims["nonce"] == "n"
+
+
+def test_keys_are_cached_until_ttl(fake_issuer, keyset, clock):
+    token = fake_issuer.mint_id_token()
+    for _ in range(5):
+        decode_jwt(token, keyset)
+    assert fake_issuer.count("jwks") == 1
+    clock.now += 301
+    decode_jwt(token, keyset)
+    assert fake_issuer.count("jwks") == 2
+
+
+def test_unknown_kid_refetches_once_per_cooldown(fake_issuer, keyset, clock):
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert fake_issuer.count("jwks") == 1
+    clock.now += 31  # past the cool-down since the first fetch
+    stranger = cached_rsa_key(5, "made-up-kid")
+    for _ in range(10):
+        with pytest.raises(InvalidToken) as info:
+            decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+        assert info.value.check == "kid"
+    # ten tokens with an unknown kid caused exactly one refetch
+    assert fake_issuer.count("jwks") == 2
+    clock.now += 31
+    with pytest.raises(InvalidToken):
+        decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+    assert fake_issuer.count("jwks") == 3
+
+
+def test_rotated_key_is_accepted_after_refetch(fake_issuer, keyset, clock):
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    clock.now += 31
+    fake_issuer.rotate()
+    _, claims = decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert claims["sub"] == fake_issuer.user["sub"]
+    assert fake_issuer.count("jwks") == 2
+
+
+def test_jwks_down_keeps_cached_keys(fake_issuer, keyset, clock):
+    token = fake_issuer.mint_id_token()
+    decode_jwt(token, keyset)
+    fake_issuer.fail("jwks", 503)
+    clock.now += 400  # cache expired: the refetch fails, the old keys keep working
+    decode_jwt(token, keyset)
+    assert fake_issuer.count("jwks") == 2
+    fake_issuer.reset("jwks")
+    fake_issuer.html("jwks")
+    clock.now += 400
+    decode_jwt(token, keyset)
+
+
+def test_jwks_down_without_cache_is_keys_unavailable(fake_issuer, keyset):
+    fake_issuer.fail("jwks", 500)
+    with pytest.raises(KeysUnavailable):
+        decode_jwt(fake_issuer.mint_id_token(), keyset)
+
+
+def test_jwks_hang_is_bounded_by_timeout(fake_issuer, keyset):
+    fake_issuer.hang("jwks", 3)
+    started = time.monotonic()
+    with pytest.raises(KeysUnavailable):
+        decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert time.monotonic() - started < 2
+
+
+def test_oversized_token_refused_before_fetching_keys(fake_issuer, keyset):
+    token = fake_issuer.mint_id_token({"padding": "x" * 9000})
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset)
+    assert info.value.check == "size"
+    assert fake_issuer.count("jwks") == 0
+
+
+def test_alg_none_refused(fake_issuer, keyset):
+    token = unsigned_token({"alg": "none", "kid": fake_issuer.key.kid}, fake_issuer.id_token_defaults())
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset, algorithms=("RS256", "none"))
+    assert info.value.check == "alg"
+
+
+def test_hs256_with_public_key_as_secret_refused(fake_issuer, keyset):
+    public_pem = fake_issuer.key.as_pem(private=False)
+    token = hs256_token(fake_issuer.id_token_defaults(), public_pem, {"kid": fake_issuer.key.kid})
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset, algorithms=("RS256", "HS256"))
+    assert info.value.check == "alg"
+
+
+def test_bad_signature_refused(fake_issuer, keyset):
+    token = fake_issuer.mint_id_token()
+    head, payload, signature = token.split(".")
+    forged_payload = fake_issuer.mint_id_token({"sub": "admin"}).split(".")[1]
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(f"{head}.{forged_payload}.{signature}", keyset)
+    assert info.value.check == "signature"
+
+
+def test_signed_by_other_key_with_published_kid_refused(fake_issuer, keyset):
+    impostor = cached_rsa_key(6, fake_issuer.key.kid)  # same kid, different key
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(fake_issuer.mint_id_token(key=impostor), keyset)
+    assert info.value.check == "signature"
+
+
+@pytest.mark.parametrize("header_name", ["jwk", "jku", "x5u"])
+def test_embedded_key_headers_are_ignored(fake_issuer, keyset, header_name):
+    attacker = cached_rsa_key(7, "attacker")
+    value = attacker.as_dict(private=False) if header_name == "jwk" else "http://attacker.test/keys"
+    # signed by the attacker, naming the attacker's key in the header, with a kid we publish
+    token = fake_issuer.mint_id_token(key=attacker, header={"kid": fake_issuer.key.kid, header_name: value})
+    with pytest.raises(InvalidToken):
+        decode_jwt(token, keyset)
+
+
+def test_algorithm_pinning_refuses_es256_unless_allowed(fake_issuer, keyset):
+    ec = new_ec_key("ec-1")
+    fake_issuer.publish(fake_issuer.key, ec)
+    token = fake_issuer.mint_id_token(key=ec)
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset)
+    assert info.value.check == "alg"
+    _, claims = decode_jwt(token, keyset, algorithms=("RS256", "ES256"))
+    assert claims["iss"] == fake_issuer.issuer
+
+
+def test_negotiate_algorithms():
+    assert negotiate_algorithms(None) == ("RS256",)
+    assert negotiate_algorithms(["ES256"], ("RS256", "ES256", "PS256")) == ("RS256", "ES256")
+    assert negotiate_algorithms(["HS256", "none", "ES512"], ("RS256", "HS256", "none")) == ("RS256",)
+
+
+@pytest.mark.parametrize("garbage", ["", "abc", "a.b", "a.b.c.d.e", "!!!.e30.sig"])
+def test_garbage_refused_with_reason(keyset, garbage):
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(garbage, keyset)
+    assert info.value.reason
+
+
+class TestRegisteredClaims:
+    ISS = "https://issuer.test/oauth2/default"
+    NOW = 1_700_000_000
+
+    def claims(self, **kw):
+        return {"iss": self.ISS, "aud": "client", "exp": self.NOW + 300, "iat": self.NOW, **kw}
+
+    def check(self, claims, **kw):
+        return check_registered_claims(claims, issuer=self.ISS, audience="client", leeway=60, now=self.NOW, **kw)
+
+    def test_accepts(self):
+        assert {c["check"] for c in self.check(self.claims())} == {"iss", "aud", "exp", "iat"}
+
+    @pytest.mark.parametrize("changes,failed", [
+        ({"iss": ISS + "/"}, "iss"),
+        ({"aud": "other"}, "aud"),
+        ({"aud": ["other", "another"]}, "aud"),
+        ({"aud": 5}, "aud"),
+        ({"exp": NOW - 61}, "exp"),
+        ({"exp": "soon"}, "exp"),
+        ({"iat": NOW + 61}, "iat"),
+        ({"nbf": NOW + 61}, "nbf"),
+        ({"exp": None}, "exp"),
+    ])
+    def test_rejects(self, changes, failed):
+        claims = {k: v for k, v in self.claims(**changes).items() if v is not None}
+        with pytest.raises(InvalidToken) as info:
+            self.check(claims)
+        assert info.value.check == failed
+        assert info.value.checks[-1] == {"check": failed, "ok": False, "detail": info.value.reason}
+
+    def test_leeway_accepts_small_skew(self):
+        self.check(self.claims(exp=self.NOW - 59, iat=self.NOW + 59, nbf=self.NOW + 59))
+
+    def test_audience_list(self):
+        self.check(self.claims(aud=["other", "client"]))
+        check_registered_claims(self.claims(aud="api://x"), issuer=self.ISS, audience={"api://x", "api://y"},
+                                leeway=0, now=self.NOW)
