@@ -148,5 +148,5 @@ def gunicorn(name: str, factory: str, env: dict[str, str], port: int, workers: i
              health_path: str = "/", extra: list[str] | None = None) -> Service:
     """A :class:`Service` running ``factory`` under gunicorn on ``127.0.0.1:port``."""
     argv = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--timeout", "30", "--graceful-timeout", "5", *(extra or []), factory]
+            "--timeout", "30", "--graceful-timeout", "5", "--no-control-socket", *(extra or []), factory]
     return Service(name, argv, env, port, health_path)
