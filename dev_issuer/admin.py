@@ -1,0 +1,70 @@
+"""The issuer's own pages: home, Applications (the guide's "Add Application"), and keys."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, session, url_for
+from flask.cli import with_appcontext
+
+from common.web import require_csrf
+
+from .server import state
+
+bp = Blueprint("admin", __name__)
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
+
+
+@bp.route("/")
+def home():
+    """What this issuer is, where its endpoints are, who is signed in."""
+    settings = state().settings
+    return render_template("dev_issuer/home.html", settings=settings, username=session.get("username"))
+
+
+@bp.route("/admin/apps")
+def apps():
+    """Every registered client: type, grants, auth method, redirect URIs.
+
+    This is what one would type into an identity provider's console when
+    adding each application; here it is derived from the same settings the
+    apps read.
+    """
+    return render_template("dev_issuer/apps.html", clients=state().clients.values(), settings=state().settings)
+
+
+@bp.route("/admin/keys")
+def keys():
+    """The signing keys and their roles, with the rotation button."""
+    return render_template("dev_issuer/keys.html", summary=state().keyring.summary(),
+                           can_rotate=is_loopback(request.remote_addr))
+
+
+@bp.route("/admin/keys/rotate", methods=["POST"])
+def rotate_keys():
+    """Rotate the signing keys (from this machine only, with the page's CSRF token)."""
+    if not is_loopback(request.remote_addr):
+        abort(403, description="Key rotation is allowed only from the issuer's own machine.")
+    require_csrf()
+    summary = state().keyring.rotate()
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(summary)
+    flash(f"Rotated: now signing with {summary['current']}; published next key {summary['next']}.")
+    return redirect(url_for(".keys"))
+
+
+@click.command("rotate-keys")
+@with_appcontext
+def rotate_keys_command():
+    """Rotate the dev issuer's signing keys (the next key was already published)."""
+    summary = state().keyring.rotate()
+    click.echo(f"now signing with: {summary['current']}")
+    click.echo(f"published next:   {summary['next']}")
+    click.echo(f"still published:  {', '.join(summary['retired'])}")

@@ -1,0 +1,310 @@
+"""The issuer's protocol endpoints, at Okta's paths under the issuer.
+
+``{issuer}/.well-known/openid-configuration``, ``{issuer}/v1/authorize``,
+``/v1/token``, ``/v1/keys``, ``/v1/userinfo``, ``/v1/introspect``,
+``/v1/revoke`` and ``/v1/logout``.  The protocol work is Authlib's (see
+``server.py``); the views here add what a browser-facing issuer needs:
+the sign-in hand-off, error pages for requests that must not be
+redirected, and CORS for the single-page app.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from urllib.parse import urlencode
+
+import redis
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError
+from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+
+from common.errors import error_response
+from common.web import require_csrf
+
+from .keys import KeysUnavailable
+from .server import authorization, authorization_response, state
+
+bp = Blueprint("oauth", __name__)
+
+#: Endpoints a browser app on the SPA's origin calls with fetch() (the
+#: guide's "Trusted Origins").  Nothing else is opened to other origins.
+CORS_ENDPOINTS = {"oauth.token", "oauth.keys", "oauth.userinfo", "oauth.revoke",
+                  "oauth.openid_configuration", "oauth.oauth_authorization_server"}
+
+
+def metadata() -> dict:
+    """The provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414 §2)."""
+    st = state()
+    settings = st.settings
+    return {
+        "issuer": settings.issuer,
+        "authorization_endpoint": st.endpoint("authorize"),
+        "token_endpoint": st.endpoint("token"),
+        "userinfo_endpoint": st.endpoint("userinfo"),
+        "jwks_uri": st.endpoint("keys"),
+        "end_session_endpoint": st.endpoint("logout"),
+        "revocation_endpoint": st.endpoint("revoke"),
+        "introspection_endpoint": st.endpoint("introspect"),
+        "response_types_supported": ["code", "token", "id_token", "id_token token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "password", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access", *settings.service_scope.split()],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "amr", "name",
+                             "given_name", "family_name", "preferred_username", "locale", "zoneinfo", "email",
+                             "email_verified", "ver", "jti"],
+        "code_challenge_methods_supported": ["S256"],
+        "request_parameter_supported": False,
+        "claims_parameter_supported": False,
+        # RFC 9207: every authorization response carries ``iss``.
+        "authorization_response_iss_parameter_supported": True,
+    }
+
+
+# -- cross-cutting ------------------------------------------------------------------
+
+
+@bp.before_request
+def refuse_unreadable_client_credentials():
+    """Answer ``invalid_client`` for an Authorization header that is not even Basic-decodable.
+
+    Authlib would stumble over bytes that are not UTF-8; a client should
+    learn what is wrong from a proper RFC 6749 §5.2 error instead.
+    """
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return oauth_error("invalid_client", "The Basic credentials are not valid base64 of UTF-8 text.", 401,
+                               {"WWW-Authenticate": 'Basic realm="dev_issuer"'})
+    return None
+
+
+@bp.after_request
+def cors(response):
+    """CORS for the SPA's origin only: echo it, never ``*`` (Fetch standard §3.2)."""
+    if request.endpoint in CORS_ENDPOINTS:
+        response.vary.add("Origin")
+        if request.headers.get("Origin") == state().settings.spa_origin:
+            response.headers["Access-Control-Allow-Origin"] = state().settings.spa_origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@bp.errorhandler(redis.RedisError)
+@bp.errorhandler(KeysUnavailable)
+def store_unavailable(error):
+    """Redis is the issuer's memory: without it, say so (RFC 6749 §4.1.2.1's temporarily_unavailable)."""
+    return oauth_error("temporarily_unavailable", "The issuer's store (Redis) is not reachable. Try again shortly.",
+                       503, {"Retry-After": "5"})
+
+
+def oauth_error(error: str, description: str, status: int = 400, headers: dict | None = None):
+    """An RFC 6749 §5.2 JSON error body."""
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(headers or {})
+    return response
+
+
+def post_only(name: str):
+    """Token, introspection and revocation requests are POSTs (RFC 6749 §3.2)."""
+    return oauth_error("invalid_request", f"The {name} endpoint accepts only POST with a form body.", 405,
+                       {"Allow": "POST"})
+
+
+# -- discovery and keys ------------------------------------------------------------
+
+
+@bp.route("/.well-known/openid-configuration")
+def openid_configuration():
+    """Provider metadata (OpenID Connect Discovery 1.0 §4)."""
+    response = jsonify(metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.route("/.well-known/oauth-authorization-server")
+def oauth_authorization_server():
+    """Authorization server metadata (RFC 8414 §3), the same document."""
+    return openid_configuration()
+
+
+@bp.route("/v1/keys")
+def keys():
+    """The JWKS (RFC 7517 §5): current, next and retired public keys."""
+    response = jsonify(state().keyring.public_jwks())
+    # Short, so a relying party sees a rotation soon; the "next" key is
+    # published a whole rotation ahead anyway.
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+# -- authorization endpoint -----------------------------------------------------------
+
+
+def signed_in_user():
+    """The user of the issuer's SSO session and when they signed in, if any."""
+    username = session.get("username")
+    user = state().users.get(username.lower()) if isinstance(username, str) else None
+    return (user, session.get("auth_time")) if user else (None, None)
+
+
+def authorization_error(error: OAuth2Error, grant=None):
+    """Send an authorization error back to the client, or show it here.
+
+    Authlib sets ``error.redirect_uri`` only once the client and its
+    redirect URI are verified.  Without it (unknown client, unregistered
+    or mismatched redirect URI, repeated parameters) the error is shown on
+    the issuer and never redirected: RFC 6749 §4.1.2.1, so the issuer
+    cannot be used as an open redirector.
+    """
+    description = error.get_error_description() or error.error
+    if error.redirect_uri:
+        mode = getattr(grant.request, "response_mode", None) if grant is not None else None
+        mode = mode or ("fragment" if error.redirect_fragment else "query")
+        params = [("error", error.error), ("error_description", description),
+                  ("state", request.values.get("state"))]
+        return authorization.handle_response(*authorization_response(error.redirect_uri, params, mode))
+    return error_response(
+        error.error,
+        description,
+        "Check the client_id and that redirect_uri matches one registered on the Applications page exactly "
+        "(scheme, host, port, path and trailing slash).",
+        400,
+        retry_url=url_for("admin.apps"),
+    )
+
+
+def needs_sign_in(prompts: list[str], auth_time) -> bool:
+    """Whether the user must (re-)enter credentials now (OpenID Connect Core 3.1.2.1).
+
+    ``prompt=login`` asks for a fresh sign-in; ``max_age`` bounds how old
+    the last one may be.  The sign-in view marks the session "fresh" for
+    exactly the next authorization request.
+    """
+    fresh = session.pop("fresh_sign_in", False)
+    if "login" in prompts and not fresh:
+        return True
+    max_age = request.values.get("max_age")
+    if max_age is not None:
+        try:
+            return int(auth_time or 0) + max(0, int(max_age)) < time.time() and not fresh
+        except ValueError:
+            return False
+    return False
+
+
+@bp.route("/v1/authorize", methods=["GET", "POST"])
+def authorize():
+    """The authorization endpoint (RFC 6749 §3.1, OpenID Connect Core 3.1.2).
+
+    Validate the request first, so a bad client or redirect URI is caught
+    before anyone types a password; then sign the user in (or reuse the
+    SSO session) and let the grant build the response.
+    """
+    user, auth_time = signed_in_user()
+    try:
+        grant = authorization.get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        return authorization_error(error)
+    except ValueError:
+        return authorization_error(InvalidRequestError("The authorization request is malformed."))
+
+    prompts = (request.values.get("prompt") or "").split()
+    if user is not None and needs_sign_in(prompts, auth_time):
+        user = None
+    if user is None:
+        if "none" in prompts:
+            return authorization_error(
+                LoginRequiredError(redirect_uri=grant.redirect_uri,
+                                   redirect_fragment=getattr(grant, "ERROR_RESPONSE_FRAGMENT", False)),
+                grant,
+            )
+        # The user now signs in at the issuer; the sign-in page sends them
+        # back here with the same parameters, one redirect later.
+        query = urlencode(list(request.values.items(multi=True)))
+        return redirect(url_for("auth.sign_in", next=f"{url_for('.authorize')}?{query}"))
+
+    grant.request.auth_time = auth_time
+    try:
+        return authorization.handle_response(*grant.create_authorization_response(grant.redirect_uri, user))
+    except OAuth2Error as error:
+        return authorization_error(error, grant)
+
+
+# -- token endpoint and friends ----------------------------------------------------------
+
+
+@bp.route("/v1/token", methods=["GET", "POST"])
+def token():
+    """The token endpoint (RFC 6749 §3.2): every grant type, every client auth method."""
+    if request.method != "POST":
+        return post_only("token")
+    return authorization.create_token_response()
+
+
+@bp.route("/v1/introspect", methods=["GET", "POST"])
+def introspect():
+    """Token introspection (RFC 7662 §2)."""
+    if request.method != "POST":
+        return post_only("introspection")
+    return authorization.create_endpoint_response("introspection")
+
+
+@bp.route("/v1/revoke", methods=["GET", "POST"])
+def revoke():
+    """Token revocation (RFC 7009 §2)."""
+    if request.method != "POST":
+        return post_only("revocation")
+    return authorization.create_endpoint_response("revocation")
+
+
+@bp.route("/v1/userinfo", methods=["GET", "POST"])
+def userinfo():
+    """The userinfo endpoint (OpenID Connect Core 5.3), bearer token required."""
+    return authorization.create_endpoint_response("userinfo")
+
+
+# -- RP-initiated logout --------------------------------------------------------------------
+
+
+@bp.route("/v1/logout", methods=["GET", "POST"])
+def logout():
+    """RP-Initiated Logout 1.0 §2: end the SSO session, maybe redirect back.
+
+    Only a ``post_logout_redirect_uri`` registered for the client named by
+    the ``id_token_hint`` is followed (§3); anything else ends on a page
+    here.  Without a hint, the user confirms first (§6: such requests could
+    otherwise sign people out from other sites).
+    """
+    if request.method == "POST" and request.form.get("confirm") == "yes":
+        require_csrf()
+        session.clear()
+        return render_template("dev_issuer/logged_out.html", redirected=False, requested_uri=None), 200
+    try:
+        validated = authorization.validate_endpoint_request("end_session")
+    except (OAuth2Error, ValueError) as error:
+        description = error.get_error_description() if isinstance(error, OAuth2Error) else str(error)
+        return error_response("invalid_request", f"This sign-out request is not valid: {description}",
+                              "Sign out from the application again; its id_token_hint must be an ID token from this issuer.",
+                              400, retry_url=url_for("admin.home"))
+    if validated.needs_confirmation:
+        return render_template("dev_issuer/logout_confirm.html", user=signed_in_user()[0])
+    response = authorization.create_endpoint_response("end_session", validated)
+    if response is not None:
+        return response
+    return render_template("dev_issuer/logged_out.html", redirected=False,
+                           requested_uri=request.values.get("post_logout_redirect_uri"))
