@@ -152,6 +152,8 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.launcher", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only validate the settings and exit")
+    parser.add_argument("--instance", type=Path, default=INSTANCE, metavar="DIR",
+                        help="where the embedded Redis keeps its files (default: instance/)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -172,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     redis_proc = None
     redis_url = settings.redis_url
     if not redis_url:
-        redis_proc, redis_url = start_embedded_redis(INSTANCE / "redis")
+        redis_proc, redis_url = start_embedded_redis(args.instance / "redis")
         env["REDIS_URL"] = redis_url
-        print(f"launcher: started an embedded Redis at {redis_url} (files in instance/redis)", flush=True)
+        print(f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})", flush=True)
 
     names, binds, health = plan(settings)
     env.update(binds)
