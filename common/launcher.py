@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     env.update(binds)
     honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT), "start", *names]
     started = time.monotonic()
+    # `kill` (SIGTERM) stops the suite as gracefully as Ctrl-C does, so no
+    # gunicorn or Redis is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     procs = subprocess.Popen(honcho, env=env, cwd=PROJECT_ROOT)
     try:
         missing = wait_healthy(health, procs)
@@ -192,11 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             print_table(settings, names, redis_url)
         return procs.wait()
     except KeyboardInterrupt:
-        # honcho got the same SIGINT from the terminal and stops its children.
+        # Ctrl-C in a terminal reaches honcho too; a `kill` reaches only us.
+        # Either way honcho is told once more, and it stops its children.
+        if procs.poll() is None:
+            procs.send_signal(signal.SIGTERM)
         try:
             return procs.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            procs.send_signal(signal.SIGTERM)
+            procs.kill()
             return procs.wait()
     finally:
         if procs.poll() is None:
@@ -206,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             redis_proc.terminate()
             redis_proc.wait(timeout=10)
             print("launcher: embedded Redis stopped", flush=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _dotenv_keys() -> set[str]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.support import ROOT, free_port
@@ -24,7 +25,8 @@ def _listening(port: int) -> bool:
         return False
 
 
-def test_launcher_starts_the_suite_and_ctrl_c_stops_everything(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_launcher_starts_the_suite_and_stops_everything(tmp_path, how):
     ports = {name: free_port() for name in ("issuer", "web", "spa", "service", "api")}
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ISSUER"}}
     env.update({
@@ -63,8 +65,12 @@ def test_launcher_starts_the_suite_and_ctrl_c_stops_everything(tmp_path):
         # The embedded Redis keeps its files where it was told to.
         assert (tmp_path / "redis").is_dir()
     finally:
-        # Ctrl-C in a terminal signals the whole foreground process group.
-        os.killpg(proc.pid, signal.SIGINT)
+        if how == "ctrl-c":
+            # Ctrl-C in a terminal signals the whole foreground process group.
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            # `kill PID` reaches the launcher alone.
+            os.kill(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
