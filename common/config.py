@@ -41,6 +41,7 @@ DEFAULTS: dict[str, str] = {
     "SPA_BASE_URL": "http://localhost:5002",
     "NATIVE_CLIENT_ID": "dev-native-app",
     "NATIVE_REDIRECT_PORT": "5003",
+    "NATIVE_TOKEN_DIR": "",
     "TRUSTED_CLIENT_ID": "dev-trusted-app",
     "TRUSTED_CLIENT_SECRET": "dev-trusted-app-secret-do-not-use-in-production",
     "TRUSTED_MODE": "false",
@@ -94,6 +95,7 @@ class Settings:
     spa_base_url: str
     native_client_id: str
     native_redirect_port: int
+    native_token_dir: str  # empty: the OS keyring, else the user's config directory
     trusted_client_id: str
     trusted_client_secret: str
     trusted_mode: bool
@@ -278,6 +280,7 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         spa_base_url=_check_url("SPA_BASE_URL", raw["SPA_BASE_URL"].strip(), path_allowed=False),
         native_client_id=_check_text("NATIVE_CLIENT_ID", raw["NATIVE_CLIENT_ID"]),
         native_redirect_port=_check_int("NATIVE_REDIRECT_PORT", raw["NATIVE_REDIRECT_PORT"], 0, 65535),
+        native_token_dir=_check_directory("NATIVE_TOKEN_DIR", raw["NATIVE_TOKEN_DIR"].strip()),
         trusted_client_id=_check_text("TRUSTED_CLIENT_ID", raw["TRUSTED_CLIENT_ID"]),
         trusted_client_secret=_check_text("TRUSTED_CLIENT_SECRET", raw["TRUSTED_CLIENT_SECRET"]),
         trusted_mode=_check_bool("TRUSTED_MODE", raw["TRUSTED_MODE"]),
@@ -337,6 +340,16 @@ def _check_private_key(value: str) -> str:
     if not path.is_file():
         raise ConfigError("SERVICE_PRIVATE_KEY", f"{value!r} is not a readable file", "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`")
     return str(path)
+
+
+def _check_directory(name: str, value: str) -> str:
+    """An optional directory path (``~`` expanded); it need not exist yet."""
+    if not value:
+        return ""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(name, f"{value!r} is not a directory", "Point it at a directory (it is created if missing), or leave it empty")
+    return str(path.resolve())
 
 
 def _check_users(value: str) -> tuple[tuple[str, str], ...]:

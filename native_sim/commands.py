@@ -1,0 +1,498 @@
+"""One function per command of the native-app simulator.
+
+Each function takes a :class:`Context` (settings, token store, flow log,
+output streams) and returns an exit code, or raises :class:`CommandError`
+with a one-line message and the exit code that says what kind of failure it
+was.  The protocol work is done by :class:`common.oidc.OIDCClient`; what is
+here is what is specific to a native app: the loopback redirect, the system
+browser, and keeping tokens between runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import sys
+import time
+import webbrowser
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+import requests
+
+from common.config import Settings
+from common.errors import FlowError
+from common.http import IssuerUnreachable, http_session
+from common.inspector import FlowLog, shorten
+from common.oidc import OIDCClient, TokenSet
+
+from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
+from .storage import TokenStore
+
+# -- exit codes (documented in ``--help``) --------------------------------
+EXIT_OK = 0
+EXIT_REFUSED = 1        # the issuer or the API said no (access_denied, wrong password, ...)
+EXIT_USAGE = 2          # bad command line or configuration
+EXIT_UNREACHABLE = 3    # the issuer or the API could not be reached
+EXIT_TIMEOUT = 4        # the user never finished signing in
+EXIT_SIGNED_OUT = 5     # not signed in, or the refresh token expired / was revoked
+
+#: What both modes ask for.  ``offline_access`` is how Okta (and OpenID
+#: Connect Core 11) lets a client ask for a refresh token.
+SCOPE = "openid profile email offline_access"
+
+#: How the stored record names the two clients.
+NATIVE, TRUSTED = "native", "trusted"
+
+LOGIN_AGAIN = "Run `python -m native_sim login` to sign in again."
+
+
+class CommandError(Exception):
+    """A command failed; ``str(error)`` is the one line shown to the user.
+
+    :param message: one sentence (or two) saying what happened and what to do.
+    :param exit_code: one of the ``EXIT_*`` codes.
+    :param error: the OAuth error code, when there is one.
+    """
+
+    def __init__(self, message: str, exit_code: int, error: str | None = None):
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code
+        self.error = error
+
+
+@dataclass
+class Context:
+    """What every command needs.
+
+    :param settings: the validated settings.
+    :param store: where tokens live between runs.
+    :param log: the flow log, when ``--explain`` asked for it.
+    """
+
+    settings: Settings
+    store: TokenStore
+    log: FlowLog | None = None
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    _explained: int = 0
+
+    def say(self, text: str = "") -> None:
+        """A line for the user, flushed at once (tests and pipes read it live)."""
+        print(text, file=self.out, flush=True)
+
+    def warn(self, text: str) -> None:
+        """A warning on standard error."""
+        print(f"native_sim: warning: {text}", file=self.err, flush=True)
+
+    def explain(self) -> None:
+        """Print the protocol steps recorded since the last call (``--explain``)."""
+        if self.log is None:
+            return
+        fresh = [step for step in self.log.to_list() if step.get("n", 0) > self._explained]
+        if fresh:
+            self._explained = max(step.get("n", 0) for step in fresh)
+            print(FlowLog.from_list(fresh, max_steps=len(fresh)).render_text(), file=self.out, flush=True)
+
+
+# -- the clients ------------------------------------------------------------
+
+def native_client(settings: Settings, redirect_uri: str | None = None) -> OIDCClient:
+    """The public client of ``login``: no secret (RFC 8252 §8.4), PKCE instead."""
+    return OIDCClient(settings, client_id=settings.native_client_id, redirect_uri=redirect_uri,
+                      token_endpoint_auth_method="none")
+
+
+def trusted_client(settings: Settings) -> OIDCClient:
+    """The confidential client of ``password-login``, authenticated with HTTP Basic (RFC 6749 §2.3.1)."""
+    return OIDCClient(settings, client_id=settings.trusted_client_id,
+                      client_secret=settings.trusted_client_secret,
+                      token_endpoint_auth_method="client_secret_basic")
+
+
+def client_for(settings: Settings, record: dict[str, Any]) -> OIDCClient:
+    """The client the stored tokens were issued to: a refresh token is bound to it (RFC 6749 §6)."""
+    return trusted_client(settings) if record.get("client") == TRUSTED else native_client(settings)
+
+
+# -- login: Authorization Code + PKCE through the system browser --------------
+
+def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = None) -> int:
+    """Sign in with the Authorization Code flow and PKCE (RFC 6749 §4.1, RFC 7636, RFC 8252).
+
+    1. Open the loopback listener first: the redirect URI names its port.
+    2. Build the authorization request (fresh ``state``, ``nonce``, PKCE
+       S256 verifier and challenge) and send the user's *system* browser
+       to it (RFC 8252 §6), or print the URL with ``--no-browser``.
+    3. The user signs in at the issuer; one redirect later the browser
+       delivers ``code`` and ``state`` to the listener, which accepts only
+       the response with our ``state``, thanks the user, and closes.
+    4. Exchange the code with the PKCE verifier and no secret, validate
+       the ID token (OpenID Connect Core 3.1.3.7), store the tokens.
+
+    :param open_browser: ``False`` for ``--no-browser``.
+    :param timeout: seconds to wait for the user (default ``LOGIN_TIMEOUT``).
+    """
+    settings = ctx.settings
+    timeout = settings.login_timeout if timeout is None else timeout
+    if timeout > settings.login_timeout:
+        # The callback check refuses a sign-in older than LOGIN_TIMEOUT anyway.
+        raise CommandError(f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).",
+                           EXIT_USAGE)
+    port = settings.native_redirect_port
+    try:
+        listener = LoopbackListener(port, on_refused=lambda reason: ctx.warn(reason + "; still waiting"))
+    except OSError as exc:
+        raise CommandError(
+            f"Cannot listen on {LOOPBACK_HOST}:{port} ({exc.strerror}). Stop the program using that port, "
+            "or set NATIVE_REDIRECT_PORT to another registered port (0 = any free port, if the issuer allows it).",
+            EXIT_USAGE) from None
+
+    with listener:
+        redirect_uri = settings.native_redirect_uri(listener.port)
+        client = native_client(settings, redirect_uri)
+        authorization_url, pending = client.build_authorization_request(SCOPE, log=ctx.log)
+        ctx.explain()
+        listener.start(pending["state"])
+
+        ctx.say(f"Listening for the sign-in response on {redirect_uri}")
+        ctx.say("Sign in at this URL:")
+        ctx.say(authorization_url)
+        if open_browser and not webbrowser.open(authorization_url):
+            ctx.say("(No browser could be started: open the URL above yourself.)")
+        ctx.say(f"Waiting up to {timeout:g} seconds for you to finish signing in...")
+
+        try:
+            params = listener.wait(timeout)
+        except LoginTimeout:
+            raise CommandError(
+                f"Timed out: nobody finished signing in within {timeout:g} seconds, so nothing was stored. "
+                "Run `python -m native_sim login` again when you are ready.",
+                EXIT_TIMEOUT, "login_timeout") from None
+    # The listener is closed: from here on nothing listens on the port.
+
+    # ``pending`` (state, nonce, PKCE verifier) lived only in this process and
+    # the listener accepted one response, so it is used exactly once.
+    tokens = client.handle_callback(params, pending, log=ctx.log)
+    _save(ctx, NATIVE, settings.native_client_id, tokens)
+    ctx.explain()
+    ctx.say(f"Signed in as {_who(tokens)}. {_token_summary(tokens)}")
+    ctx.say(f"Tokens stored in {ctx.store.description}.")
+    return EXIT_OK
+
+
+# -- password-login: the trusted-app mode ----------------------------------------
+
+PASSWORD_GRANT_WARNING = (
+    "the Resource Owner Password grant is deprecated: RFC 9700 (OAuth 2.0 Security Best Current Practice, "
+    "§2.4) says it MUST NOT be used: the app sees the user's password, and the issuer can neither add a "
+    "second factor nor protect the user from phishing. New apps must use `login` (Authorization Code + PKCE)."
+)
+
+
+def password_login(ctx: Context, *, username: str | None = None, password_stdin: bool = False,
+                   stdin: TextIO | None = None) -> int:
+    """Sign in with the Resource Owner Password grant (RFC 6749 §4.3), as a "trusted app".
+
+    The client authenticates with HTTP Basic (``TRUSTED_CLIENT_ID`` /
+    ``TRUSTED_CLIENT_SECRET``), sends the user's password with
+    ``scope=openid ...`` and gets tokens, including an ID token that is
+    validated like any other.  The password is read without echo, sent
+    once, and never logged or stored.
+
+    :param username: the user name (prompted for when omitted).
+    :param password_stdin: read the password from standard input (one line)
+        instead of prompting on the terminal: for scripts and tests.
+    """
+    settings = ctx.settings
+    stdin = stdin or sys.stdin
+    if not settings.trusted_mode:
+        raise CommandError(
+            "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
+            "Owner Password grant for the trusted client at the issuer).", EXIT_USAGE, "trusted_mode_off")
+    ctx.warn(PASSWORD_GRANT_WARNING)
+
+    client = trusted_client(settings)
+    # RFC 8414 §2: an issuer that leaves "password" out of
+    # grant_types_supported does not offer it; say so before asking anyone
+    # to type a password.
+    if "password" not in (client.metadata().get("grant_types_supported") or []):
+        raise CommandError(
+            "The issuer does not offer the Resource Owner Password grant (it is not in its "
+            "grant_types_supported). Use `python -m native_sim login` instead.", EXIT_REFUSED,
+            "unsupported_grant_type")
+
+    if not username:
+        print("Username: ", end="", file=ctx.err, flush=True)
+        username = stdin.readline().strip()
+    if not username:
+        raise CommandError("No username given.", EXIT_USAGE)
+    if password_stdin:
+        password = stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ", stream=ctx.err)
+    if not password:
+        raise CommandError("No password given.", EXIT_USAGE)
+
+    try:
+        tokens = client.password_grant(username, password, SCOPE, log=ctx.log)
+    except FlowError as exc:
+        issuer_error = issuer_error_code(exc)
+        if issuer_error == "invalid_grant":
+            # RFC 6749 §5.2: the resource owner credentials are invalid.
+            raise CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
+                               EXIT_REFUSED, issuer_error) from None
+        if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
+            raise CommandError(
+                f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
+                f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
+                "authorization server's access policy, or use `login`.", EXIT_REFUSED, issuer_error) from None
+        raise
+    finally:
+        del password  # not kept a moment longer than the request needed it
+    if not tokens.id_token:
+        raise CommandError("The issuer returned no ID token although the request asked for openid.",
+                           EXIT_REFUSED, "invalid_id_token")
+    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
+    ctx.explain()
+    ctx.say(f"Signed in as {_who(tokens)} (trusted mode, password grant). {_token_summary(tokens)}")
+    ctx.say(f"Tokens stored in {ctx.store.description}.")
+    return EXIT_OK
+
+
+# -- commands on the stored tokens ---------------------------------------------
+
+def refresh(ctx: Context) -> int:
+    """Get fresh tokens with the refresh token (RFC 6749 §6).
+
+    The issuer may rotate the refresh token (RFC 9700 §4.14.2: a public
+    client's refresh tokens should be sender-constrained or rotated); the
+    new one replaces the old, which is then no longer valid.
+    """
+    record, tokens = _load(ctx)
+    new = _refresh(ctx, record, tokens)
+    rotated = "rotated: the old one no longer works" if new.refresh_token != tokens.refresh_token \
+        else "kept: the issuer did not rotate it"
+    ctx.say(f"Tokens refreshed. The access token {_expiry(new.expires_at)}. The refresh token was {rotated}.")
+    return EXIT_OK
+
+
+def call_api(ctx: Context) -> int:
+    """Call the resource server's ``GET /api/messages`` with the access token (RFC 6750 §2.1).
+
+    An expired access token is refreshed first, so the API is never sent
+    a token it must refuse.
+    """
+    record, tokens = _load(ctx)
+    if tokens.expired():
+        ctx.say("The access token has expired; refreshing it first.")
+        tokens = _refresh(ctx, record, tokens)
+    url = f"{ctx.settings.api_url}/api/messages"
+    headers = {"Authorization": f"Bearer {tokens.access_token}", "Accept": "application/json"}
+    try:
+        response = http_session(ctx.settings).get(url, headers=headers)
+    except requests.RequestException as exc:
+        raise CommandError(f"The API at {ctx.settings.api_url} could not be reached ({type(exc).__name__}). "
+                           "Check API_URL and that the resource server is running.", EXIT_UNREACHABLE) from None
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text[:300]
+    if ctx.log is not None:
+        ctx.log.step("API call", "The access token goes in the Authorization header as a Bearer token "
+                     "(RFC 6750 §2.1); the resource server validates it itself.",
+                     request={"method": "GET", "url": url, "headers": headers},
+                     response={"status": response.status_code, "body": body})
+        ctx.explain()
+    if response.status_code in (401, 403):
+        # RFC 6750 §3: the reason is in WWW-Authenticate.
+        challenge = response.headers.get("WWW-Authenticate", "")
+        raise CommandError(
+            f"The API refused the access token (HTTP {response.status_code}: {challenge or 'no reason given'}). "
+            "Try `python -m native_sim refresh`, or sign in again.", EXIT_REFUSED, "invalid_token")
+    if response.status_code >= 500:
+        raise CommandError(f"The API failed (HTTP {response.status_code}).", EXIT_UNREACHABLE)
+    if response.status_code >= 400:
+        raise CommandError(f"The API answered HTTP {response.status_code}.", EXIT_REFUSED)
+    ctx.say(f"GET {url} -> HTTP {response.status_code}")
+    ctx.say(json.dumps(body, indent=2, ensure_ascii=False) if not isinstance(body, str) else body)
+    return EXIT_OK
+
+
+def whoami(ctx: Context) -> int:
+    """Show who is signed in, from the stored ID token's validated claims (no network)."""
+    record, tokens = _load(ctx)
+    claims = tokens.id_claims or {}
+    mode = "trusted mode, password grant" if record.get("client") == TRUSTED else "Authorization Code + PKCE"
+    rows = [
+        ("issuer", record.get("issuer")),
+        ("client", f"{record.get('client_id')} ({mode})"),
+        ("subject (sub)", claims.get("sub")),
+        ("name", claims.get("name")),
+        ("email", claims.get("email")),
+        ("scopes", tokens.scope),
+        ("access token", f"{shorten(tokens.access_token)}, {_expiry(tokens.expires_at)}"),
+        ("refresh token", shorten(tokens.refresh_token, head=4, tail=0) if tokens.refresh_token else "none"),
+        ("stored in", ctx.store.description),
+    ]
+    ctx.say(f"Signed in as {_who(tokens)}")
+    for label, value in rows:
+        if value:
+            ctx.say(f"  {label + ':':<15} {value}")
+    return EXIT_OK
+
+
+def logout(ctx: Context) -> int:
+    """Revoke the refresh token at the issuer (RFC 7009) and delete the stored tokens.
+
+    Revoking first matters: deleting only the local copy would leave a
+    refresh token that is still valid wherever else it may have leaked.
+    """
+    record = ctx.store.load()
+    if record is None:
+        ctx.say("Not signed in: nothing to do.")
+        return EXIT_OK
+    tokens = TokenSet.from_dict(record.get("tokens") or {"access_token": ""})
+    failure = None
+    if record.get("issuer") == ctx.settings.issuer:
+        client = client_for(ctx.settings, record)
+        # revoke_token is best effort and never raises (sign-out must finish);
+        # its log entries tell us whether the issuer actually confirmed.
+        log = ctx.log if ctx.log is not None else FlowLog(max_steps=50)
+        seen = {step.get("n") for step in log.to_list()}
+        if tokens.refresh_token:
+            client.revoke_token(tokens.refresh_token, "refresh_token", log=log)
+        if tokens.access_token:
+            # A JWT access token stays valid for local validation until it
+            # expires; revoking it still helps resource servers that introspect.
+            client.revoke_token(tokens.access_token, "access_token", log=log)
+        ctx.explain()
+        failure = _revocation_failure([step for step in log.to_list() if step.get("n") not in seen])
+        revoked = "" if failure else "the tokens were revoked at the issuer and "
+    else:
+        ctx.warn(f"the stored tokens belong to {record.get('issuer')}, not the configured issuer; "
+                 "they were not revoked")
+        revoked = ""
+    ctx.store.delete()
+    ctx.say(f"Signed out: {revoked}the stored tokens were deleted from {ctx.store.description}.")
+    if failure:
+        raise CommandError(
+            f"Signed out locally, but the issuer did not confirm the revocation ({failure}); the refresh token "
+            "stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
+    ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a password.")
+    return EXIT_OK
+
+
+def _revocation_failure(steps: list[dict]) -> str | None:
+    """Why a revocation did not succeed, from its log steps; ``None`` when it did (RFC 7009 §2.2: HTTP 200)."""
+    for step in steps:
+        if step.get("error"):
+            return str(step["error"].get("description") or step["error"].get("error"))
+        status = (step.get("response") or {}).get("status")
+        if isinstance(status, int) and status >= 400:
+            return f"the revocation endpoint answered HTTP {status}"
+    return None
+
+
+# -- helpers -------------------------------------------------------------------
+
+def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
+    """The stored record and its tokens, or :class:`CommandError` (exit 5) when there are none."""
+    record = ctx.store.load()
+    if record is None or not isinstance(record.get("tokens"), dict):
+        raise CommandError(f"Not signed in. {LOGIN_AGAIN}", EXIT_SIGNED_OUT, "not_signed_in")
+    expected_client = ctx.settings.trusted_client_id if record.get("client") == TRUSTED else ctx.settings.native_client_id
+    if record.get("issuer") != ctx.settings.issuer or record.get("client_id") != expected_client:
+        raise CommandError(
+            f"The stored tokens belong to another issuer or client ({record.get('issuer')}, "
+            f"{record.get('client_id')}). {LOGIN_AGAIN}", EXIT_SIGNED_OUT, "not_signed_in")
+    return record, TokenSet.from_dict(record["tokens"])
+
+
+def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet:
+    """Refresh, store the result, and turn a refused refresh token into "sign in again"."""
+    if not tokens.refresh_token:
+        raise CommandError(f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
+                           EXIT_SIGNED_OUT, "no_refresh_token")
+    client = client_for(ctx.settings, record)
+    try:
+        new = client.refresh_tokens(tokens.refresh_token, log=ctx.log, expected_sub=tokens.sub)
+    except IssuerUnreachable:
+        raise
+    except FlowError as exc:
+        if issuer_error_code(exc) == "invalid_grant":
+            # RFC 6749 §5.2: expired, revoked, or already used (rotation).
+            # It will never work again, so forget it.
+            ctx.store.delete()
+            raise CommandError(
+                f"Your sign-in has expired: the issuer refused the refresh token (invalid_grant: "
+                f"{exc.description}). {LOGIN_AGAIN}", EXIT_SIGNED_OUT, exc.error) from None
+        raise
+    finally:
+        ctx.explain()
+    if not new.id_token and tokens.id_token:
+        # A refresh need not return a new ID token (OpenID Connect Core 12.2);
+        # the user is the same, so keep the claims we validated at sign-in.
+        new = dataclasses.replace(new, id_token=tokens.id_token, id_claims=tokens.id_claims)
+    _save(ctx, record.get("client", NATIVE), record.get("client_id", ""), new)
+    return new
+
+
+def _save(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
+    """Store only what later commands need: whose tokens, and the tokens."""
+    ctx.store.save({
+        "issuer": ctx.settings.issuer,
+        "client": client,
+        "client_id": client_id,
+        "tokens": tokens.to_dict(),
+        "saved_at": int(time.time()),
+    })
+
+
+def _who(tokens: TokenSet) -> str:
+    claims = tokens.id_claims or {}
+    return str(claims.get("email") or claims.get("preferred_username") or claims.get("name") or claims.get("sub") or "(unknown user)")
+
+
+def _expiry(expires_at: float | None) -> str:
+    if not expires_at:
+        return "no expiry given"
+    when = datetime.fromtimestamp(expires_at).strftime("%Y-%m-%d %H:%M:%S")
+    remaining = expires_at - time.time()
+    if remaining <= 0:
+        return f"expired at {when}"
+    return f"expires at {when} (in {int(remaining // 60)} min {int(remaining % 60)} s)"
+
+
+def _token_summary(tokens: TokenSet) -> str:
+    refresh = "a refresh token came with it" if tokens.refresh_token \
+        else "no refresh token came with it (offline_access was not granted)"
+    return f"The access token {_expiry(tokens.expires_at)}; {refresh}."
+
+
+def issuer_error_code(exc: FlowError) -> str | None:
+    """The issuer's own error code (RFC 6749 §5.2) behind a :class:`FlowError`.
+
+    Token-endpoint refusals reach us as ``token_error``; what the issuer said
+    (``invalid_grant``, ``unauthorized_client`` ...) decides the exit code.
+    """
+    code = getattr(exc, "issuer_error", None)  # set by common.oidc on token-endpoint refusals
+    if code:
+        return str(code)
+    return exc.error if exc.error != "token_error" else None
+
+
+def describe_flow_error(exc: FlowError) -> tuple[str, int]:
+    """One line and an exit code for a :class:`FlowError` that reached the command line."""
+    if isinstance(exc, IssuerUnreachable) or exc.error == "issuer_unreachable":
+        code = EXIT_UNREACHABLE
+    elif exc.error == "issuer_misconfigured":
+        code = EXIT_USAGE
+    else:
+        code = EXIT_REFUSED
+    line = f"{exc.error}: {exc.description}"
+    if exc.hint:
+        line += f" {exc.hint}"
+    return " ".join(line.split()), code
