@@ -50,7 +50,10 @@ def metadata() -> dict:
         "introspection_endpoint": st.endpoint("introspect"),
         "response_types_supported": ["code", "token", "id_token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
-        "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "password", "client_credentials"],
+        # The password grant is offered only in trusted mode (it is off unless
+        # enabled: RFC 9700 §2.4), so a client can see up front that it is missing.
+        "grant_types_supported": ["authorization_code", "implicit", "refresh_token",
+                                  *(["password"] if settings.trusted_mode else []), "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access", *settings.service_scope.split()],

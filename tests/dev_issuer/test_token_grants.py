@@ -37,9 +37,12 @@ def test_password_grant_wrong_password(issuer):
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
-def test_password_grant_off_unless_trusted_mode(second_issuer):
+def test_password_grant_off_unless_trusted_mode(second_issuer, issuer):
     response = password_grant(second_issuer)
     assert response.status_code == 400 and response.json()["error"] == "unauthorized_client"
+    # ... and discovery says so up front, so a client can refuse before asking for a password.
+    assert "password" not in second_issuer.metadata["grant_types_supported"]
+    assert "password" in issuer.metadata["grant_types_supported"]
 
 
 def test_client_credentials(issuer):
