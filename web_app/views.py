@@ -1,0 +1,199 @@
+"""Pages of the web app: home, profile, calling the API, the flow inspector."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+import requests
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+
+from common.errors import FlowError
+from common.http import http_session
+from common.inspector import FlowLog, redact
+from common.oidc import TokenSet
+from common.web import require_csrf, settings_of
+
+from .auth import (
+    load_flow_log,
+    login_required,
+    oidc_client,
+    save_flow_log,
+    sign_in_again,
+    signed_in_tokens,
+)
+
+bp = Blueprint("views", __name__)
+
+#: The resource server's route this app calls with the user's access token.
+API_PATH = "/api/messages"
+
+#: Longest API answer shown on the page (and kept nowhere).
+MAX_API_BODY = 4000
+
+#: Claims about the person first on the profile, then those about the token.
+CLAIM_ORDER = ("sub", "name", "given_name", "family_name", "preferred_username", "email", "email_verified")
+
+
+@bp.before_app_request
+def load_signed_in_state():
+    """Note whether this browser session is signed in (like flaskr's ``load_logged_in_user``)."""
+    if request.endpoint != "healthz":
+        g.signed_in = session.get("tokens") is not None
+
+
+@bp.app_context_processor
+def inject_signed_in():
+    """Make ``signed_in`` available to every template, error pages included.
+
+    Read from ``g``, not from the session: an error page may be rendered
+    for a request whose session could not be opened (Redis down).
+    """
+    return {"signed_in": g.get("signed_in", False)}
+
+
+@bp.app_template_filter("utc")
+def format_utc(epoch: float) -> str:
+    """``2024-05-01 12:00:00 UTC`` for an epoch time (token expiry)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+@bp.app_template_global()
+def ordered_claims(claims: dict) -> list[tuple[str, object]]:
+    """The ID token's claims as (name, value) pairs, the person's first."""
+    rank = {name: i for i, name in enumerate(CLAIM_ORDER)}
+    return sorted(claims.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+@bp.route("/")
+def index():
+    """Home: what this app does, and the Sign in button.
+
+    The issuer's RP-initiated logout ends here too (our registered
+    ``post_logout_redirect_uri``), with the ``state`` we sent; a match
+    confirms that the issuer really ended its session.
+    """
+    returned_state = request.args.get("state")
+    if returned_state is not None:
+        expected = session.pop("logout_state", None)
+        if expected and hmac.compare_digest(returned_state.encode(), expected.encode()):
+            flash("You are signed out, here and at the issuer.", "info")
+        return redirect(url_for("index"))
+    tokens = signed_in_tokens()
+    return render_template("web_app/index.html", claims=tokens.id_claims if tokens else None)
+
+
+@bp.get("/profile")
+@login_required
+def profile():
+    """The signed-in user's claims, from the validated ID token (OIDC Core §5.1)."""
+    return render_template("web_app/profile.html", tokens=signed_in_tokens(), api_result=None)
+
+
+@bp.post("/call-api")
+@login_required
+def call_api():
+    """Call the resource server with the user's access token (RFC 6750 §2.1).
+
+    An access token that has expired (or is about to) is renewed first with
+    the refresh token (RFC 6749 §6); an issuer that rotates refresh tokens
+    returns a new one each time, which replaces the old one in the session.
+    When the API still says ``401`` we refresh once and try again: the token
+    may have been revoked before its expiry.  When renewal fails, the
+    user's sign-in is over and they are asked to sign in again.
+    """
+    require_csrf()
+    log = load_flow_log()
+    tokens = signed_in_tokens()
+    refreshed = False
+    if tokens.expired():
+        tokens = _refresh(tokens, log)
+        if tokens is None:
+            return sign_in_again("Your sign-in has expired and could not be renewed. Please sign in again.")
+        refreshed = True
+
+    response = _get_api(tokens.access_token, log)
+    if response.status_code == 401 and not refreshed and tokens.refresh_token:
+        tokens = _refresh(tokens, log)
+        if tokens is None:
+            return sign_in_again("The API no longer accepts your sign-in and it could not be renewed. Please sign in again.")
+        response = _get_api(tokens.access_token, log)
+
+    save_flow_log(log)
+    api_result = {"status": response.status_code, "body": _readable_body(response)}
+    return render_template("web_app/profile.html", tokens=tokens, api_result=api_result)
+
+
+@bp.get("/inspector")
+@login_required
+def inspector():
+    """The flow inspector: every protocol step of this user's sign-in and API calls."""
+    return render_template("web_app/inspector.html", steps=load_flow_log().to_list())
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _refresh(tokens: TokenSet, log: FlowLog) -> TokenSet | None:
+    """Renew the tokens with the refresh token; ``None`` when the user must sign in again.
+
+    Only a refusal (``invalid_grant``: the refresh token expired, was
+    revoked or was reused) ends the sign-in.  An issuer that cannot be
+    reached or misbehaves is not a reason to sign the user out: that error
+    goes to the error page and the session stays as it was.
+    """
+    if not tokens.refresh_token:
+        return None
+    try:
+        fresh = oidc_client().refresh_tokens(tokens.refresh_token, log=log, expected_sub=tokens.sub)
+    except FlowError as error:
+        if error.error == "issuer_unreachable" or error.status >= 500:
+            raise
+        current_app.logger.info("refresh failed: %s", error)
+        return None
+    # A refresh response need not contain a new ID token (OIDC Core §12.2):
+    # the one from the sign-in still describes the user.
+    if not fresh.id_token:
+        fresh.id_token, fresh.id_claims = tokens.id_token, tokens.id_claims
+    session["tokens"] = fresh.to_dict()
+    return fresh
+
+
+def _get_api(access_token: str, log: FlowLog) -> requests.Response:
+    """GET the API with ``Authorization: Bearer`` (RFC 6750 §2.1)."""
+    settings = settings_of(current_app)
+    url = settings.api_url + API_PATH
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    try:
+        response = http_session(settings).get(url, headers=headers)
+    except requests.RequestException:
+        raise FlowError(
+            "api_unreachable",
+            "The resource server could not be reached.",
+            "Check that the resource server is running at API_URL, then try again.",
+            502,
+        ) from None
+    log.step(
+        "Call the API",
+        "The access token goes in the Authorization header as a Bearer token (RFC 6750 §2.1); "
+        "the resource server validates it with the issuer's keys and answers.",
+        request={"method": "GET", "url": url, "headers": redact(headers)},
+        response={"status": response.status_code, "body": _json_or_text(response)},
+    )
+    return response
+
+
+def _json_or_text(response: requests.Response):
+    """The answer's JSON, or its text when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _readable_body(response: requests.Response) -> str:
+    """The API's answer, pretty-printed when it is JSON, and cut to a sane length."""
+    body = _json_or_text(response)
+    text = body if isinstance(body, str) else json.dumps(body, indent=2)
+    return text[:MAX_API_BODY]
