@@ -1,0 +1,139 @@
+"""RFC 6750 §3 answers: what a protected API says when a token is missing or not good enough.
+
+Every refusal carries a ``WWW-Authenticate: Bearer`` challenge (the part a
+client library reads) and a JSON body with the same ``error`` and a human
+``error_description`` (the part a developer reads):
+
+==========================  ======  =============================================
+situation                   status  challenge
+==========================  ======  =============================================
+no token at all             401     ``Bearer realm="..."`` — no error code (§3.1)
+malformed request           400     ``error="invalid_request"``
+bad, expired, foreign token 401     ``error="invalid_token"``
+token lacks the scope       403     ``error="insufficient_scope", scope="..."``
+==========================  ======  =============================================
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from common.errors import FlowError
+
+#: RFC 6750 §3: the characters allowed inside ``error_description`` and
+#: ``scope`` (printable ASCII without ``"`` and ``\``).  Anything else would
+#: break the header or let a token's content inject header syntax.
+_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5B\x5D-\x7E]')
+
+
+class BearerError(Exception):
+    """A request to a protected route was refused (RFC 6750 §3.1).
+
+    :param error: ``invalid_request``, ``invalid_token``,
+        ``insufficient_scope``, or ``None`` when the request carried no
+        token at all (§3.1: "the resource server SHOULD NOT include an error
+        code or other error information").
+    :param description: one human sentence, shown to the developer.
+    :param status: 400, 401 or 403.
+    :param scope: for ``insufficient_scope``, the scope the route needs.
+    """
+
+    def __init__(self, error: str | None, description: str, status: int = 401, scope: str | None = None):
+        super().__init__(f"{error or 'no_token'}: {description}")
+        self.error = error
+        self.description = description
+        self.status = status
+        self.scope = scope
+
+
+def invalid_token(description: str) -> BearerError:
+    """401 ``invalid_token``: expired, revoked, malformed, or not meant for us (§3.1)."""
+    return BearerError("invalid_token", description, 401)
+
+
+def invalid_request(description: str) -> BearerError:
+    """400 ``invalid_request``: the request itself is malformed (§3.1)."""
+    return BearerError("invalid_request", description, 400)
+
+
+def insufficient_scope(scope: str, description: str) -> BearerError:
+    """403 ``insufficient_scope``: a good token without the scope this route needs (§3.1)."""
+    return BearerError("insufficient_scope", description, 403, scope=scope)
+
+
+def _quoted(value: str) -> str:
+    return '"' + _UNSAFE.sub("?", value) + '"'
+
+
+def www_authenticate(realm: str, error: BearerError) -> str:
+    """The ``WWW-Authenticate`` challenge for ``error`` (RFC 6750 §3)."""
+    parts = [f"realm={_quoted(realm)}"]
+    if error.error:
+        parts.append(f"error={_quoted(error.error)}")
+        parts.append(f"error_description={_quoted(error.description)}")
+    if error.scope:
+        parts.append(f"scope={_quoted(error.scope)}")
+    return "Bearer " + ", ".join(parts)
+
+
+def bearer_error_response(error: BearerError):
+    """The JSON answer for a refused request, with its challenge header."""
+    body = {"error": error.error or "unauthorized", "error_description": error.description}
+    if error.scope:
+        body["scope"] = error.scope
+    response = jsonify(body)
+    response.status_code = error.status
+    response.headers["WWW-Authenticate"] = www_authenticate(current_app.config["SETTINGS"].api_audience, error)
+    # A refusal is specific to this request's token: never cache it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register_api_error_handlers(app) -> None:
+    """Make every answer of the API JSON, including 404/405 and 500.
+
+    ``common.errors`` renders an HTML page for people; an API has no
+    people, so its handlers are replaced here by JSON-only ones.
+    """
+
+    @app.errorhandler(BearerError)
+    def handle_bearer_error(exc: BearerError):
+        return bearer_error_response(exc)
+
+    @app.errorhandler(FlowError)
+    def handle_flow_error(exc: FlowError):
+        # The issuer (discovery, keys, introspection) could not be asked:
+        # not the caller's fault, so no WWW-Authenticate, and a 5xx.
+        body = {"error": exc.error, "error_description": exc.description}
+        if exc.hint:
+            body["hint"] = exc.hint
+        response = jsonify(body)
+        response.status_code = exc.status
+        if exc.status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException):
+        if exc.code == 500:
+            return handle_server_error(exc)
+        name = (exc.name or "error").lower().replace(" ", "_")
+        response = jsonify({"error": name, "error_description": exc.description or exc.name})
+        response.status_code = exc.code or 400
+        for header, value in exc.get_headers():
+            if header.lower() != "content-type":  # keeps Allow on a 405
+                response.headers[header] = value
+        return response
+
+    @app.errorhandler(500)
+    def handle_server_error(exc):
+        app.logger.error("unhandled error: %r", getattr(exc, "original_exception", exc))
+        response = jsonify({
+            "error": "server_error",
+            "error_description": "Something went wrong on our side. The details are in the server log, not here.",
+        })
+        response.status_code = 500
+        return response
