@@ -1,0 +1,430 @@
+// app.js — the single-page app: wires the page to the protocol steps in
+// oidc.js and keeps the tokens.
+//
+// Where things live, and why:
+//   * tokens: in the `session` variable below, i.e. in this tab's memory
+//     only.  Never localStorage or sessionStorage, where any script
+//     running on this origin (an XSS payload, a compromised dependency)
+//     could read them at leisure, and where they would outlive the tab.
+//     A reload therefore signs you out of this app; in the code flow the
+//     rotating refresh token keeps you signed in while the page is open.
+//   * the PKCE code_verifier, state and nonce of a sign-in in progress:
+//     in sessionStorage, because the page unloads while the user is at the
+//     issuer.  The callback removes them before it does anything else, so
+//     they are single-use (RFC 9700 §2.1.1, §4.7.1).
+
+import * as oidc from "./oidc.js";
+import { FlowInspector, shorten, urlParams } from "./inspector.js";
+
+const PENDING_KEY = "spa_app.pending_authorization";
+const LOGOUT_KEY = "spa_app.pending_logout";
+const $ = (id) => document.getElementById(id);
+
+const inspector = new FlowInspector($("inspector"));
+let config = null;
+let session = null; // {mode, accessToken, idToken, refreshToken, expiresAt, claims, scope}
+let refreshTimer = null;
+
+// -- small UI helpers ------------------------------------------------------------------
+
+function selectedMode() {
+  return $("mode-implicit").checked ? "implicit" : "pkce";
+}
+
+function selectMode(mode) {
+  $(mode === "implicit" ? "mode-implicit" : "mode-pkce").checked = true;
+  $("signed-out-mode").textContent = mode === "implicit"
+    ? "tokens in the URL fragment (Implicit, legacy)"
+    : "a one-time code to exchange with your PKCE verifier";
+}
+
+function showError(err) {
+  const error = err instanceof oidc.OidcError ? err
+    : new oidc.OidcError("client_error", "Something unexpected went wrong in the page.", "Reload and try again.");
+  if (!(err instanceof oidc.OidcError)) console.error(err);
+  $("spa-error-code").textContent = error.error;
+  $("spa-error-description").textContent = error.description;
+  $("spa-error-hint").textContent = error.hint ? `Hint: ${error.hint}` : "";
+  $("spa-error").hidden = false;
+}
+
+function clearMessages() {
+  $("spa-error").hidden = true;
+  $("spa-notice").hidden = true;
+}
+
+function notice(text) {
+  $("spa-notice").textContent = text;
+  $("spa-notice").hidden = false;
+}
+
+function render() {
+  const signedIn = session !== null;
+  $("signed-out").hidden = signedIn;
+  $("signed-in").hidden = !signedIn;
+  $("mode-pkce").disabled = signedIn;
+  $("mode-implicit").disabled = signedIn;
+  document.body.dataset.signedIn = String(signedIn); // spa.css folds the flow explanations away
+  $("nav-status").textContent = signedIn
+    ? `Signed in (${session.mode === "implicit" ? "Implicit, legacy" : "Authorization Code + PKCE"})`
+    : "Signed out";
+  if (!signedIn) {
+    $("profile-rows").replaceChildren();
+    $("claims").textContent = "";
+    $("api-result").hidden = true;
+    $("api-result").replaceChildren();
+    return;
+  }
+  const rows = [["Name", session.claims.name], ["Email", session.claims.email],
+    ["Username", session.claims.preferred_username], ["Subject (sub)", session.claims.sub],
+    ["Issuer (iss)", session.claims.iss]];
+  $("profile-rows").replaceChildren(...rows.filter(([, value]) => value !== undefined).map(([label, value]) => {
+    const row = document.createElement("tr");
+    const th = document.createElement("th");
+    const td = document.createElement("td");
+    th.textContent = label;
+    td.textContent = String(value);
+    row.append(th, td);
+    return row;
+  }));
+  $("claims").textContent = JSON.stringify(session.claims, null, 2);
+  const minutes = Math.max(0, Math.round((session.expiresAt - Date.now()) / 60000));
+  $("session-status").textContent = session.refreshToken
+    ? `Access token valid for about ${minutes} min; a rotating refresh token renews it while this page is open.`
+    : `Access token valid for about ${minutes} min; no refresh token (Implicit cannot have one), so you sign in again when it expires.`;
+  $("refresh-tokens").hidden = !session.refreshToken;
+}
+
+/** Forget every token (memory only, so this is all it takes). */
+function dropSession() {
+  session = null;
+  clearTimeout(refreshTimer);
+  refreshTimer = null;
+  render();
+}
+
+function takeFromSessionStorage(key) {
+  const raw = sessionStorage.getItem(key);
+  sessionStorage.removeItem(key); // single use, whatever happens next
+  try {
+    return raw ? JSON.parse(raw) : null;
+  } catch (err) {
+    return null;
+  }
+}
+
+// -- sign-in ---------------------------------------------------------------------------------
+
+/**
+ * Start a sign-in: fresh state and nonce for every attempt, plus a fresh
+ * PKCE verifier in the code flow (RFC 7636 §4.1), then off to the issuer.
+ */
+async function signIn() {
+  clearMessages();
+  // The redirect URI is fixed to SPA_BASE_URL; sessionStorage is per origin,
+  // so start from that origin or the callback would not find the state.
+  const home = new URL(config.redirect_uri).origin;
+  if (window.location.origin !== home) {
+    window.location.assign(`${home}/`);
+    return;
+  }
+  const mode = selectedMode();
+  const metadata = await oidc.discover(config.issuer);
+  inspector.clear();
+  inspector.step("Discovery", "Read the issuer's metadata (OIDC Discovery 1.0 §4); its issuer equals ISSUER exactly.",
+    { request: { method: "GET", url: `${config.issuer}/.well-known/openid-configuration`, params: {} },
+      response: { status: 200, body: { issuer: metadata.issuer, authorization_endpoint: metadata.authorization_endpoint,
+        token_endpoint: metadata.token_endpoint, jwks_uri: metadata.jwks_uri, end_session_endpoint: metadata.end_session_endpoint } } });
+
+  const pending = { mode, state: oidc.randomString(), nonce: oidc.randomString(), createdAt: Date.now() };
+  let codeChallenge = null;
+  if (mode === "pkce") {
+    pending.codeVerifier = oidc.generateCodeVerifier();
+    codeChallenge = await oidc.codeChallengeS256(pending.codeVerifier);
+  }
+  const url = oidc.buildAuthorizationUrl(metadata, {
+    clientId: config.client_id, redirectUri: config.redirect_uri, scope: config.scopes[mode],
+    mode, state: pending.state, nonce: pending.nonce, codeChallenge,
+  });
+  inspector.step(mode === "pkce" ? "Authorization request (code + PKCE)" : "Authorization request (Implicit, legacy)",
+    mode === "pkce"
+      ? "Send the browser to the issuer with response_type=code, a fresh state (CSRF) and nonce (replay), and the S256 hash of a new code_verifier (RFC 7636 §4.3). The verifier itself stays in this tab."
+      : "Send the browser to the issuer with response_type=id_token token and a fresh state and nonce (OIDC Core 3.2.2.1). The tokens will come back in the URL fragment.",
+    { request: { method: "GET", url: metadata.authorization_endpoint, params: urlParams(url) } });
+  pending.steps = inspector.toList();
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+  window.location.assign(url);
+}
+
+/**
+ * Complete a sign-in on /login/callback.
+ *
+ * First, before any network call: take the pending request out of
+ * sessionStorage and wipe the code/state (or the fragment's tokens) from
+ * the address bar and from history, so they cannot leak through history,
+ * bookmarks, screenshots or a Referer header (RFC 9700 §4.2, §4.3).
+ */
+async function completeSignIn() {
+  const pending = takeFromSessionStorage(PENDING_KEY);
+  const href = window.location.href;
+  window.history.replaceState(null, "", "/");
+  dropSession();
+  if (!pending) {
+    throw new oidc.OidcError("state_missing", "No sign-in was in progress in this tab, so this answer was not started here.",
+      "Nothing was kept. Start the sign-in from this page.");
+  }
+  selectMode(pending.mode);
+  inspector.restore(pending.steps);
+  const params = oidc.readCallback(href, pending.mode);
+  const metadata = await oidc.discover(config.issuer);
+  inspector.step("Callback", pending.mode === "pkce"
+    ? "Back from the issuer with a code and state in the query (RFC 6749 §4.1.2). Removed from the address bar and history at once."
+    : "Back from the issuer with the tokens in the URL fragment (OIDC Core 3.2.2.5). The fragment was wiped from the address bar and history at once.",
+  { request: { method: "GET", url: `${config.redirect_uri}${pending.mode === "pkce" ? "?…" : "#…"}`, params } });
+  try {
+    oidc.checkAuthorizationResponse(params, pending, metadata);
+  } catch (err) {
+    inspector.step("Authorization response refused", err.description, { ok: false });
+    throw err;
+  }
+  if (Date.now() - pending.createdAt > config.login_timeout * 1000) {
+    throw new oidc.OidcError("login_expired", "The sign-in took too long.", "Start it again.");
+  }
+  inspector.step("State checked", "The state matches the one this tab sent: the answer belongs to this sign-in (RFC 6749 §10.12).");
+
+  let tokens;
+  if (pending.mode === "pkce") {
+    if (!params.code) throw new oidc.OidcError("invalid_request", "The issuer's answer has no code.");
+    const form = { grant_type: "authorization_code", client_id: config.client_id, code: params.code,
+      redirect_uri: config.redirect_uri, code_verifier: pending.codeVerifier };
+    try {
+      tokens = await oidc.exchangeCode(metadata, { clientId: config.client_id, redirectUri: config.redirect_uri,
+        code: params.code, codeVerifier: pending.codeVerifier });
+    } catch (err) {
+      inspector.step("Token request failed", err.description, { ok: false, request: { method: "POST", url: metadata.token_endpoint, params: form } });
+      throw err;
+    }
+    inspector.step("Token request (code exchange)",
+      "POST the code with the code_verifier to the token endpoint by fetch (CORS). A public client: client_id, no secret; the verifier proves this tab started the flow (RFC 7636 §4.5).",
+      { request: { method: "POST", url: metadata.token_endpoint, params: form }, response: { status: 200, body: tokens } });
+  } else {
+    tokens = params;
+    if (!tokens.id_token || !tokens.access_token || !/^bearer$/i.test(tokens.token_type || "")) {
+      throw new oidc.OidcError("invalid_request", "The fragment lacks an id_token, an access_token or token_type=Bearer.");
+    }
+  }
+  await acceptTokens(tokens, { mode: pending.mode, nonce: pending.nonce, metadata });
+}
+
+/**
+ * Validate the ID token and keep the tokens, in memory.
+ *
+ * OIDC Core 3.1.3.7 (code) and 3.2.2.11 (Implicit).  In the code flow the ID
+ * token came straight from the token endpoint over TLS, where verifying the
+ * signature is optional (3.1.3.7 step 6) — we verify anyway; for Implicit it
+ * came through the browser and MUST be verified, and at_hash MUST bind the
+ * access token to it (3.2.2.9-3.2.2.10).
+ */
+async function acceptTokens(tokens, { mode, nonce, metadata, previous = null }) {
+  let result;
+  const label = previous ? "Refreshed ID token" : "ID token";
+  try {
+    result = await oidc.validateIdToken(tokens.id_token, {
+      jwksUri: metadata.jwks_uri, issuer: config.issuer, clientId: config.client_id,
+      nonce: previous ? null : nonce, previousSub: previous ? previous.claims.sub : null,
+      accessToken: tokens.access_token, atHashRequired: mode === "implicit" && !previous,
+      leeway: config.clock_leeway,
+    });
+  } catch (err) {
+    inspector.step(`${label} rejected`, err.description, { ok: false, jwt: { label, token: tokens.id_token, checks: err.checks || [] } });
+    throw err;
+  }
+  inspector.step(`${label} validated`,
+    mode === "implicit"
+      ? "Signature verified with WebCrypto against the issuer's JWKS, then iss, aud, exp, iat, nonce and at_hash (OIDC Core 3.2.2.11)."
+      : "Signature verified with WebCrypto against the issuer's JWKS, then iss, aud, exp, iat and nonce (OIDC Core 3.1.3.7).",
+    { jwt: { label, token: tokens.id_token, checks: result.checks } });
+  inspector.step("Access token", "Opaque to this app by contract; shown decoded for learning. The API validates it, not us.",
+    { jwt: { label: "Access token", token: tokens.access_token } });
+
+  const expiresIn = Number(tokens.expires_in) > 0 ? Number(tokens.expires_in) : 3600;
+  session = {
+    mode,
+    accessToken: tokens.access_token,
+    idToken: tokens.id_token,
+    // Rotation: use the new refresh token if the issuer sent one, else keep ours.
+    refreshToken: mode === "pkce" ? (tokens.refresh_token || (previous && previous.refreshToken) || null) : null,
+    expiresAt: Date.now() + expiresIn * 1000,
+    claims: result.claims,
+    scope: tokens.scope,
+  };
+  scheduleRefresh(expiresIn);
+  render();
+}
+
+// -- staying signed in: rotating refresh tokens ---------------------------------------------
+
+function scheduleRefresh(expiresIn) {
+  clearTimeout(refreshTimer);
+  refreshTimer = null;
+  if (!session || !session.refreshToken) return;
+  // Renew a minute before expiry (halfway through, for very short-lived tokens).
+  const delay = Math.max(1, expiresIn > 120 ? expiresIn - 60 : expiresIn / 2) * 1000;
+  refreshTimer = setTimeout(() => refresh("automatic").catch(fail), delay);
+}
+
+/** Trade the refresh token for new tokens (RFC 6749 §6); the old one is now spent. */
+async function refresh(trigger) {
+  if (!session || !session.refreshToken) return;
+  const previous = session;
+  const metadata = await oidc.discover(config.issuer);
+  const form = { grant_type: "refresh_token", client_id: config.client_id, refresh_token: previous.refreshToken };
+  let tokens;
+  try {
+    tokens = await oidc.refreshTokens(metadata, { clientId: config.client_id, refreshToken: previous.refreshToken });
+  } catch (err) {
+    inspector.step("Refresh failed", err.description, { ok: false, request: { method: "POST", url: metadata.token_endpoint, params: form } });
+    throw err;
+  }
+  const rotated = tokens.refresh_token && tokens.refresh_token !== previous.refreshToken;
+  inspector.step(`Refresh (${trigger})`,
+    rotated
+      ? `New tokens for the refresh token; the issuer rotated it (RFC 9700 §4.14.2): ${shorten(previous.refreshToken)} is spent, ${shorten(tokens.refresh_token)} replaces it.`
+      : "New tokens for the refresh token; the issuer did not rotate it, so we keep the old one.",
+    { request: { method: "POST", url: metadata.token_endpoint, params: form }, response: { status: 200, body: tokens } });
+  if (tokens.id_token) {
+    await acceptTokens(tokens, { mode: previous.mode, nonce: null, metadata, previous });
+  } else {
+    session = { ...previous, accessToken: tokens.access_token, refreshToken: tokens.refresh_token || previous.refreshToken,
+      expiresAt: Date.now() + (Number(tokens.expires_in) || 3600) * 1000 };
+    scheduleRefresh(Number(tokens.expires_in) || 3600);
+    render();
+  }
+  notice(rotated ? "Tokens refreshed; the refresh token was rotated." : "Tokens refreshed.");
+}
+
+// -- the API ---------------------------------------------------------------------------------
+
+/** Call the resource server with the access token (RFC 6750 §2.1); a 401 ends the session here. */
+async function callApi() {
+  clearMessages();
+  const result = await oidc.callApi(config.api_url, session.accessToken);
+  inspector.step(`API call: HTTP ${result.status}`,
+    "GET the API with Authorization: Bearer <access token>, cross-origin: the API's CORS policy allows this origin only.",
+    { ok: result.ok, request: { method: "GET", url: config.api_url, params: { Authorization: "Bearer" } },
+      response: { status: result.status, body: result.body } });
+  const box = $("api-result");
+  const heading = document.createElement("p");
+  heading.textContent = `GET ${config.api_url} → HTTP ${result.status}`;
+  const parts = [heading];
+  const messages = result.body && Array.isArray(result.body.messages) ? result.body.messages : [];
+  if (messages.length) {
+    const list = document.createElement("ul");
+    for (const message of messages) {
+      const item = document.createElement("li");
+      item.textContent = String(message.text);
+      list.append(item);
+    }
+    parts.push(list);
+  }
+  const raw = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "Response body";
+  const pre = document.createElement("pre");
+  pre.textContent = JSON.stringify(result.body, null, 2);
+  raw.append(summary, pre);
+  raw.open = !messages.length; // an error body is the message: show it
+  parts.push(raw);
+  box.className = result.ok ? "api-ok" : "api-bad";
+  box.replaceChildren(...parts);
+  box.hidden = false;
+  if (result.status === 401) {
+    dropSession();
+    throw new oidc.OidcError((result.body && result.body.error) || "invalid_token",
+      `The API refused the access token (HTTP 401${result.wwwAuthenticate ? `, ${result.wwwAuthenticate}` : ""}).`,
+      "The tokens were discarded. Sign in again.");
+  }
+  if (!result.ok) {
+    throw new oidc.OidcError((result.body && result.body.error) || "api_error",
+      (result.body && result.body.error_description) || `The API answered HTTP ${result.status}.`);
+  }
+}
+
+// -- sign-out --------------------------------------------------------------------------------
+
+/**
+ * Sign out: forget the tokens, revoke the refresh token (RFC 7009), then
+ * RP-initiated logout at the issuer (RP-Initiated Logout 1.0 §2) so the
+ * issuer's session ends too; it sends the browser back to
+ * post_logout_redirect_uri with our state.
+ */
+async function signOut() {
+  clearMessages();
+  const ending = session;
+  dropSession();
+  const metadata = await oidc.discover(config.issuer);
+  if (ending.refreshToken) {
+    const revoked = await oidc.revokeToken(metadata, { clientId: config.client_id, token: ending.refreshToken });
+    inspector.step("Refresh token revoked", revoked ? "RFC 7009: the issuer will refuse it from now on." : "RFC 7009 revocation failed (best effort); it expires on its own.",
+      { ok: revoked, request: { method: "POST", url: metadata.revocation_endpoint || "(none)", params: { token: ending.refreshToken, token_type_hint: "refresh_token", client_id: config.client_id } } });
+  }
+  const state = oidc.randomString();
+  const url = oidc.endSessionUrl(metadata, { idTokenHint: ending.idToken, clientId: config.client_id,
+    postLogoutRedirectUri: config.post_logout_redirect_uri, state });
+  if (!url) {
+    notice("Signed out of this app. The issuer has no end_session_endpoint, so your session there continues.");
+    return;
+  }
+  sessionStorage.setItem(LOGOUT_KEY, JSON.stringify({ state, mode: ending.mode }));
+  window.location.assign(url);
+}
+
+/** Back from the issuer's logout: check our state and say so. */
+function completeSignOut() {
+  const pending = takeFromSessionStorage(LOGOUT_KEY);
+  const url = new URL(window.location.href);
+  if (!pending && !url.searchParams.has("state")) return;
+  window.history.replaceState(null, "", "/");
+  if (!pending) return;
+  selectMode(pending.mode);
+  if (url.searchParams.get("state") === pending.state) {
+    notice("You are signed out, here and at the issuer.");
+  } else {
+    showError(new oidc.OidcError("logout_state_mismatch", "The sign-out answer's state is not the one this tab sent.",
+      "Your tokens were already discarded here; check the issuer if you are unsure you are signed out there."));
+  }
+}
+
+// -- start-up --------------------------------------------------------------------------------
+
+function fail(err) {
+  dropSession();
+  showError(err);
+}
+
+function guarded(action) {
+  return () => action().catch(fail);
+}
+
+async function main() {
+  const response = await fetch("/config.json", { credentials: "omit", cache: "no-store" });
+  config = await response.json();
+  oidc.setFetchTimeout(config.http_timeout);
+  $("sign-in").addEventListener("click", guarded(signIn));
+  $("sign-out").addEventListener("click", guarded(signOut));
+  $("call-api").addEventListener("click", guarded(callApi));
+  $("refresh-tokens").addEventListener("click", guarded(() => refresh("manual")));
+  for (const id of ["mode-pkce", "mode-implicit"]) {
+    $(id).addEventListener("change", () => selectMode(selectedMode()));
+  }
+  selectMode(selectedMode());
+  render();
+  if (window.location.pathname === "/login/callback") {
+    await completeSignIn().catch(fail);
+  } else {
+    completeSignOut();
+  }
+  document.body.dataset.ready = "true"; // for tests: the page has finished starting up
+}
+
+main().catch(fail);

@@ -1,0 +1,147 @@
+// inspector.js — the in-page flow inspector.
+//
+// Records each protocol step the page performs (request, response, JWTs
+// decoded with the checks they passed) and renders them as an ordered
+// list.  Secrets are redacted and tokens shortened before they are
+// recorded, so what is on screen is safe to screenshot.
+//
+// The page is built with DOM calls and textContent only: the
+// Content-Security-Policy enforces Trusted Types, so no string can ever
+// become markup here.
+
+import { decodeJwt } from "./oidc.js";
+
+// Parameters whose values are secrets (RFC 7636: the verifier stays secret
+// until the exchange; the rest are credentials).
+const SECRET_KEYS = new Set(["code_verifier", "client_secret", "password", "client_assertion"]);
+const TOKEN_KEYS = new Set(["access_token", "id_token", "refresh_token", "id_token_hint", "token"]);
+
+/** "eyJhbGci…(1234 chars)…x9Q": enough to recognise a token, not to use it. */
+export function shorten(token) {
+  if (typeof token !== "string") return token;
+  if (token.length <= 16) return "…(short token)…";
+  return `${token.slice(0, 8)}…(${token.length} chars)…${token.slice(-4)}`;
+}
+
+/** A copy of ``params`` with secrets redacted and tokens shortened. */
+export function redact(params) {
+  const out = {};
+  for (const [key, value] of Object.entries(params || {})) {
+    if (SECRET_KEYS.has(key)) out[key] = "[redacted]";
+    else if (TOKEN_KEYS.has(key)) out[key] = shorten(value);
+    else if (key === "Authorization") out[key] = "Bearer [redacted]";
+    else out[key] = value;
+  }
+  return out;
+}
+
+/** The query parameters of a URL, redacted, for display. */
+export function urlParams(url) {
+  return redact(Object.fromEntries(new URL(url).searchParams));
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+function paramsTable(params) {
+  const body = el("tbody");
+  for (const [key, value] of Object.entries(params)) {
+    body.append(el("tr", {}, el("th", {}, key), el("td", {}, el("code", {}, String(value)))));
+  }
+  return el("table", { class: "params" }, body);
+}
+
+export class FlowInspector {
+  /** @param {HTMLElement} root the ``<ol id="inspector">`` */
+  constructor(root) {
+    this.root = root;
+    this.steps = [];
+  }
+
+  /**
+   * Record a step.  ``parts`` may hold ``request`` {method, url, params},
+   * ``response`` {status, body}, ``jwt`` {token, checks} and ``ok`` (false
+   * marks a failed step).
+   */
+  step(title, explanation, parts = {}) {
+    const step = { title, explanation, ok: parts.ok !== false };
+    if (parts.request) step.request = { ...parts.request, params: redact(parts.request.params) };
+    if (parts.response) step.response = { status: parts.response.status, body: redact(parts.response.body) };
+    if (parts.jwt) {
+      let decoded = null;
+      try {
+        decoded = decodeJwt(parts.jwt.token);
+      } catch (err) {
+        decoded = null;
+      }
+      step.jwt = {
+        label: parts.jwt.label || "JWT",
+        token: shorten(parts.jwt.token),
+        header: decoded && decoded.header,
+        claims: decoded && decoded.claims,
+        checks: parts.jwt.checks || [],
+      };
+    }
+    this.steps.push(step);
+    this.render();
+  }
+
+  /** The steps so far, as plain data (for sessionStorage across the redirect). */
+  toList() {
+    return this.steps.map((step) => ({ ...step }));
+  }
+
+  /** Replace the steps (after the redirect back from the issuer). */
+  restore(steps) {
+    this.steps = Array.isArray(steps) ? steps : [];
+    this.render();
+  }
+
+  clear() {
+    this.steps = [];
+    this.render();
+  }
+
+  render() {
+    const items = this.steps.map((step, index) => {
+      const item = el("li", { id: `step-${index + 1}`, class: step.ok ? "step" : "step step-bad" },
+        el("h3", {}, step.title),
+        el("p", { class: "muted" }, step.explanation));
+      if (step.request) {
+        item.append(el("p", { class: "request-line" }, el("code", {}, `${step.request.method} ${step.request.url}`)));
+        if (step.request.params && Object.keys(step.request.params).length) item.append(paramsTable(step.request.params));
+      }
+      if (step.response) {
+        item.append(el("p", { class: "response-line" }, `Response: HTTP ${step.response.status}`));
+        if (step.response.body) item.append(el("pre", {}, JSON.stringify(step.response.body, null, 2)));
+      }
+      if (step.jwt) {
+        const jwt = step.jwt;
+        item.append(el("p", {}, el("strong", {}, jwt.label), " ", el("code", {}, jwt.token)));
+        const columns = el("div", { class: "jwt" },
+          el("div", {}, el("p", { class: "muted" }, "Header"), el("pre", {}, JSON.stringify(jwt.header, null, 2))),
+          el("div", {}, el("p", { class: "muted" }, "Claims"), el("pre", {}, JSON.stringify(jwt.claims, null, 2))));
+        item.append(columns);
+        if (jwt.checks.length) {
+          const list = el("ul", { class: "checks" });
+          for (const check of jwt.checks) {
+            list.append(el("li", { class: check.ok ? "check-ok" : "check-bad" }, el("code", {}, check.check), ` ${check.detail}`));
+          }
+          item.append(list);
+        }
+      }
+      return item;
+    });
+    this.root.replaceChildren(...items);
+  }
+}

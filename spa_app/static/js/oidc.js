@@ -1,0 +1,474 @@
+// oidc.js — the OAuth 2.0 / OpenID Connect protocol steps of a browser app.
+//
+// Read top to bottom, this module is the flow:
+//
+//   1. discover()                the issuer's metadata (OIDC Discovery 1.0 §4)
+//   2. generateCodeVerifier(),   PKCE (RFC 7636 §4.1-4.2): a one-time secret
+//      codeChallengeS256()       whose hash goes out with the request
+//   3. buildAuthorizationUrl()   the front-channel request (RFC 6749 §4.1.1,
+//                                OIDC Core 3.1.2.1; Implicit: 3.2.2.1)
+//      ... the user signs in at the issuer; one redirect later we are back ...
+//   4. readCallback()            code + state from the query (RFC 6749 §4.1.2)
+//                                or tokens from the fragment (OIDC Core 3.2.2.5)
+//   5. checkState()              CSRF defence (RFC 6749 §10.12, RFC 9700 §4.7)
+//   6. exchangeCode()            back-channel code + code_verifier for tokens
+//                                (RFC 6749 §4.1.3, RFC 7636 §4.5), no secret
+//   7. validateIdToken()         signature with WebCrypto against the JWKS,
+//                                iss/aud/azp/exp/iat/nonce (OIDC Core 3.1.3.7),
+//                                at_hash (OIDC Core 3.2.2.9-3.2.2.11)
+//   8. refreshTokens()           rotating refresh tokens (RFC 9700 §4.14.2)
+//   9. revokeToken(),            sign-out: RFC 7009, then OIDC RP-Initiated
+//      endSessionUrl()           Logout 1.0 §2
+//
+// Everything here is a pure function of its arguments plus fetch(): no
+// DOM, no storage.  app.js decides where things are kept (memory only).
+
+/** A protocol failure to show the user: a code, a sentence and a hint. */
+export class OidcError extends Error {
+  constructor(error, description, hint = "", checks = null) {
+    super(`${error}: ${description}`);
+    this.name = "OidcError";
+    this.error = error;
+    this.description = description;
+    this.hint = hint;
+    this.checks = checks; // the ID token checks run so far, for the inspector
+  }
+}
+
+// The only signature algorithm we accept for ID tokens, pinned here rather
+// than taken from the token header or discovery: never "none", never HMAC
+// (RFC 8725 §3.1, OIDC Core 3.1.3.7 step 7).
+export const ID_TOKEN_ALGORITHMS = ["RS256"];
+const RS256 = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+// A bound on what we parse: a real ID token is a few kilobytes.
+const MAX_JWT_LENGTH = 8192;
+
+// How long a call to the issuer may take (HTTP_TIMEOUT, set by app.js).
+let fetchTimeoutMs = 5000;
+
+/** Set the timeout of every call to the issuer, in seconds (HTTP_TIMEOUT). */
+export function setFetchTimeout(seconds) {
+  if (Number(seconds) > 0) fetchTimeoutMs = Number(seconds) * 1000;
+}
+
+// -- encoding --------------------------------------------------------------
+
+/** base64url without padding (RFC 4648 §5, as JOSE and PKCE use it). */
+export function base64UrlEncode(bytes) {
+  let binary = "";
+  for (const byte of new Uint8Array(bytes)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Decode base64url (no padding) into bytes; refuses anything else. */
+export function base64UrlDecode(text) {
+  if (typeof text !== "string" || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
+    throw new OidcError("invalid_token", "A token part is not valid base64url.");
+  }
+  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  return Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
+}
+
+/** ``bytes`` random octets from the browser's CSPRNG, base64url-encoded. */
+export function randomString(bytes = 32) {
+  return base64UrlEncode(crypto.getRandomValues(new Uint8Array(bytes)));
+}
+
+async function sha256(text) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+// -- 2. PKCE (RFC 7636) ----------------------------------------------------------
+
+/**
+ * A fresh code_verifier (RFC 7636 §4.1): 43-128 characters from the
+ * unreserved set.  48 random octets give 64 base64url characters, 384 bits
+ * of entropy, well above the RFC's 256-bit recommendation.
+ */
+export function generateCodeVerifier() {
+  return randomString(48);
+}
+
+/** code_challenge = BASE64URL(SHA256(ASCII(code_verifier))) (RFC 7636 §4.2, S256). */
+export async function codeChallengeS256(verifier) {
+  if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) {
+    throw new OidcError("invalid_request", "A PKCE code_verifier must be 43-128 unreserved characters (RFC 7636 §4.1).");
+  }
+  return base64UrlEncode(await sha256(verifier));
+}
+
+// -- HTTP --------------------------------------------------------------------------
+
+// Every call to the issuer and the API is a CORS request without cookies:
+// a public client proves nothing with cookies, and the issuer's session
+// cookie has no business on a back-channel call.
+async function fetchJson(url, init = {}, what = "the issuer") {
+  let response;
+  try {
+    // A bound on every call (fetch() has none of its own): an issuer that
+    // hangs must end in a clear error, not a page that waits for ever.
+    response = await fetch(url, { credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(fetchTimeoutMs),
+      ...init, headers: { Accept: "application/json", ...(init.headers || {}) } });
+  } catch (err) {
+    if (err && err.name === "TimeoutError") {
+      throw new OidcError("issuer_unreachable", `${what} at ${new URL(url).origin} did not answer within ${fetchTimeoutMs / 1000} s.`,
+        "Try again in a moment; if it keeps happening, the issuer is down or overloaded.");
+    }
+    // A TypeError here is a network error or a CORS refusal; the browser
+    // deliberately does not say which.
+    throw new OidcError("issuer_unreachable", `Could not reach ${what} at ${new URL(url).origin}.`,
+      "Check that it is running and that it allows this page's origin (CORS / Okta Trusted Origins).");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (err) {
+    body = null;
+  }
+  return { status: response.status, ok: response.ok, body, headers: response.headers };
+}
+
+// -- 1. discovery ------------------------------------------------------------------
+
+const metadataCache = new Map();
+
+/**
+ * The issuer's metadata (OIDC Discovery 1.0 §4).  Its ``issuer`` must equal
+ * the configured issuer exactly (§4.3), or a look-alike could hand us its
+ * own endpoints and keys.
+ */
+export async function discover(issuer) {
+  if (metadataCache.has(issuer)) return metadataCache.get(issuer);
+  const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
+  const { ok, status, body } = await fetchJson(url);
+  if (!ok || !body || typeof body !== "object") {
+    throw new OidcError("issuer_unreachable", `The discovery document answered HTTP ${status}.`, `Check ISSUER (${issuer}).`);
+  }
+  if (body.issuer !== issuer) {
+    throw new OidcError("issuer_misconfigured", `The discovery document names issuer ${JSON.stringify(body.issuer)}, not ${JSON.stringify(issuer)}.`,
+      "ISSUER must be exactly the issuer identifier the provider publishes (OIDC Discovery 1.0 §4.3).");
+  }
+  for (const key of ["authorization_endpoint", "token_endpoint", "jwks_uri"]) {
+    if (typeof body[key] !== "string") {
+      throw new OidcError("issuer_misconfigured", `The discovery document has no ${key}.`, "Is ISSUER an OpenID Provider?");
+    }
+  }
+  metadataCache.set(issuer, body);
+  return body;
+}
+
+// -- 3. the authorization request -----------------------------------------------------
+
+/**
+ * The URL that sends the user to the issuer.
+ *
+ * Code + PKCE (RFC 6749 §4.1.1, RFC 7636 §4.3, OIDC Core 3.1.2.1):
+ * ``response_type=code`` with ``code_challenge`` and ``S256``.
+ * Implicit (OIDC Core 3.2.2.1): ``response_type=id_token token``, for which
+ * ``nonce`` is REQUIRED; the tokens will come back in the URL fragment.
+ * Both carry a fresh ``state`` (CSRF) and ``nonce`` (replay).
+ */
+export function buildAuthorizationUrl(metadata, { clientId, redirectUri, scope, mode, state, nonce, codeChallenge }) {
+  const url = new URL(metadata.authorization_endpoint);
+  const params = {
+    client_id: clientId,
+    response_type: mode === "implicit" ? "id_token token" : "code",
+    scope,
+    redirect_uri: redirectUri,
+    state,
+    nonce,
+  };
+  if (mode !== "implicit") {
+    params.code_challenge = codeChallenge;
+    params.code_challenge_method = "S256"; // never "plain" (RFC 9700 §2.1.1)
+  }
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  return url.toString();
+}
+
+// -- 4./5. the callback ------------------------------------------------------------------
+
+/**
+ * The authorization response's parameters.  The code flow answers in the
+ * query (RFC 6749 §4.1.2); Implicit answers in the fragment (RFC 6749
+ * §4.2.2, OIDC Core 3.2.2.5), which the browser never sends to a server.
+ */
+export function readCallback(href, mode) {
+  const url = new URL(href);
+  const raw = mode === "implicit" ? url.hash.replace(/^#/, "") : url.search.replace(/^\?/, "");
+  const params = Object.fromEntries(new URLSearchParams(raw));
+  // An issuer that cannot honour the fragment may still put an error in
+  // the query; show it rather than "state mismatch".
+  if (mode === "implicit" && !params.error && url.searchParams.get("error")) {
+    return Object.fromEntries(url.searchParams);
+  }
+  return params;
+}
+
+/**
+ * Reject an issuer error, a foreign ``state`` or a mismatched ``iss``.
+ *
+ * ``state`` must be the one this tab sent (RFC 6749 §10.12, RFC 9700
+ * §4.7): otherwise the response was started by someone else (login CSRF)
+ * and we must not touch its code or tokens.  ``iss`` (RFC 9207) must name
+ * our issuer when the issuer says it sends one (mix-up defence, RFC 9700 §4.4).
+ */
+export function checkAuthorizationResponse(params, pending, metadata) {
+  if (params.error) {
+    throw new OidcError(params.error, params.error_description || "The issuer refused the sign-in.",
+      params.error === "access_denied" ? "You (or a policy) declined the request; sign in again when ready." : "See the issuer's log for details, then try again.");
+  }
+  if (!params.state) {
+    throw new OidcError("state_missing", "The issuer's answer carries no state.", "Start the sign-in again from this page.");
+  }
+  if (params.state !== pending.state) {
+    throw new OidcError("state_mismatch", "The state in the answer is not the one this tab sent, so the answer was not started here.",
+      "Nothing was exchanged and no token was kept. Start the sign-in again from this page.");
+  }
+  if (metadata.authorization_response_iss_parameter_supported && params.iss !== metadata.issuer) {
+    throw new OidcError("iss_mismatch", `The answer came from ${JSON.stringify(params.iss || null)}, not from ${metadata.issuer}.`,
+      "Possible mix-up attack (RFC 9207); nothing was exchanged.");
+  }
+}
+
+// -- 6. the token endpoint -------------------------------------------------------------
+
+async function tokenRequest(metadata, form) {
+  const { ok, status, body } = await fetchJson(metadata.token_endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(form),
+  }, "the token endpoint");
+  if (!ok) {
+    const error = (body && body.error) || "token_error";
+    throw new OidcError(error, (body && body.error_description) || `The token endpoint answered HTTP ${status}.`,
+      error === "invalid_grant" ? "The code or refresh token was used, expired or revoked; sign in again." : "Check the client's registration at the issuer.");
+  }
+  if (!body || typeof body.access_token !== "string" || !/^bearer$/i.test(body.token_type || "")) {
+    throw new OidcError("token_error", "The token response has no Bearer access_token (RFC 6749 §5.1).");
+  }
+  return body;
+}
+
+/**
+ * Exchange the code for tokens (RFC 6749 §4.1.3).  A public client sends its
+ * ``client_id`` and no secret; the ``code_verifier`` proves that whoever
+ * redeems the code is whoever asked for it (RFC 7636 §4.5), so a code
+ * stolen on the way back is useless.
+ */
+export function exchangeCode(metadata, { clientId, redirectUri, code, codeVerifier }) {
+  return tokenRequest(metadata, {
+    grant_type: "authorization_code",
+    client_id: clientId,
+    code,
+    redirect_uri: redirectUri,
+    code_verifier: codeVerifier,
+  });
+}
+
+/**
+ * Use the refresh token (RFC 6749 §6).  Issuers must rotate refresh
+ * tokens for public clients (RFC 9700 §4.14.2): each answer carries a new
+ * one and the old one stops working, so a stolen copy is detected on reuse.
+ */
+export function refreshTokens(metadata, { clientId, refreshToken }) {
+  return tokenRequest(metadata, { grant_type: "refresh_token", client_id: clientId, refresh_token: refreshToken });
+}
+
+// -- 7. the ID token -------------------------------------------------------------------------
+
+/** Split a JWS into its parts, for checking or for display (no verification). */
+export function decodeJwt(token) {
+  if (typeof token !== "string" || token.length > MAX_JWT_LENGTH) {
+    throw new OidcError("invalid_id_token", "The ID token is missing or too large.");
+  }
+  const parts = token.split(".");
+  if (parts.length !== 3) throw new OidcError("invalid_id_token", "The ID token is not a signed JWT (three parts).");
+  let header, claims;
+  try {
+    header = JSON.parse(new TextDecoder().decode(base64UrlDecode(parts[0])));
+    claims = JSON.parse(new TextDecoder().decode(base64UrlDecode(parts[1])));
+  } catch (err) {
+    throw new OidcError("invalid_id_token", "The ID token's header or claims are not JSON.");
+  }
+  if (!header || typeof header !== "object" || !claims || typeof claims !== "object") {
+    throw new OidcError("invalid_id_token", "The ID token's header or claims are not JSON objects.");
+  }
+  return { header, claims, signingInput: `${parts[0]}.${parts[1]}`, signature: parts[2] };
+}
+
+const jwksCache = new Map(); // jwks_uri -> {keys, fetchedAt}
+const JWKS_REFETCH_COOLDOWN_MS = 30_000;
+
+async function loadJwks(jwksUri, { force = false } = {}) {
+  const cached = jwksCache.get(jwksUri);
+  if (cached && (!force || Date.now() - cached.fetchedAt < JWKS_REFETCH_COOLDOWN_MS)) return cached.keys;
+  const { ok, status, body } = await fetchJson(jwksUri, {}, "the issuer's JWKS");
+  if (!ok || !body || !Array.isArray(body.keys)) {
+    throw new OidcError("issuer_unreachable", `The JWKS endpoint answered HTTP ${status}.`);
+  }
+  jwksCache.set(jwksUri, { keys: body.keys, fetchedAt: Date.now() });
+  return body.keys;
+}
+
+function findKey(keys, kid) {
+  return keys.find((key) => key.kty === "RSA" && (!key.use || key.use === "sig") &&
+    (!key.alg || key.alg === "RS256") && (kid === undefined || key.kid === kid));
+}
+
+/**
+ * Verify the JWS signature with WebCrypto against the issuer's JWKS.
+ *
+ * Required for the Implicit flow (OIDC Core 3.2.2.11 step 1 via 3.1.3.7
+ * step 6: the token came through the browser, not straight from the issuer).
+ * The algorithm is pinned; ``jku``/``x5u``/``jwk`` headers are ignored, so
+ * the token cannot name its own key.  An unknown ``kid`` triggers one JWKS
+ * refetch (the issuer may have rotated keys), at most once per cool-down.
+ */
+export async function verifyJwtSignature(token, jwksUri) {
+  const { header, signingInput, signature } = decodeJwt(token);
+  if (!ID_TOKEN_ALGORITHMS.includes(header.alg)) {
+    throw new OidcError("invalid_id_token", `The ID token is signed with ${JSON.stringify(header.alg)}; only RS256 is accepted.`);
+  }
+  let jwk = findKey(await loadJwks(jwksUri), header.kid);
+  if (!jwk) jwk = findKey(await loadJwks(jwksUri, { force: true }), header.kid);
+  if (!jwk) throw new OidcError("invalid_id_token", `No key with kid ${JSON.stringify(header.kid)} in the issuer's JWKS.`);
+  let key;
+  try {
+    key = await crypto.subtle.importKey("jwk", { kty: "RSA", n: jwk.n, e: jwk.e, alg: "RS256", ext: true }, RS256, false, ["verify"]);
+  } catch (err) {
+    throw new OidcError("invalid_id_token", "The issuer's key could not be imported.");
+  }
+  const valid = await crypto.subtle.verify(RS256, key, base64UrlDecode(signature), new TextEncoder().encode(signingInput));
+  if (!valid) {
+    throw new OidcError("invalid_signature", "The ID token's signature does not verify with the issuer's key: it was forged or altered.",
+      "No token was kept. Sign in again.");
+  }
+  return jwk.kid;
+}
+
+/**
+ * at_hash: base64url of the left half of SHA-256(access_token) for RS256
+ * (OIDC Core 3.2.2.9).  It ties the access token in the fragment to the
+ * signed ID token, so nobody can swap in another access token.
+ */
+export async function atHash(accessToken) {
+  return base64UrlEncode((await sha256(accessToken)).slice(0, 16));
+}
+
+/**
+ * Validate an ID token (OIDC Core 3.1.3.7; for Implicit 3.2.2.11).
+ *
+ * Returns ``{claims, checks}``; throws an OidcError (with ``checks``) on the
+ * first failure.  ``nonce`` is null when refreshing (OIDC Core 12.2), and
+ * ``previousSub`` then requires the same user.
+ */
+export async function validateIdToken(idToken, { jwksUri, issuer, clientId, nonce, accessToken = null,
+  atHashRequired = false, previousSub = null, leeway = 60, now = Date.now() / 1000 }) {
+  const checks = [];
+  const fail = (check, detail, error = "invalid_id_token") => {
+    checks.push({ check, ok: false, detail });
+    throw new OidcError(error, detail, "No token was kept. Sign in again.", checks);
+  };
+  const pass = (check, detail) => checks.push({ check, ok: true, detail });
+
+  let decoded;
+  try {
+    decoded = decodeJwt(idToken);
+  } catch (err) {
+    fail("format", err.description);
+  }
+  const { claims } = decoded;
+  try {
+    const kid = await verifyJwtSignature(idToken, jwksUri);
+    pass("signature", `RS256, verified with WebCrypto against key ${kid} from the JWKS`);
+  } catch (err) {
+    fail("signature", err.description, err.error);
+  }
+  if (claims.iss !== issuer) fail("iss", `iss is ${JSON.stringify(claims.iss)}, expected ${issuer}`);
+  pass("iss", "equals the configured issuer");
+
+  const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!audiences.includes(clientId)) fail("aud", `aud ${JSON.stringify(claims.aud)} does not contain this client (${clientId})`);
+  pass("aud", `contains ${clientId}`);
+  if (audiences.length > 1 && !claims.azp) fail("azp", "several audiences but no azp");
+  if (claims.azp !== undefined && claims.azp !== clientId) fail("azp", `azp is ${JSON.stringify(claims.azp)}, not this client`);
+  if (claims.azp !== undefined) pass("azp", "names this client");
+
+  if (typeof claims.exp !== "number" || now > claims.exp + leeway) fail("exp", "the ID token has expired");
+  pass("exp", `valid until ${new Date(claims.exp * 1000).toISOString()}`);
+  if (typeof claims.iat !== "number" || claims.iat > now + leeway) fail("iat", "iat is missing or in the future");
+  pass("iat", `issued ${new Date(claims.iat * 1000).toISOString()}`);
+  if (typeof claims.sub !== "string" || !claims.sub) fail("sub", "no subject");
+
+  if (nonce !== null) {
+    if (claims.nonce !== nonce) fail("nonce", "the nonce is not the one this tab sent: a replayed or injected token", "nonce_mismatch");
+    pass("nonce", "matches the one sent with the request");
+  } else if (previousSub !== null) {
+    if (claims.sub !== previousSub) fail("sub", "a refreshed ID token names another user (OIDC Core 12.2)");
+    pass("sub", "same user as at sign-in (OIDC Core 12.2)");
+  }
+
+  if (accessToken !== null && (claims.at_hash !== undefined || atHashRequired)) {
+    if (claims.at_hash === undefined) fail("at_hash", "missing, but REQUIRED for response_type=id_token token (OIDC Core 3.2.2.10)");
+    if (claims.at_hash !== await atHash(accessToken)) fail("at_hash", "does not match the access token: it was swapped");
+    pass("at_hash", "matches the access token (OIDC Core 3.2.2.9)");
+  }
+  return { claims, checks };
+}
+
+// -- the resource server ----------------------------------------------------------------------
+
+/**
+ * Call the API with the access token as a Bearer credential (RFC 6750 §2.1).
+ * A cross-origin request: the API must allow this origin (CORS).
+ */
+export async function callApi(apiUrl, accessToken) {
+  let response;
+  try {
+    response = await fetch(apiUrl, { credentials: "omit", cache: "no-store", headers: { Accept: "application/json", Authorization: `Bearer ${accessToken}` } });
+  } catch (err) {
+    throw new OidcError("api_unreachable", `Could not call ${apiUrl}.`,
+      "Is the resource server running, and does its CORS policy allow this page's origin?");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (err) {
+    body = null;
+  }
+  return { ok: response.ok, status: response.status, body, wwwAuthenticate: response.headers.get("WWW-Authenticate") };
+}
+
+// -- 9. sign-out ---------------------------------------------------------------------------------
+
+/** Revoke a token at the issuer (RFC 7009 §2.1), best effort: returns true on 200. */
+export async function revokeToken(metadata, { clientId, token, tokenTypeHint = "refresh_token" }) {
+  if (!metadata.revocation_endpoint || !token) return false;
+  try {
+    const { ok } = await fetchJson(metadata.revocation_endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token, token_type_hint: tokenTypeHint, client_id: clientId }),
+    }, "the revocation endpoint");
+    return ok;
+  } catch (err) {
+    return false;
+  }
+}
+
+/**
+ * The RP-Initiated Logout URL (OpenID Connect RP-Initiated Logout 1.0 §2):
+ * ``id_token_hint`` says whose session to end, ``post_logout_redirect_uri``
+ * (registered) where to come back, ``state`` lets us recognise the return.
+ * Null when the issuer has no end_session_endpoint.
+ */
+export function endSessionUrl(metadata, { idTokenHint, clientId, postLogoutRedirectUri, state }) {
+  if (!metadata.end_session_endpoint) return null;
+  const url = new URL(metadata.end_session_endpoint);
+  if (idTokenHint) url.searchParams.set("id_token_hint", idTokenHint);
+  url.searchParams.set("client_id", clientId);
+  url.searchParams.set("post_logout_redirect_uri", postLogoutRedirectUri);
+  url.searchParams.set("state", state);
+  return url.toString();
+}

@@ -1,0 +1,253 @@
+"""oidc.js, the SPA's protocol module, unit-tested inside Chromium.
+
+The module is imported into the SPA's own page (same origin, same CSP),
+so these are the real WebCrypto and URL implementations the app uses.
+The JWKS fetch is stubbed with a key made here, so that every ID token
+check can be driven to fail on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.spa_app.conftest import SpaActions
+from tests.support import free_port, gunicorn
+
+pytestmark = pytest.mark.browser
+
+ISSUER = "https://issuer.test/oauth2/default"
+CLIENT_ID = "spa-client"
+NONCE = "n-0S6_WzA2Mj"
+ACCESS_TOKEN = "an-access-token-value"
+
+
+@pytest.fixture(scope="module")
+def lone_spa(tmp_path_factory):
+    """Just the SPA's server: these tests never leave the page."""
+    port = free_port()
+    env = {"SPA_BASE_URL": f"http://localhost:{port}", "ISSUER": ISSUER, "API_URL": "https://api.test",
+           "SPA_CLIENT_ID": CLIENT_ID}
+    service = gunicorn("spa_app-lone", "spa_app:create_app()", env, port, workers=1, health_path="/healthz").start()
+    yield f"http://localhost:{port}"
+    service.stop()
+
+
+@pytest.fixture
+def page(browser, lone_spa):
+    """The SPA's page, with oidc.js imported as ``window.oidc``."""
+    browser.get(lone_spa + "/")
+    browser.execute_async_script(
+        "const done = arguments[0]; import('/static/js/oidc.js').then(m => { window.oidc = m; done(); });")
+    return browser
+
+
+def run(page, body, *args):
+    """Run an async JS function body with ``oidc`` in scope; return its JSON result or the error."""
+    script = (
+        "const done = arguments[arguments.length - 1]; const args = Array.from(arguments).slice(0, -1);"
+        "(async (oidc, ...args) => {" + body + "})(window.oidc, ...args)"
+        ".then(r => done({ok: true, value: r === undefined ? null : r}))"
+        ".catch(e => done({ok: false, error: e.error || String(e), description: e.description || ''}));"
+    )
+    return page.execute_async_script(script, *args)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# -- PKCE (RFC 7636) -----------------------------------------------------------------------
+
+
+def test_rfc7636_appendix_b_vector(page):
+    result = run(page, "return await oidc.codeChallengeS256('dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk');")
+    assert result == {"ok": True, "value": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}
+
+
+def test_code_verifiers_are_fresh_and_well_formed(page):
+    result = run(page, "return Array.from({length: 50}, () => oidc.generateCodeVerifier());")
+    verifiers = result["value"]
+    assert len(set(verifiers)) == 50
+    for verifier in verifiers:
+        assert 43 <= len(verifier) <= 128
+        assert set(verifier) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def test_code_challenge_refuses_a_short_verifier(page):
+    assert run(page, "return await oidc.codeChallengeS256('too-short');")["error"] == "invalid_request"
+
+
+def test_state_and_nonce_are_random(page):
+    values = run(page, "return Array.from({length: 50}, () => oidc.randomString());")["value"]
+    assert len(set(values)) == 50 and all(len(v) >= 43 for v in values)  # 256 bits each
+
+
+# -- the authorization request and response -----------------------------------------------------
+
+
+def test_authorization_urls(page):
+    result = run(page, """
+        const md = {authorization_endpoint: 'https://issuer.test/oauth2/default/v1/authorize?x=1'};
+        const base = {clientId: 'c', redirectUri: 'https://spa.test/login/callback', scope: 'openid email', state: 's', nonce: 'n', codeChallenge: 'ch'};
+        return [oidc.buildAuthorizationUrl(md, {...base, mode: 'pkce'}), oidc.buildAuthorizationUrl(md, {...base, mode: 'implicit'})];
+    """)["value"]
+    from urllib.parse import parse_qs, urlsplit
+
+    pkce, implicit = (parse_qs(urlsplit(u).query) for u in result)
+    assert pkce["response_type"] == ["code"] and pkce["code_challenge_method"] == ["S256"]
+    assert pkce["code_challenge"] == ["ch"] and pkce["x"] == ["1"]
+    assert implicit["response_type"] == ["id_token token"] and "code_challenge" not in implicit
+    assert implicit["nonce"] == ["n"] and implicit["state"] == ["s"]
+
+
+def test_callback_parameters_come_from_query_or_fragment(page):
+    result = run(page, """
+        const href = 'https://spa.test/login/callback?code=c1&state=q#access_token=t&state=f';
+        return [oidc.readCallback(href, 'pkce'), oidc.readCallback(href, 'implicit')];
+    """)["value"]
+    assert result[0] == {"code": "c1", "state": "q"}
+    assert result[1] == {"access_token": "t", "state": "f"}
+
+
+@pytest.mark.parametrize("params, metadata, error", [
+    ({"error": "access_denied", "state": "s"}, {}, "access_denied"),
+    ({"code": "c"}, {}, "state_missing"),
+    ({"code": "c", "state": "other"}, {}, "state_mismatch"),
+    ({"code": "c", "state": "s", "iss": "https://evil.test"},
+     {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
+    ({"code": "c", "state": "s"}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
+])
+def test_authorization_response_checks(page, params, metadata, error):
+    result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]);", params, metadata)
+    assert result["error"] == error
+
+
+def test_authorization_response_accepted(page):
+    result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]); return 'fine';",
+                 {"code": "c", "state": "s", "iss": ISSUER},
+                 {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True})
+    assert result == {"ok": True, "value": "fine"}
+
+
+# -- ID token validation (OIDC Core 3.1.3.7, 3.2.2.9-11) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def jwks(signing_key):
+    numbers = signing_key.public_key().public_numbers()
+    as_b64 = lambda n: b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))  # noqa: E731
+    return {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": as_b64(numbers.n), "e": as_b64(numbers.e)}]}
+
+
+def make_token(key, *, headers=None, algorithm="RS256", **overrides):
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": CLIENT_ID, "sub": "00u1", "iat": now, "exp": now + 300, "nonce": NONCE,
+              "at_hash": b64url(hashlib.sha256(ACCESS_TOKEN.encode()).digest()[:16])}
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": "k1", **(headers or {})})
+
+
+def validate(page, jwks, token, **options):
+    """validateIdToken in the browser, with fetch() answering the JWKS."""
+    options = {"jwksUri": f"https://issuer.test/keys/{time.monotonic_ns()}", "issuer": ISSUER, "clientId": CLIENT_ID,
+               "nonce": NONCE, "accessToken": ACCESS_TOKEN, "atHashRequired": True, "leeway": 0, **options}
+    return run(page, """
+        const [jwks, token, options] = args;
+        window.fetch = async () => new Response(JSON.stringify(jwks), {status: 200, headers: {'Content-Type': 'application/json'}});
+        const {claims, checks} = await oidc.validateIdToken(token, options);
+        return {sub: claims.sub, checks: checks.map(c => c.check)};
+    """, jwks, token, options)
+
+
+def test_a_good_id_token_passes_every_check(page, jwks, signing_key):
+    result = validate(page, jwks, make_token(signing_key))
+    assert result["ok"], result
+    assert result["value"]["sub"] == "00u1"
+    assert result["value"]["checks"] == ["signature", "iss", "aud", "exp", "iat", "nonce", "at_hash"]
+
+
+def test_at_hash_matches_python(page):
+    for token in (ACCESS_TOKEN, "eyJhbGciOiJSUzI1NiJ9.x.y", "ü-unicode"):
+        expected = b64url(hashlib.sha256(token.encode()).digest()[:16])
+        assert run(page, "return await oidc.atHash(args[0]);", token)["value"] == expected
+
+
+def test_altered_claims_fail_the_signature(page, jwks, signing_key):
+    header, payload, signature = make_token(signing_key).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["sub"] = "someone-else"
+    forged = ".".join([header, b64url(json.dumps(claims).encode()), signature])
+    assert validate(page, jwks, forged)["error"] == "invalid_signature"
+
+
+def test_another_key_fails_the_signature(page, jwks):
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert validate(page, jwks, make_token(other))["error"] == "invalid_signature"
+
+
+@pytest.mark.parametrize("overrides, error_fragment", [
+    ({"iss": "https://evil.test/oauth2/default"}, "iss"),
+    ({"aud": "another-client"}, "aud"),
+    ({"aud": [CLIENT_ID, "another-client"]}, "several audiences"),
+    ({"aud": [CLIENT_ID, "another-client"], "azp": "another-client"}, "azp"),
+    ({"exp": int(time.time()) - 10}, "expired"),
+    ({"iat": int(time.time()) + 3600}, "future"),
+    ({"nonce": "replayed"}, "nonce"),
+    ({"nonce": None}, "nonce"),
+    ({"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}, "swapped"),
+    ({"at_hash": None}, "REQUIRED"),
+    ({"sub": None}, "subject"),
+])
+def test_bad_claims_are_rejected(page, jwks, signing_key, overrides, error_fragment):
+    result = validate(page, jwks, make_token(signing_key, **overrides))
+    assert not result["ok"], overrides
+    assert error_fragment in result["description"]
+
+
+def test_unpinned_algorithms_are_rejected(page, jwks, signing_key):
+    hmac_token = make_token(b"a-shared-secret-long-enough-for-hs256!!", algorithm="HS256")
+    assert "only RS256" in validate(page, jwks, hmac_token)["description"]
+    header = b64url(json.dumps({"alg": "none", "kid": "k1"}).encode())
+    payload = make_token(signing_key).split(".")[1]
+    assert "only RS256" in validate(page, jwks, f"{header}.{payload}.")["description"]
+
+
+def test_unknown_kid_is_rejected(page, jwks, signing_key):
+    result = validate(page, jwks, make_token(signing_key, headers={"kid": "not-in-jwks"}))
+    assert "No key" in result["description"]
+
+
+def test_refreshed_id_token_must_name_the_same_user(page, jwks, signing_key):
+    token = make_token(signing_key, nonce=None, sub="00u2")
+    assert "another user" in validate(page, jwks, token, nonce=None, previousSub="00u1", atHashRequired=False)["description"]
+    result = validate(page, jwks, make_token(signing_key, nonce=None), nonce=None, previousSub="00u1", atHashRequired=False)
+    assert result["ok"], result
+
+
+def test_oversized_token_is_refused_before_crypto(page, jwks, signing_key):
+    result = validate(page, jwks, make_token(signing_key, padding="x" * 10000))
+    assert "too large" in result["description"]
+
+
+def test_end_session_url(page):
+    url = run(page, """return oidc.endSessionUrl({end_session_endpoint: 'https://issuer.test/v1/logout'},
+        {idTokenHint: 'id.tok.en', clientId: 'c', postLogoutRedirectUri: 'https://spa.test/', state: 'st'});""")["value"]
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(url).query)
+    assert query == {"id_token_hint": ["id.tok.en"], "client_id": ["c"],
+                     "post_logout_redirect_uri": ["https://spa.test/"], "state": ["st"]}
+    assert run(page, "return oidc.endSessionUrl({}, {state: 's'});")["value"] is None
