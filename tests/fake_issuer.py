@@ -17,10 +17,20 @@ Each answer can be scripted per test:
   (a value of ``None`` removes a member);
 * :meth:`FakeIssuer.mint_id_token` / :meth:`FakeIssuer.mint_access_token` /
   :func:`unsigned_token` / :func:`hs256_token` — make arbitrary tokens;
-* ``issuer.counts[endpoint]`` and ``issuer.requests`` — what was asked.
+* ``issuer.counts[endpoint]`` and ``issuer.requests`` — what was asked;
+* ``issuer.authorize_hook`` — rewrite the authorization response's parameters
+  (drop ``state``, a wrong ``iss``, an ``error``...) before the redirect;
+* ``issuer.id_token_transform`` — turn the ID token's claims into any token
+  (``alg: none``, HS256 with the public key ...) at the token endpoint and in
+  the Implicit response;
+* ``issuer.cors_origins`` — origins allowed to read the answers (a browser SPA);
+* ``api`` (``/api/messages``, ``/api/custom``) — a counting stand-in for the
+  resource server (200 for a token this issuer issued, else 401);
+* :meth:`FakeIssuer.restore` — back to the compliant defaults (for an issuer
+  shared by several tests).
 
 Endpoint names: ``discovery``, ``jwks``, ``authorize``, ``token``, ``userinfo``,
-``revoke``, ``introspect``, ``end_session``.
+``revoke``, ``introspect``, ``end_session`` (and ``api``).
 
 Usage::
 
@@ -59,6 +69,10 @@ PATHS = {
     "/oauth2/default/v1/revoke": "revoke",
     "/oauth2/default/v1/introspect": "introspect",
     "/oauth2/default/v1/logout": "end_session",
+    # Not the issuer's: a tiny counting stand-in for the resource server, so a
+    # test can point API_URL here and assert that no API call was made.
+    "/api/messages": "api",
+    "/api/custom": "api",
 }
 
 _KEY_CACHE: list[RSAKey] = []
@@ -179,6 +193,10 @@ class FakeIssuer:
         self.access_tokens: set[str] = set()
         self.revoked: list[str] = []
         self.assertions: list[dict] = []  # verified private_key_jwt claims
+        self.authorize_hook: Callable[[dict], dict] | None = None
+        self.id_token_transform: Callable[[dict], str] | None = None
+        self.cors_origins: set[str] = set()
+        self.issued_id_tokens: list[str] = []
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -197,6 +215,9 @@ class FakeIssuer:
 
             def do_POST(self):
                 issuer._dispatch(self, "POST")
+
+            def do_OPTIONS(self):
+                issuer._dispatch(self, "OPTIONS")
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -261,6 +282,24 @@ class FakeIssuer:
     def hang(self, endpoint: str, seconds: float = 3.0, times: int | None = None) -> None:
         """Answer only after ``seconds`` (longer than the client's timeout)."""
         self.script(endpoint, Reply(200, {}, delay=seconds), times)
+
+    def restore(self) -> None:
+        """Back to a compliant provider with fresh counters (an issuer shared by several tests)."""
+        with self.lock:
+            self.scripts.clear()
+            self.counts.clear()
+            self.requests.clear()
+        self.discovery_overrides = {}
+        self.signing_key = self.key
+        self.published = [self.key]
+        self.send_iss = True
+        self.rotate_refresh_tokens = True
+        self.id_token_claims, self.id_token_header, self.id_token_key = {}, {}, None
+        self.token_extra = {}
+        self.userinfo_claims = None
+        self.authorize_hook = None
+        self.id_token_transform = None
+        self.issued_id_tokens = []
 
     def count(self, endpoint: str) -> int:
         return self.counts[endpoint]
@@ -328,7 +367,16 @@ class FakeIssuer:
             with self.lock:
                 self.counts[endpoint] += 1
                 self.requests.append(request)
-            reply = self._scripted(endpoint, request) or self._default(endpoint, request)
+            if method == "OPTIONS":
+                # A CORS preflight (Fetch standard): allow what the SPA sends.
+                reply = Reply(204, b"", {"Access-Control-Allow-Methods": "GET, POST",
+                                         "Access-Control-Allow-Headers": "Content-Type, Accept, Authorization"})
+            else:
+                reply = self._scripted(endpoint, request) or self._default(endpoint, request)
+            origin = request.headers.get("Origin")
+            if origin and origin in self.cors_origins:
+                reply = Reply(reply.status, reply.body, {**reply.headers, "Access-Control-Allow-Origin": origin,
+                                                         "Vary": "Origin"}, reply.delay)
             if reply.delay:
                 time.sleep(reply.delay)
             self._send(handler, reply)
@@ -416,6 +464,11 @@ class FakeIssuer:
             token = request.form.get("token", "")
             active = token in self.access_tokens or token in self.refresh_tokens
             return Reply(200, {"active": True, "client_id": self.client_id, "sub": self.user["sub"]} if active else {"active": False})
+        if endpoint == "api":
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer ") and auth[7:] in self.access_tokens:
+                return Reply(200, {"messages": [{"text": "hello from the fake API"}]})
+            return Reply(401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         if endpoint == "end_session":
             target = request.query.get("post_logout_redirect_uri")
             if not target:
@@ -430,13 +483,39 @@ class FakeIssuer:
         redirect_uri = q.get("redirect_uri", "")
         if q.get("client_id") not in self.clients or not redirect_uri:
             return Reply(400, {"error": "invalid_request", "error_description": "unknown client or no redirect_uri"})
+        response_types = set(q.get("response_type", "code").split())
+        if "code" not in response_types and "id_token" in response_types:
+            # The Implicit flow (OIDC Core 3.2.2.5): tokens in the fragment.
+            access_token = self.mint_access_token({"cid": q["client_id"], "scp": q.get("scope", "").split()})
+            claims = self.id_token_defaults(aud=q["client_id"], nonce=q.get("nonce"),
+                                            at_hash=token_hash(access_token, _alg_for(self.id_token_key or self.signing_key)))
+            claims.update(self.id_token_claims)
+            params = {"id_token": self._id_token(claims), "state": q.get("state", "")}
+            if "token" in response_types:
+                params.update(access_token=access_token, token_type="Bearer", expires_in="3600")
+            if self.send_iss:
+                params["iss"] = self.issuer  # RFC 9207 §2: on every authorization response
+            if self.authorize_hook is not None:
+                params = self.authorize_hook(params)
+            return Reply(302, "", {"Location": f"{redirect_uri}#{urlencode(params)}"})
         code = secrets.token_urlsafe(16)
         self.codes[code] = {"client_id": q["client_id"], "redirect_uri": redirect_uri, "nonce": q.get("nonce"),
                             "code_challenge": q.get("code_challenge"), "scope": q.get("scope", "")}
         params = {"code": code, "state": q.get("state", "")}
         if self.send_iss:
             params["iss"] = self.issuer
+        if self.authorize_hook is not None:
+            params = self.authorize_hook(params)
         return Reply(302, "", {"Location": f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(params)}"})
+
+    def _id_token(self, claims: dict) -> str:
+        """The ID token for ``claims``: signed as configured, or as ``id_token_transform`` makes it."""
+        if self.id_token_transform is not None:
+            token = self.id_token_transform({k: v for k, v in claims.items() if v is not None})
+        else:
+            token = self.mint(claims, self.id_token_header, self.id_token_key)
+        self.issued_id_tokens.append(token)
+        return token
 
     def authorize(self, authorization_url: str) -> dict:
         """Follow an authorization URL as a browser would; return the callback's parameters."""
@@ -520,7 +599,7 @@ class FakeIssuer:
             claims = self.id_token_defaults(aud=client_id, nonce=nonce,
                                             at_hash=token_hash(access_token, _alg_for(self.id_token_key or self.signing_key)))
             claims.update(self.id_token_claims)
-            body["id_token"] = self.mint(claims, self.id_token_header, self.id_token_key)
+            body["id_token"] = self._id_token(claims)
         body.update(self.token_extra)
         return Reply(200, {k: v for k, v in body.items() if v is not None})
 
