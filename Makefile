@@ -16,7 +16,8 @@ $(STAMP): requirements.txt
 
 ## Debian packages the suite needs: redis-server (for the embedded Redis),
 ## chromium and chromium-driver (for the browser tests), docker-compose (only
-## to validate docker-compose.yml; no Docker engine is needed). Installed only when
+## to validate docker-compose.yml; no Docker engine is needed), wrk (the load
+## generator of `make bench` and its smoke test). Installed only when
 ## missing, and only where we are root or have sudo.
 define apt_install
 	missing=""; for pkg in $(1); do \
@@ -25,6 +26,7 @@ define apt_install
 	    chromium) test -x /usr/bin/chromium || missing="$$missing $$pkg";; \
 	    chromium-driver) test -x /usr/bin/chromedriver || missing="$$missing $$pkg";; \
 	    docker-compose) command -v docker-compose >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    wrk) command -v wrk >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -38,7 +40,7 @@ redis-dep:
 	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then $(call apt_install,redis-server); fi
 
 system-deps:
-	@$(call apt_install,redis-server chromium chromium-driver docker-compose)
+	@$(call apt_install,redis-server chromium chromium-driver docker-compose wrk)
 
 check-config: $(STAMP)
 	@$(PYTHON) -m common.launcher --check
@@ -52,8 +54,16 @@ run: $(STAMP) redis-dep
 test: $(STAMP) system-deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-## Performance figures (see benchmarks/).
-bench: $(STAMP) redis-dep
+## Bench-only packages (a peer validator, profilers), kept out of requirements.txt.
+BENCH_STAMP := $(VENV)/.bench-requirements-installed
+$(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
+
+## Performance figures (see benchmarks/): one table, goals reported, not enforced.
+## Needs Debian's wrk (the HTTP load generator), installed when missing.
+bench: $(STAMP) $(BENCH_STAMP) redis-dep
+	@$(call apt_install,wrk)
 	$(PYTHON) -m benchmarks
 
 clean:

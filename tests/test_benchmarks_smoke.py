@@ -1,0 +1,42 @@
+"""`make bench` works: the harness runs end to end in its smoke mode and prints every figure.
+
+Only that the table is complete and holds numbers is checked here; the
+performance goals are reported by `make bench`, never enforced by a test
+(a busy CI machine must not fail the build for being slow).
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+ROWS = {
+    "1": "Resource server",
+    "2": "Token validation",
+    "3": "Sign-in",
+    "4": "Session size",
+    "5": "Service token reuse",
+    "6": "Cold start",
+}
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_prints_all_six_figures_with_numbers():
+    assert shutil.which("wrk"), "wrk is not installed: `make test` and `make bench` install it (apt-get install wrk)"
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=110)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    table = run.stdout
+    for number, title in ROWS.items():
+        row = re.search(rf"^{number}  {title}.*$", table, re.M)
+        assert row, f"row {number} ({title}) missing:\n{table}"
+        cells = re.split(r"\s{2,}", row.group(0).strip())
+        # number, title, result, goal, met/MISSED
+        assert len(cells) == 5, cells
+        assert re.search(r"\d", cells[2]), f"no number in the result of row {number}: {cells}"
+        assert cells[4] in {"met", "MISSED", "-"}, cells
+    assert "Machine:" in table and "how:" in table
