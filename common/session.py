@@ -12,6 +12,7 @@ used Flask's default ``session`` cookie would overwrite each other's.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -61,7 +62,19 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
     nothing useful for the user.
     """
 
+    #: Paths answered without a session (and so without Redis): health
+    #: probes must report the process as alive while Redis is down, or a
+    #: process manager would restart a healthy app in a loop; the shared
+    #: stylesheet must load so that the 503 page itself is readable.
+    SESSIONLESS_PATHS = ("/healthz",)
+    SESSIONLESS_PREFIXES = ("/static/", "/_common/static/")
+
     def open_session(self, app, request):
+        if request.path in self.SESSIONLESS_PATHS or request.path.startswith(self.SESSIONLESS_PREFIXES):
+            # Flask's read-only null session: nothing is loaded from Redis
+            # (not even for a request carrying a session cookie) and
+            # nothing is saved.
+            return self.make_null_session(app)
         try:
             return super().open_session(app, request)
         except redis.RedisError as error:
@@ -69,6 +82,23 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
             # session object for this request, which the error page checks.
             g.session_store_failed = True
             raise SessionStoreUnavailable() from error
+
+    def _upsert_session(self, session_lifetime, session, store_id):
+        """Write the session, or only extend its lifetime when unchanged.
+
+        Flask-Session rewrites the whole session after every request
+        (``SESSION_REFRESH_EACH_REQUEST``).  A request that merely read the
+        session would then put back the copy it loaded, undoing whatever a
+        concurrent request of the same browser stored meanwhile: renewed
+        tokens (with rotation the old refresh token is spent, so the user
+        would be signed out at the next renewal), or a sign-out in another
+        tab.  Unchanged sessions therefore only get their expiry pushed
+        back, and a session deleted meanwhile stays deleted.
+        """
+        if not session.modified:
+            self.client.expire(store_id, int(session_lifetime.total_seconds()))
+            return
+        super()._upsert_session(session_lifetime, session, store_id)
 
     def save_session(self, app, session, response):
         if session is None or g.get("session_store_failed"):
@@ -125,5 +155,76 @@ def regenerate_session_id(app: Flask, session) -> None:
     """
     try:
         app.session_interface.regenerate(session)
+    except redis.RedisError as error:
+        raise SessionStoreUnavailable() from error
+
+
+#: How long one request may hold (or wait for) a per-session lock.  Longer
+#: than a token request can take (``HTTP_TIMEOUT`` plus a retry), short
+#: enough that a crashed worker's lock expires by itself.
+SESSION_LOCK_TIMEOUT = 15.0
+
+
+@contextmanager
+def session_lock(app: Flask, session, purpose: str, timeout: float = SESSION_LOCK_TIMEOUT):
+    """Hold a Redis lock for one browser session, across every worker.
+
+    Two requests of the same browser (two tabs, a double click) may want to
+    do the same one-time thing at once; the classic case is renewing an
+    expired access token.  With refresh-token rotation and reuse detection
+    (RFC 9700 §4.14.2) the second refresh presents a token that was just
+    spent, and the issuer revokes the whole grant: the user is signed out
+    for clicking twice.  Inside this lock, re-read the stored session with
+    :func:`stored_session_value` to see whether another request already
+    did the work, and publish your result with :func:`save_session_now`.
+
+    The lock expires after ``timeout`` seconds, so a worker killed while
+    holding it blocks nobody for long.
+
+    :param purpose: names the lock (``"refresh"``).
+    :raises SessionStoreUnavailable: Redis failed or the lock stayed taken.
+    """
+    interface = app.session_interface
+    name = f"{interface.key_prefix}lock:{purpose}:{session.sid}"
+    lock = interface.client.lock(name, timeout=timeout, blocking_timeout=timeout)
+    try:
+        acquired = lock.acquire()
+    except redis.RedisError as error:
+        raise SessionStoreUnavailable() from error
+    if not acquired:
+        raise SessionStoreUnavailable()
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except redis.RedisError:
+            # Expired already (or Redis went away): it frees itself.
+            pass
+
+
+def stored_session_value(app: Flask, session, key: str):
+    """``key`` as it is stored in Redis now, not as this request loaded it.
+
+    :return: the value, or ``None`` when the key (or the whole session:
+        signed out in another tab) is gone.
+    """
+    interface = app.session_interface
+    try:
+        data = interface._retrieve_session_data(interface._get_store_id(session.sid))
+    except redis.RedisError as error:
+        raise SessionStoreUnavailable() from error
+    return (data or {}).get(key)
+
+
+def save_session_now(app: Flask, session) -> None:
+    """Write the session to Redis at once, before the response is sent.
+
+    Used inside :func:`session_lock`, so that a request waiting for the
+    lock finds the result (say, renewed tokens) when it gets its turn.
+    """
+    interface = app.session_interface
+    try:
+        interface._upsert_session(app.permanent_session_lifetime, session, interface._get_store_id(session.sid))
     except redis.RedisError as error:
         raise SessionStoreUnavailable() from error

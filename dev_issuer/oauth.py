@@ -83,6 +83,13 @@ def refuse_unreadable_client_credentials():
     learn what is wrong from a proper RFC 6749 §5.2 error instead.
     """
     header = request.headers.get("Authorization", "")
+    if " " in header and len(header.split(None, 1)) < 2:
+        # A space but nothing after the scheme once Unicode whitespace
+        # (NBSP, NEL: Latin-1 octets a client can send) is split off:
+        # Authlib's extract_basic_authorization unpacks two parts and
+        # raised, a 500 found by tests/security/test_fuzz.py.
+        return oauth_error("invalid_client", "The Authorization header is malformed.", 401,
+                           {"WWW-Authenticate": 'Basic realm="dev_issuer"'})
     if header[:6].lower() == "basic ":
         try:
             base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")

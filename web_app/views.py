@@ -13,6 +13,7 @@ from common.errors import FlowError
 from common.http import http_session
 from common.inspector import FlowLog, redact
 from common.oidc import TokenSet
+from common.session import save_session_now, session_lock, stored_session_value
 from common.web import require_csrf, settings_of
 
 from .auth import (
@@ -145,18 +146,32 @@ def _refresh(tokens: TokenSet, log: FlowLog) -> TokenSet | None:
     """
     if not tokens.refresh_token:
         return None
-    try:
-        fresh = oidc_client().refresh_tokens(tokens.refresh_token, log=log, expected_sub=tokens.sub)
-    except FlowError as error:
-        if error.error == "issuer_unreachable" or error.status >= 500:
-            raise
-        current_app.logger.info("refresh failed: %s", error)
-        return None
-    # A refresh response need not contain a new ID token (OIDC Core §12.2):
-    # the one from the sign-in still describes the user.
-    if not fresh.id_token:
-        fresh.id_token, fresh.id_claims = tokens.id_token, tokens.id_claims
-    session["tokens"] = fresh.to_dict()
+    # One refresh per browser session at a time, across workers: two tabs
+    # calling the API with the same expired token would otherwise both
+    # present the refresh token, and an issuer with reuse detection
+    # (RFC 9700 §4.14.2) revokes the whole sign-in at the second use.
+    with session_lock(current_app, session, "refresh"):
+        stored = stored_session_value(current_app, session, "tokens")
+        if stored is None:
+            return None  # signed out (in another tab) while we waited
+        if stored.get("access_token") != tokens.access_token:
+            # Another request renewed the tokens while we waited: use its result.
+            session["tokens"] = stored
+            return TokenSet.from_dict(stored)
+        try:
+            fresh = oidc_client().refresh_tokens(tokens.refresh_token, log=log, expected_sub=tokens.sub)
+        except FlowError as error:
+            if error.error == "issuer_unreachable" or error.status >= 500:
+                raise
+            current_app.logger.info("refresh failed: %s", error)
+            return None
+        # A refresh response need not contain a new ID token (OIDC Core §12.2):
+        # the one from the sign-in still describes the user.
+        if not fresh.id_token:
+            fresh.id_token, fresh.id_claims = tokens.id_token, tokens.id_claims
+        session["tokens"] = fresh.to_dict()
+        # Published before the lock is released, for the request waiting on it.
+        save_session_now(current_app, session)
     return fresh
 
 

@@ -4,6 +4,7 @@ A tiny app built with :func:`common.web.create_base_app` stands in for any
 of the suite's apps: the point is the plumbing they all share.
 """
 
+import flask
 import pytest
 from flask import Blueprint, redirect, request, session
 
@@ -136,3 +137,75 @@ def test_errors_are_escaped_and_security_headers_present(redis_server):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_health_probe_and_static_files_need_no_redis(tmp_path):
+    """/healthz and static files answer while Redis is down, even with a session cookie.
+
+    A probe that failed with Redis would make a process manager restart a
+    healthy app; the 503 page needs its stylesheet.
+    """
+    from flask import jsonify
+
+    port = free_port()
+    app = make_app(f"redis://127.0.0.1:{port}/0")
+    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    client = app.test_client()
+    client.set_cookie("demo_app_session", "an-existing-session-id", domain="localhost")
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json == {"status": "ok"}
+    assert "Set-Cookie" not in health.headers
+    style = client.get("/_common/static/style.css")
+    assert style.status_code == 200 and "Set-Cookie" not in style.headers
+    style.close()
+    # Everything else still needs the session, and says so with the 503 page.
+    assert client.get("/get").status_code == 503
+
+
+def test_a_read_only_request_does_not_undo_a_concurrent_write(redis_server):
+    """A request that only read the session must not put its stale copy back."""
+    app = make_app(redis_server.url)
+    writer, reader = app.test_client(), app.test_client()
+    writer.get("/set/old")
+    sid = writer.get_cookie("demo_app_session").value
+    reader.set_cookie("demo_app_session", sid, domain="localhost")
+
+    # The reader loads the session, then the writer stores a new value before
+    # the reader's response is saved (as two tabs of one browser would).
+    with app.test_request_context("/get", headers={"Cookie": f"demo_app_session={sid}"}):
+        loaded = app.session_interface.open_session(app, flask.request)
+        assert loaded["value"] == "old"
+        assert writer.get("/set/new").text == "stored"
+        app.session_interface.save_session(app, loaded, app.response_class("x"))
+    assert reader.get("/get").text == "new"
+
+
+def test_session_lock_lets_one_request_do_the_work(redis_server):
+    """The second holder of the lock sees what the first stored (single flight)."""
+    import threading
+
+    from common.session import save_session_now, session_lock, stored_session_value
+
+    app = make_app(redis_server.url)
+    client = app.test_client()
+    client.get("/set/start")
+    sid = client.get_cookie("demo_app_session").value
+    done, order = [], []
+
+    def one_request(name):
+        with app.test_request_context("/", headers={"Cookie": f"demo_app_session={sid}"}):
+            current = app.session_interface.open_session(app, flask.request)
+            with session_lock(app, current, "work"):
+                order.append(name)
+                if stored_session_value(app, current, "value") == "start":
+                    current["value"] = f"done-by-{name}"
+                    save_session_now(app, current)
+                    done.append(name)
+
+    threads = [threading.Thread(target=one_request, args=(n,)) for n in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(order) == 3 and len(done) == 1
+    assert client.get("/get").text == f"done-by-{done[0]}"
