@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
+from common.session import load_stored_session
 from tests.issuer_helpers import sign_in_and_get_redirect
 
 from .support import BENCH_USER_AGENT, Result, Scale, Suite, median, parse_access_log, percentile
@@ -108,7 +109,8 @@ def session_bytes(store: redis.Redis, client: requests.Session) -> tuple[int, di
         raise RuntimeError(f"expected one Redis key for the session, found {len(keys)}")
     parts = {}
     try:
-        parts = {name: len(json.dumps(value)) for name, value in json.loads(store.get(keys[0])).items()}
+        # JSON size of each entry before compression (what takes the room).
+        parts = {name: len(json.dumps(value)) for name, value in load_stored_session(store.get(keys[0])).items()}
     except (TypeError, ValueError):
         pass  # not JSON: only the total is reported
     return int(store.memory_usage(keys[0], samples=0)), parts

@@ -12,6 +12,7 @@ used Flask's default ``session`` cookie would overwrite each other's.
 
 from __future__ import annotations
 
+import zlib
 from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import redis
 from flask import Flask, g
 from flask_session import Session
+from flask_session.base import MsgSpecSerializer, Serializer
 from flask_session.redis import RedisSessionInterface
 from werkzeug.exceptions import ServiceUnavailable
 
@@ -52,6 +54,43 @@ def connect_redis(url: str) -> redis.Redis:
         socket_connect_timeout=REDIS_TIMEOUT,
         health_check_interval=30,
     )
+
+
+class CompressedJSONSerializer(Serializer):
+    """Session data as JSON, zlib-compressed.
+
+    A signed-in session holds three tokens (about 2.4 KB) and the flow
+    inspector's steps, whose JSON repeats itself a great deal; compressed,
+    a whole session stays under 4 KiB of Redis memory per user instead of
+    about 7 KiB (``make bench`` measures it).  Values written before
+    compression was introduced (plain JSON, starting with ``{``) still load.
+    """
+
+    def __init__(self, app: Flask):
+        self.json = MsgSpecSerializer(app, "json")
+
+    def encode(self, session) -> bytes:
+        return zlib.compress(self.json.encode(session), 6)
+
+    def decode(self, serialized_data: bytes) -> dict:
+        return self.json.decode(decompress_session_data(serialized_data))
+
+
+def decompress_session_data(raw: bytes) -> bytes:
+    """The JSON bytes of a stored session (compressed or not)."""
+    # A zlib stream starts with 0x78; stored JSON starts with "{" (0x7b).
+    return zlib.decompress(raw) if raw[:1] == b"\x78" else raw
+
+
+def load_stored_session(raw: bytes | None) -> dict:
+    """A session as it is stored in Redis, decoded: for tests and tools.
+
+    :param raw: the value of a ``{app}:session:{sid}`` key, or ``None``.
+    :return: the session's data, ``{}`` when there is none.
+    """
+    import json
+
+    return json.loads(decompress_session_data(raw)) if raw else {}
 
 
 class ResilientRedisSessionInterface(RedisSessionInterface):
@@ -144,6 +183,7 @@ def init_session(app: Flask, settings: Settings, app_name: str, base_url: str) -
         sid_length=32,
         serialization_format="json",
     )
+    app.session_interface.serializer = CompressedJSONSerializer(app)
 
 
 def regenerate_session_id(app: Flask, session) -> None:

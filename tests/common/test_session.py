@@ -8,6 +8,7 @@ import flask
 import pytest
 from flask import Blueprint, redirect, request, session
 
+from common.session import load_stored_session
 from common.web import create_base_app, require_csrf, safe_next
 from tests.support import RedisServer, free_port
 
@@ -56,7 +57,7 @@ def test_session_lives_in_redis_under_the_app_prefix(redis_server):
     assert cookie is not None and "hello" not in cookie.value  # only an opaque id in the browser
     assert cookie.http_only and cookie.same_site == "Lax" and not cookie.secure
     stored = redis.Redis.from_url(redis_server.url).get(f"demo_app:session:{cookie.value}")
-    assert stored is not None and b"hello" in stored
+    assert stored is not None and load_stored_session(stored)["value"] == "hello"
     ttl = redis.Redis.from_url(redis_server.url).ttl(f"demo_app:session:{cookie.value}")
     assert 0 < ttl <= 28800  # bounded lifetime, not Flask's 31 days
     assert client.get("/get").text == "hello"
@@ -209,3 +210,20 @@ def test_session_lock_lets_one_request_do_the_work(redis_server):
         thread.join(10)
     assert len(order) == 3 and len(done) == 1
     assert client.get("/get").text == f"done-by-{done[0]}"
+
+
+def test_sessions_are_stored_compressed_and_old_plain_json_still_loads(redis_server):
+    import json
+
+    import redis
+
+    app = make_app(redis_server.url)
+    client = app.test_client()
+    client.get("/set/" + "x" * 2000)
+    store = redis.Redis.from_url(redis_server.url)
+    raw = store.get(f"demo_app:session:{client.get_cookie('demo_app_session').value}")
+    assert raw[:1] == b"\x78" and len(raw) < 500  # zlib: 2000 repeated bytes shrink
+    # A session written as plain JSON (before compression) is still read.
+    store.set("demo_app:session:plain-json-session", json.dumps({"value": "legacy"}), ex=60)
+    client.set_cookie("demo_app_session", "plain-json-session", domain="localhost")
+    assert client.get("/get").text == "legacy"

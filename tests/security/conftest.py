@@ -37,6 +37,7 @@ import pytest
 import redis
 import requests
 
+from common.session import load_stored_session
 from tests.fake_issuer import FakeIssuer
 from tests.support import ROOT, free_port, gunicorn
 
@@ -147,12 +148,14 @@ class WebAppDriver:
             secrets = [t for t in (*self.issuer.access_tokens, *self.issuer.issued_id_tokens)]
             for key in self.redis.scan_iter():
                 value = self.redis.get(key) or b""
+                if key.startswith(b"web_app:session:"):
+                    # Sessions are stored compressed: look inside.
+                    value = json.dumps(load_stored_session(value)).encode()
                 if b'"tokens"' in value or any(s.encode() in value for s in secrets):
                     return True
         cookie = (client or self.client).get_cookie(self.app.config["SESSION_COOKIE_NAME"])
         if cookie is not None:
-            value = self.redis.get(f"web_app:session:{cookie.value}") or b""
-            return b'"tokens"' in value
+            return "tokens" in load_stored_session(self.redis.get(f"web_app:session:{cookie.value}"))
         return False
 
 

@@ -26,6 +26,7 @@ import pytest
 import redis
 import requests
 
+from common.session import load_stored_session
 from tests.web_app.conftest import at_issuer, demo_user, extra_users, sign_in, start_sign_in
 
 HOSTILE_TARGETS = [
@@ -248,5 +249,5 @@ def _signed_in_id_token(env: dict) -> str:
         username, password = extra_users(env)[3]
         sign_in(http, env["WEB_BASE_URL"], username, password)
         raw = redis.Redis.from_url(env["REDIS_URL"]).get(f"web_app:session:{http.cookies.get('web_app_session')}")
-        _ID_TOKEN["token"] = json.loads(raw)["tokens"]["id_token"]
+        _ID_TOKEN["token"] = load_stored_session(raw)["tokens"]["id_token"]
     return _ID_TOKEN["token"]

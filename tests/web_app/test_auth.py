@@ -37,10 +37,9 @@ def _sign_in(client, fake_issuer, **params):
 
 
 def _session_data(app, client) -> dict:
-    import json
+    from common.session import load_stored_session
 
-    raw = app.config["SESSION_REDIS"].get(f"web_app:session:{client.get_cookie(COOKIE).value}")
-    return json.loads(raw) if raw else {}
+    return load_stored_session(app.config["SESSION_REDIS"].get(f"web_app:session:{client.get_cookie(COOKIE).value}"))
 
 
 def _expire_access_token(client) -> None:

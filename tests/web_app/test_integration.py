@@ -16,6 +16,7 @@ import requests
 
 from common.config import load_settings
 from common.oidc import OIDCClient, TokenSet
+from common.session import load_stored_session
 from tests.web_app.conftest import at_issuer, demo_user, element_text, extra_users, form_csrf, sign_in, start_sign_in
 
 COOKIE = "web_app_session"
@@ -26,7 +27,7 @@ def stored_tokens(env: dict, http: requests.Session) -> TokenSet:
     sid = http.cookies.get(COOKIE)
     raw = redis.Redis.from_url(env["REDIS_URL"]).get(f"web_app:session:{sid}")
     assert raw is not None, "no server-side session for this cookie"
-    return TokenSet.from_dict(json.loads(raw)["tokens"])
+    return TokenSet.from_dict(load_stored_session(raw)["tokens"])
 
 
 def web_client(env: dict) -> OIDCClient:
@@ -59,9 +60,10 @@ def test_sign_in_profile_and_api(web_app, suite_env):
     assert result["messages"]
     assert result["client_id"] == load_settings(suite_env).web_client_id
 
-    # Compact: the tokens, a few claims and a bounded flow log.
+    # Compact: the tokens, a few claims and a bounded flow log, compressed.
     raw = redis.Redis.from_url(suite_env["REDIS_URL"]).get(f"web_app:session:{http.cookies.get(COOKIE)}")
-    assert len(raw) < 24 * 1024, len(raw)
+    assert len(raw) < 4096, len(raw)
+    assert load_stored_session(raw)["tokens"]["access_token"] == tokens.access_token
 
     inspector = http.get(base + "/inspector")
     assert inspector.status_code == 200 and 'id="inspector"' in inspector.text
