@@ -6,7 +6,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check-config system-deps redis-dep clean
+.PHONY: run test bench screenshots check-config system-deps redis-dep clean
 
 ## Virtualenv with the pinned requirements (re-installed when they change).
 $(STAMP): requirements.txt
@@ -59,6 +59,10 @@ BENCH_STAMP := $(VENV)/.bench-requirements-installed
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt
 	touch $(BENCH_STAMP)
+
+## Re-take the README's screenshots (docs/screenshots) with the browser tests.
+screenshots: $(STAMP) system-deps
+	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/web_app/test_browser.py tests/spa_app/test_browser.py tests/dev_issuer/test_browser.py
 
 ## Performance figures (see benchmarks/): one table, goals reported, not enforced.
 ## Needs Debian's wrk (the HTTP load generator), installed when missing.

@@ -150,3 +150,18 @@ def gunicorn(name: str, factory: str, env: dict[str, str], port: int, workers: i
     argv = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--timeout", "30", "--graceful-timeout", "5", "--no-control-socket", *(extra or []), factory]
     return Service(name, argv, env, port, health_path)
+
+
+def screenshot_dir() -> Path:
+    """Where browser tests save their screenshots.
+
+    ``docs/screenshots`` (the README's pictures) when ``UPDATE_SCREENSHOTS=1``
+    (``make screenshots``), else ``instance/screenshots``, so that an
+    ordinary test run leaves the committed pictures alone.
+    """
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        directory = ROOT / "docs" / "screenshots"
+    else:
+        directory = ROOT / "instance" / "screenshots"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

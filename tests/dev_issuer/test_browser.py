@@ -1,15 +1,16 @@
 """The dev issuer's pages as a person sees them, in Chromium."""
 
-from pathlib import Path
-
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from common.config import load_settings
-from tests.support import ROOT
+from tests.support import screenshot_dir
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = screenshot_dir()
 
 
 def test_applications_page_lists_every_client_with_its_redirect_uris(browser, dev_issuer, suite_env):
@@ -25,5 +26,4 @@ def test_applications_page_lists_every_client_with_its_redirect_uris(browser, de
     assert browser.find_element(By.ID, "trusted-origin").text == settings.spa_origin
     # No secret is ever shown, only ids.
     assert settings.web_client_secret not in browser.page_source
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(Path(SCREENSHOTS / "dev_issuer-apps.png")))
+    browser.save_screenshot(str(SCREENSHOTS / "dev_issuer-apps.png"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import jwt
@@ -22,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from selenium.webdriver.common.by import By
 
 from tests.spa_app.conftest import SpaActions
+from tests.support import screenshot_dir
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = screenshot_dir()
 
 
 def at_hash(access_token: str) -> str:

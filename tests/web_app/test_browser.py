@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -12,10 +11,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from common.config import load_settings
 from tests.web_app.conftest import demo_user
+from tests.support import screenshot_dir
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = screenshot_dir()
 
 
 def _wait_for(browser, element_id: str, timeout: float = 15):
