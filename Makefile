@@ -10,11 +10,13 @@ PYTEST_ARGS ?=
 
 ## Virtualenv with the pinned requirements (re-installed when they change).
 $(STAMP): requirements.txt
-	test -x $(PYTHON) || python3 -m venv $(VENV)
+	@$(call apt_install,python3-venv)
+	test -x $(VENV)/bin/pip || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
-## Debian packages the suite needs: redis-server (for the embedded Redis),
+## Debian packages the suite needs: python3-venv (Debian's python3 lacks
+## ensurepip without it), redis-server (for the embedded Redis),
 ## chromium and chromium-driver (for the browser tests), docker-compose (only
 ## to validate docker-compose.yml; no Docker engine is needed), wrk (the load
 ## generator of `make bench` and its smoke test). Installed only when
@@ -27,6 +29,7 @@ define apt_install
 	    chromium-driver) test -x /usr/bin/chromedriver || missing="$$missing $$pkg";; \
 	    docker-compose) command -v docker-compose >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    wrk) command -v wrk >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -70,5 +73,6 @@ bench: $(STAMP) $(BENCH_STAMP) redis-dep
 	@$(call apt_install,wrk)
 	$(PYTHON) -m benchmarks
 
+## Remove what the commands made; keys you generated under instance/ are kept.
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) .pytest_cache instance/redis instance/test-logs instance/screenshots

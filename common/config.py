@@ -44,7 +44,7 @@ DEFAULTS: dict[str, str] = {
     "NATIVE_TOKEN_DIR": "",
     "TRUSTED_CLIENT_ID": "dev-trusted-app",
     "TRUSTED_CLIENT_SECRET": "dev-trusted-app-secret-do-not-use-in-production",
-    "TRUSTED_MODE": "false",
+    "TRUSTED_MODE": "auto",
     "SERVICE_CLIENT_ID": "dev-service-app",
     "SERVICE_CLIENT_SECRET": "dev-service-app-secret-do-not-use-in-production",
     "SERVICE_PRIVATE_KEY": "",
@@ -98,7 +98,7 @@ class Settings:
     native_token_dir: str  # empty: the OS keyring, else the user's config directory
     trusted_client_id: str
     trusted_client_secret: str
-    trusted_mode: bool
+    trusted_mode: bool  # TRUSTED_MODE=auto: on against the bundled dev issuer only
     service_client_id: str
     service_client_secret: str
     service_private_key: str  # path to a PEM or JWK file; empty: client_secret_basic
@@ -222,6 +222,20 @@ def _check_float(name: str, value: str, low: float, high: float) -> float:
     return number
 
 
+def _check_trusted_mode(value: str, issuer: str) -> bool:
+    """``TRUSTED_MODE``: true, false, or auto (the default).
+
+    The password grant is deprecated (RFC 9700 §2.4) and off unless enabled.
+    ``auto`` enables it only against the bundled dev issuer, so that the
+    trusted-app walkthrough runs after ``make run`` while a real issuer
+    never sees a password unless someone asked for it explicitly.
+    """
+    if value.strip().lower() == "auto":
+        parts = urlsplit(issuer)
+        return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
+    return _check_bool("TRUSTED_MODE", value)
+
+
 def _check_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -231,11 +245,13 @@ def _check_bool(name: str, value: str) -> bool:
     raise ConfigError(name, f"{value!r} is not a yes/no value", "Set true or false")
 
 
-def _check_text(name: str, value: str, *, required: bool = True) -> str:
+def _check_text(name: str, value: str, *, required: bool = True, secret: bool = False) -> str:
     value = value.strip()
     if required and not value:
         raise ConfigError(name, "is empty", f"Set {name} in the environment or in .env (see .env.example)")
-    if _PLACEHOLDER.search(value):
+    # A real secret or password may well contain "<", "{" or "...": only
+    # ids and names are checked for copy-paste placeholders.
+    if not secret and _PLACEHOLDER.search(value):
         raise ConfigError(name, f"{value!r} still contains a placeholder", f"Copy the real value from your issuer's console into {name}")
     return value
 
@@ -271,10 +287,10 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
     settings = Settings(
         issuer=issuer,
         redis_url=redis_url,
-        secret_key=_check_text("SECRET_KEY", raw["SECRET_KEY"]),
+        secret_key=_check_text("SECRET_KEY", raw["SECRET_KEY"], secret=True),
         web_client_id=_check_text("WEB_CLIENT_ID", raw["WEB_CLIENT_ID"]),
         # A confidential client cannot authenticate without its secret.
-        web_client_secret=_check_text("WEB_CLIENT_SECRET", raw["WEB_CLIENT_SECRET"]),
+        web_client_secret=_check_text("WEB_CLIENT_SECRET", raw["WEB_CLIENT_SECRET"], secret=True),
         web_base_url=_check_url("WEB_BASE_URL", raw["WEB_BASE_URL"].strip(), path_allowed=False),
         spa_client_id=_check_text("SPA_CLIENT_ID", raw["SPA_CLIENT_ID"]),
         spa_base_url=_check_url("SPA_BASE_URL", raw["SPA_BASE_URL"].strip(), path_allowed=False),
@@ -282,10 +298,10 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         native_redirect_port=_check_int("NATIVE_REDIRECT_PORT", raw["NATIVE_REDIRECT_PORT"], 0, 65535),
         native_token_dir=_check_directory("NATIVE_TOKEN_DIR", raw["NATIVE_TOKEN_DIR"].strip()),
         trusted_client_id=_check_text("TRUSTED_CLIENT_ID", raw["TRUSTED_CLIENT_ID"]),
-        trusted_client_secret=_check_text("TRUSTED_CLIENT_SECRET", raw["TRUSTED_CLIENT_SECRET"]),
-        trusted_mode=_check_bool("TRUSTED_MODE", raw["TRUSTED_MODE"]),
+        trusted_client_secret=_check_text("TRUSTED_CLIENT_SECRET", raw["TRUSTED_CLIENT_SECRET"], secret=True),
+        trusted_mode=_check_trusted_mode(raw["TRUSTED_MODE"], issuer),
         service_client_id=_check_text("SERVICE_CLIENT_ID", raw["SERVICE_CLIENT_ID"]),
-        service_client_secret=_check_text("SERVICE_CLIENT_SECRET", raw["SERVICE_CLIENT_SECRET"], required=not raw["SERVICE_PRIVATE_KEY"].strip()),
+        service_client_secret=_check_text("SERVICE_CLIENT_SECRET", raw["SERVICE_CLIENT_SECRET"], secret=True, required=not raw["SERVICE_PRIVATE_KEY"].strip()),
         service_private_key=_check_private_key(raw["SERVICE_PRIVATE_KEY"].strip()),
         service_scope=_check_scope(raw["SERVICE_SCOPE"]),
         service_base_url=_check_url("SERVICE_BASE_URL", raw["SERVICE_BASE_URL"].strip(), path_allowed=False),
@@ -293,9 +309,9 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         api_audience=_check_text("API_AUDIENCE", raw["API_AUDIENCE"]),
         api_validation=_check_choice("API_VALIDATION", raw["API_VALIDATION"], {"jwt", "introspection"}),
         api_introspection_client_id=_check_text("API_INTROSPECTION_CLIENT_ID", raw["API_INTROSPECTION_CLIENT_ID"], required=False),
-        api_introspection_client_secret=_check_text("API_INTROSPECTION_CLIENT_SECRET", raw["API_INTROSPECTION_CLIENT_SECRET"], required=False),
+        api_introspection_client_secret=_check_text("API_INTROSPECTION_CLIENT_SECRET", raw["API_INTROSPECTION_CLIENT_SECRET"], secret=True, required=False),
         demo_username=_check_text("DEMO_USERNAME", raw["DEMO_USERNAME"]),
-        demo_password=_check_text("DEMO_PASSWORD", raw["DEMO_PASSWORD"]),
+        demo_password=_check_text("DEMO_PASSWORD", raw["DEMO_PASSWORD"], secret=True),
         http_timeout=_check_float("HTTP_TIMEOUT", raw["HTTP_TIMEOUT"], 0.1, 120),
         session_lifetime=_check_int("SESSION_LIFETIME", raw["SESSION_LIFETIME"], 60, 7 * 24 * 3600),
         login_timeout=_check_int("LOGIN_TIMEOUT", raw["LOGIN_TIMEOUT"], 10, 3600),

@@ -30,7 +30,7 @@ from .config import PROJECT_ROOT, ConfigError, Settings, load_settings
 INSTANCE = PROJECT_ROOT / "instance"
 VENV_BIN = Path(sys.executable).parent
 
-#: Procfile process name -> (package, how to find its health URL).
+#: Procfile process name -> the package it runs.
 COMPONENTS = {
     "issuer": "dev_issuer",
     "api": "resource_server",
@@ -96,12 +96,13 @@ def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]
         "service": (settings.service_base_url, f"{settings.service_base_url}/healthz"),
     }
     names, binds, health = [], {}, {}
-    host = os.environ.get("BIND_HOST", "127.0.0.1")
+    # Loopback only: these are development servers with development secrets.
+    host = "127.0.0.1"
     for name, package in COMPONENTS.items():
         if name == "issuer" and not settings.uses_dev_issuer:
             continue  # ISSUER points at a real issuer (Okta ...): nothing to start
         if importlib.util.find_spec(package) is None:
-            continue  # this app has not been written yet
+            continue  # a package removed from this checkout
         base, health_url = urls[name]
         names.append(name)
         binds[f"{name.upper()}_BIND"] = f"{host}:{_port_of(base)}"
@@ -109,11 +110,11 @@ def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]
     return names, binds, health
 
 
-def wait_healthy(health: dict[str, str], procs: subprocess.Popen, timeout: float = 60) -> list[str]:
+def wait_healthy(health: dict[str, str], honcho: subprocess.Popen, timeout: float = 60) -> list[str]:
     """Poll every health URL; return the names still not answering."""
     pending = dict(health)
     deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline and procs.poll() is None:
+    while pending and time.monotonic() < deadline and honcho.poll() is None:
         for name, url in list(pending.items()):
             try:
                 if requests.get(url, timeout=1).status_code < 500:
@@ -131,7 +132,7 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
         ("spa", "Single-page app (PKCE / legacy Implicit)", settings.spa_base_url),
         ("service", "Service (Client Credentials) status", settings.service_base_url),
         ("api", "Resource server (API)", settings.api_url + "/healthz"),
-        ("issuer", "Dev issuer: Applications page", settings.issuer_base_url + "/"),
+        ("issuer", "Dev issuer: Applications page", settings.issuer_base_url + "/admin/apps"),
     ]
     print("\n" + "=" * 72)
     print(" The suite is up. Open:")
@@ -166,10 +167,6 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    if settings.uses_dev_issuer and "TRUSTED_MODE" not in os.environ and "TRUSTED_MODE" not in _dotenv_keys():
-        # The password grant is off unless enabled; against the bundled dev
-        # issuer `make run` enables it so the trusted-app mode can be tried.
-        env["TRUSTED_MODE"] = "true"
 
     redis_proc = None
     redis_url = settings.redis_url
@@ -216,15 +213,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def _dotenv_keys() -> set[str]:
-    env_file = PROJECT_ROOT / ".env"
-    if not env_file.is_file():
-        return set()
-    from dotenv import dotenv_values
-
-    return set(dotenv_values(env_file))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,15 @@ import os
 
 import pytest
 
+from common.config import DEFAULTS
 from tests.support import RedisServer, free_port, gunicorn
 
 # Tests never read the developer's .env or environment by accident: every
-# process gets its configuration from ``suite_env`` below.
-for _name in list(os.environ):
-    if _name in {"ISSUER", "REDIS_URL", "WEB_BASE_URL", "SPA_BASE_URL", "API_URL", "SERVICE_BASE_URL"}:
-        del os.environ[_name]
+# contract variable is set to its development default in this process's
+# environment (which beats .env in common/config.py and is inherited by
+# every process a fixture starts); fixtures then override what they need
+# through ``suite_env`` and ``test_config``.
+os.environ.update(DEFAULTS)
 
 
 @pytest.fixture(scope="session")

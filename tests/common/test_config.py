@@ -101,3 +101,18 @@ def test_launcher_check_reports_the_bad_variable(monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("configuration error: ISSUER:")
     assert len(err.splitlines()) == 1
+
+
+def test_trusted_mode_auto_is_on_only_against_the_dev_issuer():
+    # The password grant is off unless enabled (RFC 9700 §2.4); "auto" turns
+    # it on for the bundled dev issuer so the walkthrough runs after `make run`.
+    assert load_settings().trusted_mode is True
+    assert load_settings({"ISSUER": "https://dev-123456.okta.com/oauth2/default"}).trusted_mode is False
+    assert load_settings({"ISSUER": "https://dev-123456.okta.com/oauth2/default", "TRUSTED_MODE": "true"}).trusted_mode
+
+
+def test_secrets_may_contain_characters_that_look_like_placeholders():
+    # Only ids and URLs are checked for copy-paste placeholders.
+    assert load_settings({"WEB_CLIENT_SECRET": "a<b>{c}...d"}).web_client_secret == "a<b>{c}...d"
+    with pytest.raises(ConfigError, match="WEB_CLIENT_ID"):
+        load_settings({"WEB_CLIENT_ID": "{yourClientId}"})
