@@ -20,6 +20,7 @@ import threading
 import time
 
 import redis
+import redis.lock
 from joserfc.jwk import KeySet, RSAKey
 
 #: Retired keys kept published; tokens live at most a day, rotations are rarer.
@@ -41,6 +42,14 @@ def generate_key() -> dict:
     return data
 
 
+def release(lock: redis.lock.Lock) -> None:
+    """Release ``lock`` if it is still ours; if it expired, leave the new owner's alone."""
+    try:
+        lock.release()
+    except redis.exceptions.LockError:
+        pass
+
+
 class Keyring:
     """The issuer's keys, shared by every worker through one Redis value."""
 
@@ -49,6 +58,17 @@ class Keyring:
         self._parsed: dict[str, RSAKey] = {}
         self._guard = threading.Lock()
 
+    def _lock(self) -> redis.lock.Lock:
+        """The key-generation lock, held at most 30 s.
+
+        redis-py's ``Lock`` stores a random token and releases with a
+        compare-and-delete script: a worker whose lock expired (a slow key
+        generation) must not delete the lock another worker now holds, which
+        a plain ``DEL`` would do (the single-instance lock of the Redis
+        ``SET`` documentation, "Patterns").
+        """
+        return self.redis.lock(LOCK, timeout=30, sleep=0.05)
+
     def _load(self) -> list[dict] | None:
         raw = self.redis.get(KEYS)
         return json.loads(raw)["keys"] if raw else None
@@ -56,15 +76,16 @@ class Keyring:
     def keys(self) -> list[dict]:
         """All keys, generating the first pair if there are none yet.
 
-        Two workers start at once; a Redis lock (``SET NX``) makes sure only
-        one of them generates, the other waits for its result.
+        Two workers start at once; a Redis lock makes sure only one of them
+        generates, the other waits for its result.
         """
         keys = self._load()
         if keys is not None:
             return keys
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if self.redis.set(LOCK, "1", nx=True, ex=30):
+            lock = self._lock()
+            if lock.acquire(blocking=False):
                 try:
                     keys = self._load()
                     if keys is None:
@@ -76,7 +97,7 @@ class Keyring:
                         self.redis.set(KEYS, json.dumps({"keys": keys}))
                     return keys
                 finally:
-                    self.redis.delete(LOCK)
+                    release(lock)
             time.sleep(0.05)
             keys = self._load()
             if keys is not None:
@@ -110,11 +131,9 @@ class Keyring:
         :return: ``{"current": kid, "next": kid, "retired": [kid, ...]}``
         """
         self.keys()
-        deadline = time.monotonic() + 15
-        while not self.redis.set(LOCK, "1", nx=True, ex=30):
-            if time.monotonic() > deadline:
-                raise KeysUnavailable("another rotation is still running")
-            time.sleep(0.05)
+        lock = self._lock()
+        if not lock.acquire(blocking=True, blocking_timeout=15):
+            raise KeysUnavailable("another rotation is still running")
         try:
             keys = self._load()
             now = int(time.time())
@@ -127,7 +146,7 @@ class Keyring:
             keys = [upcoming, fresh] + retired
             self.redis.set(KEYS, json.dumps({"keys": keys}))
         finally:
-            self.redis.delete(LOCK)
+            release(lock)
         return self.summary()
 
     def summary(self) -> dict:

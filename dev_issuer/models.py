@@ -181,7 +181,12 @@ def register_clients(settings: Settings) -> dict[str, Client]:
     every application type.
     """
     custom = tuple(settings.service_scope.split())
-    user_scopes = OIDC_SCOPES + custom
+    # The custom scope (SERVICE_SCOPE) guards the API's service-only route;
+    # only the service client may be granted it.  User-facing clients get
+    # the OpenID scopes alone, so a user's token cannot call that route:
+    # least privilege, RFC 9700 §2.3 ("privileges of access tokens SHOULD
+    # be restricted to the minimum required").
+    user_scopes = OIDC_SCOPES
     clients = [
         Client(
             client_id=settings.web_client_id,
@@ -393,28 +398,62 @@ class Store:
         data = {**data, "exp": time.time() + lifetime}
         self.redis.set(self._key("code", token_hash(code)), json.dumps(data), ex=lifetime)
 
-    def redeem_code(self, code: str) -> tuple[dict | None, str | None]:
-        """Take a code out of the store, once.
+    #: Marks a code redeemed, atomically: the "used" marker is created (with
+    #: the family id of the tokens about to be issued) in the same step that
+    #: finds it missing, so of two concurrent redemptions exactly one wins
+    #: and the other is seen as a replay (RFC 6749 §4.1.2).  The code's own
+    #: record is kept as long as the marker, so a later replay can still be
+    #: checked against the client, redirect URI and PKCE challenge it was
+    #: bound to before it revokes anything.
+    #: KEYS: code record, used marker; ARGV: new family id, TTL in seconds.
+    #: Returns ``{1, family}`` for the winner, ``{0, family}`` for a replay,
+    #: ``false`` when the code is gone (expired).
+    _REDEEM_CODE = """
+    local family = redis.call('GET', KEYS[2])
+    if family then return {0, family} end
+    if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+    redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+    return {1, ARGV[1]}
+    """
 
-        :return: ``(data, family)`` for a fresh code, where ``family`` names
-            the grant the tokens issued from it will belong to;
-            ``(None, family)`` for a code that was already redeemed (a
-            replay); ``(None, None)`` for an unknown or expired code.
+    def peek_code(self, code: str) -> tuple[dict | None, str | None]:
+        """A code's record, without using it up.
+
+        The code is consumed only by :meth:`redeem_code`, once the token
+        request has passed every check (client, redirect URI, PKCE): a
+        request that fails them is not a use of the code (RFC 6749 §4.1.3).
+
+        :return: ``(data, None)`` for a fresh code; ``(data, family)`` for a
+            code already redeemed, whose tokens belong to ``family``;
+            ``(None, None)`` for an unknown or expired code.
         """
         digest = token_hash(code)
-        raw = self.redis.getdel(self._key("code", digest))
-        used_key = self._key("code_used", digest)
+        raw, family = self.redis.mget(self._key("code", digest), self._key("code_used", digest))
         if raw is None:
-            family = self.redis.get(used_key)
-            return None, family.decode() if family else None
-        data = json.loads(raw)
-        if data["exp"] <= time.time():
             return None, None
-        family = new_id()
-        # Remember the redeemed code for as long as its tokens can live, so
-        # that a replay can still find and revoke them.
-        self.redis.set(used_key, family, ex=self.settings.dev_issuer_refresh_token_lifetime)
-        return data, family
+        data = json.loads(raw)
+        if family is None and data["exp"] <= time.time():
+            return None, None
+        return data, family.decode() if family else None
+
+    def redeem_code(self, code: str) -> tuple[bool, str | None]:
+        """Use a code up, atomically (see ``_REDEEM_CODE``).
+
+        :return: ``(True, family)`` the first time, where ``family`` names
+            the grant the tokens issued now will belong to;
+            ``(False, family)`` for a replay (that family must be revoked);
+            ``(False, None)`` if the code expired meanwhile.
+        """
+        digest = token_hash(code)
+        # The marker (and the code's record) live as long as the tokens can,
+        # so that a replay can still find and revoke them.
+        result = self.redis.eval(self._REDEEM_CODE, 2, self._key("code", digest), self._key("code_used", digest),
+                                 new_id(), self.settings.dev_issuer_refresh_token_lifetime)
+        if not result:
+            return False, None
+        won, family = result
+        return bool(won), family.decode() if isinstance(family, bytes) else family
 
     # token families: everything issued from one authorization grant ----
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import redis
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from authlib.oidc.core.errors import LoginRequiredError
+from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 
 from common.errors import error_response
@@ -66,6 +66,8 @@ def metadata() -> dict:
                              "email_verified", "ver", "jti"],
         "code_challenge_methods_supported": ["S256"],
         "request_parameter_supported": False,
+        # Discovery §3: omitted, this would default to true.
+        "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
         # RFC 9207: every authorization response carries ``iss``.
         "authorization_response_iss_parameter_supported": True,
@@ -198,6 +200,32 @@ def authorization_error(error: OAuth2Error, grant=None):
     )
 
 
+def unsupported_parameter_error(grant) -> OAuth2Error | None:
+    """The error for authorization parameters this issuer does not implement, if any.
+
+    A request object (``request``, ``request_uri``) may carry parameters
+    that override the plain ones, so silently ignoring it would answer a
+    different request than the client sent: OpenID Connect Core 6.1/6.2
+    and 3.1.2.6 give ``request_not_supported`` and
+    ``request_uri_not_supported`` for exactly this.  ``max_age`` must be a
+    non-negative integer (3.1.2.1); anything else is refused rather than
+    ignored, since ignoring it would skip the re-authentication asked for.
+    """
+    where = {"redirect_uri": grant.redirect_uri,
+             "redirect_fragment": getattr(grant, "ERROR_RESPONSE_FRAGMENT", False)}
+    if "request" in request.values:
+        return RequestNotSupportedError(
+            "Request objects ('request') are not supported here: send the parameters as plain query parameters.",
+            **where)
+    if "request_uri" in request.values:
+        return RequestURINotSupportedError(
+            "'request_uri' is not supported here: send the parameters as plain query parameters.", **where)
+    max_age = request.values.get("max_age")
+    if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 10):
+        return InvalidRequestError("max_age must be a non-negative whole number of seconds.", **where)
+    return None
+
+
 def needs_sign_in(prompts: list[str], auth_time) -> bool:
     """Whether the user must (re-)enter credentials now (OpenID Connect Core 3.1.2.1).
 
@@ -210,10 +238,8 @@ def needs_sign_in(prompts: list[str], auth_time) -> bool:
         return True
     max_age = request.values.get("max_age")
     if max_age is not None:
-        try:
-            return int(auth_time or 0) + max(0, int(max_age)) < time.time() and not fresh
-        except ValueError:
-            return False
+        # Validated by unsupported_parameter_error: a non-negative integer.
+        return int(auth_time or 0) + int(max_age) < time.time() and not fresh
     return False
 
 
@@ -232,6 +258,10 @@ def authorize():
         return authorization_error(error)
     except ValueError:
         return authorization_error(InvalidRequestError("The authorization request is malformed."))
+
+    unsupported = unsupported_parameter_error(grant)
+    if unsupported is not None:
+        return authorization_error(unsupported, grant)
 
     prompts = (request.values.get("prompt") or "").split()
     if user is not None and needs_sign_in(prompts, auth_time):

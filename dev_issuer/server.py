@@ -311,7 +311,7 @@ class OpenIDToken(IdTokenMixin, _OpenIDToken):
 
 
 class AuthorizationCode(oidc.AuthorizationCodeMixin):
-    """A redeemed code's record: client, redirect URI, scope, PKCE and nonce it was bound to."""
+    """A code's record: client, redirect URI, scope, PKCE and nonce it was bound to."""
 
     def __init__(self, data: dict):
         self.data = data
@@ -352,6 +352,11 @@ class CodeChallenge(rfc7636.CodeChallenge):
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
     def validate_code_challenge(self, grant, redirect_uri):
+        """Check the authorization request's PKCE parameters (RFC 7636 §4.3, §4.4.1).
+
+        Public clients must send a challenge (RFC 9700 §2.1.1), and only
+        ``S256``; Authlib then checks the challenge's syntax.
+        """
         data = grant.request.payload.data
         challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
         if grant.request.client.is_public and not challenge:
@@ -405,29 +410,55 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         })
 
     def query_authorization_code(self, code, client):
-        """Redeem the code, once; a second use revokes what the first one got.
+        """Find the code this client presents, without using it up yet.
 
+        RFC 6749 §4.1.3 has the server authenticate the client, ensure the
+        code was issued to it, and check ``redirect_uri``; RFC 7636 §4.6
+        adds the ``code_verifier``.  A request that fails any of them has
+        not *used* the code: if it burned the code, anyone who intercepted
+        a public client's code (RFC 9700 §4.5) could spend it with a wrong
+        verifier and turn the real client's exchange into a "replay" that
+        revokes its tokens.  So this only looks the code up; it is spent in
+        :meth:`validate_token_request`, after every check has passed.  (A
+        wrong ``code_verifier`` cannot be guessed: it carries 256 bits.)
+        """
+        if not isinstance(code, str) or not code or len(code) > 512:
+            return None
+        data, family = state().store.peek_code(code)
+        if data is None or data["client_id"] != client.client_id:
+            # §4.1.3: "ensure that the authorization code was issued to the
+            # authenticated confidential client" (or the public client_id).
+            return None
+        return AuthorizationCode({**data, "code": code})
+
+    def validate_token_request(self):
+        """Check the token request (RFC 6749 §4.1.3), then spend the code, once.
+
+        Authlib's checks (client authentication, the code's client, the
+        redirect URI) and the PKCE hook (RFC 7636 §4.6) run first; only a
+        request that passed all of them redeems the code.  Redeeming is one
+        atomic Redis step (``Store.redeem_code``), so of two concurrent
+        redemptions exactly one wins, and the loser, like any later replay
+        that passes the same checks, revokes every token the winner got.
         RFC 6749 §4.1.2: "If an authorization code is used more than once,
         the authorization server MUST deny the request and SHOULD revoke
         (when possible) all tokens previously issued based on that
         authorization code."
         """
-        if not isinstance(code, str) or not code or len(code) > 512:
-            return None
-        data, family = state().store.redeem_code(code)
-        if data is None:
-            if family:
-                state().store.revoke_family(family)
-                raise InvalidGrantError("The authorization code was already used; the tokens issued for it are now revoked.")
-            return None
-        if data["client_id"] != client.client_id:
-            return None
+        super().validate_token_request()
+        code = self.request.authorization_code
+        fresh, family = state().store.redeem_code(code.data["code"])
+        if family is None:
+            raise InvalidGrantError("The authorization code has expired; start the sign-in again.")
+        if not fresh:
+            state().store.revoke_family(family)
+            raise InvalidGrantError("The authorization code was already used; the tokens issued for it are now revoked.")
         self.request.family = family
-        self.request.auth_time = data.get("auth_time")
-        return AuthorizationCode(data)
+        self.request.auth_time = code.data.get("auth_time")
 
     def delete_authorization_code(self, authorization_code):
-        # Already gone: redeem_code took it out atomically (GETDEL).
+        # Spent already, atomically, by validate_token_request (the record
+        # itself stays, marked used, so a replay can be recognised).
         pass
 
     def authenticate_user(self, authorization_code):
@@ -523,6 +554,11 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
     def validate_token_request(self):
+        """Authenticate the client and settle the scope (RFC 6749 §4.4.2, §3.3).
+
+        Only the client's own custom scopes may be granted; an empty
+        request gets the client's registered default scope.
+        """
         super().validate_token_request()
         client = self.request.client
         requested = scope_to_list(self.request.payload.scope) or []
@@ -557,6 +593,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
+        """The stored refresh token, if it is known, unexpired and unrevoked (RFC 6749 §6).
+
+        Authlib then checks that it was issued to the authenticated client,
+        as §6 requires.
+        """
         if not isinstance(refresh_token, str) or len(refresh_token) > 512:
             return None
         token = state().store.refresh_token(refresh_token)
@@ -565,6 +606,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return token
 
     def validate_token_request(self):
+        """Validate the refresh request (RFC 6749 §6), then detect reuse (RFC 9700 §4.14.2).
+
+        Claiming the token is one atomic Redis step: whoever presents it
+        second, honest client or attacker, gets ``invalid_grant`` and the
+        whole family is revoked, since the server cannot tell which of the
+        two is the legitimate one.
+        """
         super().validate_token_request()
         token = self.request.refresh_token
         if not state().store.claim_refresh_token(token):
@@ -576,8 +624,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return refresh_token.get_user()
 
     def revoke_old_credential(self, refresh_token):
-        # Retired already, atomically, by claim_refresh_token above.
-        pass
+        """Retire the rotated refresh token (RFC 9700 §4.14.2, RFC 6749 §6).
+
+        Nothing to do here: ``claim_refresh_token`` in
+        :meth:`validate_token_request` retired it already, atomically.
+        """
 
 
 # -- client authentication: private_key_jwt (RFC 7523 §2.2) ---------------------------
@@ -587,10 +638,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     """``private_key_jwt``: the client signs a short JWT with its own key.
 
     The assertion's ``aud`` must be this issuer's token endpoint (or the
-    issuer), and each ``jti`` is accepted once (RFC 7523 §3 item 7).
+    issuer), it must be short-lived, and each ``jti`` is accepted once
+    (RFC 7523 §3 items 4-7).
     """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    #: The longest an assertion may live (``exp`` ahead of now, ``iat``
+    #: behind it), in seconds.  The ``jti`` of every accepted assertion is
+    #: remembered until its ``exp``; without this bound an assertion valid
+    #: for a month would outlive that memory and could be replayed.
+    MAX_LIFETIME = 300
 
     def get_audiences(self):
         return [state().endpoint("token"), state().settings.issuer]
@@ -602,9 +660,39 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
         return import_key(client.public_jwk)
 
+    def verify_claims(self, claims):
+        """Refuse long-lived assertions before the usual checks (RFC 7523 §3).
+
+        Item 4 requires ``exp``, and item 5 lets the server refuse one
+        "unreasonably far in the future"; item 6 lets it refuse an ``iat``
+        "unreasonably far in the past".  Both are bounded to
+        :attr:`MAX_LIFETIME` (plus clock-skew leeway), and ``iat`` is
+        required so that the assertion's age is known.  Then Authlib checks
+        ``iss``/``sub``/``aud``/``exp`` and calls :meth:`validate_jti`.
+        """
+        now = time.time()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (exp, iat)):
+            raise InvalidClientError(description="The client assertion needs numeric 'iat' and 'exp' claims.")
+        if exp > now + self.MAX_LIFETIME + self.leeway:
+            raise InvalidClientError(
+                description=f"The client assertion expires too far ahead: 'exp' may be at most {self.MAX_LIFETIME} s away.")
+        if iat > now + self.leeway:
+            raise InvalidClientError(description="The client assertion was issued in the future ('iat').")
+        if iat < now - self.MAX_LIFETIME - self.leeway:
+            raise InvalidClientError(
+                description=f"The client assertion is too old: 'iat' may be at most {self.MAX_LIFETIME} s ago.")
+        super().verify_claims(claims)
+
     def validate_jti(self, claims, jti):
-        ttl = int(claims.get("exp", 0) - time.time()) + self.leeway
-        return state().store.first_use("assertion_jti", f"{claims['sub']}:{jti}", min(max(ttl, 60), 3600))
+        """Accept each assertion ``jti`` once (RFC 7523 §3 item 7).
+
+        It is remembered "for the length of time for which the JWT would be
+        considered valid based on the applicable exp instant": until
+        ``exp`` plus the leeway, which :meth:`verify_claims` has bounded.
+        """
+        ttl = int(claims["exp"] - time.time()) + self.leeway + 1
+        return state().store.first_use("assertion_jti", f"{claims['sub']}:{jti}", ttl)
 
 
 # -- endpoints -------------------------------------------------------------------------
@@ -639,6 +727,11 @@ class IntrospectionEndpoint(rfc7662.IntrospectionEndpoint):
         return client.introspect_any or token.check_client(client)
 
     def introspect_token(self, token):
+        """The introspection answer for an active token (RFC 7662 §2.2).
+
+        Authlib answers ``{"active": false}`` itself for unknown, expired
+        or revoked tokens; the claims here are §2.2's plus Okta's ``uid``.
+        """
         data = token.data
         user = token.get_user()
         body = {

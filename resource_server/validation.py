@@ -96,7 +96,10 @@ def bearer_token_from_request() -> str:
 
     Only the ``Authorization: Bearer`` header is accepted.  A token in the
     query string (§2.3) ends up in server logs, browser history and
-    ``Referer`` headers, which is why RFC 9700 §2.5 says not to use it; a
+    ``Referer`` headers: RFC 6750 §2.3 says it SHOULD NOT be used and
+    §5.3 "Don't pass bearer tokens in page URLs", and RFC 9700 §4.3.2
+    (access token in browser history) says clients MUST NOT pass access
+    tokens in a URI query parameter; a
     form-body token (§2.2) has no place on a GET API.  Both are refused as
     ``invalid_request`` so that the mistake is visible instead of silently
     looking like "no token".
@@ -424,8 +427,12 @@ def require_token(view: Callable) -> Callable:
 def require_scope(scope: str | Callable[[Settings], str]) -> Callable:
     """Decorator: like :func:`require_token`, and the token must grant ``scope``.
 
-    :param scope: the scope name, or a function of the settings returning it
-        (the custom scope is configuration: ``SERVICE_SCOPE``).
+    :param scope: a space-separated list of scopes (RFC 6749 §3.3), or a
+        function of the settings returning one (the custom scope is
+        configuration: ``SERVICE_SCOPE``, which may name several).  Every
+        scope in the list is required: the service app asks for exactly
+        ``SERVICE_SCOPE``, so a token granted all of it has each one, and a
+        token missing any of them was not granted what this route is for.
     """
 
     def decorator(view: Callable) -> Callable:
@@ -433,11 +440,14 @@ def require_scope(scope: str | Callable[[Settings], str]) -> Callable:
         @require_token
         def wrapped(*args, **kwargs):
             needed = scope(current_app.config["SETTINGS"]) if callable(scope) else scope
-            if not current_token().has_scope(needed):
+            missing = [name for name in needed.split() if not current_token().has_scope(name)]
+            if missing:
                 # RFC 6750 §3.1: the token is fine, it just does not allow
-                # this; 403 tells the client that a new token *with* this
-                # scope would work, unlike 401.
-                raise insufficient_scope(needed, f"This route needs the {needed!r} scope, which the token does not grant.")
+                # this; 403 tells the client that a new token *with* these
+                # scopes would work, unlike 401.  The challenge's ``scope``
+                # attribute is the space-delimited list needed (§3).
+                raise insufficient_scope(" ".join(needed.split()),
+                                         f"This route needs the scopes {needed!r}; the token lacks {' '.join(missing)!r}.")
             return view(*args, **kwargs)
 
         return wrapped

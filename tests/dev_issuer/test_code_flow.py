@@ -230,3 +230,55 @@ def test_sign_in_form_requires_csrf_token(issuer):
     response = requests.post(base + "/signin", data={"username": s.demo_username, "password": s.demo_password},
                              allow_redirects=False, timeout=TIMEOUT)
     assert response.status_code == 400 and not response.is_redirect
+
+
+@pytest.mark.parametrize("param, error", [("request", "request_not_supported"),
+                                          ("request_uri", "request_uri_not_supported")])
+def test_request_objects_refused_not_ignored(issuer, param, error):
+    """A request object could override the plain parameters: refuse it (OpenID Connect Core 6.1, 6.2, 3.1.2.6)."""
+    s = issuer.settings
+    _, challenge = pkce_pair()
+    value = "eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9." if param == "request" else "https://rp.example.test/r/1"
+    params = error_callback(issuer, s.spa_client_id, s.spa_redirect_uri, code_challenge=challenge,
+                            code_challenge_method="S256", **{param: value})
+    assert params["error"] == error and params["iss"] == issuer.url and params["state"].startswith("st-")
+    assert issuer.metadata["request_parameter_supported"] is False
+    assert issuer.metadata["request_uri_parameter_supported"] is False
+
+
+def test_max_age_forces_a_fresh_sign_in_and_auth_time_is_in_the_id_token(issuer):
+    """max_age bounds the SSO session's age; the ID token then carries auth_time (OpenID Connect Core 3.1.2.1, 2)."""
+    s = issuer.settings
+    session = requests.Session()
+    first = issuer.code_flow("web", session=session)
+    signed_in_at = issuer.verify(first["id_token"], s.web_client_id)["auth_time"]
+    time.sleep(2.1)
+    _, challenge = pkce_pair()
+    # The session is younger than an hour: reused, same auth_time.
+    recent = session.get(issuer.authorize_url(s.spa_client_id, s.spa_redirect_uri, code_challenge=challenge,
+                                              code_challenge_method="S256", max_age="3600"),
+                         allow_redirects=False, timeout=TIMEOUT)
+    assert recent.status_code == 302 and "code=" in recent.headers["Location"]
+    # Older than one second: the sign-in form comes back ...
+    verifier, challenge = pkce_pair()
+    url = issuer.authorize_url(s.web_client_id, s.web_redirect_uri, code_challenge=challenge,
+                               code_challenge_method="S256", max_age="1")
+    assert 'id="sign-in-form"' in session.get(url, timeout=TIMEOUT).text
+    # ... with prompt=none that is login_required, not a silent old session.
+    params = callback_params(session.get(url + "&prompt=none", allow_redirects=False, timeout=TIMEOUT)
+                             .headers["Location"])
+    assert params["error"] == "login_required"
+    # Signing in again, in the same SSO session, gives a later auth_time.
+    code = callback_params(sign_in_and_get_redirect(session, url, s.demo_username, s.demo_password))["code"]
+    fresh = issuer.redeem("web", code, s.web_redirect_uri, verifier)
+    assert fresh.status_code == 200, fresh.text
+    assert issuer.verify(fresh.json()["id_token"], s.web_client_id)["auth_time"] > signed_in_at
+
+
+@pytest.mark.parametrize("max_age", ["-1", "soon", "1.5", ""])
+def test_malformed_max_age_refused(issuer, max_age):
+    s = issuer.settings
+    _, challenge = pkce_pair()
+    params = error_callback(issuer, s.spa_client_id, s.spa_redirect_uri, code_challenge=challenge,
+                            code_challenge_method="S256", max_age=max_age)
+    assert params["error"] == "invalid_request" and "max_age" in params["error_description"]

@@ -28,8 +28,18 @@ def test_password_grant_with_id_token(issuer):
 
 
 def test_password_grant_without_openid_has_no_id_token(issuer):
-    body = password_grant(issuer, scope=issuer.settings.service_scope).json()
-    assert "id_token" not in body and "refresh_token" not in body
+    body = password_grant(issuer, scope="profile").json()
+    assert "id_token" not in body and "refresh_token" not in body and body["access_token"]
+
+
+def test_user_clients_cannot_get_the_service_scope(issuer):
+    """SERVICE_SCOPE guards the API's service-only route: users' apps may not be granted it (RFC 9700 §2.3)."""
+    s = issuer.settings
+    response = password_grant(issuer, scope=f"openid {s.service_scope}")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_scope"
+    url = issuer.authorize_url(s.web_client_id, s.web_redirect_uri, scope=f"openid {s.service_scope}")
+    location = requests.get(url, allow_redirects=False, timeout=TIMEOUT).headers["Location"]
+    assert "error=invalid_scope" in location and location.startswith(s.web_redirect_uri)
 
 
 def test_password_grant_wrong_password(issuer):
@@ -83,6 +93,7 @@ def assertion(issuer, key_pem, **overrides):
     claims = {"iss": s.service_client_id, "sub": s.service_client_id, "aud": issuer.endpoint("token"),
               "iat": now, "exp": now + 60, "jti": str(uuid.uuid4())}
     claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode(claims, key_pem.read_bytes(), algorithm="RS256")
 
 
@@ -121,6 +132,25 @@ def test_private_key_jwt_refuses_bad_assertions(second_issuer, service_key_pem, 
     secret = requests.post(second_issuer.endpoint("token"), auth=(s.service_client_id, s.service_client_secret),
                            data={"grant_type": "client_credentials"}, timeout=TIMEOUT)
     assert secret.status_code == 401
+
+
+def test_private_key_jwt_refuses_long_lived_assertions(second_issuer, service_key_pem):
+    """RFC 7523 §3 items 4-7: exp at most minutes ahead, iat present and recent, so a jti is remembered long enough."""
+    now = int(time.time())
+    cases = {
+        "exp in 30 days": {"exp": now + 30 * 86400},
+        "exp in 10 minutes": {"exp": now + 600},
+        "no iat": {"iat": None},
+        "iat 10 minutes ago": {"iat": now - 600, "exp": now + 60},
+        "iat in the future": {"iat": now + 600, "exp": now + 120},
+        "iat not a number": {"iat": "now"},
+    }
+    for name, overrides in cases.items():
+        signed = assertion(second_issuer, service_key_pem, **overrides)
+        response = private_key_jwt(second_issuer, signed)
+        assert response.status_code in (400, 401) and response.json()["error"] == "invalid_client", (name, response.text)
+    # Within the bounds (5 minutes, as common/keys.py's assertions): accepted.
+    assert private_key_jwt(second_issuer, assertion(second_issuer, service_key_pem, exp=now + 290)).status_code == 200
 
 
 def refresh(issuer, refresh_token, client="web"):

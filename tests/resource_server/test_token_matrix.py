@@ -13,7 +13,9 @@ import time
 import pytest
 import requests
 
-from .conftest import API_AUDIENCE, SERVICE_CLIENT_ID, SERVICE_SCOPE, WEB_CLIENT_ID
+from tests.support import free_port, gunicorn
+
+from .conftest import API_AUDIENCE, SERVICE_CLIENT_ID, SERVICE_SCOPE, WEB_CLIENT_ID, api_env
 
 
 def challenge(response: requests.Response) -> dict[str, str]:
@@ -119,6 +121,33 @@ def test_custom_route_without_the_scope_is_403(api, test_issuer, claims):
     response = get(api, test_issuer.mint(test_issuer.claims(**claims)), "/api/custom")
     params = assert_refused(response, 403, "insufficient_scope")
     assert params["scope"] == SERVICE_SCOPE
+
+
+@pytest.fixture(scope="module")
+def multi_scope_api(test_issuer):
+    """The resource server with a SERVICE_SCOPE that names two scopes."""
+    service = gunicorn("resource_server-multi-scope", "resource_server:create_app()",
+                       api_env(test_issuer, SERVICE_SCOPE="customScope other"), free_port(), workers=1,
+                       health_path="/healthz").start()
+    yield service
+    service.stop()
+
+
+@pytest.mark.parametrize("claims, granted", [
+    ({"scp": ["customScope", "other"]}, True),
+    ({"scp": ["other", "openid", "customScope"]}, True),  # order and extra scopes do not matter
+    ({"scp": None, "scope": "other customScope"}, True),
+    ({"scp": ["customScope"]}, False),  # one of the two is not enough
+    ({"scp": ["other"]}, False),
+])
+def test_multi_scope_service_scope_needs_every_scope(multi_scope_api, test_issuer, claims, granted):
+    """SERVICE_SCOPE is a space-separated list (RFC 6749 §3.3): the route needs each scope in it."""
+    response = get(multi_scope_api, test_issuer.mint(test_issuer.claims(**claims)), "/api/custom")
+    if granted:
+        assert response.status_code == 200, response.text
+    else:
+        params = assert_refused(response, 403, "insufficient_scope")
+        assert params["scope"] == "customScope other"  # RFC 6750 §3: the scopes needed, space-delimited
 
 
 # -- no token / malformed requests -------------------------------------------------------------
