@@ -217,6 +217,84 @@ def test_the_page_runs_under_its_csp_without_violations(spa):
     assert logs == []
 
 
+# -- refreshes that overlap: with each other, with sign-out ------------------------------------------
+
+# Wraps the page's fetch() (oidc.js calls the global one) to log each call to
+# the token and revocation endpoints and, on request, to hold the token
+# endpoint's answer until the test releases it: a refresh "on the wire".
+INSTRUMENT_FETCH = """
+    const [hold, withoutEndSession, done] = arguments;
+    (async () => {
+      const oidc = await import('/static/js/oidc.js');  // the module app.js uses, metadata cache and all
+      const config = await (await fetch('/config.json')).json();
+      const metadata = await oidc.discover(config.issuer);
+      if (withoutEndSession) delete metadata.end_session_endpoint;  // sign-out ends here, on this page
+      window.__calls = [];
+      window.__hold = hold ? new Promise(resolve => { window.__release = resolve; }) : null;
+      const realFetch = window.fetch;
+      window.fetch = async (url, init) => {
+        const kind = String(url) === metadata.token_endpoint ? 'token'
+          : String(url) === metadata.revocation_endpoint ? 'revoke' : 'other';
+        window.__calls.push(kind);
+        const response = await realFetch(url, init);
+        if (kind === 'token' && window.__hold) await window.__hold;
+        return response;
+      };
+    })().then(() => done(), e => done(String(e)));
+"""
+
+
+def instrument_fetch(spa: SpaActions, *, hold=False, without_end_session=False):
+    assert spa.driver.execute_async_script(INSTRUMENT_FETCH, hold, without_end_session) is None
+
+
+def fetch_calls(spa: SpaActions, kind: str) -> int:
+    return spa.driver.execute_script("return window.__calls.filter(k => k === arguments[0]).length", kind)
+
+
+def test_overlapping_refreshes_send_one_request(spa):
+    """Single-flight refresh (RFC 9700 §4.14.2): a second refresh while one is
+    under way joins it instead of sending the refresh token the first just spent
+    (which the dev issuer, detecting reuse, answers by revoking the whole grant)."""
+    spa.sign_in("pkce")
+    instrument_fetch(spa)
+    # Two refreshes at once, as when the button is clicked while the timer's refresh is in flight.
+    spa.driver.execute_script("const button = document.getElementById('refresh-tokens'); button.click(); button.click();")
+    spa.wait(lambda d: "Tokens refreshed" in d.find_element(By.ID, "spa-notice").text)
+    call_api_and_check(spa)  # the grant is alive: the new access token works
+    assert fetch_calls(spa, "token") == 1
+    assert spa.inspector_titles().count("Refresh (manual)") == 1
+    assert not spa.driver.find_element(By.ID, "spa-error").is_displayed()
+    # Once it has settled, the next refresh is a new one, with the rotated refresh token.
+    spa.driver.find_element(By.ID, "refresh-tokens").click()
+    spa.wait(lambda d: spa.inspector_titles().count("Refresh (manual)") == 2)
+    assert fetch_calls(spa, "token") == 2
+    step = [text for title, text in spa.inspector_steps() if title == "Refresh (manual)"][-1]
+    assert "rotated" in step
+    call_api_and_check(spa)
+
+
+def test_sign_out_during_a_refresh_keeps_nothing(spa):
+    """A refresh answered after sign-out must not put the session back; the
+    refresh token it brought is revoked (RFC 7009) rather than left alive."""
+    spa.sign_in("pkce")
+    instrument_fetch(spa, hold=True, without_end_session=True)
+    spa.driver.find_element(By.ID, "refresh-tokens").click()
+    spa.wait(lambda d: fetch_calls(spa, "token") == 1)  # the refresh request is out
+    spa.driver.find_element(By.ID, "sign-out").click()
+    spa.wait(lambda d: "Signed out of this app" in d.find_element(By.ID, "spa-notice").text)
+    assert fetch_calls(spa, "revoke") == 1  # sign-out revoked the refresh token it held
+    spa.driver.execute_script("window.__release()")  # now the refresh's answer arrives
+    # The late answer is dropped and its fresh refresh token revoked too.
+    spa.wait(lambda d: fetch_calls(spa, "revoke") == 2)
+    assert spa.driver.find_element(By.ID, "nav-status").text == "Signed out"
+    spa.assert_no_tokens()
+    assert spa.storage() == {"local": {}, "session": {}, "cookies": ""}
+    assert "Refresh (manual)" not in spa.inspector_titles()
+    assert not spa.driver.find_element(By.ID, "spa-error").is_displayed()
+    assert fetch_calls(spa, "token") == 1
+
+
 # -- what only time shows: short-lived access tokens --------------------------------------------
 
 

@@ -123,17 +123,56 @@ def test_callback_parameters_come_from_query_or_fragment(page):
     ({"code": "c", "state": "s", "iss": "https://evil.test"},
      {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
     ({"code": "c", "state": "s"}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
+    # RFC 9207 §2.4: an iss that is present is compared, even from an issuer
+    # that does not announce the parameter (or says it does not send it).
+    ({"code": "c", "state": "s", "iss": "https://evil.test"}, {"issuer": ISSUER}, "iss_mismatch"),
+    ({"code": "c", "state": "s", "iss": "https://evil.test"},
+     {"issuer": ISSUER, "authorization_response_iss_parameter_supported": False}, "iss_mismatch"),
+    ({"code": "c", "state": "s", "iss": ""}, {"issuer": ISSUER}, "iss_mismatch"),
+    ({"code": "c", "state": "s", "iss": ISSUER + "/"}, {"issuer": ISSUER}, "iss_mismatch"),  # exact match only
 ])
 def test_authorization_response_checks(page, params, metadata, error):
     result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]);", params, metadata)
     assert result["error"] == error
 
 
-def test_authorization_response_accepted(page):
+@pytest.mark.parametrize("params, metadata", [
+    ({"code": "c", "state": "s", "iss": ISSUER}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}),
+    ({"code": "c", "state": "s", "iss": ISSUER}, {"issuer": ISSUER}),
+    ({"code": "c", "state": "s"}, {"issuer": ISSUER}),  # not announced, not sent: nothing to compare
+])
+def test_authorization_response_accepted(page, params, metadata):
     result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]); return 'fine';",
-                 {"code": "c", "state": "s", "iss": ISSUER},
-                 {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True})
+                 params, metadata)
     assert result == {"ok": True, "value": "fine"}
+
+
+# -- the flow inspector: what it puts on screen -------------------------------------------------------
+
+
+def test_inspector_shortens_the_code_and_redacts_the_verifier(page):
+    """The authorization code is a credential until redeemed: shortened like a token.
+
+    The callback step and the token request both show it; the code_verifier
+    (RFC 7636 §4.1) stays hidden altogether.
+    """
+    code = "SplxlOBeZQQYbYS6WxSbIA-a-long-authorization-code"
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    result = run(page, """
+        const inspector = await import('/static/js/inspector.js');
+        const [code, verifier] = args;
+        const form = {grant_type: 'authorization_code', code, code_verifier: verifier, client_id: 'c'};
+        const callback = inspector.urlParams(`https://spa.test/login/callback?code=${code}&state=s`);
+        const root = document.createElement('ol');
+        new inspector.FlowInspector(root).step('Token request', 'x', {request: {method: 'POST', url: 'https://issuer.test/token', params: form}});
+        return {redacted: inspector.redact(form), callback, screen: root.textContent};
+    """, code, verifier)["value"]
+    assert result["redacted"]["code"] == f"{code[:8]}…({len(code)} chars)…{code[-4:]}"
+    assert result["callback"]["code"] == result["redacted"]["code"] and result["callback"]["state"] == "s"
+    assert result["redacted"]["code_verifier"] == "[redacted]"
+    assert result["redacted"]["client_id"] == "c" and result["redacted"]["grant_type"] == "authorization_code"
+    assert code not in result["screen"] and verifier not in result["screen"]
+    assert result["redacted"]["code"] in result["screen"]
 
 
 # -- ID token validation (OIDC Core 3.1.3.7, 3.2.2.9-11) --------------------------------------------

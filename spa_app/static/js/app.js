@@ -24,6 +24,10 @@ const inspector = new FlowInspector($("inspector"));
 let config = null;
 let session = null; // {mode, accessToken, idToken, refreshToken, expiresAt, claims, scope}
 let refreshTimer = null;
+// Bumped whenever the session is dropped, so that an answer still on the
+// wire (a refresh) can tell that the session it was for is gone.
+let sessionGeneration = 0;
+let refreshInFlight = null; // the one refresh under way, if any (see refresh())
 
 // -- small UI helpers ------------------------------------------------------------------
 
@@ -98,6 +102,8 @@ function render() {
 /** Forget every token (memory only, so this is all it takes). */
 function dropSession() {
   session = null;
+  sessionGeneration += 1;
+  refreshInFlight = null;
   clearTimeout(refreshTimer);
   refreshTimer = null;
   render();
@@ -225,7 +231,7 @@ async function completeSignIn() {
  * came through the browser and MUST be verified, and at_hash MUST bind the
  * access token to it (3.2.2.9-3.2.2.10).
  */
-async function acceptTokens(tokens, { mode, nonce, metadata, previous = null }) {
+async function acceptTokens(tokens, { mode, nonce, metadata, previous = null, generation = sessionGeneration }) {
   let result;
   const label = previous ? "Refreshed ID token" : "ID token";
   try {
@@ -236,9 +242,12 @@ async function acceptTokens(tokens, { mode, nonce, metadata, previous = null }) 
       leeway: config.clock_leeway,
     });
   } catch (err) {
+    if (generation !== sessionGeneration) return false; // signed out meanwhile: nothing to report
     inspector.step(`${label} rejected`, err.description, { ok: false, jwt: { label, token: tokens.id_token, checks: err.checks || [] } });
     throw err;
   }
+  // Signed out while the keys were fetched: keep nothing (see refresh()).
+  if (generation !== sessionGeneration) return false;
   inspector.step(`${label} validated`,
     mode === "implicit"
       ? "Signature verified with WebCrypto against the issuer's JWKS, then iss, aud, exp, iat, nonce and at_hash (OIDC Core 3.2.2.11)."
@@ -260,6 +269,7 @@ async function acceptTokens(tokens, { mode, nonce, metadata, previous = null }) 
   };
   scheduleRefresh(expiresIn);
   render();
+  return true;
 }
 
 // -- staying signed in: rotating refresh tokens ---------------------------------------------
@@ -273,19 +283,45 @@ function scheduleRefresh(expiresIn) {
   refreshTimer = setTimeout(() => refresh("automatic").catch(fail), delay);
 }
 
-/** Trade the refresh token for new tokens (RFC 6749 §6); the old one is now spent. */
-async function refresh(trigger) {
+/**
+ * Trade the refresh token for new tokens (RFC 6749 §6); the old one is now spent.
+ *
+ * Single-flight: one refresh at a time, and whoever asks while one is under
+ * way (the button clicked while the timer's refresh is on the wire) waits
+ * for that one.  A second request would send the refresh token the first
+ * one just spent, and an issuer with reuse detection (RFC 9700 §4.14.2; the
+ * dev issuer has it) takes that for a stolen token and revokes the grant.
+ */
+function refresh(trigger) {
+  if (!refreshInFlight) {
+    const flight = refreshOnce(trigger).finally(() => {
+      if (refreshInFlight === flight) refreshInFlight = null;
+    });
+    refreshInFlight = flight;
+  }
+  return refreshInFlight;
+}
+
+/** One refresh request (RFC 6749 §6); only refresh() calls it. */
+async function refreshOnce(trigger) {
   if (!session || !session.refreshToken) return;
   const previous = session;
+  // If the user signs out while this is on the wire, its answer belongs to a
+  // session that no longer exists: it must not bring the tokens back.
+  const generation = sessionGeneration;
+  const stale = () => generation !== sessionGeneration;
   const metadata = await oidc.discover(config.issuer);
+  if (stale()) return;
   const form = { grant_type: "refresh_token", client_id: config.client_id, refresh_token: previous.refreshToken };
   let tokens;
   try {
     tokens = await oidc.refreshTokens(metadata, { clientId: config.client_id, refreshToken: previous.refreshToken });
   } catch (err) {
+    if (stale()) return; // signed out meanwhile: nothing to report
     inspector.step("Refresh failed", err.description, { ok: false, request: { method: "POST", url: metadata.token_endpoint, params: form } });
     throw err;
   }
+  if (stale()) return discardTokens(metadata, tokens);
   const rotated = tokens.refresh_token && tokens.refresh_token !== previous.refreshToken;
   inspector.step(`Refresh (${trigger})`,
     rotated
@@ -293,7 +329,9 @@ async function refresh(trigger) {
       : "New tokens for the refresh token; the issuer did not rotate it, so we keep the old one.",
     { request: { method: "POST", url: metadata.token_endpoint, params: form }, response: { status: 200, body: tokens } });
   if (tokens.id_token) {
-    await acceptTokens(tokens, { mode: previous.mode, nonce: null, metadata, previous });
+    if (!await acceptTokens(tokens, { mode: previous.mode, nonce: null, metadata, previous, generation })) {
+      return discardTokens(metadata, tokens);
+    }
   } else {
     session = { ...previous, accessToken: tokens.access_token, refreshToken: tokens.refresh_token || previous.refreshToken,
       expiresAt: Date.now() + (Number(tokens.expires_in) || 3600) * 1000 };
@@ -301,6 +339,15 @@ async function refresh(trigger) {
     render();
   }
   notice(rotated ? "Tokens refreshed; the refresh token was rotated." : "Tokens refreshed.");
+}
+
+/**
+ * Drop tokens that arrived after sign-out.  The new refresh token they
+ * carry would be a live credential nobody holds on to: revoke it (RFC 7009
+ * §2.1), best effort, rather than leave it valid until it expires.
+ */
+function discardTokens(metadata, tokens) {
+  void oidc.revokeToken(metadata, { clientId: config.client_id, token: tokens.refresh_token });
 }
 
 // -- the API ---------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ import { decodeJwt } from "./oidc.js";
 // Parameters whose values are secrets (RFC 7636: the verifier stays secret
 // until the exchange; the rest are credentials).
 const SECRET_KEYS = new Set(["code_verifier", "client_secret", "password", "client_assertion"]);
-const TOKEN_KEYS = new Set(["access_token", "id_token", "refresh_token", "id_token_hint", "token"]);
+// Shortened, not hidden: enough to follow the flow, not to use.  The
+// authorization code is a credential too until it is redeemed (RFC 6749
+// §10.5, RFC 9700 §4.2): a screenshot of it must not be one.
+const TOKEN_KEYS = new Set(["access_token", "id_token", "refresh_token", "id_token_hint", "token", "code"]);
 
 /** "eyJhbGci…(1234 chars)…x9Q": enough to recognise a token, not to use it. */
 export function shorten(token) {

@@ -211,7 +211,8 @@ export function readCallback(href, mode) {
  * ``state`` must be the one this tab sent (RFC 6749 §10.12, RFC 9700
  * §4.7): otherwise the response was started by someone else (login CSRF)
  * and we must not touch its code or tokens.  ``iss`` (RFC 9207) must name
- * our issuer when the issuer says it sends one (mix-up defence, RFC 9700 §4.4).
+ * our issuer (mix-up defence, RFC 9700 §4.4): whenever it is present, and it
+ * must be present when the issuer says it sends one.
  */
 export function checkAuthorizationResponse(params, pending, metadata) {
   if (params.error) {
@@ -225,7 +226,12 @@ export function checkAuthorizationResponse(params, pending, metadata) {
     throw new OidcError("state_mismatch", "The state in the answer is not the one this tab sent, so the answer was not started here.",
       "Nothing was exchanged and no token was kept. Start the sign-in again from this page.");
   }
-  if (metadata.authorization_response_iss_parameter_supported && params.iss !== metadata.issuer) {
+  // RFC 9207 §2.4: a client that receives iss MUST compare it with the
+  // issuer it sent the request to, whether or not the metadata announces it
+  // (§3); when the metadata does announce it, an answer without iss MUST be
+  // rejected (§2.4 again).
+  const issPresent = Object.hasOwn(params, "iss");
+  if ((issPresent || metadata.authorization_response_iss_parameter_supported) && params.iss !== metadata.issuer) {
     throw new OidcError("iss_mismatch", `The answer came from ${JSON.stringify(params.iss || null)}, not from ${metadata.issuer}.`,
       "Possible mix-up attack (RFC 9207); nothing was exchanged.");
   }
