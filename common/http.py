@@ -2,7 +2,8 @@
 
 Two rules from DESIGN.md live here, once:
 
-* every outbound request has a timeout (``Settings.http_timeout``): a hung
+* every outbound request has a timeout (``Settings.http_timeout``), and its
+  whole answer a deadline (twice that) and a size cap: a hung or trickling
   issuer must never hang a gunicorn worker (RFC 9700 does not say it, every
   operator does);
 * plain ``http://`` is acceptable only where nothing leaves the machine
@@ -23,11 +24,13 @@ with neither it reads ``Settings.http_timeout`` through ``load_settings()``.
 
 from __future__ import annotations
 
+import time
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from .config import Settings, load_settings
 from .errors import FlowError
@@ -38,6 +41,24 @@ USER_AGENT = "oauth-flask-samples/1.0 (+common.http)"
 #: JSON answers larger than this are refused (a discovery document or JWKS
 #: is a few KiB; an endless body is an attack or a misconfiguration).
 MAX_RESPONSE_BYTES = 512 * 1024
+
+#: The whole answer must be in within this many times the timeout, counted
+#: from sending the request.  requests' ``timeout`` bounds each socket read,
+#: not the answer: a server trickling one byte per read never trips it.
+#: Twice, so that a server that is slow to start but then answers at once
+#: (a cold JWKS, a busy token endpoint) still gets through.
+DEADLINE_FACTOR = 2
+
+#: Bytes read from the socket at a time.
+_CHUNK = 16 * 1024
+
+
+class ResponseTooSlow(requests.Timeout):
+    """The answer did not arrive completely within the deadline (DEADLINE_FACTOR x timeout)."""
+
+
+class ResponseTooLarge(requests.RequestException):
+    """The answer's body is larger than MAX_RESPONSE_BYTES."""
 
 
 class IssuerUnreachable(FlowError):
@@ -63,21 +84,104 @@ class IssuerUnreachable(FlowError):
 
 
 class TimeoutSession(requests.Session):
-    """A :class:`requests.Session` that applies a default timeout to every request."""
+    """A :class:`requests.Session` with a default timeout, a total deadline and a size cap.
+
+    Every answer is read here, in chunks, before the caller sees it: it must
+    be complete within ``DEADLINE_FACTOR`` times the timeout of sending the
+    request (:class:`ResponseTooSlow`, a :class:`requests.Timeout`) and be at
+    most :data:`MAX_RESPONSE_BYTES` (:class:`ResponseTooLarge`), so a hostile
+    or broken server can neither hold a worker (nor :class:`~common.jwks.KeySet`'s
+    lock) nor fill its memory.  Both are :class:`requests.RequestException`,
+    which every caller already handles; :func:`send` turns them into
+    :class:`IssuerUnreachable`.
+
+    The status line and headers are not under the deadline (requests gives
+    no hook before them): each of their reads is bounded by the timeout, and
+    http.client limits their number and length.
+
+    Redirects: requests follows them for every method unless told not to;
+    the token, revocation and UserInfo requests pass ``allow_redirects=False``
+    (``OIDCClient._post_form`` and ``OIDCClient.userinfo`` in common/oidc.py),
+    so that a form with a client secret is never re-sent somewhere else.
+    """
 
     def __init__(self, timeout: float):
         super().__init__()
         self.timeout = timeout
         self.headers["User-Agent"] = USER_AGENT
-        # Never follow a redirect off to somewhere else silently for API calls;
-        # requests follows them by default only for GET, which is what we want
-        # for discovery.  The token endpoint is a POST and is not redirected.
 
     def request(self, method, url, **kwargs):  # noqa: D401 - same as requests
-        """Like :meth:`requests.Session.request`, with ``timeout`` defaulted."""
+        """Like :meth:`requests.Session.request`, with ``timeout`` defaulted and the body read under a deadline.
+
+        A caller passing ``stream=True`` reads the body itself, unbounded.
+        """
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
+        if kwargs.get("stream"):
+            return super().request(method, url, **kwargs)
+        timeout = kwargs["timeout"]
+        # A (connect, read) pair counts as its sum.
+        budget = sum(t for t in timeout if t) if isinstance(timeout, tuple) else timeout
+        deadline = time.monotonic() + DEADLINE_FACTOR * budget
+
+        def read_by_deadline(response, **_):
+            _read_body(response, deadline)
+            return response
+
+        # A response hook runs on every answer, redirects included, before
+        # requests reads any body (it would read it whole, without a limit);
+        # one deadline covers the whole chain of redirects.
+        hooks = dict(kwargs.get("hooks") or {})
+        theirs = hooks.get("response") or []
+        hooks["response"] = [read_by_deadline, *([theirs] if callable(theirs) else theirs)]
+        kwargs["hooks"] = hooks
         return super().request(method, url, **kwargs)
+
+
+def _read_body(response: requests.Response, deadline: float) -> None:
+    """Read ``response``'s body by the deadline and within the size cap, as requests would have.
+
+    Afterwards ``response.content``, ``.text`` and ``.json()`` work as usual
+    and the connection is back in the pool.
+    """
+    try:
+        body = _read_chunks(response, deadline)
+    except BaseException:
+        response.close()
+        raise
+    response._content = bytes(body)
+    response._content_consumed = True
+    response.close()  # with the body consumed, this returns the connection to the pool
+
+
+def _read_chunks(response: requests.Response, deadline: float) -> bytearray:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise ResponseTooLarge(f"the answer declares {declared} bytes", response=response)
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    body = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ResponseTooSlow("the answer was not complete in time", response=response)
+        if sock is not None:
+            # One read may not wait past the deadline either.
+            sock.settimeout(left)
+        try:
+            # read1: return what one socket read brought (read(n) would wait for n bytes).
+            chunk = response.raw.read1(_CHUNK, decode_content=True)
+        except (TimeoutError, urllib3.exceptions.ReadTimeoutError):
+            raise ResponseTooSlow("the answer was not complete in time", response=response) from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise requests.ConnectionError(f"reading the answer failed ({type(exc).__name__})",
+                                           response=response) from None
+        if not chunk:
+            break
+        body += chunk
+        # Counted after decoding, so a small gzip bomb is caught as well.
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes", response=response)
+    return body
 
 
 def http_session(settings: Settings | None = None, *, timeout: float | None = None) -> requests.Session:
@@ -161,7 +265,9 @@ def parse_json_response(response: requests.Response, what: str, *, error: str = 
         raise IssuerUnreachable(f"The issuer's {what} sent an oversized answer.", error=error)
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested thousands deep, which fits well within
+        # MAX_RESPONSE_BYTES; uncaught it would be a 500.
         content_type = response.headers.get("Content-Type", "unknown")
         raise IssuerUnreachable(
             f"The issuer's {what} did not answer with JSON (got {content_type.split(';')[0]}).",
@@ -186,6 +292,8 @@ def send(http: requests.Session, method: str, url: str, what: str, *, error: str
     """
     try:
         return http.request(method, url, **kwargs)
+    except ResponseTooLarge:
+        raise IssuerUnreachable(f"The issuer's {what} sent an oversized answer.", error=error) from None
     except requests.Timeout:
         raise IssuerUnreachable(
             f"The issuer's {what} did not answer in time.",

@@ -24,7 +24,7 @@ import time
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from .jwks import b64url_json
+from .jwks import MAX_HEADER_SEGMENT, b64url_json
 
 #: Steps kept per log: older ones fall off the front.
 MAX_STEPS = 20
@@ -46,6 +46,27 @@ REDACTED = "[redacted]"
 #: Strings longer than this inside bodies are cut (keeps the session small).
 MAX_TEXT = 300
 
+#: The log lives in the Redis session, and bodies come from the issuer or the
+#: API, which we do not control: a long list or a big object there must not
+#: land in the session as it is.  Lists keep their first MAX_ITEMS items,
+#: objects their first MAX_KEYS keys (each with a "… (k more)" marker), and
+#: anything nested deeper than MAX_DEPTH is summarised (which also keeps the
+#: cleaning itself clear of Python's recursion limit).
+MAX_ITEMS = 20
+MAX_KEYS = 40
+MAX_DEPTH = 8
+
+#: Most characters of JSON one step may take.  A real step is well under
+#: 2 KiB; past this, the largest parts (the response body first) are left
+#: out with a note, so a whole log stays within MAX_STEPS * MAX_STEP_CHARS.
+MAX_STEP_CHARS = 4096
+
+#: URLs longer than this are cut (an authorization request is about 600).
+MAX_URL = 2048
+
+#: Longest payload segment :func:`decode_unverified` decodes (for display only).
+MAX_DISPLAY_SEGMENT = 16384
+
 
 def shorten(token: Any, head: int = 8, tail: int = 3) -> str:
     """``eyJhbGci…(1234 chars)…x9Q``: enough to recognise a token, not to use it.
@@ -62,7 +83,7 @@ def shorten(token: Any, head: int = 8, tail: int = 3) -> str:
     return f"{text[:head]}…({len(text)} chars)…{end}" if tail else f"{text[:head]}…({len(text)} chars)"
 
 
-def _clean_value(key: str, value: Any) -> Any:
+def _clean_value(key: str, value: Any, depth: int = 0) -> Any:
     lowered = key.lower()
     if lowered in SECRET_KEYS:
         return REDACTED if value not in (None, "") else value
@@ -70,17 +91,50 @@ def _clean_value(key: str, value: Any) -> Any:
         return shorten(value, head=4, tail=0)
     if lowered in TOKEN_KEYS and isinstance(value, str) and value:
         return shorten(value)
-    return _clean(value)
+    return _clean(value, depth)
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: Any, depth: int = 0) -> Any:
+    """A bounded, redacted copy of ``value`` (see MAX_ITEMS, MAX_KEYS, MAX_DEPTH)."""
+    if isinstance(value, (Mapping, list, tuple)) and depth >= MAX_DEPTH:
+        return f"…(nested deeper than {MAX_DEPTH} levels)"
     if isinstance(value, Mapping):
-        return {str(k): _clean_value(str(k), v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if len(out) == MAX_KEYS:
+                out["…"] = f"({len(value) - MAX_KEYS} more)"
+                break
+            out[str(k)] = _clean_value(str(k), v, depth + 1)
+        return out
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        items = [_clean(v, depth + 1) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"… ({len(value) - MAX_ITEMS} more)")
+        return items
     if isinstance(value, str) and len(value) > MAX_TEXT:
         return value[:MAX_TEXT] + f"…({len(value)} chars)"
     return value
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, default=str))
+
+
+def _fit(entry: dict) -> dict:
+    """Keep one step under MAX_STEP_CHARS of JSON, leaving out its biggest parts first.
+
+    Every part is bounded already, but forty keys of three hundred
+    characters, nested, still add up; what the reader needs most (title,
+    explanation, status, checks, error) is kept.
+    """
+    for section, part in (("response", "body"), ("jwt", "claims"), ("request", "params"),
+                          ("request", "headers"), ("jwt", "header")):
+        if _json_size(entry) <= MAX_STEP_CHARS:
+            break
+        holder = entry.get(section)
+        if isinstance(holder, dict) and part in holder:
+            holder[part] = f"…(left out: {_json_size(holder[part])} characters, too large for the inspector)"
+    return entry
 
 
 def redact(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -127,7 +181,10 @@ def decode_unverified(token: str) -> tuple[dict, dict]:
     if len(parts) != 3:
         raise ValueError("not a JWT (expected three dot-separated parts)")
     try:
-        header, claims = b64url_json(parts[0]), b64url_json(parts[1])
+        # Capped before parsing, like decode_jwt does: only a display, but
+        # deeply nested JSON would otherwise raise RecursionError here.
+        header = b64url_json(parts[0], max_length=MAX_HEADER_SEGMENT)
+        claims = b64url_json(parts[1], max_length=MAX_DISPLAY_SEGMENT)
     except (ValueError, UnicodeError) as exc:
         raise ValueError(f"not a JWT ({exc})") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
@@ -178,7 +235,10 @@ class FlowLog:
         self._counter += 1
         entry: dict[str, Any] = {"n": self._counter, "title": title, "explanation": explanation, "at": int(time.time())}
         if request is not None:
-            req = {"method": request.get("method", "GET"), "url": redact_url(str(request.get("url", "")))}
+            url = redact_url(str(request.get("url", "")))
+            if len(url) > MAX_URL:
+                url = url[:MAX_URL] + f"…({len(url)} chars)"
+            req = {"method": request.get("method", "GET"), "url": url}
             for part in ("params", "headers"):
                 if request.get(part):
                     req[part] = redact(request[part])
@@ -190,8 +250,9 @@ class FlowLog:
         if checks is not None:
             entry["checks"] = checks
         if error is not None:
-            entry["error"] = {"error": str(error.get("error", "error")), "description": str(error.get("description", ""))}
-        self.steps.append(entry)
+            entry["error"] = {"error": str(error.get("error", "error"))[:MAX_TEXT],
+                              "description": str(error.get("description", ""))[:4 * MAX_TEXT]}
+        self.steps.append(_fit(entry))
         del self.steps[: -self.max_steps]
         return entry
 
@@ -213,7 +274,7 @@ class FlowLog:
         if title is not None or not self.steps:
             return self.step(title or "Token", explanation or "A token was decoded.", jwt=jwt)
         self.steps[-1]["jwt"] = _clean_jwt(jwt)
-        return self.steps[-1]
+        return _fit(self.steps[-1])
 
     def fail(self, title: str, error: Any) -> dict:
         """Record that a step failed (a :class:`common.errors.FlowError` or text)."""
@@ -282,7 +343,9 @@ def _clean_jwt(jwt: Mapping[str, Any]) -> dict:
         "header": _clean(dict(jwt.get("header") or {})),
         "claims": _clean(dict(jwt.get("claims") or {})),
         "checks": [
-            {"check": str(c.get("check")), "ok": bool(c.get("ok")), "detail": str(c.get("detail", ""))}
+            # A detail may quote the token (its kid, its iss): cut like any text.
+            {"check": str(c.get("check"))[:MAX_TEXT], "ok": bool(c.get("ok")),
+             "detail": _clean(str(c.get("detail", "")))}
             for c in (jwt.get("checks") or [])
         ],
     }

@@ -84,10 +84,31 @@ class KeysUnavailable(InvalidToken):
     """
 
 
-def b64url_json(segment: str) -> Any:
-    """Decode one base64url JSON segment of a compact JWS."""
+#: Longest encoded JWS header accepted (characters).  A real header
+#: (``alg``, ``kid``, ``typ``) is well under 200; the cap keeps JSON nesting
+#: too shallow to exhaust the parser's recursion limit (see :func:`b64url_json`).
+MAX_HEADER_SEGMENT = 2048
+
+
+def b64url_json(segment: str, *, max_length: int | None = None) -> Any:
+    """Decode one base64url JSON segment of a compact JWS.
+
+    :param segment: the base64url text (RFC 7515 §2, no padding).
+    :param max_length: when given, longer segments are refused before decoding.
+    :raises ValueError: the segment is too long, not base64url, not UTF-8 or
+        not JSON, including JSON nested so deeply that the parser gives up.
+    """
+    if max_length is not None and len(segment) > max_length:
+        raise ValueError(f"segment longer than {max_length} characters")
     padded = segment + "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    try:
+        return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except RecursionError:
+        # "[[[[…]]]]" a few thousand levels deep fits in a token of 8 KiB, and
+        # json.loads answers it with RecursionError, which is not a
+        # ValueError: uncaught, a forged token would turn into a 500 instead
+        # of a 401 (RFC 6750 §3.1 invalid_token).
+        raise ValueError("JSON nested too deeply") from None
 
 
 def negotiate_algorithms(advertised: Iterable[str] | None, allowed: Iterable[str] = ("RS256",)) -> tuple[str, ...]:
@@ -119,7 +140,15 @@ def token_hash(value: str, alg: str) -> str:
     digest = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}.get(bits)
     if digest is None:
         raise InvalidToken(f"Cannot compute a token hash for alg {alg!r}.", check="at_hash")
-    raw = digest(value.encode("ascii")).digest()
+    try:
+        # OpenID Connect Core 3.1.3.6 hashes "the octets of the ASCII
+        # representation"; a token is ASCII by definition (RFC 6749
+        # Appendix A.12, VSCHAR).  Anything else cannot match an issuer's
+        # at_hash, and must fail as a refused token, not a UnicodeEncodeError.
+        octets = value.encode("ascii")
+    except (UnicodeEncodeError, AttributeError):
+        raise InvalidToken("The token is not an ASCII string, so its hash cannot match.", check="at_hash") from None
+    raw = digest(octets).digest()
     return base64.urlsafe_b64encode(raw[: len(raw) // 2]).rstrip(b"=").decode("ascii")
 
 
@@ -292,6 +321,10 @@ def decode_jwt(token: str, keyset: KeySet, *, algorithms: Iterable[str] = ("RS25
     if len(parts) != 3:
         # Five parts would be an encrypted JWT (JWE); nothing here issues those.
         raise InvalidToken("The token is not a signed JWT (it does not have three dot-separated parts).", check="format")
+    if len(parts[0]) > MAX_HEADER_SEGMENT:
+        # Capped before parsing: the whole-token cap alone still lets a
+        # header nest JSON deeply enough to exhaust the parser's recursion.
+        raise InvalidToken(f"The token header is longer than {MAX_HEADER_SEGMENT} characters.", check="format")
     try:
         header = b64url_json(parts[0])
     except (ValueError, UnicodeError):
@@ -327,7 +360,8 @@ def decode_jwt(token: str, keyset: KeySet, *, algorithms: Iterable[str] = ("RS25
         raise InvalidToken("The token's signature does not verify (BadSignatureError).", check="signature")
     try:
         claims = json.loads(payload)
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
+        # RecursionError: deeply nested JSON (see b64url_json), even when signed.
         raise InvalidToken("The token's payload is not JSON.", check="format") from None
     if not isinstance(claims, dict):
         raise InvalidToken("The token's payload is not a JSON object.", check="format")

@@ -21,7 +21,7 @@ import redis
 from flask import Flask, g
 from flask_session import Session
 from flask_session.base import MsgSpecSerializer, Serializer
-from flask_session.redis import RedisSessionInterface
+from flask_session.redis import RedisSession, RedisSessionInterface
 from werkzeug.exceptions import ServiceUnavailable
 
 from .config import Settings
@@ -93,13 +93,36 @@ def load_stored_session(raw: bytes | None) -> dict:
     return json.loads(decompress_session_data(raw)) if raw else {}
 
 
-class ResilientRedisSessionInterface(RedisSessionInterface):
-    """Flask-Session's Redis interface, turning Redis failures into a 503.
+class StoredSession(RedisSession):
+    """A server-side session that knows whether its Redis key exists.
 
-    Without this, a Redis outage surfaces as a bare ``ConnectionError`` in
-    the middle of request set-up, a 500 with a stack trace in the log and
-    nothing useful for the user.
+    .. attribute:: stored
+
+        True when the session was loaded from Redis at the start of the
+        request (or this request has written it since): its key may only be
+        overwritten, never created.  False for a brand-new session, and again
+        after its id was regenerated.
+
+    .. attribute:: write_skipped
+
+        True when saving found the key gone (signed out or re-keyed by a
+        concurrent request) and so wrote nothing.
     """
+
+    stored = False
+    write_skipped = False
+
+
+class ResilientRedisSessionInterface(RedisSessionInterface):
+    """Flask-Session's Redis interface, turning Redis failures into a 503
+    and never bringing a deleted session back.
+
+    Without the first, a Redis outage surfaces as a bare ``ConnectionError``
+    in the middle of request set-up, a 500 with a stack trace in the log and
+    nothing useful for the user.  The second is :meth:`_upsert_session`.
+    """
+
+    session_class = StoredSession
 
     #: Paths answered without a session (and so without Redis): health
     #: probes must report the process as alive while Redis is down, or a
@@ -115,12 +138,24 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
             # nothing is saved.
             return self.make_null_session(app)
         try:
-            return super().open_session(app, request)
+            session = super().open_session(app, request)
         except redis.RedisError as error:
             # Flask opens the session before any view runs; there is no
             # session object for this request, which the error page checks.
             g.session_store_failed = True
             raise SessionStoreUnavailable() from error
+        # Flask-Session keeps the cookie's id only when it found data under
+        # it; otherwise it made up a fresh id for a new, unsaved session.
+        session.stored = session.sid == request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+        return session
+
+    def regenerate(self, session) -> None:
+        """A new id for ``session``; its old key is deleted (see :func:`regenerate_session_id`)."""
+        old_sid = session.sid
+        super().regenerate(session)
+        if session.sid != old_sid:
+            # The new key does not exist yet: the next write creates it.
+            session.stored = False
 
     def _upsert_session(self, session_lifetime, session, store_id):
         """Write the session, or only extend its lifetime when unchanged.
@@ -133,11 +168,40 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
         would be signed out at the next renewal), or a sign-out in another
         tab.  Unchanged sessions therefore only get their expiry pushed
         back, and a session deleted meanwhile stays deleted.
+
+        Changed sessions are written conditionally, for the same reason.  A
+        slow request that loaded the session before a sign-out in another tab
+        (which deleted the key), or before the sign-in callback moved the
+        session to a new id (which deleted the old key), would otherwise
+        write the old id back to Redis, tokens and all: the user signs out
+        and is still signed in (OWASP Session Management: a session must be
+        invalidated on the server at logout).  So a session loaded from Redis
+        is written only if its key still exists (``SET ... XX``), and a new
+        one only if its key does not exist yet (``SET ... NX``).  When the
+        write is skipped, :meth:`should_set_cookie` sends no cookie either,
+        so the browser keeps whatever the other request set.
         """
+        ttl = int(session_lifetime.total_seconds())
         if not session.modified:
-            self.client.expire(store_id, int(session_lifetime.total_seconds()))
+            # EXPIRE answers 0 when the key is gone: then no cookie either.
+            session.write_skipped = not self.client.expire(store_id, ttl)
             return
-        super()._upsert_session(session_lifetime, session, store_id)
+        data = self.serializer.encode(session)
+        if session.stored:
+            written = self.client.set(store_id, data, ex=ttl, xx=True)
+        else:
+            written = self.client.set(store_id, data, ex=ttl, nx=True)
+        session.write_skipped = not written
+        if written:
+            # It exists now: later writes in this request (save_session_now,
+            # then the save at the end) overwrite it.
+            session.stored = True
+
+    def should_set_cookie(self, app, session) -> bool:
+        """No cookie for a session whose write was skipped (see :meth:`_upsert_session`)."""
+        if getattr(session, "write_skipped", False):
+            return False
+        return super().should_set_cookie(app, session)
 
     def save_session(self, app, session, response):
         if session is None or g.get("session_store_failed"):
@@ -257,14 +321,20 @@ def stored_session_value(app: Flask, session, key: str):
     return (data or {}).get(key)
 
 
-def save_session_now(app: Flask, session) -> None:
+def save_session_now(app: Flask, session) -> bool:
     """Write the session to Redis at once, before the response is sent.
 
     Used inside :func:`session_lock`, so that a request waiting for the
     lock finds the result (say, renewed tokens) when it gets its turn.
+    The same rule as at the end of a request applies: a session that was
+    signed out meanwhile is not brought back.
+
+    :return: True when written, False when the session's key was gone.
     """
     interface = app.session_interface
+    session.modified = True  # a write is what the caller asks for
     try:
         interface._upsert_session(app.permanent_session_lifetime, session, interface._get_store_id(session.sid))
     except redis.RedisError as error:
         raise SessionStoreUnavailable() from error
+    return not session.write_skipped

@@ -51,3 +51,153 @@ def test_connection_refused_is_issuer_unreachable():
     with pytest.raises(IssuerUnreachable) as info:
         get_json(http_session(timeout=0.5), "http://127.0.0.1:9/x", "discovery document")
     assert info.value.error == "issuer_unreachable"
+
+
+class TricklingServer:
+    """A loopback HTTP server answering every request with ``head``, then ``body`` at ``delay`` per chunk.
+
+    It stops sending when the client goes away or :meth:`stop` is called, so
+    a test never outlives it by more than one delay.
+    """
+
+    def __init__(self, head: bytes, body: bytes, *, chunk: int = 1, delay: float = 0.0):
+        import socket
+        import threading
+
+        self.head, self.body, self.chunk, self.delay = head, body, chunk, delay
+        self.sent = 0
+        self.client_left = False
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)  # the request (small, one read is enough on loopback)
+                try:
+                    conn.sendall(self.head)
+                    for start in range(0, len(self.body), self.chunk):
+                        if self.stopped.wait(self.delay):
+                            break
+                        conn.sendall(self.body[start:start + self.chunk])
+                        self.sent += len(self.body[start:start + self.chunk])
+                except OSError:
+                    self.client_left = True
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def trickle():
+    servers = []
+
+    def start(head: bytes, body: bytes, **kw) -> TricklingServer:
+        servers.append(TricklingServer(head, body, **kw))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _head(status: str = "200 OK", **headers) -> bytes:
+    lines = [f"HTTP/1.1 {status}", "Content-Type: application/json", "Connection: close",
+             *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_trickling_answer_is_cut_at_the_deadline(trickle):
+    """One byte every 0.2 s never trips a per-read timeout of 0.5 s; the total deadline does.
+
+    Before the deadline this took the whole 40 bytes x 0.2 s = 8 s.
+    """
+    from common.http import DEADLINE_FACTOR
+
+    body = b'{"keys": [' + b" " * 28 + b"]}"
+    server = trickle(_head(Content_Length=len(body)), body, delay=0.2)
+    started = time.monotonic()
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=0.5), server.url, "JWKS")
+    elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE_FACTOR * 0.5 + 0.5, elapsed
+    assert "in time" in info.value.description
+
+
+def test_a_trickling_redirect_body_is_under_the_same_deadline(trickle):
+    """requests reads a redirect's body itself; that read is bounded as well."""
+    body = b"x" * 40
+    server = trickle(_head("302 Found", Location="http://127.0.0.1:9/never", Content_Length=len(body)), body,
+                     delay=0.2)
+    started = time.monotonic()
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=0.5), server.url, "discovery document")
+    assert time.monotonic() - started < 1.5
+    assert "in time" in info.value.description
+
+
+def test_a_fast_answer_over_the_cap_is_cut_before_it_is_all_read(trickle):
+    """An endless body is refused once MAX_RESPONSE_BYTES is passed, not after downloading it all."""
+    from common.http import MAX_RESPONSE_BYTES
+
+    body = b"[" + b"0," * (16 * 1024 * 1024)  # 32 MiB without a Content-Length
+    server = trickle(_head(), body, chunk=64 * 1024)
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=2.0), server.url, "JWKS")
+    assert "oversized" in info.value.description
+    waited = time.monotonic()
+    while not server.client_left and time.monotonic() - waited < 5:
+        time.sleep(0.02)
+    assert server.client_left and server.sent < len(body) / 2
+    assert server.sent > MAX_RESPONSE_BYTES  # it did read up to the cap
+
+
+def test_a_declared_oversized_answer_is_refused_unread(trickle):
+    server = trickle(_head(Content_Length=10 * 1024 * 1024), b"{", delay=0.2)
+    started = time.monotonic()
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=0.5), server.url, "JWKS")
+    assert "oversized" in info.value.description and time.monotonic() - started < 0.5
+
+
+def test_a_compressed_answer_is_capped_after_decoding(trickle):
+    """A gzip bomb: 10 MiB of JSON that travels as about 10 KiB."""
+    import gzip
+
+    body = gzip.compress(b'{"a": "' + b"0" * (10 * 1024 * 1024) + b'"}')
+    server = trickle(_head(Content_Encoding="gzip", Content_Length=len(body)), body, chunk=len(body))
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=2.0), server.url, "JWKS")
+    assert "oversized" in info.value.description
+
+
+def test_bounded_reading_keeps_answers_intact(trickle, fake_issuer):
+    """Normal answers still come through whole, compressed or not, and the connection is reused."""
+    import gzip
+
+    payload = b'{"keys": [], "note": "' + b"k" * 100_000 + b'"}'
+    body = gzip.compress(payload)
+    server = trickle(_head(Content_Encoding="gzip", Content_Length=len(body)), body, chunk=4096)
+    assert len(get_json(http_session(timeout=2.0), server.url, "JWKS")["note"]) == 100_000
+    http = http_session(timeout=2.0)
+    for _ in range(3):
+        assert get_json(http, fake_issuer.url("discovery"), "discovery document")["issuer"] == fake_issuer.issuer
+
+
+def test_deeply_nested_json_answer_is_issuer_unreachable(trickle):
+    """JSON nested thousands deep is small, but json.loads answers it with RecursionError."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    server = trickle(_head(Content_Length=len(body)), body, chunk=len(body))
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=2.0), server.url, "JWKS")
+    assert "JSON" in info.value.description

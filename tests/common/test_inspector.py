@@ -106,3 +106,61 @@ def test_template_renders_steps_escaped(fake_issuer):
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     assert "<b>no</b>" not in html
     assert 'id="inspector-empty"' in empty
+
+
+def test_decode_unverified_refuses_deep_nesting_with_value_error():
+    """A hostile token shown in the inspector: ValueError (a placeholder), never RecursionError."""
+    import base64
+
+    nested = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).rstrip(b"=").decode()
+    for token in (f"{nested}.e30.sig", f"e30.{nested}.sig"):
+        with pytest.raises(ValueError):
+            decode_unverified(token)
+    log = FlowLog()
+    step = log.add_jwt(f"e30.{nested}.sig", [], title="Hostile token")
+    assert "(not a JWT)" in step["jwt"]["claims"]
+
+
+def test_long_lists_and_big_objects_are_bounded():
+    """An issuer or API answer with huge lists or objects must not land in the session as it is."""
+    from common.inspector import MAX_ITEMS, MAX_KEYS
+
+    body = {"items": list(range(5000)), "object": {f"k{i}": i for i in range(5000)}}
+    step = FlowLog().step("API call", "explained", response={"status": 200, "body": body})
+    items = step["response"]["body"]["items"]
+    assert items[:MAX_ITEMS] == list(range(MAX_ITEMS)) and items[-1] == f"… ({5000 - MAX_ITEMS} more)"
+    assert len(items) == MAX_ITEMS + 1
+    obj = step["response"]["body"]["object"]
+    assert len(obj) == MAX_KEYS + 1 and obj["…"] == f"({5000 - MAX_KEYS} more)"
+
+
+def test_deep_nesting_is_summarised_not_a_recursion_error():
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    step = FlowLog().step("API call", "explained", response={"status": 200, "body": {"deep": deep}})
+    assert "nested deeper" in json.dumps(step)
+
+
+def test_each_step_has_a_total_size_bound():
+    """Bounded parts still add up (40 keys x 20 items x 300 chars): the whole step is capped."""
+    from common.inspector import MAX_STEP_CHARS
+
+    wide = {f"key{i}": ["v" * 290] * 20 for i in range(40)}
+    log = FlowLog()
+    step = log.step("Token request", "explained", request={"method": "POST", "url": "https://issuer.test/t",
+                                                           "params": wide},
+                    response={"status": 200, "body": wide})
+    assert len(json.dumps(step)) <= MAX_STEP_CHARS
+    assert step["title"] == "Token request" and step["response"]["status"] == 200
+    assert "left out" in step["response"]["body"]
+    # A small step is kept exactly.
+    small = log.step("Small", "explained", response={"status": 200, "body": {"a": [1, 2, 3]}})
+    assert small["response"]["body"] == {"a": [1, 2, 3]}
+    # add_jwt attaching a big JWT to the last step is bounded too.
+    import base64
+
+    claims = base64.urlsafe_b64encode(json.dumps({f"c{i}": "x" * 290 for i in range(40)}).encode()).decode()
+    log.add_jwt(f"e30.{claims.rstrip('=')}.sig", [{"check": "iss", "ok": True, "detail": "d" * 3000}])
+    assert len(json.dumps(log.steps[-1])) <= MAX_STEP_CHARS
+    assert log.steps[-1]["jwt"]["checks"][0]["check"] == "iss"

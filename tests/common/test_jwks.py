@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -211,3 +212,59 @@ class TestRegisteredClaims:
         self.check(self.claims(aud=["other", "client"]))
         check_registered_claims(self.claims(aud="api://x"), issuer=self.ISS, audience={"api://x", "api://y"},
                                 leeway=0, now=self.NOW)
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def test_deeply_nested_header_is_invalid_token_not_recursion_error(keyset, fake_issuer):
+    """``[[[…]]]`` 3000 deep fits the 8 KiB token cap; json.loads would raise RecursionError (a 500)."""
+    nested = _b64(b"[" * 3000 + b"]" * 3000)
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(f"{nested}.e30.c2ln", keyset)
+    assert info.value.check == "format"
+    assert fake_issuer.count("jwks") == 0  # refused before any key lookup
+
+
+def test_header_segment_is_capped_before_parsing(keyset):
+    """A header over MAX_HEADER_SEGMENT is refused unparsed, even when it is valid JSON."""
+    from common.jwks import MAX_HEADER_SEGMENT
+
+    header = _b64(json.dumps({"alg": "RS256", "pad": "x" * MAX_HEADER_SEGMENT}).encode())
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(f"{header}.e30.c2ln", keyset)
+    assert info.value.check == "format" and str(MAX_HEADER_SEGMENT) in info.value.reason
+
+
+def test_b64url_json_turns_deep_nesting_into_value_error():
+    from common.jwks import b64url_json
+
+    with pytest.raises(ValueError):
+        b64url_json(_b64(b"[" * 5000 + b"]" * 5000))
+    with pytest.raises(ValueError):
+        b64url_json(_b64(b'{"a": 1}'), max_length=4)
+    assert b64url_json(_b64(b'{"a": 1}')) == {"a": 1}
+
+
+def test_signed_but_deeply_nested_payload_is_invalid_token(fake_issuer, keyset):
+    """Even a correctly signed payload must not turn into a RecursionError."""
+    from joserfc import jws
+
+    payload = b"[" * 2500 + b"]" * 2500  # still within the 8 KiB token cap
+    token = jws.serialize_compact({"alg": "RS256", "kid": fake_issuer.key.kid}, payload, fake_issuer.key)
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset)
+    assert info.value.check == "format"
+
+
+def test_token_hash_of_non_ascii_token_is_invalid_token():
+    """at_hash over a token with non-ASCII characters: a refused token, not UnicodeEncodeError."""
+    from common.jwks import token_hash
+
+    assert token_hash("ascii-token", "RS256")  # unchanged for real tokens
+    with pytest.raises(InvalidToken) as info:
+        token_hash("tökén", "RS256")
+    assert info.value.check == "at_hash"

@@ -227,3 +227,175 @@ def test_sessions_are_stored_compressed_and_old_plain_json_still_loads(redis_ser
     store.set("demo_app:session:plain-json-session", json.dumps({"value": "legacy"}), ex=60)
     client.set_cookie("demo_app_session", "plain-json-session", domain="localhost")
     assert client.get("/get").text == "legacy"
+
+
+# -- a sign-out or a new session id must not be undone by a slower request ------------------
+
+
+def make_racing_app(redis_url):
+    """The demo app plus a slow view that changes the session, a sign-out and a sign-in.
+
+    ``/slow-set/<value>`` loads the session, signals ``entered``, waits for
+    ``release`` and only then changes the session: a request still running
+    (tab A) while another tab signs out.  ``/logout`` and ``/signin`` do what
+    web_app's do to the session: clear it, maybe refill it, give it a new id.
+    """
+    import threading
+
+    from common.session import regenerate_session_id
+
+    app = make_app(redis_url)
+    app.config.update(ENTERED=threading.Event(), RELEASE=threading.Event())
+
+    def slow_set(value):
+        session.get("value")  # loaded before the other tab acts
+        app.config["ENTERED"].set()
+        app.config["RELEASE"].wait(10)
+        session["value"] = value  # web_app: save_flow_log after POST /call-api
+        return "stored"
+
+    def logout():
+        session.clear()
+        session["logout_state"] = "s"
+        regenerate_session_id(app, session)
+        return "signed out"
+
+    def signin():
+        session.clear()
+        session["tokens"] = "fresh"
+        regenerate_session_id(app, session)
+        return "signed in"
+
+    app.add_url_rule("/slow-set/<value>", "slow_set", slow_set)
+    app.add_url_rule("/logout", "logout", logout, methods=["POST"])
+    app.add_url_rule("/signin", "signin", signin)
+    return app
+
+
+def _session_cookies(response):
+    return [c for c in response.headers.getlist("Set-Cookie") if c.startswith("demo_app_session=")]
+
+
+def _store(redis_server):
+    import redis
+
+    return redis.Redis.from_url(redis_server.url)
+
+
+def test_a_slow_request_does_not_bring_back_a_signed_out_session(redis_server):
+    """Tab A changes the session in a slow request while tab B signs out (two clients, one cookie).
+
+    Before: A wrote the old id back to Redis, tokens and all, and re-set the
+    old cookie: /get with the old cookie still saw the data (a lost sign-out).
+    """
+    import threading
+
+    app = make_racing_app(redis_server.url)
+    tab_a, tab_b = app.test_client(), app.test_client()
+    tab_a.get("/set/signed-in")
+    old_sid = tab_a.get_cookie("demo_app_session").value
+    tab_b.set_cookie("demo_app_session", old_sid, domain="localhost")
+
+    answers = {}
+    slow = threading.Thread(target=lambda: answers.setdefault("a", tab_a.get("/slow-set/stale")))
+    slow.start()
+    assert app.config["ENTERED"].wait(5)
+    out = tab_b.post("/logout")
+    app.config["RELEASE"].set()
+    slow.join(10)
+
+    assert out.text == "signed out" and answers["a"].text == "stored"
+    assert _store(redis_server).exists(f"demo_app:session:{old_sid}") == 0
+    assert _session_cookies(answers["a"]) == []  # the stale tab does not re-set the old cookie
+    new_sid = tab_b.get_cookie("demo_app_session").value
+    assert new_sid != old_sid
+    assert load_stored_session(_store(redis_server).get(f"demo_app:session:{new_sid}")) == {
+        "_permanent": True, "logout_state": "s"}
+    # The old cookie finds nothing: the sign-out holds.
+    stale = app.test_client()
+    stale.set_cookie("demo_app_session", old_sid, domain="localhost")
+    assert stale.get("/get").text == "(nothing)"
+
+
+def test_a_request_loaded_before_sign_in_cannot_recreate_the_old_id(redis_server):
+    """open/save by hand: a request that loaded the pre-sign-in session saves after the id changed."""
+    app = make_racing_app(redis_server.url)
+    browser = app.test_client()
+    browser.get("/set/before")
+    old_sid = browser.get_cookie("demo_app_session").value
+    interface = app.session_interface
+
+    with app.test_request_context("/set/x", headers={"Cookie": f"demo_app_session={old_sid}"}):
+        loaded = interface.open_session(app, flask.request)
+        assert loaded.stored and loaded["value"] == "before"
+        assert browser.get("/signin").text == "signed in"  # the callback: new id, old key deleted
+        loaded["value"] = "stale"
+        response = app.response_class("x")
+        interface.save_session(app, loaded, response)
+
+    assert _store(redis_server).exists(f"demo_app:session:{old_sid}") == 0
+    assert _session_cookies(response) == []
+    new_sid = browser.get_cookie("demo_app_session").value
+    assert load_stored_session(_store(redis_server).get(f"demo_app:session:{new_sid}"))["tokens"] == "fresh"
+
+
+def test_an_unchanged_request_after_sign_out_sends_no_cookie(redis_server):
+    """Only EXPIRE for an unchanged session, as before; its key being gone means no cookie either."""
+    app = make_racing_app(redis_server.url)
+    browser = app.test_client()
+    browser.get("/set/v")
+    sid = browser.get_cookie("demo_app_session").value
+    interface = app.session_interface
+    with app.test_request_context("/get", headers={"Cookie": f"demo_app_session={sid}"}):
+        loaded = interface.open_session(app, flask.request)
+        _store(redis_server).delete(f"demo_app:session:{sid}")
+        response = app.response_class("x")
+        interface.save_session(app, loaded, response)
+    assert _store(redis_server).exists(f"demo_app:session:{sid}") == 0
+    assert _session_cookies(response) == []
+    # A session that still exists keeps getting its expiry pushed back and its cookie.
+    browser.get("/set/w")
+    sid = browser.get_cookie("demo_app_session").value
+    _store(redis_server).expire(f"demo_app:session:{sid}", 60)
+    answer = browser.get("/get")
+    assert answer.text == "w" and _session_cookies(answer)
+    assert _store(redis_server).ttl(f"demo_app:session:{sid}") > 60
+
+
+def test_a_new_session_never_overwrites_an_existing_key(redis_server):
+    """A brand-new session is created with SET NX: it cannot clobber a key that exists."""
+    app = make_racing_app(redis_server.url)
+    interface = app.session_interface
+    with app.test_request_context("/set/x"):
+        fresh = interface.open_session(app, flask.request)
+        assert not fresh.stored
+        _store(redis_server).set(f"demo_app:session:{fresh.sid}", b'{"value": "theirs"}', ex=60)
+        fresh["value"] = "mine"
+        response = app.response_class("x")
+        interface.save_session(app, fresh, response)
+    stored = load_stored_session(_store(redis_server).get(f"demo_app:session:{fresh.sid}"))
+    assert stored == {"value": "theirs"} and _session_cookies(response) == []
+
+
+def test_save_session_now_creates_then_updates_and_respects_a_sign_out(redis_server):
+    """save_session_now under the XX/NX rule: a new session written early is still saved at the end."""
+    from common.session import save_session_now
+
+    app = make_racing_app(redis_server.url)
+    interface = app.session_interface
+    with app.test_request_context("/set/x"):
+        fresh = interface.open_session(app, flask.request)
+        fresh["value"] = "early"
+        assert save_session_now(app, fresh) is True
+        fresh["value"] = "late"
+        response = app.response_class("x")
+        interface.save_session(app, fresh, response)
+    assert load_stored_session(_store(redis_server).get(f"demo_app:session:{fresh.sid}"))["value"] == "late"
+    assert _session_cookies(response)
+
+    with app.test_request_context("/set/x", headers={"Cookie": f"demo_app_session={fresh.sid}"}):
+        loaded = interface.open_session(app, flask.request)
+        _store(redis_server).delete(f"demo_app:session:{fresh.sid}")  # signed out meanwhile
+        loaded["value"] = "renewed tokens"
+        assert save_session_now(app, loaded) is False
+    assert _store(redis_server).exists(f"demo_app:session:{fresh.sid}") == 0
