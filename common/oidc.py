@@ -1,8 +1,9 @@
 """The relying party: one OpenID Connect / OAuth 2.0 client for every app.
 
-Each app builds one :class:`OIDCClient` and calls the step it needs:
+Each app builds one :class:`OIDCClient` for its registered client and calls
+the steps it needs:
 
-* web app, SPA back end, native app — the Authorization Code flow with PKCE:
+* web app and native app — the Authorization Code flow with PKCE:
   :meth:`~OIDCClient.build_authorization_request` (the browser goes to the
   issuer), :meth:`~OIDCClient.handle_callback` (the browser comes back with a
   code; we check it and swap it for tokens), then :meth:`~OIDCClient.refresh_tokens`,
@@ -23,21 +24,19 @@ Every method takes ``log``, a :class:`common.inspector.FlowLog`, and records
 its request, the response and the checks there (secrets redacted); a failure
 is recorded before it is raised.
 
-Additions beyond the contract: ``OIDCClient(..., algorithms=..., metadata_ttl=...,
-jwks_ttl=..., jwks_refetch_cooldown=..., scope_requires_id_token=True)``;
-``build_authorization_request(..., redirect_uri=None)``;
-``validate_id_token(..., require_at_hash=False, expected_sub=None)``;
-``refresh_tokens(..., expected_sub=None)``; ``introspect(..., log=None)``;
-``end_session_url(..., log=None)``; a refused token request's FlowError carries
-``issuer_error`` (the issuer's RFC 6749 §5.2 code, e.g. ``invalid_grant``); ``metadata(log=None)``; ``endpoint(name)``; ``TokenSet.sub``;
-:attr:`OIDCClient.keyset`; and re-exports of :func:`common.keys.load_private_key`
-and :func:`common.keys.public_jwk`.
+Failures are :class:`common.errors.FlowError` (a code, a sentence, a hint).
+Two kinds a caller may want to tell apart: :class:`common.http.IssuerUnreachable`
+(the network or the issuer failed: try again later) and
+:class:`TokenEndpointError` (the issuer refused a token request; its
+``issuer_error`` is the issuer's own RFC 6749 §5.2 code, so that
+``invalid_grant`` can mean "sign in again").
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 import threading
 import time
@@ -59,9 +58,42 @@ from .jwks import (InvalidToken, KeySet, KeysUnavailable, SAFE_ALGORITHMS, check
 from .keys import client_assertion, load_private_key, public_jwk
 from .pkce import code_challenge_s256, generate_code_verifier, generate_nonce, generate_state
 
-__all__ = ["OIDCClient", "TokenSet", "load_private_key", "public_jwk"]
+__all__ = ["OIDCClient", "TokenSet", "TokenEndpointError", "TOKEN_ERROR_HINTS", "USER_SCOPE", "load_private_key",
+           "public_jwk"]
 
 logger = logging.getLogger(__name__)
+
+#: What the apps that sign a user in ask for: an ID token (``openid``) with
+#: the user's name and e-mail address (``profile``, ``email``; OIDC Core
+#: §5.4), and a refresh token (``offline_access``; OIDC Core §11) so that the
+#: app can keep calling the API after the short-lived access token expires,
+#: without sending the user back to the issuer.
+USER_SCOPE = "openid profile email offline_access"
+
+#: The longest access-token lifetime (``expires_in``, RFC 6749 §5.1) taken at
+#: face value: one year.  Anything longer, zero, negative or not a finite
+#: number is treated as "lifetime unknown" rather than stored: a huge value
+#: would overflow date formatting on every later page.
+MAX_EXPIRES_IN = 365 * 24 * 3600
+
+#: What to do about each error code the token endpoint may answer (RFC 6749 §5.2).
+TOKEN_ERROR_HINTS = {
+    "invalid_grant": "The code or refresh token was already used, has expired or was revoked; sign in again.",
+    "invalid_client": (
+        "The issuer did not accept this client's credentials: check the client id and secret (or, with "
+        "private_key_jwt, that the public key registered for the client matches the private key). Retrying "
+        "cannot help."),
+    "unauthorized_client": (
+        "This client is not allowed this grant type at the issuer: enable the grant in the client's registration "
+        "(a service needs Client Credentials, a trusted app the Resource Owner Password grant)."),
+    "invalid_scope": (
+        "Ask only for scopes the authorization server defines and allows this client: a custom scope must exist "
+        "and be allowed by an access-policy rule; `openid` is never granted with client credentials."),
+    "access_denied": (
+        "No access policy of the authorization server allowed this request (Okta: \"Policy evaluation failed for "
+        "this request\"): add a rule for this client that allows the grant and the scope."),
+    "unsupported_grant_type": "The issuer does not offer this grant type to this client.",
+}
 
 #: ID-token claims worth keeping in a session (OpenID Connect Core 5.1);
 #: the rest stays in the issuer, so the session stays small.
@@ -79,6 +111,35 @@ def _plain_text(value: Any, limit: int = 300) -> str:
     """
     text = _CONTROL.sub(" ", str(value or ""))
     return text[:limit] + ("…" if len(text) > limit else "")
+
+
+class TokenEndpointError(FlowError):
+    """The token endpoint refused a request (RFC 6749 §5.2).
+
+    Raised as the error code ``token_error``; ``issuer_error`` is what the
+    issuer said (``invalid_grant``, ``invalid_client`` ...), already checked
+    to be a well-formed code (anything else becomes ``invalid_response``), and
+    ``issuer_description`` its ``error_description`` as bounded plain text.
+
+    :param issuer_error: the issuer's error code.
+    :param issuer_description: the issuer's description ("" when none).
+    :param status: the HTTP status of the error page.
+    """
+
+    issuer_error: str
+    issuer_description: str
+
+    def __init__(self, issuer_error: str, issuer_description: str = "", status: int = 502):
+        super().__init__(
+            "token_error",
+            f"The token endpoint refused the request ({issuer_error}"
+            f"{': ' + issuer_description if issuer_description else ''}).",
+            TOKEN_ERROR_HINTS.get(issuer_error, "Start again; if it keeps failing, check the client's registration "
+                                                "at the issuer."),
+            status,
+        )
+        self.issuer_error = issuer_error
+        self.issuer_description = issuer_description
 
 
 def _record_failure(log: FlowLog | None, title: str, error: FlowError) -> FlowError:
@@ -121,7 +182,8 @@ class TokenSet:
         data = asdict(self)
         data["id_claims"] = {k: v for k, v in self.id_claims.items() if k in KEPT_CLAIMS}
         if data["expires_at"] is not None:
-            data["expires_at"] = int(data["expires_at"])
+            # Only a finite time can be stored (JSON) and formatted later.
+            data["expires_at"] = int(data["expires_at"]) if math.isfinite(data["expires_at"]) else None
         return {k: v for k, v in data.items() if v not in (None, {}, "")}
 
     @classmethod
@@ -335,78 +397,11 @@ class OIDCClient:
         :param params: the callback's query (or form_post) parameters.
         :param pending: what :meth:`build_authorization_request` returned, or ``None``.
         :return: the validated :class:`TokenSet`.
-        :raises FlowError: ``access_denied`` (or the issuer's own error code),
-            ``state_missing``, ``state_mismatch``, ``login_expired``, ``iss_mismatch``,
+        :raises FlowError: ``state_missing``, ``state_mismatch``, ``iss_mismatch``,
+            the issuer's own error code (``access_denied`` ...), ``login_expired``,
             ``invalid_request``, ``token_error``, ``invalid_id_token``, ``issuer_unreachable``.
         """
-        title = "Callback"
-        checks: list[dict] = []
-        if log is not None:
-            log.step(title, "One redirect later the browser is back at our redirect URI with the issuer's answer "
-                     "in the query string. Before using it we check that it answers the request we made.",
-                     request={"method": "GET", "url": "(our redirect URI)", "params": {k: params.get(k) for k in params}},
-                     checks=checks)
-
-        # RFC 6749 §4.1.2.1: the issuer reports refusals (the user said no,
-        # the login failed) as error/error_description.  Show them, but as
-        # plain text: they come from the URL and anyone can put anything there.
-        if params.get("error"):
-            code = str(params["error"])
-            code = code if _ERROR_CODE.match(code) else "authorization_error"
-            description = _plain_text(params.get("error_description") or "The issuer did not grant the request.")
-            raise _record_failure(log, title, FlowError(
-                code, f"The issuer answered: {description}",
-                "Try signing in again. If you cancelled on purpose, nothing else is needed.", 400))
-
-        # state (RFC 6749 §10.12): the answer must belong to a sign-in this
-        # browser started, and to no other.
-        if not isinstance(pending, Mapping) or not pending.get("state") or not pending.get("code_verifier"):
-            raise _record_failure(log, title, FlowError(
-                "state_missing", "No sign-in was in progress in this browser session (or it was already completed).",
-                "Start the sign-in again from this app; do not reuse an old callback link.", 400))
-        sent_state = params.get("state")
-        if not sent_state:
-            raise _record_failure(log, title, FlowError(
-                "state_missing", "The issuer's answer carries no 'state' parameter.",
-                "Start the sign-in again from this app.", 400))
-        if not hmac.compare_digest(str(sent_state).encode(), str(pending.get("state", "")).encode()):
-            raise _record_failure(log, title, FlowError(
-                "state_mismatch", "The answer's 'state' does not match the sign-in this browser started.",
-                "Start the sign-in again; if you opened two sign-ins at once, finish only the latest.", 400))
-
-        try:
-            age = time.time() - float(pending.get("created_at", 0))
-        except (TypeError, ValueError):
-            age = float("inf")
-        if age > self.settings.login_timeout:
-            raise _record_failure(log, title, FlowError(
-                "login_expired", f"The sign-in took longer than {self.settings.login_timeout} seconds.",
-                "Start the sign-in again.", 400))
-
-        # RFC 9207 §2.4: if the issuer says it sends 'iss' on the callback, it
-        # must be there and be exactly our issuer; this stops a mix-up attack
-        # where a code from another issuer is injected into our callback.
-        metadata = self.metadata(log=log)
-        sent_iss = params.get("iss")
-        if metadata.get("authorization_response_iss_parameter_supported") is True and sent_iss is None:
-            raise _record_failure(log, title, FlowError(
-                "iss_mismatch", "The issuer promises an 'iss' parameter on the callback, but it is missing.",
-                "Start the sign-in again; if it keeps happening the callback is being tampered with.", 400))
-        if sent_iss is not None and sent_iss != self.issuer:
-            raise _record_failure(log, title, FlowError(
-                "iss_mismatch", f"The callback came from issuer {_plain_text(sent_iss, 200)!r}, not {self.issuer!r}.",
-                "Start the sign-in again; the answer came from a different issuer than the one we asked.", 400))
-
-        code = params.get("code")
-        if not code:
-            raise _record_failure(log, title, FlowError(
-                "invalid_request", "The issuer's answer carries no authorization code.",
-                "Start the sign-in again.", 400))
-        checks.append({"check": "state", "ok": True, "detail": "matches the sign-in this browser started"})
-        checks.append({"check": "age", "ok": True, "detail": f"{int(age)} s old (limit {self.settings.login_timeout} s)"})
-        if sent_iss is not None:
-            checks.append({"check": "iss (RFC 9207)", "ok": True, "detail": "exactly the configured issuer"})
-
+        code = self._check_authorization_response(params, pending, log=log)
         body = self.exchange_code(code, pending["code_verifier"], redirect_uri=pending.get("redirect_uri"), log=log)
         tokens = self._token_set(body, log=log, title="Token response")
         if "openid" in str(pending.get("scope", "")).split() or tokens.id_token:
@@ -417,6 +412,93 @@ class OIDCClient:
             tokens.id_claims = self.validate_id_token(tokens.id_token, nonce=pending.get("nonce"),
                                                       access_token=tokens.access_token, log=log)
         return tokens
+
+    def _check_authorization_response(self, params: Mapping[str, str], pending: dict | None, *,
+                                      log: FlowLog | None = None) -> str:
+        """Check that the authorization response answers the request we made; return its code.
+
+        In this order, because each check decides whether the next may trust
+        anything in the response:
+
+        1. ``state`` (RFC 6749 §10.12) must be the one of a sign-in this
+           browser started.  It comes first, before even the ``error``: an
+           answer that does not belong to us is refused without repeating
+           any of its text.  Otherwise anyone could link a user to our
+           callback with ``?error=...&error_description=Call this number`` and
+           have that sentence shown on our origin: a forged response is
+           cross-site request forgery (RFC 6749 §10.12, RFC 9700 §4.7), here
+           used for content spoofing.
+        2. ``iss`` (RFC 9207 §2.4) must be our issuer, in error responses too.
+        3. Only then is the issuer's ``error`` / ``error_description``
+           (RFC 6749 §4.1.2.1) shown, as bounded plain text.
+        4. The sign-in must not be older than ``LOGIN_TIMEOUT``, and carry a ``code``.
+
+        :raises FlowError: as :meth:`handle_callback`, before any token request.
+        """
+        title = "Callback"
+        checks: list[dict] = []
+        if log is not None:
+            log.step(title, "One redirect later the browser is back at our redirect URI with the issuer's answer "
+                     "in the query string. Before using it we check that it answers the request we made.",
+                     request={"method": "GET", "url": "(our redirect URI)", "params": {k: params.get(k) for k in params}},
+                     checks=checks)
+
+        def refuse(error: str, description: str, hint: str) -> FlowError:
+            return _record_failure(log, title, FlowError(error, description, hint, 400))
+
+        # 1. state: the answer must belong to a sign-in this browser started, and to no other.
+        sent_state = params.get("state")
+        if not sent_state:
+            raise refuse("state_missing", "The issuer's answer carries no 'state' parameter.",
+                         "Start the sign-in again from this app.")
+        if not isinstance(pending, Mapping) or not pending.get("state") or not pending.get("code_verifier"):
+            raise refuse("state_missing",
+                         "No sign-in was in progress in this browser session (or it was already completed).",
+                         "Start the sign-in again from this app; do not reuse an old callback link.")
+        if not hmac.compare_digest(str(sent_state).encode(), str(pending["state"]).encode()):
+            raise refuse("state_mismatch", "The answer's 'state' does not match the sign-in this browser started.",
+                         "Start the sign-in again; if you opened two sign-ins at once, finish only the latest.")
+
+        # 2. RFC 9207 §2.4: if the issuer says it sends 'iss' on the callback, it
+        # must be there and be exactly our issuer; this stops a mix-up attack
+        # where a code from another issuer is injected into our callback.
+        metadata = self.metadata(log=log)
+        sent_iss = params.get("iss")
+        if metadata.get("authorization_response_iss_parameter_supported") is True and sent_iss is None:
+            raise refuse("iss_mismatch", "The issuer promises an 'iss' parameter on the callback, but it is missing.",
+                          "Start the sign-in again; if it keeps happening the callback is being tampered with.")
+        if sent_iss is not None and sent_iss != self.issuer:
+            raise refuse("iss_mismatch",
+                         f"The callback came from issuer {_plain_text(sent_iss, 200)!r}, not {self.issuer!r}.",
+                         "Start the sign-in again; the answer came from a different issuer than the one we asked.")
+
+        # 3. RFC 6749 §4.1.2.1: the issuer reports refusals (the user said no,
+        # the login failed) as error/error_description.  Show them, but as
+        # plain text: they come from the URL (Jinja escapes them on the page).
+        if params.get("error"):
+            error = str(params["error"])
+            error = error if _ERROR_CODE.match(error) else "authorization_error"
+            description = _plain_text(params.get("error_description") or "The issuer did not grant the request.")
+            raise refuse(error, f"The issuer answered: {description}",
+                         "Try signing in again. If you cancelled on purpose, nothing else is needed.")
+
+        # 4. A bounded lifetime for the pending sign-in, and a code to redeem.
+        try:
+            age = time.time() - float(pending.get("created_at", 0))
+        except (TypeError, ValueError):
+            age = float("inf")
+        if not age <= self.settings.login_timeout:
+            raise refuse("login_expired", f"The sign-in took longer than {self.settings.login_timeout} seconds.",
+                         "Start the sign-in again.")
+        code = params.get("code")
+        if not code:
+            raise refuse("invalid_request", "The issuer's answer carries no authorization code.",
+                         "Start the sign-in again.")
+        checks.append({"check": "state", "ok": True, "detail": "matches the sign-in this browser started"})
+        checks.append({"check": "age", "ok": True, "detail": f"{int(age)} s old (limit {self.settings.login_timeout} s)"})
+        if sent_iss is not None:
+            checks.append({"check": "iss (RFC 9207)", "ok": True, "detail": "exactly the configured issuer"})
+        return code
 
     # -- the token endpoint (RFC 6749 §3.2, §5) --------------------------------
 
@@ -440,9 +522,11 @@ class OIDCClient:
 
     def _post_form(self, endpoint_name: str, params: dict, *, what: str, title: str, explanation: str,
                    log: FlowLog | None, error: str = "token_error", authenticate: bool = True,
-                   extra_headers: Mapping[str, str] | None = None) -> tuple[int, dict]:
+                   extra_headers: Mapping[str, str] | None = None, body_required: bool = True) -> tuple[int, dict]:
         """POST a form to one of the issuer's endpoints with client authentication; record it.
 
+        :param body_required: ``False`` where a 200 answer's body does not matter
+            (revocation, RFC 7009 §2.2): then an empty or non-JSON body is ``{}``.
         :return: ``(status, json_body)``; 4xx answers are returned for the caller to judge.
         :raises IssuerUnreachable: network error, timeout, 5xx, non-JSON body.
         """
@@ -461,7 +545,12 @@ class OIDCClient:
             if 300 <= status < 400:
                 raise IssuerUnreachable(f"The issuer's {what} answered with a redirect (HTTP {status}).",
                                         "Check the issuer's endpoint URLs in its discovery document.", error=error)
-            data = parse_json_response(response, what, error=error, allow_error_status=True)
+            try:
+                data = parse_json_response(response, what, error=error, allow_error_status=True)
+            except IssuerUnreachable:
+                if body_required or status != 200:
+                    raise
+                data = {}
         except FlowError as exc:
             if log is not None:
                 log.step(title, explanation, request={"method": "POST", "url": url, "headers": headers, "params": shown},
@@ -480,15 +569,9 @@ class OIDCClient:
             # RFC 6749 §5.2: error, error_description; pass the code on, as text.
             issuer_error = str(data.get("error", f"HTTP {status}"))
             issuer_error = issuer_error if _ERROR_CODE.match(issuer_error) else "invalid_response"
-            description = _plain_text(data.get("error_description") or "")
-            error = FlowError(
-                "token_error",
-                f"The token endpoint refused the request ({issuer_error}{': ' + description if description else ''}).",
-                _TOKEN_HINTS.get(issuer_error, "Start again; if it keeps failing, check the client's registration at the issuer."),
-                400 if issuer_error == "invalid_grant" else 502)
-            # The issuer's own code, for callers that react to it (invalid_grant: sign in again).
-            error.issuer_error = issuer_error
-            raise _record_failure(log, title, error)
+            raise _record_failure(log, title, TokenEndpointError(
+                issuer_error, _plain_text(data.get("error_description") or ""),
+                400 if issuer_error == "invalid_grant" else 502))
         access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise _record_failure(log, title, FlowError(
@@ -505,11 +588,17 @@ class OIDCClient:
 
     def _token_set(self, data: Mapping[str, Any], *, log: FlowLog | None, title: str,
                    refresh_token: str | None = None) -> TokenSet:
-        expires_in = data.get("expires_in")
-        try:
-            expires_at = time.time() + float(expires_in) if expires_in is not None else None
-        except (TypeError, ValueError):
-            expires_at = None
+        """The :class:`TokenSet` of a successful token response (RFC 6749 §5.1).
+
+        ``refresh_token`` is kept when the response brings no new one (an
+        issuer that does not rotate, RFC 6749 §6).
+        """
+        lifetime = _lifetime(data.get("expires_in"))
+        if lifetime is None and data.get("expires_in") is not None and log is not None:
+            log.step(title, f"The token response's expires_in ({_plain_text(data.get('expires_in'), 40)}) is not a "
+                     f"usable lifetime (RFC 6749 §5.1: seconds; accepted up to {MAX_EXPIRES_IN} s, one year), so "
+                     "the access token's expiry is treated as unknown: it is used until the API refuses it.")
+        expires_at = time.time() + lifetime if lifetime is not None else None
         new_refresh = data.get("refresh_token")
         id_token = data.get("id_token")
         return TokenSet(
@@ -560,82 +649,111 @@ class OIDCClient:
         :return: the verified claims.
         :raises FlowError: ``invalid_id_token`` (or ``issuer_unreachable`` when keys cannot be fetched).
         """
-        checks: list[dict] = []
         title = "ID token validation"
         explanation = ("The ID token tells us who signed in. We trust it only after checking the issuer's "
                        "signature and every claim below (OpenID Connect Core 3.1.3.7).")
+        checks: list[dict] = []
+
+        def reject(error: FlowError, failed_checks: list[dict]) -> FlowError:
+            # The inspector shows the token and every check up to the one that failed.
+            if log is not None:
+                log.add_jwt(id_token, failed_checks, title=title, explanation=explanation)
+                log.steps[-1]["error"] = {"error": error.error, "description": error.description}
+            return error
+
+        algorithms = self.id_token_algorithms()
         try:
-            try:
-                algorithms = self.id_token_algorithms()
-                header, claims = decode_jwt(id_token, self.keyset, algorithms=algorithms)
-            except KeysUnavailable as exc:
-                error = IssuerUnreachable(exc.reason, "The issuer's key set (jwks_uri) is not reachable; try again.")
-                checks.append({"check": "signature", "ok": False, "detail": exc.reason})
-                raise _IdTokenFailure(error) from None
+            header, claims = decode_jwt(id_token, self.keyset, algorithms=algorithms)
             checks.append({"check": "signature", "ok": True,
                            "detail": f"{header['alg']} signature verified with the issuer's key {header.get('kid')!r}"})
-            checks.extend(check_registered_claims(
-                claims, issuer=self.issuer, audience=self.client_id, leeway=self.settings.clock_leeway,
-                require=("iss", "sub", "aud", "exp", "iat")))
-            if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-                raise InvalidToken("The ID token's subject (sub) is not a non-empty string.", check="sub")
-            aud = claims["aud"]
-            audiences = [aud] if isinstance(aud, str) else aud
-            if len(audiences) > 1 and "azp" not in claims:
-                raise InvalidToken("The ID token has several audiences but no authorized party (azp).", check="azp")
-            if "azp" in claims:
-                if claims["azp"] != self.client_id:
-                    raise InvalidToken(f"The ID token was issued to {claims['azp']!r} (azp), not to this client.", check="azp")
-                checks.append({"check": "azp", "ok": True, "detail": "authorized party is this client"})
-            if nonce is not None:
-                sent = claims.get("nonce")
-                if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
-                    raise InvalidToken("The ID token's nonce is missing or differs from the one this sign-in sent.", check="nonce")
-                checks.append({"check": "nonce", "ok": True, "detail": "matches the nonce of this sign-in"})
-            if access_token is not None and ("at_hash" in claims or require_at_hash):
-                if "at_hash" not in claims:
-                    raise InvalidToken("The ID token has no at_hash although one is required.", check="at_hash")
-                expected = token_hash(access_token, header["alg"])
-                if not isinstance(claims["at_hash"], str) or not hmac.compare_digest(claims["at_hash"], expected):
-                    raise InvalidToken("The ID token's at_hash does not match the access token it came with.", check="at_hash")
-                checks.append({"check": "at_hash", "ok": True, "detail": "the access token belongs to this ID token"})
-            if expected_sub is not None and claims["sub"] != expected_sub:
-                raise InvalidToken("The new ID token is for a different user (sub) than this session.", check="sub")
+            self._check_id_token_claims(header, claims, checks, nonce=nonce, access_token=access_token,
+                                        require_at_hash=require_at_hash, expected_sub=expected_sub)
+        except KeysUnavailable as exc:
+            # Not the token's fault: the keys could not be fetched, so this is
+            # "try again later", not "this token is forged".
+            checks.append({"check": "signature", "ok": False, "detail": exc.reason})
+            raise reject(IssuerUnreachable(exc.reason, "The issuer's key set (jwks_uri) is not reachable; try again."),
+                         checks) from None
         except InvalidToken as exc:
             # exc.checks holds the failed check (and, from check_registered_claims, those before it).
-            all_checks = checks + [c for c in exc.checks if c not in checks]
-            error = FlowError("invalid_id_token", f"The ID token was rejected: {exc.reason}",
-                              "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER and the client id.",
-                              400)
-            if log is not None:
-                log.add_jwt(id_token, all_checks, title=title, explanation=explanation)
-                log.steps[-1]["error"] = {"error": error.error, "description": error.description}
-            raise error from None
-        except _IdTokenFailure as failure:
-            if log is not None:
-                log.add_jwt(id_token, checks, title=title, explanation=explanation)
-                log.steps[-1]["error"] = {"error": failure.error.error, "description": failure.error.description}
-            raise failure.error from None
+            raise reject(FlowError(
+                "invalid_id_token", f"The ID token was rejected: {exc.reason}",
+                "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER and the client id.",
+                400), checks + [c for c in exc.checks if c not in checks]) from None
         if log is not None:
             log.add_jwt(id_token, checks, title=title, explanation=explanation)
         return claims
 
+    def _check_id_token_claims(self, header: dict, claims: dict, checks: list[dict], *, nonce: str | None,
+                               access_token: str | None, require_at_hash: bool, expected_sub: str | None) -> None:
+        """The claim checks of OIDC Core 3.1.3.7 on a token whose signature is verified.
+
+        Appends each passed check to ``checks``.
+
+        :raises InvalidToken: at the first check that fails (carrying that check).
+        """
+        # 3.1.3.7 steps 2-3 and 9-10: iss exact, aud contains us, exp and iat.
+        checks.extend(check_registered_claims(
+            claims, issuer=self.issuer, audience=self.client_id, leeway=self.settings.clock_leeway,
+            require=("iss", "sub", "aud", "exp", "iat")))
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise InvalidToken("The ID token's subject (sub) is not a non-empty string.", check="sub")
+        # Steps 4-5: with several audiences, azp must name us.
+        aud = claims["aud"]
+        audiences = [aud] if isinstance(aud, str) else aud
+        if len(audiences) > 1 and "azp" not in claims:
+            raise InvalidToken("The ID token has several audiences but no authorized party (azp).", check="azp")
+        if "azp" in claims:
+            if claims["azp"] != self.client_id:
+                raise InvalidToken(f"The ID token was issued to {claims['azp']!r} (azp), not to this client.", check="azp")
+            checks.append({"check": "azp", "ok": True, "detail": "authorized party is this client"})
+        # Step 11: the nonce of this sign-in (none on a refresh, 12.2).
+        if nonce is not None:
+            sent = claims.get("nonce")
+            if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+                raise InvalidToken("The ID token's nonce is missing or differs from the one this sign-in sent.", check="nonce")
+            checks.append({"check": "nonce", "ok": True, "detail": "matches the nonce of this sign-in"})
+        # 3.2.2.9 / 3.3.2.11: at_hash binds the access token to this ID token.
+        if access_token is not None and ("at_hash" in claims or require_at_hash):
+            if "at_hash" not in claims:
+                raise InvalidToken("The ID token has no at_hash although one is required.", check="at_hash")
+            expected = token_hash(access_token, header["alg"])
+            # Compared as UTF-8 bytes: compare_digest refuses non-ASCII str,
+            # and a hostile at_hash must be rejected, not crash the callback.
+            sent_hash = claims["at_hash"]
+            if not isinstance(sent_hash, str) or not hmac.compare_digest(sent_hash.encode("utf-8"), expected.encode()):
+                raise InvalidToken("The ID token's at_hash does not match the access token it came with.", check="at_hash")
+            checks.append({"check": "at_hash", "ok": True, "detail": "the access token belongs to this ID token"})
+        # 12.2: a refreshed ID token must be about the same user.
+        if expected_sub is not None and claims["sub"] != expected_sub:
+            raise InvalidToken("The new ID token is for a different user (sub) than this session.", check="sub")
+
     # -- after sign-in --------------------------------------------------------
 
     def refresh_tokens(self, refresh_token: str, *, log: FlowLog | None = None,
-                       expected_sub: str | None = None) -> TokenSet:
+                       expected_sub: str | None = None, previous: TokenSet | None = None) -> TokenSet:
         """Get fresh tokens with a refresh token (RFC 6749 §6, OIDC Core 12).
 
         With rotation (RFC 9700 §4.14.2) the issuer returns a new refresh token
         and the old one stops working; without, we keep the old one.  A new ID
-        token, if any, is validated (it has no nonce, OIDC Core 12.2).
+        token, if any, is validated (it has no nonce, OIDC Core 12.2) and must
+        be about the same user.  A refresh response need not contain an ID
+        token at all (OIDC Core 12.2): then the one from ``previous`` is kept,
+        since it still describes the user (and ``id_token_hint`` needs it at
+        sign-out).
 
         :param refresh_token: the current refresh token.
-        :param expected_sub: the session's subject; a new ID token must match it.
+        :param expected_sub: the session's subject; a new ID token must match it
+            (default: ``previous.sub``).
+        :param previous: the session's current tokens, whose ID token is kept
+            when the response brings none.
         :return: the new :class:`TokenSet`.
-        :raises FlowError: ``token_error`` (e.g. ``invalid_grant`` when the token
-            was revoked or reused), ``invalid_id_token``, ``issuer_unreachable``.
+        :raises FlowError: :class:`TokenEndpointError` (``issuer_error`` ``invalid_grant``
+            when the token was revoked, expired or reused), ``invalid_id_token``,
+            ``issuer_unreachable``.
         """
+        if expected_sub is None and previous is not None:
+            expected_sub = previous.sub
         data = self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token},
                                    title="Token request (refresh)", log=log, explanation=(
             "The access token is (nearly) expired, so we ask the issuer for a new one with the refresh token, "
@@ -645,34 +763,44 @@ class OIDCClient:
         if tokens.id_token:
             tokens.id_claims = self.validate_id_token(tokens.id_token, nonce=None, access_token=tokens.access_token,
                                                       log=log, expected_sub=expected_sub)
+        elif previous is not None:
+            tokens.id_token, tokens.id_claims = previous.id_token, dict(previous.id_claims)
         return tokens
 
-    def revoke_token(self, token: str, token_type_hint: str = "refresh_token", *, log: FlowLog | None = None) -> None:
+    def revoke_token(self, token: str, token_type_hint: str = "refresh_token", *,
+                     log: FlowLog | None = None) -> bool | str:
         """Revoke a token at the issuer (RFC 7009), best effort.
 
         Sign-out must finish even when the issuer is down, so failures are
-        logged and recorded, never raised.
+        logged, recorded and returned, never raised.
 
         :param token: the refresh (or access) token.
         :param token_type_hint: ``refresh_token`` or ``access_token`` (RFC 7009 §2.1).
+        :return: ``True`` when the issuer confirmed (RFC 7009 §2.2: HTTP 200) or
+            has no revocation endpoint (the token then simply expires);
+            otherwise one sentence saying why the revocation failed.
         """
         title = "Revocation"
         try:
             if not self.endpoint("revocation_endpoint", required=False, log=log):
                 if log is not None:
                     log.step(title, "The issuer has no revocation endpoint, so the token simply expires.")
-                return
+                return True
             status, data = self._post_form(
                 "revocation_endpoint", {"token": token, "token_type_hint": token_type_hint},
-                what="revocation endpoint", title=title, log=log, error="issuer_unreachable",
+                what="revocation endpoint", title=title, log=log, error="issuer_unreachable", body_required=False,
                 explanation="At sign-out we tell the issuer to revoke the refresh token (RFC 7009), so that nobody "
                             "can use it any more, even if it leaked.")
-            if status >= 400:
-                logger.warning("token revocation refused: HTTP %s %s", status, data.get("error"))
         except (FlowError, requests.RequestException) as exc:
             logger.warning("token revocation failed: %s", exc)
+            return getattr(exc, "description", None) or f"the revocation failed ({type(exc).__name__})"
         except Exception:  # noqa: BLE001 - best effort by contract: sign-out must go on
             logger.exception("token revocation failed unexpectedly")
+            return "the revocation failed unexpectedly (see the log)"
+        if status >= 400:
+            logger.warning("token revocation refused: HTTP %s %s", status, data.get("error"))
+            return f"the revocation endpoint answered HTTP {status}"
+        return True
 
     def end_session_url(self, id_token_hint: str | None, post_logout_redirect_uri: str | None,
                         state: str | None, *, log: FlowLog | None = None) -> str | None:
@@ -813,25 +941,23 @@ class OIDCClient:
         return data if data["active"] else {"active": False}
 
 
-class _IdTokenFailure(Exception):
-    """Internal: carries a non-``invalid_id_token`` error out of the validation block."""
+def _lifetime(expires_in: Any) -> float | None:
+    """``expires_in`` in seconds if it is a usable lifetime, else ``None``.
 
-    def __init__(self, error: FlowError):
-        super().__init__(error.description)
-        self.error = error
+    RFC 6749 §5.1 says "the lifetime in seconds"; anything but a finite
+    number in (0, :data:`MAX_EXPIRES_IN`] — ``"nan"``, ``1e400``, ``-5``,
+    ``true``, ``10**400`` — is not one we can compute an expiry time from.
+    """
+    if isinstance(expires_in, bool):
+        return None
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_EXPIRES_IN else None
 
 
 def _form_pairs(body: str) -> list[tuple[str, str]]:
     from urllib.parse import parse_qsl
 
     return parse_qsl(body or "", keep_blank_values=True)
-
-
-#: Hints for the token endpoint's error codes (RFC 6749 §5.2).
-_TOKEN_HINTS = {
-    "invalid_grant": "The code or refresh token was already used, has expired or was revoked; sign in again.",
-    "invalid_client": "The issuer did not accept this client's credentials; check the client id and secret.",
-    "unauthorized_client": "This client is not allowed this grant type at the issuer; check its registration.",
-    "invalid_scope": "The requested scope is not allowed for this client at the issuer.",
-    "unsupported_grant_type": "The issuer does not support this grant type.",
-}

@@ -11,11 +11,10 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, abort, request, session
-from werkzeug.middleware.proxy_fix import ProxyFix
+from flask import Blueprint, Flask, abort, jsonify, request, session
 
 from .config import Settings, load_settings
 from .errors import register_error_handlers
@@ -28,6 +27,20 @@ common_static = Blueprint(
     "common_static", __name__, static_folder="static", static_url_path="/_common/static",
     template_folder="templates",
 )
+
+#: ``GET /healthz``, for process managers, the launcher and the tests.
+health = Blueprint("health", __name__)
+
+
+@health.get("/healthz")
+def healthz():
+    """Liveness probe: 200 ``{"status": "ok"}``.
+
+    Touches neither the session nor Redis (``common.session`` skips this
+    path), so a Redis outage does not make a process manager restart a
+    healthy app.
+    """
+    return jsonify(status="ok")
 
 #: Default security headers (OWASP secure-headers project).  Apps with
 #: scripts widen ``Content-Security-Policy`` for themselves.
@@ -42,7 +55,7 @@ def create_base_app(
     app_name: str,
     *,
     title: str,
-    base_url: str | None,
+    base_url: str | Callable[[Settings], str | None] | None,
     test_config: Mapping[str, object] | None = None,
     with_session: bool = True,
 ) -> Flask:
@@ -51,22 +64,26 @@ def create_base_app(
     :param import_name: the app package's ``__name__``.
     :param app_name: short name: cookie name, Redis key prefix, log prefix.
     :param title: shown in the navigation bar and page titles.
-    :param base_url: the app's public base URL (``WEB_BASE_URL`` ...), or
-        ``None`` when the app is not browsed (the resource server).
+    :param base_url: the app's public base URL, or a function of the settings
+        that returns it (``lambda s: s.web_base_url``: the settings are then
+        loaded once, here), or ``None`` when the app is not browsed (the
+        resource server).
     :param test_config: overrides for settings (contract variable names)
         and Flask config keys, for tests.
     :param with_session: whether to attach the Redis session store.
-    :return: the app, with ``app.config["SETTINGS"]`` holding the settings.
+    :return: the app, with ``app.config["SETTINGS"]`` holding the settings
+        (read them with :func:`settings_of`) and ``GET /healthz`` registered.
     """
     test_config = dict(test_config or {})
     settings = load_settings(test_config)
+    if callable(base_url):
+        base_url = base_url(settings)
     app = Flask(import_name, instance_relative_config=False)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SETTINGS=settings,
         APP_NAME=app_name,
         BASE_URL=base_url,
-        JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     app.config.update({k: v for k, v in test_config.items() if k.isupper() and k not in app.config})
@@ -83,6 +100,9 @@ def create_base_app(
         init_session(app, settings, app_name, base_url or "http://localhost")
     register_error_handlers(app)
     app.register_blueprint(common_static)
+    # Registered first, so it is the route that answers /healthz; an app
+    # needs no health check of its own.
+    app.register_blueprint(health)
     app.jinja_env.globals.update(app_title=title, csrf_token=csrf_token)
 
     @app.after_request
@@ -152,7 +172,3 @@ def safe_next(target: str | None, default: str = "/") -> str:
         return default
     return target
 
-
-def trust_proxy(app: Flask) -> None:
-    """Honour one reverse proxy's ``X-Forwarded-*`` headers (docker-compose)."""
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)

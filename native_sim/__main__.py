@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from common.cli import EXIT_USAGE
 from common.config import ConfigError, load_settings
 from common.errors import FlowError
 from common.inspector import FlowLog
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         print(f"native_sim: configuration error: {exc}", file=sys.stderr)
-        return commands.EXIT_USAGE
+        return EXIT_USAGE
 
     ctx = commands.Context(settings=settings, store=open_token_store(settings),
                            log=FlowLog(max_steps=200) if explain else None)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # The token store (a full disk, a directory we may not write).
         print(f"native_sim: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return commands.EXIT_USAGE
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("\nnative_sim: interrupted.", file=sys.stderr)
         return 130

@@ -10,7 +10,6 @@ browser, and keeping tokens between runs.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import json
 import sys
@@ -20,28 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-import requests
-
+from common import api
+from common.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
 from common.config import Settings
 from common.errors import FlowError
-from common.http import IssuerUnreachable, http_session
+from common.http import http_session
 from common.inspector import FlowLog, shorten
-from common.oidc import OIDCClient, TokenSet
+from common.oidc import USER_SCOPE, OIDCClient, TokenEndpointError, TokenSet
 
 from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
 from .storage import TokenStore
 
-# -- exit codes (documented in ``--help``) --------------------------------
-EXIT_OK = 0
-EXIT_REFUSED = 1        # the issuer or the API said no (access_denied, wrong password, ...)
-EXIT_USAGE = 2          # bad command line or configuration
-EXIT_UNREACHABLE = 3    # the issuer or the API could not be reached
+# -- exit codes (documented in ``--help``): 0-3 are common.cli's ------------
 EXIT_TIMEOUT = 4        # the user never finished signing in
 EXIT_SIGNED_OUT = 5     # not signed in, or the refresh token expired / was revoked
-
-#: What both modes ask for.  ``offline_access`` is how Okta (and OpenID
-#: Connect Core 11) lets a client ask for a refresh token.
-SCOPE = "openid profile email offline_access"
 
 #: How the stored record names the two clients.
 NATIVE, TRUSTED = "native", "trusted"
@@ -153,7 +144,7 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     with listener:
         redirect_uri = settings.native_redirect_uri(listener.port)
         client = native_client(settings, redirect_uri)
-        authorization_url, pending = client.build_authorization_request(SCOPE, log=ctx.log)
+        authorization_url, pending = client.build_authorization_request(USER_SCOPE, log=ctx.log)
         ctx.explain()
         listener.start(pending["state"])
 
@@ -237,9 +228,9 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
         raise CommandError("No password given.", EXIT_USAGE)
 
     try:
-        tokens = client.password_grant(username, password, SCOPE, log=ctx.log)
-    except FlowError as exc:
-        issuer_error = issuer_error_code(exc)
+        tokens = client.password_grant(username, password, USER_SCOPE, log=ctx.log)
+    except TokenEndpointError as exc:
+        issuer_error = exc.issuer_error
         if issuer_error == "invalid_grant":
             # RFC 6749 §5.2: the resource owner credentials are invalid.
             raise CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
@@ -290,34 +281,21 @@ def call_api(ctx: Context) -> int:
         ctx.say("The access token has expired; refreshing it first.")
         tokens = _refresh(ctx, record, tokens)
     url = f"{ctx.settings.api_url}/api/messages"
-    headers = {"Authorization": f"Bearer {tokens.access_token}", "Accept": "application/json"}
     try:
-        response = http_session(ctx.settings).get(url, headers=headers)
-    except requests.RequestException as exc:
-        raise CommandError(f"The API at {ctx.settings.api_url} could not be reached ({type(exc).__name__}). "
-                           "Check API_URL and that the resource server is running.", EXIT_UNREACHABLE) from None
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text[:300]
-    if ctx.log is not None:
-        ctx.log.step("API call", "The access token goes in the Authorization header as a Bearer token "
-                     "(RFC 6750 §2.1); the resource server validates it itself.",
-                     request={"method": "GET", "url": url, "headers": headers},
-                     response={"status": response.status_code, "body": body})
+        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings), log=ctx.log)
+    finally:
         ctx.explain()
-    if response.status_code in (401, 403):
+    if answer.status in (401, 403):
         # RFC 6750 §3: the reason is in WWW-Authenticate.
-        challenge = response.headers.get("WWW-Authenticate", "")
         raise CommandError(
-            f"The API refused the access token (HTTP {response.status_code}: {challenge or 'no reason given'}). "
+            f"The API refused the access token (HTTP {answer.status}: {answer.www_authenticate or 'no reason given'}). "
             "Try `python -m native_sim refresh`, or sign in again.", EXIT_REFUSED, "invalid_token")
-    if response.status_code >= 500:
-        raise CommandError(f"The API failed (HTTP {response.status_code}).", EXIT_UNREACHABLE)
-    if response.status_code >= 400:
-        raise CommandError(f"The API answered HTTP {response.status_code}.", EXIT_REFUSED)
-    ctx.say(f"GET {url} -> HTTP {response.status_code}")
-    ctx.say(json.dumps(body, indent=2, ensure_ascii=False) if not isinstance(body, str) else body)
+    if answer.status >= 500:
+        raise CommandError(f"The API failed (HTTP {answer.status}).", EXIT_UNREACHABLE)
+    if answer.status >= 400:
+        raise CommandError(f"The API answered HTTP {answer.status}.", EXIT_REFUSED)
+    ctx.say(f"GET {url} -> HTTP {answer.status}")
+    ctx.say(json.dumps(answer.body, indent=2, ensure_ascii=False) if not isinstance(answer.body, str) else answer.body)
     return EXIT_OK
 
 
@@ -359,17 +337,16 @@ def logout(ctx: Context) -> int:
     if record.get("issuer") == ctx.settings.issuer:
         client = client_for(ctx.settings, record)
         # revoke_token is best effort and never raises (sign-out must finish);
-        # its log entries tell us whether the issuer actually confirmed.
-        log = ctx.log if ctx.log is not None else FlowLog(max_steps=50)
-        seen = {step.get("n") for step in log.to_list()}
+        # it returns True, or why the issuer did not confirm.
+        outcomes = []
         if tokens.refresh_token:
-            client.revoke_token(tokens.refresh_token, "refresh_token", log=log)
+            outcomes.append(client.revoke_token(tokens.refresh_token, "refresh_token", log=ctx.log))
         if tokens.access_token:
             # A JWT access token stays valid for local validation until it
             # expires; revoking it still helps resource servers that introspect.
-            client.revoke_token(tokens.access_token, "access_token", log=log)
+            outcomes.append(client.revoke_token(tokens.access_token, "access_token", log=ctx.log))
         ctx.explain()
-        failure = _revocation_failure([step for step in log.to_list() if step.get("n") not in seen])
+        failure = next((outcome for outcome in outcomes if outcome is not True), None)
         revoked = "" if failure else "the tokens were revoked at the issuer and "
     else:
         ctx.warn(f"the stored tokens belong to {record.get('issuer')}, not the configured issuer; "
@@ -383,17 +360,6 @@ def logout(ctx: Context) -> int:
             "stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
     ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a password.")
     return EXIT_OK
-
-
-def _revocation_failure(steps: list[dict]) -> str | None:
-    """Why a revocation did not succeed, from its log steps; ``None`` when it did (RFC 7009 §2.2: HTTP 200)."""
-    for step in steps:
-        if step.get("error"):
-            return str(step["error"].get("description") or step["error"].get("error"))
-        status = (step.get("response") or {}).get("status")
-        if isinstance(status, int) and status >= 400:
-            return f"the revocation endpoint answered HTTP {status}"
-    return None
 
 
 # -- helpers -------------------------------------------------------------------
@@ -418,11 +384,11 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
                            EXIT_SIGNED_OUT, "no_refresh_token")
     client = client_for(ctx.settings, record)
     try:
-        new = client.refresh_tokens(tokens.refresh_token, log=ctx.log, expected_sub=tokens.sub)
-    except IssuerUnreachable:
-        raise
-    except FlowError as exc:
-        if issuer_error_code(exc) == "invalid_grant":
+        # previous=tokens: a new ID token must be about the same user, and the
+        # sign-in's ID token is kept when the issuer sends none (OIDC Core 12.2).
+        new = client.refresh_tokens(tokens.refresh_token, log=ctx.log, previous=tokens)
+    except TokenEndpointError as exc:
+        if exc.issuer_error == "invalid_grant":
             # RFC 6749 §5.2: expired, revoked, or already used (rotation).
             # It will never work again, so forget it.
             ctx.store.delete()
@@ -432,10 +398,6 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
         raise
     finally:
         ctx.explain()
-    if not new.id_token and tokens.id_token:
-        # A refresh need not return a new ID token (OpenID Connect Core 12.2);
-        # the user is the same, so keep the claims we validated at sign-in.
-        new = dataclasses.replace(new, id_token=tokens.id_token, id_claims=tokens.id_claims)
     _save(ctx, record.get("client", NATIVE), record.get("client_id", ""), new)
     return new
 
@@ -472,27 +434,12 @@ def _token_summary(tokens: TokenSet) -> str:
     return f"The access token {_expiry(tokens.expires_at)}; {refresh}."
 
 
-def issuer_error_code(exc: FlowError) -> str | None:
-    """The issuer's own error code (RFC 6749 §5.2) behind a :class:`FlowError`.
-
-    Token-endpoint refusals reach us as ``token_error``; what the issuer said
-    (``invalid_grant``, ``unauthorized_client`` ...) decides the exit code.
-    """
-    code = getattr(exc, "issuer_error", None)  # set by common.oidc on token-endpoint refusals
-    if code:
-        return str(code)
-    return exc.error if exc.error != "token_error" else None
-
-
 def describe_flow_error(exc: FlowError) -> tuple[str, int]:
-    """One line and an exit code for a :class:`FlowError` that reached the command line."""
-    if isinstance(exc, IssuerUnreachable) or exc.error == "issuer_unreachable":
-        code = EXIT_UNREACHABLE
-    elif exc.error == "issuer_misconfigured":
-        code = EXIT_USAGE
-    else:
-        code = EXIT_REFUSED
+    """One line and an exit code for a :class:`FlowError` that reached the command line.
+
+    The exit code is :func:`common.cli.exit_code_for`'s, the same as the service app's.
+    """
     line = f"{exc.error}: {exc.description}"
     if exc.hint:
         line += f" {exc.hint}"
-    return " ".join(line.split()), code
+    return " ".join(line.split()), exit_code_for(exc)

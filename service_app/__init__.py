@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from common.config import load_settings
-from common.web import create_base_app
+from common.web import create_base_app, settings_of
 
 from .client import ServiceClient, auth_method
 from .token_cache import RedisStore
@@ -20,14 +19,14 @@ from .token_cache import RedisStore
 
 def create_app(test_config=None):
     """Create and configure the service app's status page."""
-    settings = load_settings(test_config)
     app = create_base_app(
         __name__,
         "service_app",
         title="Service app (Client Credentials)",
-        base_url=settings.service_base_url,
+        base_url=lambda settings: settings.service_base_url,
         test_config=test_config,
     )
+    settings = settings_of(app)
 
     # Where the page's cached token lives.  gunicorn runs several worker
     # processes, and a token cached in one worker's memory would be

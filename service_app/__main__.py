@@ -15,11 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from common.cli import EXIT_OK, EXIT_USAGE, exit_code_for
 from common.config import PROJECT_ROOT, ConfigError, load_settings
 from common.errors import FlowError
-from common.http import IssuerUnreachable
-
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 #: Where ``keygen`` writes the private key unless told otherwise (git-ignored).
 DEFAULT_KEY_PATH = PROJECT_ROOT / "instance" / "service_app_private_key.pem"
@@ -119,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
         return EXIT_USAGE
     except FlowError as error:
-        unreachable = isinstance(error, IssuerUnreachable) or error.error == "api_unreachable"
         print(f"error: {error.error}: {error.description}" + (f" Hint: {error.hint}" if error.hint else ""),
               file=sys.stderr)
-        return EXIT_UNREACHABLE if unreachable else EXIT_REFUSED
+        return exit_code_for(error)
 
 
 if __name__ == "__main__":

@@ -24,71 +24,21 @@ and error messages that say what to fix at the issuer.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from common import api
 from common.config import ConfigError, Settings
 from common.errors import FlowError
-from common.http import IssuerUnreachable, http_session
-from common.inspector import shorten
-from common.oidc import OIDCClient
+from common.http import http_session
+from common.oidc import TOKEN_ERROR_HINTS, OIDCClient, TokenEndpointError
 
 from .token_cache import Backoff, CachedToken, TokenCache, TokenStore
 
 #: The API route that requires ``SERVICE_SCOPE``.
 API_PATH = "/api/custom"
-
-#: What to do about each error the token endpoint may answer (RFC 6749 §5.2),
-#: in the words of an issuer console.
-TOKEN_ERROR_HINTS = {
-    "invalid_client": (
-        "The issuer did not accept the service's credentials. Check SERVICE_CLIENT_ID and "
-        "SERVICE_CLIENT_SECRET, or, with SERVICE_PRIVATE_KEY, that the public key registered for the "
-        "client matches (python -m service_app keygen prints it). Retrying cannot help."
-    ),
-    "invalid_scope": (
-        "Ask only for scopes the authorization server defines and this client may have: add the custom "
-        "scope (e.g. customScope) to the authorization server and allow it in an access-policy rule. "
-        "`openid` is never granted with client credentials: a service has no user to identify."
-    ),
-    "unauthorized_client": (
-        "The client is not allowed the client_credentials grant: it must be an API Services "
-        "(machine-to-machine) app with Client Credentials enabled."
-    ),
-    "access_denied": (
-        "No access policy of the authorization server matched this request (Okta: \"Policy evaluation "
-        "failed for this request\"). Add a policy assigned to this client with a rule that allows the "
-        "Client Credentials grant and the scope."
-    ),
-    "unsupported_grant_type": "The issuer does not offer the client_credentials grant to this client.",
-}
-
-
-#: How :meth:`common.oidc.OIDCClient._token_request` words a refusal; used to
-#: recover the issuer's error code when the error carries no ``issuer_error``.
-_ANSWER = re.compile(r"refused the request \((.*)\)\.?$", re.S)
-_REFUSAL = re.compile(r"refused the request \(([\x21\x23-\x5B\x5D-\x7E]+?)(?::|\))")
-
-
-def issuer_error_of(error: FlowError) -> str | None:
-    """The issuer's own ``error`` code (RFC 6749 §5.2) behind a failed token request."""
-    code = getattr(error, "issuer_error", None)
-    if code:
-        return code
-    if error.error != "token_error":
-        return error.error
-    match = _REFUSAL.search(error.description)
-    return match.group(1) if match else None
-
-
-class ApiUnreachable(FlowError):
-    """The resource server did not answer (connection error or timeout)."""
-
-    def __init__(self, description: str):
-        super().__init__("api_unreachable", description, "Check that the API (API_URL) is running and reachable.", 502)
 
 
 @dataclass
@@ -101,8 +51,6 @@ class ApiResult:
     token: CachedToken
     token_fetched: bool = False
     retried: bool = False
-    calls_with_token: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -170,17 +118,15 @@ class ServiceClient:
         """
         try:
             token = self.oidc.client_credentials(self.scope, log=log)
-        except IssuerUnreachable:
-            raise  # the cache's back-off decides whether to retry
-        except FlowError as error:
-            code = issuer_error_of(error)
-            if code not in TOKEN_ERROR_HINTS:
+        except TokenEndpointError as error:
+            if error.issuer_error not in TOKEN_ERROR_HINTS:
                 raise
-            # Name the issuer's answer (invalid_client, invalid_scope ...) as
-            # the error, and say what to change at the issuer.
-            answer = _ANSWER.search(error.description)
-            raise FlowError(code, f"The issuer refused the token request: {answer.group(1) if answer else error.description}",
-                            TOKEN_ERROR_HINTS[code], 400) from None
+            # The issuer's answer (invalid_client, invalid_scope ...) becomes
+            # the error code, so the command line's one line names it.  Not
+            # an IssuerUnreachable: the token cache never retries a refusal.
+            detail = error.issuer_error + (f": {error.issuer_description}" if error.issuer_description else "")
+            raise FlowError(error.issuer_error, f"The issuer refused the token request: {detail}",
+                            error.hint, 400) from None
         if log is not None:
             log.add_jwt(token.access_token, [], title="The access token (decoded for display)", explanation=(
                 "To the service the access token is opaque: it only sends it on. Decoded here to show what the "
@@ -211,68 +157,44 @@ class ServiceClient:
         :param log: a FlowLog for the steps, or None.
         :return: the API's answer (2xx).
         :raises FlowError: the API refused (``invalid_token``, ``insufficient_scope``,
-            ``api_error``), the issuer refused, or :class:`ApiUnreachable`.
+            ``api_error``), the issuer refused, or ``api_unreachable``.
         """
         url = self.settings.api_url + path
         cached, fetched = self.token(log)
-        response = self._get(url, cached, log)
+        answer = api.call_api(url, cached.token.access_token, http=self.http, log=log)
         retried = False
-        if response.status_code == 401:
+        if answer.status == 401:
             retried = True
             if log is not None:
                 log.step(
                     "The API refused the token (401): one fresh token, one retry",
                     "RFC 6750 §3.1: invalid_token. The cached token is discarded (only if no other request "
                     "replaced it already) and the call is repeated once with a new token.",
-                    response={"status": 401, "body": {"WWW-Authenticate": response.headers.get("WWW-Authenticate", "")}},
+                    response={"status": 401, "body": {"WWW-Authenticate": answer.www_authenticate}},
                 )
             self.cache.invalidate(cached.token.access_token)
             cached, fetched_again = self.token(log)
             fetched = fetched or fetched_again
-            response = self._get(url, cached, log)
-        body = _body_of(response)
-        if response.status_code == 401:
+            answer = api.call_api(url, cached.token.access_token, http=self.http, log=log)
+        if answer.status == 401:
             raise FlowError(
                 "invalid_token",
-                f"The API refused a fresh access token too (401): {response.headers.get('WWW-Authenticate', '')}",
+                f"The API refused a fresh access token too (401): {answer.www_authenticate}",
                 "The API and the issuer disagree: check that API_AUDIENCE is the authorization server's audience "
                 "and that the API trusts the same ISSUER.",
                 502,
             )
-        if response.status_code == 403:
+        if answer.status == 403:
             raise FlowError(
                 "insufficient_scope",
                 f"The API refused the token: it does not carry the scope this route requires (403). "
-                f"{response.headers.get('WWW-Authenticate', '')}",
+                f"{answer.www_authenticate}",
                 f"Ask for the scope the API requires (SERVICE_SCOPE, now {self.scope!r}).",
                 403,
             )
-        if not 200 <= response.status_code < 300:
-            raise FlowError("api_error", f"The API answered HTTP {response.status_code}.",
+        if not answer.ok:
+            raise FlowError("api_error", f"The API answered HTTP {answer.status}.",
                             "Check the resource server's log.", 502)
-        calls = self.cache.count_call(cached.token.access_token)
-        return ApiResult(url, response.status_code, body, cached, fetched, retried, calls)
-
-    def _get(self, url: str, cached: CachedToken, log) -> requests.Response:
-        headers = {"Authorization": f"Bearer {cached.token.access_token}", "Accept": "application/json"}
-        try:
-            response = self.http.get(url, headers=headers)
-        except requests.RequestException as error:
-            raise ApiUnreachable(f"The API at {url} could not be reached ({type(error).__name__}).") from None
-        if log is not None:
-            log.step(
-                f"Call the API: GET {url}",
-                "The access token goes in the Authorization header as a Bearer token (RFC 6750 §2.1); "
-                "the API validates it (signature, issuer, audience, expiry, scope) on its own.",
-                request={"method": "GET", "url": url,
-                         "headers": {"Authorization": f"Bearer {shorten(cached.token.access_token)}"}},
-                response={"status": response.status_code, "body": _body_of(response)},
-            )
-        return response
-
-
-def _body_of(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:500]
+        # Counted for the status page: how many calls one token served.
+        self.cache.count_call(cached.token.access_token)
+        return ApiResult(url, answer.status, answer.body, cached, fetched, retried)

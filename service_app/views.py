@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, session, url_for
 
 from common.errors import FlowError
 from common.inspector import FlowLog, decode_unverified, redact, shorten
-from common.web import require_csrf
+from common.web import require_csrf, settings_of
 
 from .client import API_PATH, auth_method
 
@@ -33,18 +33,12 @@ def service_client():
     return current_app.extensions["service_client"]
 
 
-@bp.get("/healthz")
-def healthz():
-    """Liveness probe for the launcher and the tests; touches no session."""
-    return jsonify(status="ok")
-
-
 @bp.get("/")
 def index():
     """Show the cached token (claims decoded and shortened), its time left and
     call count, the visitor's last API answer and the flow inspector."""
     client = service_client()
-    settings = current_app.config["SETTINGS"]
+    settings = settings_of(current_app)
     cached = client.cache.peek()
     token = None
     if cached is not None:

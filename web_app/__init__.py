@@ -11,23 +11,21 @@ Every other client app in the suite is a variation of this one.
 
 from __future__ import annotations
 
-from flask import jsonify
-
-from common.config import load_settings, origin_of
+from common.config import origin_of
 from common.oidc import OIDCClient
-from common.web import create_base_app
+from common.web import create_base_app, settings_of
 
 
 def create_app(test_config=None):
     """Create and configure the web app."""
-    settings = load_settings(test_config)
     app = create_base_app(
         __name__,
         "web_app",
         title="Web app · Authorization Code",
-        base_url=settings.web_base_url,
+        base_url=lambda settings: settings.web_base_url,
         test_config=test_config,
     )
+    settings = settings_of(app)
     # Sign-out is a form POST answered with a redirect to the issuer's
     # end-session endpoint; CSP's form-action also governs where such a
     # redirect may go, so the issuer's origin has to be allowed.
@@ -41,11 +39,6 @@ def create_app(test_config=None):
         redirect_uri=settings.web_redirect_uri,
         token_endpoint_auth_method="client_secret_basic",
     )
-
-    @app.get("/healthz")
-    def healthz():
-        """Liveness for the launcher and the tests; never touches the session."""
-        return jsonify(status="ok")
 
     from . import auth, views
 

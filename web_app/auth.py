@@ -22,20 +22,14 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 
+from common.errors import FlowError
 from common.inspector import FlowLog
-from common.oidc import OIDCClient, TokenSet
+from common.oidc import USER_SCOPE, OIDCClient, TokenSet
 from common.pkce import generate_state
 from common.session import regenerate_session_id
 from common.web import require_csrf, safe_next, settings_of
 
 bp = Blueprint("auth", __name__)
-
-#: What we ask the issuer for: an ID token (``openid``) with the user's name
-#: and e-mail address (``profile``, ``email``; OIDC Core §5.4), and a refresh
-#: token (``offline_access``; OIDC Core §11) so that the app can keep calling
-#: the API after the short-lived access token expires, without sending the
-#: user back to the issuer.
-SCOPE = "openid profile email offline_access"
 
 #: Sign-ins one browser session may have in flight at once (several tabs).
 MAX_PENDING_LOGINS = 3
@@ -97,7 +91,9 @@ def login():
 
     The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1) carries
     ``response_type=code``, our ``client_id`` and registered
-    ``redirect_uri``, the ``scope``, and three fresh random values that
+    ``redirect_uri``, the ``scope`` (:data:`common.oidc.USER_SCOPE`: an ID
+    token, the user's profile and e-mail, and a refresh token), and three
+    fresh random values that
     we remember in this user's session:
 
     * ``state`` (RFC 6749 §10.12) ties the answer to this browser session, so
@@ -122,7 +118,7 @@ def login():
 
     return_to = safe_next(request.args.get("next"), url_for("views.profile"))
     log = FlowLog()
-    authorization_url, pending = oidc_client().build_authorization_request(SCOPE, log=log)
+    authorization_url, pending = oidc_client().build_authorization_request(USER_SCOPE, log=log)
 
     # Remember this sign-in in the server-side session, keyed by its state;
     # only the newest few survive, so abandoned attempts cannot pile up.
@@ -145,11 +141,14 @@ def callback():
 
     ``handle_callback`` performs, in order:
 
-    * the issuer's ``error`` / ``error_description`` (RFC 6749 §4.1.2.1);
-    * ``state``: present and equal to the one we sent (RFC 6749 §10.12),
-      and the sign-in not older than ``LOGIN_TIMEOUT``;
+    * ``state``: present and equal to the one of a sign-in this browser
+      started (RFC 6749 §10.12).  Nothing else in an answer that fails this
+      is shown or used, not even its ``error_description``;
     * ``iss`` equal to our issuer when the issuer says it sends one
       (RFC 9207 §2.4, against mix-up attacks);
+    * the issuer's ``error`` / ``error_description`` (RFC 6749 §4.1.2.1),
+      shown escaped;
+    * the sign-in not older than ``LOGIN_TIMEOUT``;
     * the token request (RFC 6749 §4.1.3) with the ``code``, our
       ``redirect_uri`` and the PKCE ``code_verifier`` (RFC 7636 §4.5), the
       client authenticated with HTTP Basic (``client_secret_basic``);
@@ -160,17 +159,14 @@ def callback():
     Then the session gets a new id (against session fixation) and holds the
     tokens; the browser lands on the profile (or the page it asked for).
     """
-    # Single use: whatever happens next, the in-flight sign-ins leave the
-    # session now, so the same state (and code) can never be replayed.
-    pending_logins = session.pop("pending_logins", None) or {}
-    entry = _pending_login_for(request.args.get("state"), pending_logins)
+    params = _authorization_response()
+    entry = _take_pending_login(params.get("state"))
     log = load_flow_log()
     try:
-        tokens = oidc_client().handle_callback(
-            request.args.to_dict(), entry["pending"] if entry else None, log=log
-        )
+        tokens = oidc_client().handle_callback(params, entry["pending"] if entry else _newest_pending(), log=log)
     except Exception:
-        _forget_failed_sign_in()
+        if entry is not None:
+            _forget_failed_sign_in()
         raise  # the shared error handlers render a clear page with a hint
 
     # Session fixation (OWASP): the privilege level changes now, so the user
@@ -184,29 +180,56 @@ def callback():
     return redirect(entry["next"])
 
 
-def _pending_login_for(state: str | None, pending_logins: dict) -> dict | None:
-    """The in-flight sign-in that the callback's ``state`` belongs to.
+def _authorization_response() -> dict[str, str]:
+    """The callback's query parameters, each given exactly once.
 
-    When the state is missing or unknown, the newest pending sign-in is
-    handed to ``handle_callback`` anyway, so that it reports the precise
-    error (``state_missing`` or ``state_mismatch``) rather than a generic
-    one; it has been removed from the session either way.
+    RFC 6749 §3.1: "Request and response parameters MUST NOT be included
+    more than once."  Two ``state`` or ``code`` values leave it open which
+    one the issuer sent, so such an answer is refused rather than read as
+    its first value (as the native app's loopback listener does).
     """
-    if state and state in pending_logins:
-        return pending_logins[state]
-    if pending_logins:
-        return list(pending_logins.values())[-1]
-    return None
+    if any(len(values) > 1 for values in request.args.listvalues()):
+        raise FlowError("invalid_request", "A parameter appears more than once in the issuer's answer.",
+                        "Start the sign-in again from this app; this answer was not used.", 400)
+    return request.args.to_dict()
+
+
+def _take_pending_login(state: str | None) -> dict | None:
+    """Remove and return the in-flight sign-in that ``state`` names, if any.
+
+    Single use: once an answer with its state has arrived, that sign-in
+    leaves the session, whatever happens next, so the same state (and code)
+    can never be replayed.  Other tabs' sign-ins stay where they are.
+    """
+    pending_logins = dict(session.get("pending_logins") or {})
+    entry = pending_logins.pop(state, None) if state else None
+    if entry is not None:
+        if pending_logins:
+            session["pending_logins"] = pending_logins
+        else:
+            session.pop("pending_logins")
+    return entry
+
+
+def _newest_pending() -> dict | None:
+    """The newest in-flight sign-in, left in the session, for an answer that names none of them.
+
+    ``handle_callback`` compares its ``state`` with the answer's and refuses
+    with the precise error (``state_mismatch``, or ``state_missing`` when
+    there is none at all) instead of a generic one.
+    """
+    pending_logins = session.get("pending_logins") or {}
+    return list(pending_logins.values())[-1]["pending"] if pending_logins else None
 
 
 def _forget_failed_sign_in() -> None:
-    """Leave no half-built session behind after a failed callback.
+    """Leave no half-built session behind after a sign-in failed.
 
-    A user who was already signed in keeps that session (an attacker's
-    forged callback must not sign them out); anyone else's session is
-    deleted, cookie and Redis key alike.
+    A user who was already signed in keeps that session, and a sign-in
+    still in flight in another tab keeps its place; otherwise the session
+    is deleted, cookie and Redis key alike.
     """
-    if session.get("tokens") is None:
+    if session.get("tokens") is None and not session.get("pending_logins"):
         session.clear()
 
 

@@ -6,12 +6,11 @@ import hmac
 import json
 import time
 
-import requests
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
+from common import api
 from common.errors import FlowError
-from common.http import http_session
-from common.inspector import FlowLog, redact
+from common.inspector import FlowLog
 from common.oidc import TokenSet
 from common.session import save_session_now, session_lock, stored_session_value
 from common.web import require_csrf, settings_of
@@ -40,7 +39,7 @@ CLAIM_ORDER = ("sub", "name", "given_name", "family_name", "preferred_username",
 @bp.before_app_request
 def load_signed_in_state():
     """Note whether this browser session is signed in (like flaskr's ``load_logged_in_user``)."""
-    if request.endpoint != "healthz":
+    if request.endpoint != "health.healthz":
         g.signed_in = session.get("tokens") is not None
 
 
@@ -55,9 +54,18 @@ def inject_signed_in():
 
 
 @bp.app_template_filter("utc")
-def format_utc(epoch: float) -> str:
-    """``2024-05-01 12:00:00 UTC`` for an epoch time (token expiry)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+def format_utc(epoch) -> str:
+    """``2024-05-01 12:00:00 UTC`` for an epoch time (token expiry).
+
+    Never raises: the time came from the issuer (``expires_in``), and a page
+    must not fail on a value that is out of range for a date.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+        return "unknown"  # time.gmtime(None) would be "now"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    except (ValueError, OverflowError, OSError):
+        return "unknown"
 
 
 @bp.app_template_global()
@@ -114,15 +122,15 @@ def call_api():
             return sign_in_again("Your sign-in has expired and could not be renewed. Please sign in again.")
         refreshed = True
 
-    response = _get_api(tokens.access_token, log)
-    if response.status_code == 401 and not refreshed and tokens.refresh_token:
+    answer = _get_api(tokens.access_token, log)
+    if answer.status == 401 and not refreshed and tokens.refresh_token:
         tokens = _refresh(tokens, log)
         if tokens is None:
             return sign_in_again("The API no longer accepts your sign-in and it could not be renewed. Please sign in again.")
-        response = _get_api(tokens.access_token, log)
+        answer = _get_api(tokens.access_token, log)
 
     save_flow_log(log)
-    api_result = {"status": response.status_code, "body": _readable_body(response)}
+    api_result = {"status": answer.status, "body": _readable_body(answer)}
     return render_template("web_app/profile.html", tokens=tokens, api_result=api_result)
 
 
@@ -159,56 +167,26 @@ def _refresh(tokens: TokenSet, log: FlowLog) -> TokenSet | None:
             session["tokens"] = stored
             return TokenSet.from_dict(stored)
         try:
-            fresh = oidc_client().refresh_tokens(tokens.refresh_token, log=log, expected_sub=tokens.sub)
+            # previous=tokens: the new ID token must be about the same user, and
+            # the sign-in's ID token is kept when the issuer sends none.
+            fresh = oidc_client().refresh_tokens(tokens.refresh_token, log=log, previous=tokens)
         except FlowError as error:
             if error.error == "issuer_unreachable" or error.status >= 500:
                 raise
             current_app.logger.info("refresh failed: %s", error)
             return None
-        # A refresh response need not contain a new ID token (OIDC Core §12.2):
-        # the one from the sign-in still describes the user.
-        if not fresh.id_token:
-            fresh.id_token, fresh.id_claims = tokens.id_token, tokens.id_claims
         session["tokens"] = fresh.to_dict()
         # Published before the lock is released, for the request waiting on it.
         save_session_now(current_app, session)
     return fresh
 
 
-def _get_api(access_token: str, log: FlowLog) -> requests.Response:
-    """GET the API with ``Authorization: Bearer`` (RFC 6750 §2.1)."""
-    settings = settings_of(current_app)
-    url = settings.api_url + API_PATH
-    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
-    try:
-        response = http_session(settings).get(url, headers=headers)
-    except requests.RequestException:
-        raise FlowError(
-            "api_unreachable",
-            "The resource server could not be reached.",
-            "Check that the resource server is running at API_URL, then try again.",
-            502,
-        ) from None
-    log.step(
-        "Call the API",
-        "The access token goes in the Authorization header as a Bearer token (RFC 6750 §2.1); "
-        "the resource server validates it with the issuer's keys and answers.",
-        request={"method": "GET", "url": url, "headers": redact(headers)},
-        response={"status": response.status_code, "body": _json_or_text(response)},
-    )
-    return response
+def _get_api(access_token: str, log: FlowLog) -> api.ApiAnswer:
+    """GET the API's route with ``Authorization: Bearer`` (RFC 6750 §2.1)."""
+    return api.call_api(settings_of(current_app).api_url + API_PATH, access_token, http=oidc_client().http, log=log)
 
 
-def _json_or_text(response: requests.Response):
-    """The answer's JSON, or its text when it is not JSON."""
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
-
-def _readable_body(response: requests.Response) -> str:
+def _readable_body(answer: api.ApiAnswer) -> str:
     """The API's answer, pretty-printed when it is JSON, and cut to a sane length."""
-    body = _json_or_text(response)
-    text = body if isinstance(body, str) else json.dumps(body, indent=2)
+    text = answer.body if isinstance(answer.body, str) else json.dumps(answer.body, indent=2)
     return text[:MAX_API_BODY]

@@ -135,23 +135,75 @@ def test_client_secret_post_and_public_client(settings, fake_issuer):
 # -- callback rejections ----------------------------------------------------------------
 
 
+def _issuer_error(client, pending, **params):
+    """An error response as RFC 6749 §4.1.2.1 and RFC 9207 §2 shape it: our state, the issuer's iss."""
+    return {"state": pending["state"], "iss": client.issuer, **params}
+
+
 def test_error_parameter_is_passed_on_as_text(client, sign_in):
     _, pending = sign_in()
     log = FlowLog()
     with pytest.raises(FlowError) as info:
-        client.handle_callback({"error": "access_denied", "state": pending["state"],
-                                "error_description": "User said no <script>alert(1)</script>\r\nX-Injected: 1"},
-                               pending, log=log)
+        client.handle_callback(_issuer_error(client, pending, error="access_denied", error_description=(
+            "User said no <script>alert(1)</script>\r\nX-Injected: 1")), pending, log=log)
     assert error_of(info) == "access_denied"
+    assert "User said no" in info.value.description
     assert "\n" not in info.value.description and "\r" not in info.value.description
     assert log.steps[-1]["error"]["error"] == "access_denied"
+
+
+def test_error_description_is_bounded(client, sign_in):
+    _, pending = sign_in()
+    with pytest.raises(FlowError) as info:
+        client.handle_callback(_issuer_error(client, pending, error="access_denied", error_description="x" * 5000),
+                               pending)
+    assert error_of(info) == "access_denied"
+    assert 300 <= len(info.value.description) < 400
 
 
 def test_hostile_error_code_is_replaced(client, sign_in):
     _, pending = sign_in()
     with pytest.raises(FlowError) as info:
-        client.handle_callback({"error": '<img src=x onerror=alert(1)>"', "state": pending["state"]}, pending)
+        client.handle_callback(_issuer_error(client, pending, error='<img src=x onerror=alert(1)>"'), pending)
     assert error_of(info) == "authorization_error"
+
+
+SPOOFED = "Your account is locked. Call support at +1 555 0100 and give your password"
+
+
+@pytest.mark.parametrize("case", ["no_state", "foreign_state", "no_sign_in_pending"])
+def test_unsolicited_error_is_refused_without_its_text(client, fake_issuer, sign_in, case):
+    """RFC 6749 §10.12: an error response that does not carry our state is not ours.
+
+    Anyone can link a user to the callback with ``?error=...&error_description=...``;
+    showing that text would put the attacker's sentence on the app's own origin.
+    """
+    _, pending = sign_in()
+    params = {"error": "account_locked", "error_description": SPOOFED, "iss": client.issuer}
+    if case == "foreign_state":
+        params["state"] = "a-state-this-client-never-sent"
+    elif case == "no_sign_in_pending":
+        params["state"] = pending["state"]
+        pending = None
+    log = FlowLog()
+    with pytest.raises(FlowError) as info:
+        client.handle_callback(params, pending, log=log)
+    expected = "state_mismatch" if case == "foreign_state" else "state_missing"
+    assert error_of(info) == expected
+    shown = " ".join((info.value.error, info.value.description, info.value.hint))
+    assert "Call support" not in shown and "account_locked" not in shown
+    assert log.steps[-1]["error"]["error"] == expected
+    assert fake_issuer.count("token") == 0
+
+
+def test_error_without_iss_when_advertised_is_refused(client, sign_in):
+    """RFC 9207 §2.4: ``iss`` is checked in error responses too (they can be mixed up as well)."""
+    _, pending = sign_in()
+    with pytest.raises(FlowError) as info:
+        client.handle_callback({"state": pending["state"], "error": "access_denied",
+                                "error_description": SPOOFED}, pending)
+    assert error_of(info) == "iss_mismatch"
+    assert "Call support" not in info.value.description
 
 
 def test_error_page_escapes_description(client, sign_in):
@@ -159,13 +211,15 @@ def test_error_page_escapes_description(client, sign_in):
 
     from common.errors import register_error_handlers
 
+    _, pending = sign_in()
     app = Flask(__name__, template_folder="../../common/templates")
     app.jinja_env.globals["url_for"] = lambda *a, **k: "/style.css"
     register_error_handlers(app)
 
     @app.route("/cb")
     def callback():
-        client.handle_callback({"error": "access_denied", "error_description": "<script>alert(1)</script>"}, None)
+        client.handle_callback(_issuer_error(client, pending, error="access_denied",
+                                             error_description="<script>alert(1)</script>"), pending)
 
     response = app.test_client().get("/cb", headers={"Accept": "text/html"})
     assert response.status_code == 400
@@ -286,6 +340,48 @@ def test_missing_id_token_when_openid_requested(client, fake_issuer, sign_in):
     assert error_of(info) == "invalid_id_token"
 
 
+@pytest.mark.parametrize("expires_in", ["nan", float("nan"), 1e400, pytest.param(10**400, id="10**400"), 1e17, -5, 0,
+                                        True, "soon", [3600]])
+def test_unusable_expires_in_means_unknown_expiry(client, fake_issuer, sign_in, expires_in):
+    """RFC 6749 §5.1: expires_in is a lifetime in seconds; anything else must not break the sign-in.
+
+    "nan" and 1e400 used to raise (a 500 after the code was spent); 1e17 was
+    stored and made every later page fail when formatting the date.
+    """
+    fake_issuer.token_extra["expires_in"] = expires_in
+    log = FlowLog()
+    tokens = client.handle_callback(*sign_in(), log=log)
+    assert tokens.expires_at is None and not tokens.expired()
+    assert "expires_at" not in tokens.to_dict()
+    json.dumps(tokens.to_dict(), allow_nan=False)
+    notes = [step for step in log.steps if step["title"] == "Token response"]
+    assert notes and "not a usable lifetime" in notes[0]["explanation"]
+
+
+@pytest.mark.parametrize("expires_in", [1, "3600", 3600.5, 365 * 24 * 3600])
+def test_usable_expires_in(client, fake_issuer, sign_in, expires_in):
+    fake_issuer.token_extra["expires_in"] = expires_in
+    before = time.time()
+    tokens = client.handle_callback(*sign_in())
+    assert before + float(expires_in) - 1 <= tokens.expires_at <= time.time() + float(expires_in)
+
+
+def test_tokenset_with_a_non_finite_expiry_still_serialises():
+    assert "expires_at" not in TokenSet("a", expires_at=float("inf")).to_dict()
+
+
+def test_token_endpoint_refusal_carries_the_issuers_code(client, fake_issuer, sign_in):
+    from common.oidc import TOKEN_ERROR_HINTS, TokenEndpointError
+
+    params, pending = sign_in()
+    fake_issuer.script("token", Reply(400, {"error": "invalid_client", "error_description": "bad\nsecret"}))
+    with pytest.raises(TokenEndpointError) as info:
+        client.handle_callback(params, pending)
+    assert isinstance(info.value, FlowError) and info.value.error == "token_error"
+    assert info.value.issuer_error == "invalid_client" and info.value.issuer_description == "bad secret"
+    assert info.value.hint == TOKEN_ERROR_HINTS["invalid_client"]
+
+
 # -- ID token validation (OIDC Core 3.1.3.7) -----------------------------------------------
 
 
@@ -344,6 +440,14 @@ def test_at_hash_mismatch(client, fake_issuer, sign_in):
     fake_issuer.id_token_claims["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA"
     with pytest.raises(FlowError) as info:
         client.handle_callback(*sign_in())
+    assert error_of(info) == "invalid_id_token" and "at_hash" in info.value.description
+
+
+@pytest.mark.parametrize("at_hash", ["ü" * 22, "\u202e" + "A" * 21, 42])
+def test_hostile_at_hash_is_rejected_not_crashed(client, fake_issuer, at_hash):
+    """A non-ASCII at_hash is compared as bytes (hmac.compare_digest refuses non-ASCII str)."""
+    with pytest.raises(FlowError) as info:
+        validate(client, fake_issuer, claims={"at_hash": at_hash}, access_token="an-access-token")
     assert error_of(info) == "invalid_id_token" and "at_hash" in info.value.description
 
 
@@ -431,12 +535,40 @@ def test_userinfo(client, fake_issuer, sign_in):
 
 def test_revoke_is_best_effort(client, fake_issuer, sign_in):
     tokens = client.handle_callback(*sign_in())
-    client.revoke_token(tokens.refresh_token)
+    assert client.revoke_token(tokens.refresh_token) is True
     assert fake_issuer.revoked == [tokens.refresh_token]
     fake_issuer.hang("revoke", 2)
     log = FlowLog()
-    client.revoke_token(tokens.refresh_token, log=log)  # does not raise
+    outcome = client.revoke_token(tokens.refresh_token, log=log)  # does not raise
+    assert outcome is not True and "did not answer in time" in outcome
     assert log.steps[-1]["error"]["error"] == "issuer_unreachable"
+
+
+@pytest.mark.parametrize("reply,expected", [
+    (Reply(200, ""), True),  # RFC 7009 §2.2: the body of a success is ignored
+    (Reply(400, {"error": "unsupported_token_type"}), "HTTP 400"),
+    (Reply(503, ""), "HTTP 503"),
+])
+def test_revoke_reports_its_outcome(client, fake_issuer, reply, expected):
+    fake_issuer.script("revoke", reply)
+    outcome = client.revoke_token("a-refresh-token")
+    assert outcome is True if expected is True else expected in outcome
+
+
+def test_refresh_without_id_token_keeps_the_previous_one(client, fake_issuer, sign_in):
+    """OIDC Core §12.2: a refresh response need not carry an ID token; the sign-in's still describes the user."""
+    tokens = client.handle_callback(*sign_in())
+    fake_issuer.token_extra["id_token"] = None
+    fresh = client.refresh_tokens(tokens.refresh_token, previous=tokens)
+    assert fresh.access_token != tokens.access_token
+    assert fresh.id_token == tokens.id_token and fresh.id_claims == tokens.id_claims
+    bare = client.refresh_tokens(fresh.refresh_token)
+    assert bare.id_token is None  # without previous: nothing to keep
+    fake_issuer.token_extra.clear()
+    fake_issuer.id_token_claims["sub"] = "someone-else"
+    with pytest.raises(FlowError) as info:  # previous also supplies expected_sub
+        client.refresh_tokens(bare.refresh_token, previous=fresh)
+    assert error_of(info) == "invalid_id_token"
 
 
 def test_end_session_url(client, fake_issuer):

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from common.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from common.errors import FlowError
 from common.http import IssuerUnreachable
 from native_sim import commands
@@ -102,24 +103,10 @@ def test_timeout_option_is_validated(offline_env):
 # -- the error mapping, as functions -------------------------------------------------
 
 
-def test_issuer_error_code_reads_token_endpoint_refusals():
-    refused = FlowError("token_error", "The token endpoint refused the request (unauthorized_client).")
-    assert commands.issuer_error_code(refused) is None
-    refused.issuer_error = "unauthorized_client"  # what common.oidc attaches
-    assert commands.issuer_error_code(refused) == "unauthorized_client"
-    assert commands.issuer_error_code(FlowError("access_denied", "no")) == "access_denied"
-    assert commands.issuer_error_code(FlowError("token_error", "The token endpoint answered without an access token.")) is None
-
-
 def test_flow_errors_become_one_line_and_an_exit_code():
-    assert commands.describe_flow_error(IssuerUnreachable("down."))[1] == commands.EXIT_UNREACHABLE
+    assert commands.describe_flow_error(IssuerUnreachable("down."))[1] == EXIT_UNREACHABLE
     line, code = commands.describe_flow_error(FlowError("access_denied", "The issuer answered:\nno.", "Try again."))
-    assert code == commands.EXIT_REFUSED
+    assert code == EXIT_REFUSED
     assert line == "access_denied: The issuer answered: no. Try again."
-    assert commands.describe_flow_error(FlowError("issuer_misconfigured", "bad"))[1] == commands.EXIT_USAGE
-
-
-def test_revocation_failure_is_read_from_the_log_steps():
-    assert commands._revocation_failure([{"response": {"status": 200, "body": {}}}]) is None
-    assert "HTTP 400" in commands._revocation_failure([{"response": {"status": 400}}])
-    assert commands._revocation_failure([{"error": {"error": "issuer_unreachable", "description": "down"}}]) == "down"
+    assert commands.describe_flow_error(FlowError("issuer_misconfigured", "bad"))[1] == EXIT_USAGE
+    assert commands.describe_flow_error(FlowError("api_unreachable", "The API is down."))[1] == EXIT_UNREACHABLE

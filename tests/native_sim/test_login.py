@@ -208,11 +208,13 @@ def test_login_then_call_api_refresh_and_logout(browser, suite_env, token_dir, e
 
 
 def test_access_denied_is_one_line_and_exit_1(suite_env, env, token_dir, start_login):
-    # What the issuer sends when the user cancels (RFC 6749 §4.1.2.1), with this sign-in's state.
+    # What the issuer sends when the user cancels (RFC 6749 §4.1.2.1), with this sign-in's state
+    # and, as the issuer advertises, its iss (RFC 9207 §2: error responses carry it too).
     run = start_login(env)
     query = parse_qs(urlsplit(run.authorization_url()).query)
     page = requests.get(query["redirect_uri"][0], timeout=5, params={
-        "error": "access_denied", "error_description": "The user cancelled.", "state": query["state"][0]})
+        "error": "access_denied", "error_description": "The user cancelled.", "state": query["state"][0],
+        "iss": suite_env["ISSUER"]})
     assert page.status_code == 200 and "access_denied" in page.text
     code, out, err = run.finish()
     assert code == 1

@@ -73,6 +73,21 @@ def test_an_issuer_error_is_accepted_and_shown_escaped(listener):
     assert listener.wait(1)["error"] == "<script>alert(1)</script>"
 
 
+@pytest.mark.parametrize("state", ["", "&state=forged"])
+def test_an_error_without_our_state_is_ignored_like_any_forged_response(listener, state):
+    """RFC 6749 §10.12: an unsolicited error is not the issuer's; its text is not shown, and we keep waiting."""
+    spoof = "Call%20support%20at%20%2B1%20555%200100%20and%20give%20your%20password"
+    response = requests.get(callback_url(listener, f"error=account_locked&error_description={spoof}{state}"), timeout=5)
+    assert response.status_code == 400
+    assert "Call support" not in response.text and "account_locked" not in response.text
+    assert listener.refused
+    with pytest.raises(LoginTimeout):
+        listener.wait(0.2)
+    # The real answer is still accepted afterwards.
+    assert requests.get(callback_url(listener, f"code=abc&state={STATE}"), timeout=5).status_code == 200
+    assert listener.wait(1)["code"] == "abc"
+
+
 @pytest.mark.parametrize("query", [f"code=a&code=b&state={STATE}", f"code=a&state={STATE}&state={STATE}"])
 def test_repeated_parameters_are_refused(listener, query):
     # RFC 6749 §3.1: parameters must not be included more than once.

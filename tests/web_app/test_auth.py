@@ -144,11 +144,11 @@ def test_next_accepts_same_origin_paths_only(client, fake_issuer, target):
     assert response.headers["Location"] == "/profile"
 
 
-def test_issuer_error_is_shown_escaped_and_leaves_no_session(client, app):
+def test_issuer_error_is_shown_escaped_and_leaves_no_session(client, app, fake_issuer):
     _, params = _start_login(client)
     sid = client.get_cookie(COOKIE).value
     response = client.get("/authorization-code/callback", query_string={
-        "state": params["state"], "error": "access_denied",
+        "state": params["state"], "iss": fake_issuer.issuer, "error": "access_denied",
         "error_description": "<script>alert('x')</script> said no",
     })
     html = response.get_data(as_text=True)
@@ -160,22 +160,103 @@ def test_issuer_error_is_shown_escaped_and_leaves_no_session(client, app):
     assert not app.config["SESSION_REDIS"].exists(f"web_app:session:{sid}")
 
 
-def test_callback_without_state(client):
-    _start_login(client)
+def test_callback_without_state(client, app, fake_issuer):
+    login, params = _start_login(client)
     response = client.get("/authorization-code/callback?code=abc")
     assert response.status_code == 400
     assert element_text(response.get_data(as_text=True), "error-code") == "state_missing"
-    assert client.get_cookie(COOKIE) is None
+    # An answer without our state is not ours: the sign-in in flight is untouched and can finish.
+    assert list(_session_data(app, client)["pending_logins"]) == [params["state"]]
+    callback = fake_issuer.authorize(login.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
 
 
-def test_callback_with_a_foreign_state(client, fake_issuer):
-    login, _ = _start_login(client)
+def test_callback_with_a_foreign_state(client, app, fake_issuer):
+    login, params = _start_login(client)
     callback = fake_issuer.authorize(login.headers["Location"])
     response = client.get("/authorization-code/callback", query_string={**callback, "state": "someone-elses"})
     assert response.status_code == 400
     assert element_text(response.get_data(as_text=True), "error-code") == "state_mismatch"
-    assert client.get_cookie(COOKIE) is None
     assert fake_issuer.count("token") == 0
+    assert list(_session_data(app, client)["pending_logins"]) == [params["state"]]
+    assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
+
+
+SPOOFED = "Your account is locked. Call support at +1 555 0100 and give your password"
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+@pytest.mark.parametrize("state", [None, "forged-state"])
+def test_unsolicited_error_shows_none_of_its_text(client, app, fake_issuer, signed_in, state):
+    """RFC 6749 §10.12: anyone can link a user to the callback with an error of their choosing.
+
+    Without the state of a sign-in this browser started, the answer is refused
+    without repeating its error_description (no attacker text on our origin),
+    and nothing in the session changes: the sign-in in flight in another tab
+    and the signed-in session both survive.
+    """
+    if signed_in:
+        _sign_in(client, fake_issuer)
+    login, params = _start_login(client)
+    before = _session_data(app, client)
+    query = {"error": "account_locked", "error_description": SPOOFED, "iss": fake_issuer.issuer}
+    if state:
+        query["state"] = state
+    response = client.get("/authorization-code/callback", query_string=query)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert element_text(html, "error-code") == ("state_mismatch" if state else "state_missing")
+    assert "Call support" not in html and "account_locked" not in html
+    assert _session_data(app, client) == before
+    # The real answer still completes the sign-in that was waiting for it.
+    callback = fake_issuer.authorize(login.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
+
+
+def test_a_finished_sign_in_leaves_other_tabs_sign_ins_alone(client, app, fake_issuer):
+    """Two tabs started a sign-in; the first to come back takes only its own pending entry."""
+    first, first_params = _start_login(client)
+    second, second_params = _start_login(client)
+    # The first tab's answer is an error (the user cancelled there): only that entry goes.
+    response = client.get("/authorization-code/callback", query_string={
+        "state": first_params["state"], "iss": fake_issuer.issuer, "error": "access_denied"})
+    assert element_text(response.get_data(as_text=True), "error-code") == "access_denied"
+    assert list(_session_data(app, client)["pending_logins"]) == [second_params["state"]]
+    callback = fake_issuer.authorize(second.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
+    assert client.get("/profile").status_code == 200
+
+
+@pytest.mark.parametrize("repeated", ["state", "code", "iss"])
+def test_callback_with_a_repeated_parameter_is_refused(client, app, fake_issuer, repeated):
+    """RFC 6749 §3.1: parameters must not appear twice; which one would the issuer have meant?"""
+    login, params = _start_login(client)
+    callback = fake_issuer.authorize(login.headers["Location"])
+    query = [*callback.items(), (repeated, "another-value")]
+    response = client.get("/authorization-code/callback", query_string=query)
+    assert response.status_code == 400
+    assert element_text(response.get_data(as_text=True), "error-code") == "invalid_request"
+    assert fake_issuer.count("token") == 0
+    assert list(_session_data(app, client)["pending_logins"]) == [params["state"]]
+
+
+@pytest.mark.parametrize("expires_in", ["nan", 1e400, 1e17, pytest.param(10**400, id="10**400")])
+def test_unusual_expires_in_does_not_break_sign_in_or_profile(client, fake_issuer, expires_in):
+    """RFC 6749 §5.1: expires_in is a lifetime in seconds; an absurd one is treated as unknown."""
+    fake_issuer.token_extra["expires_in"] = expires_in
+    response = _sign_in(client, fake_issuer)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    profile = client.get("/profile")
+    assert profile.status_code == 200
+    assert element_text(profile.get_data(as_text=True), "access-token-expiry") == "at an unknown time"
+
+
+def test_time_formatting_never_raises():
+    from web_app.views import format_utc
+
+    assert format_utc(0) == "1970-01-01 00:00:00 UTC"
+    for value in (1e17, float("nan"), float("inf"), -1e300, "soon", None):
+        assert format_utc(value) == "unknown"
 
 
 def test_callback_without_any_sign_in_started(client):
@@ -202,13 +283,14 @@ def test_id_token_for_another_client_is_refused(client, fake_issuer):
     assert client.get_cookie(COOKIE) is None
 
 
-def test_login_that_took_too_long(client, app):
+def test_login_that_took_too_long(client, app, fake_issuer):
     _, params = _start_login(client)
     with client.session_transaction() as session:
         pending_logins = session["pending_logins"]
         pending_logins[params["state"]]["pending"]["created_at"] = time.time() - 3600
         session["pending_logins"] = pending_logins
-    response = client.get("/authorization-code/callback", query_string={"code": "abc", "state": params["state"]})
+    response = client.get("/authorization-code/callback", query_string={
+        "code": "abc", "state": params["state"], "iss": fake_issuer.issuer})
     assert response.status_code == 400
     assert element_text(response.get_data(as_text=True), "error-code") == "login_expired"
     assert client.get_cookie(COOKIE) is None

@@ -1,0 +1,89 @@
+"""Calling the API: one request with the access token as a Bearer token.
+
+Every app that holds an access token (the web app for its user, the
+native app for its user, the service for itself) calls the resource server
+the same way, RFC 6750 §2.1: ``Authorization: Bearer <token>`` on the
+request, and the token never in the URL (§2.3 would put it in logs and
+browser history).  What an app does with the answer, say a ``401``
+(refresh and retry once, or ask the user to sign in again), is its own
+policy and stays in the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .errors import FlowError
+from .http import http_session
+from .inspector import FlowLog
+
+#: Longest non-JSON answer kept (and shown): an error page from a proxy can be long.
+MAX_TEXT_BODY = 4000
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """What the API answered.
+
+    :param status: the HTTP status.
+    :param body: the decoded JSON, or the text (at most :data:`MAX_TEXT_BODY` characters).
+    :param www_authenticate: the ``WWW-Authenticate`` header; on a ``401`` or
+        ``403`` it says why the token was refused (RFC 6750 §3), e.g.
+        ``Bearer error="invalid_token"``.
+    """
+
+    status: int
+    body: Any
+    www_authenticate: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer."""
+        return 200 <= self.status < 300
+
+
+def call_api(url: str, access_token: str, *, http: requests.Session | None = None,
+             log: FlowLog | None = None) -> ApiAnswer:
+    """``GET url`` with ``Authorization: Bearer access_token`` (RFC 6750 §2.1).
+
+    The step is recorded in ``log`` with the Authorization header redacted
+    (the inspector never shows a usable token).
+
+    :param url: the API route, e.g. ``API_URL + "/api/messages"``.
+    :param access_token: the access token, sent as it was issued.
+    :param http: a session with a timeout (default: :func:`common.http.http_session`).
+    :param log: the flow inspector log, or ``None``.
+    :return: the answer, whatever its status.
+    :raises FlowError: ``api_unreachable`` when the API cannot be reached or does not answer in time.
+    """
+    title = f"Call the API: GET {url}"
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    try:
+        # No redirects: the token goes only to the URL we chose, not wherever
+        # an answer points (RFC 6750 §5.3: don't hand bearer tokens around).
+        response = (http or http_session()).get(url, headers=headers, allow_redirects=False)
+    except requests.RequestException as exc:
+        error = FlowError("api_unreachable", f"The API at {url} could not be reached ({type(exc).__name__}).",
+                          "Check that the resource server is running at API_URL, then try again.", 502)
+        if log is not None:
+            log.fail(title, error)
+        raise error from None
+    answer = ApiAnswer(response.status_code, _body_of(response), response.headers.get("WWW-Authenticate", ""))
+    if log is not None:
+        log.step(title, "The access token goes in the Authorization header as a Bearer token (RFC 6750 §2.1); "
+                 "the resource server validates it on its own (signature, issuer, audience, expiry, scope) and "
+                 "answers.",
+                 request={"method": "GET", "url": url, "headers": headers},
+                 response={"status": answer.status, "body": answer.body})
+    return answer
+
+
+def _body_of(response: requests.Response) -> Any:
+    """The answer's JSON, or its text (bounded) when it is not JSON."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        return response.text[:MAX_TEXT_BODY]
