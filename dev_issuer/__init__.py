@@ -13,11 +13,9 @@ from urllib.parse import urlsplit
 from authlib.oauth2 import rfc9207
 from authlib.oidc import rpinitiated
 from authlib.oidc.discovery import OpenIDProviderMetadata
-from flask import jsonify
 
-from common.config import load_settings
 from common.session import connect_redis
-from common.web import create_base_app
+from common.web import create_base_app, settings_of
 
 from .keys import Keyring
 from .models import Store, origin_and_wildcard, register_clients, seed_users
@@ -40,12 +38,11 @@ def allow_http_for_loopback_issuer(issuer: str) -> None:
 
 def create_app(test_config=None):
     """Create and configure the dev issuer app."""
-    settings = load_settings(test_config)
-    allow_http_for_loopback_issuer(settings.issuer)
     app = create_base_app(
-        __name__, "dev_issuer", title="Dev issuer", base_url=settings.issuer_base_url, test_config=test_config
+        __name__, "dev_issuer", title="Dev issuer", base_url=lambda s: s.issuer_base_url, test_config=test_config
     )
-    settings = app.config["SETTINGS"]
+    settings = settings_of(app)
+    allow_http_for_loopback_issuer(settings.issuer)
 
     clients = register_clients(settings)
     # The sign-in form's redirect chain ends at a client's redirect URI, and
@@ -73,10 +70,5 @@ def create_app(test_config=None):
         OpenIDProviderMetadata(oauth.metadata()).validate(
             metadata_classes=[rfc9207.AuthorizationServerMetadata, rpinitiated.OpenIDProviderMetadata]
         )
-
-    @app.route("/healthz")
-    def healthz():
-        """Liveness for process managers: touches neither Redis nor the session."""
-        return jsonify(status="ok")
 
     return app

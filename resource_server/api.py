@@ -11,6 +11,8 @@ import time
 
 from flask import Blueprint, current_app
 
+from common.web import settings_of
+
 from .validation import current_token, require_scope, require_token
 
 bp = Blueprint("api", __name__)
@@ -21,12 +23,6 @@ def not_for_shared_caches(response):
     """Answers depend on the caller's token: no cache may keep or share them (RFC 9111 §5.2.2.5)."""
     response.headers.setdefault("Cache-Control", "no-store")
     return response
-
-
-@bp.get("/healthz")
-def healthz():
-    """Liveness check for launchers and tests; needs no token."""
-    return {"status": "ok"}
 
 
 @bp.get("/api/messages")
@@ -59,7 +55,7 @@ def custom():
     A token without it gets ``403 insufficient_scope`` (RFC 6750 §3.1).
     """
     token = current_token()
-    scope = current_app.config["SETTINGS"].service_scope
+    scope = settings_of(current_app).service_scope
     return {
         "message": f"Access granted: the token carries the {scope!r} scope.",
         "sub": token.sub,

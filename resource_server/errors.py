@@ -22,6 +22,7 @@ from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from common.errors import FlowError
+from common.web import settings_of
 
 #: RFC 6750 §3: the characters allowed inside ``error_description`` and
 #: ``scope`` (printable ASCII without ``"`` and ``\``).  Anything else would
@@ -86,7 +87,7 @@ def bearer_error_response(error: BearerError):
         body["scope"] = error.scope
     response = jsonify(body)
     response.status_code = error.status
-    response.headers["WWW-Authenticate"] = www_authenticate(current_app.config["SETTINGS"].api_audience, error)
+    response.headers["WWW-Authenticate"] = www_authenticate(settings_of(current_app).api_audience, error)
     # A refusal is specific to this request's token: never cache it.
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -39,6 +39,7 @@ from common.errors import FlowError
 from common.http import IssuerUnreachable
 from common.jwks import InvalidToken, KeysUnavailable, check_registered_claims, decode_jwt
 from common.oidc import OIDCClient
+from common.web import settings_of
 
 from .errors import BearerError, insufficient_scope, invalid_request, invalid_token
 
@@ -439,7 +440,7 @@ def require_scope(scope: str | Callable[[Settings], str]) -> Callable:
         @functools.wraps(view)
         @require_token
         def wrapped(*args, **kwargs):
-            needed = scope(current_app.config["SETTINGS"]) if callable(scope) else scope
+            needed = scope(settings_of(current_app)) if callable(scope) else scope
             missing = [name for name in needed.split() if not current_token().has_scope(name)]
             if missing:
                 # RFC 6750 §3.1: the token is fine, it just does not allow

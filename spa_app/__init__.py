@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from flask import request
 
-from common.config import load_settings, origin_of
-from common.web import create_base_app
+from common.config import origin_of
+from common.web import create_base_app, settings_of
 
 
 def spa_csp(settings) -> str:
@@ -36,15 +36,15 @@ def spa_csp(settings) -> str:
 
 def create_app(test_config=None):
     """Create and configure the single-page app's server."""
-    settings = load_settings(test_config)
     app = create_base_app(
         __name__,
         "spa_app",
         title="Single-page app",
-        base_url=settings.spa_base_url,
+        base_url=lambda s: s.spa_base_url,
         test_config=test_config,
         with_session=False,  # tokens live in the browser's memory, not here
     )
+    settings = settings_of(app)
     csp = spa_csp(settings)
 
     @app.after_request

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
+from common.oidc import USER_SCOPE
+from common.web import settings_of
+
 bp = Blueprint("spa", __name__)
 
 #: The scopes the SPA asks for.  ``offline_access`` asks for a refresh
 #: token (Okta's convention, OIDC Core 11), which the code flow uses to stay
 #: signed in; the Implicit flow cannot receive one.
-PKCE_SCOPES = "openid profile email offline_access"
+PKCE_SCOPES = USER_SCOPE
 IMPLICIT_SCOPES = "openid profile email"
 
 
@@ -43,7 +46,7 @@ def config():
     to the browser can be read by its user, so there is no client secret
     to hide; PKCE (RFC 7636) takes its place for the code exchange.
     """
-    settings = current_app.config["SETTINGS"]
+    settings = settings_of(current_app)
     return jsonify(
         issuer=settings.issuer,
         client_id=settings.spa_client_id,
@@ -56,8 +59,3 @@ def config():
         login_timeout=settings.login_timeout,
     )
 
-
-@bp.get("/healthz")
-def healthz():
-    """Liveness probe for the launcher and the test fixtures."""
-    return jsonify(status="ok")

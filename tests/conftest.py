@@ -143,6 +143,14 @@ def browser(_chromium_session):
     would do only for the page currently open.
     """
     driver = _chromium_session
+    # A fresh tab per test, the previous ones closed: nothing a test's page
+    # left running (timers, held requests, extra tabs) reaches the next test.
+    old_handles = driver.window_handles
+    driver.switch_to.new_window("tab")
+    for handle in old_handles:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(driver.window_handles[0])
     driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": "*", "storageTypes": "all"})
     driver.get("about:blank")
