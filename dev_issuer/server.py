@@ -465,8 +465,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return state().users.get(authorization_code.data["username"].lower())
 
 
-class ImplicitGrant(grants.ImplicitGrant):
-    """Implicit, ``response_type=token`` (RFC 6749 §4.2): legacy, for the SPA only."""
+class FragmentResponseMixin:
+    """What both Implicit grants share: exact redirect-URI matching, and the
+    answer in the fragment (or a form post), never in the query, so tokens
+    stay out of server logs and Referer headers (OAuth 2.0 Multiple Response
+    Type Encoding Practices §3.0, RFC 9700 §4.3)."""
 
     validate_authorization_redirect_uri = staticmethod(validate_redirect_uri)
 
@@ -478,6 +481,10 @@ class ImplicitGrant(grants.ImplicitGrant):
             error.redirect_uri, error.redirect_fragment = redirect_uri, True
             raise
         return redirect_uri
+
+
+class ImplicitGrant(FragmentResponseMixin, grants.ImplicitGrant):
+    """Implicit, ``response_type=token`` (RFC 6749 §4.2): legacy, for the SPA only."""
 
     def create_authorization_response(self, redirect_uri, grant_user):
         """Return the access token in the fragment (§4.2.2); never a refresh token."""
@@ -491,19 +498,8 @@ class ImplicitGrant(grants.ImplicitGrant):
         return authorization_response(redirect_uri, params, self.request.response_mode)
 
 
-class OpenIDImplicitGrant(IdTokenMixin, _OpenIDImplicitGrant):
+class OpenIDImplicitGrant(FragmentResponseMixin, IdTokenMixin, _OpenIDImplicitGrant):
     """Implicit, ``id_token`` and ``id_token token`` (OpenID Connect Core 3.2)."""
-
-    validate_authorization_redirect_uri = staticmethod(validate_redirect_uri)
-
-    def validate_authorization_request(self):
-        redirect_uri = super().validate_authorization_request()
-        try:
-            self.request.response_mode = response_mode(self.request, "fragment")
-        except InvalidRequestError as error:
-            error.redirect_uri, error.redirect_fragment = redirect_uri, True
-            raise
-        return redirect_uri
 
     def validate_consent_request(self):
         # Authlib's OpenID implicit grant validates but does not remember the

@@ -14,6 +14,11 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Threads per gunicorn worker for everything a browser talks to, as in the
+#: Procfile: a browser keeps idle (pre)connections open, and a single-threaded
+#: sync worker holding one would leave the next page waiting for its timeout.
+THREADS = 4
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -145,9 +150,14 @@ class Service:
 
 
 def gunicorn(name: str, factory: str, env: dict[str, str], port: int, workers: int = 2,
-             health_path: str = "/", extra: list[str] | None = None) -> Service:
-    """A :class:`Service` running ``factory`` under gunicorn on ``127.0.0.1:port``."""
+             health_path: str = "/", extra: list[str] | None = None, threads: int = THREADS) -> Service:
+    """A :class:`Service` running ``factory`` under gunicorn on ``127.0.0.1:port``.
+
+    :param threads: threads per worker; more than one selects gunicorn's
+        threaded worker, as the Procfile does (see :data:`THREADS`).
+    """
     argv = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--threads", str(threads),
             "--timeout", "30", "--graceful-timeout", "5", "--no-control-socket", *(extra or []), factory]
     return Service(name, argv, env, port, health_path)
 
@@ -165,3 +175,53 @@ def screenshot_dir() -> Path:
         directory = ROOT / "instance" / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+class WebStack:
+    """A private Redis, dev issuer, resource server and web app, for tests that
+    stop, restart or slow down parts of the suite without disturbing others.
+
+    :param name: prefix of the log files.
+    :param redis: the (not yet started) Redis server to use.
+    :param env: settings on top of the stack's own addresses.
+    :param web_workers: gunicorn workers of the web app.
+    """
+
+    def __init__(self, name: str, redis: RedisServer, env: dict[str, str] | None = None, web_workers: int = 2):
+        self.redis = redis
+        self.ports = {part: free_port() for part in ("issuer", "api", "web")}
+        self.env = {
+            "ISSUER": f"http://127.0.0.1:{self.ports['issuer']}/oauth2/default",
+            "REDIS_URL": self.redis.url,
+            "WEB_BASE_URL": f"http://localhost:{self.ports['web']}",
+            "API_URL": f"http://127.0.0.1:{self.ports['api']}",
+            **(env or {}),
+        }
+        # Threaded workers, as in the Procfile.
+        self.issuer = gunicorn(f"{name}-dev_issuer", "dev_issuer:create_app()", self.env, self.ports["issuer"],
+                               workers=2, threads=THREADS, health_path="/healthz")
+        self.api = gunicorn(f"{name}-resource_server", "resource_server:create_app()", self.env, self.ports["api"],
+                            workers=2, threads=THREADS, health_path="/healthz")
+        self.web = gunicorn(f"{name}-web_app", "web_app:create_app()", self.env, self.ports["web"],
+                            workers=web_workers, threads=THREADS, health_path="/healthz")
+
+    @property
+    def web_base_url(self) -> str:
+        return self.env["WEB_BASE_URL"]
+
+    def start(self) -> "WebStack":
+        """Start every part; on failure stop what was started and re-raise."""
+        try:
+            self.redis.start()
+            self.issuer.start()
+            self.api.start()
+            self.web.start()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for part in (self.web, self.api, self.issuer):
+            part.stop()
+        self.redis.stop()

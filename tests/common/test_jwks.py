@@ -268,3 +268,161 @@ def test_token_hash_of_non_ascii_token_is_invalid_token():
     with pytest.raises(InvalidToken) as info:
         token_hash("tökén", "RS256")
     assert info.value.check == "at_hash"
+
+
+# -- strict base64url, and the signature check built once per key and alg ------------------
+
+
+def _resign(token: str, signature: bytes) -> str:
+    head, payload, _ = token.split(".")
+    return f"{head}.{payload}.{_b64(signature)}"
+
+
+def test_b64url_decode_accepts_only_canonical_base64url():
+    from common.jwks import b64url_decode
+
+    assert b64url_decode("") == b""
+    assert b64url_decode("e30") == b"{}"
+    assert b64url_decode("_-8") == b"\xff\xef"  # the URL-safe characters decode as 63 and 62
+    for bad in ("e30=", "e3+0", "e3/0", "e3 0", "e30\n", "e3!0", "e3é0",
+                "e31",  # stray low bits in the last character: a second spelling of "{}"
+                "e30AA",  # 4n+1 characters cannot be base64
+                ):
+        with pytest.raises(ValueError):
+            b64url_decode(bad)
+
+
+@pytest.mark.parametrize("part", [0, 1, 2])
+@pytest.mark.parametrize("mangle", ["pad", "stray-bits", "standard-alphabet", "space", "extra-char"])
+def test_non_canonical_segments_are_refused(fake_issuer, keyset, part, mangle):
+    """Each segment has exactly one spelling: lenient decoders would accept all of these."""
+    token = fake_issuer.mint_id_token()
+    decode_jwt(token, keyset)  # the unmangled token is fine
+    segments = token.split(".")
+    segment = segments[part]
+    if mangle == "pad":
+        segment += "=" * (-len(segment) % 4 or 4)
+    elif mangle == "stray-bits":
+        if len(segment) % 4 == 0:
+            segment += "AA"  # make room for a last character with stray bits
+        segment = segment[:-1] + chr(ord(segment[-1]) + 1)  # same bytes to a lenient decoder
+    elif mangle == "standard-alphabet":
+        segment = segment[:1] + "+" + segment[2:]
+    elif mangle == "space":
+        segment = segment[:4] + " " + segment[4:]
+    else:
+        segment += "A" if len(segment) % 4 == 0 else "A" * (5 - len(segment) % 4)  # 4n+1 characters
+    segments[part] = segment
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(".".join(segments), keyset)
+    assert info.value.check in ("format", "signature")
+
+
+def test_padded_signature_is_refused(fake_issuer, keyset):
+    token = fake_issuer.mint_id_token()
+    assert len(token.split(".")[2]) % 4  # a 2048-bit RSA signature is 342 characters unpadded
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token + "==", keyset)
+    assert info.value.check == "signature"
+
+
+def _rsa_jwks(*keys, alg=None):
+    from tests.fake_issuer import Reply
+
+    return Reply(200, {"keys": [{**k.as_dict(private=False), "use": "sig", **({"alg": alg} if alg else {})}
+                                for k in keys]})
+
+
+def _ps256_token(fake_issuer, key, salt_length):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    head = _b64(json.dumps({"alg": "PS256", "kid": key.kid}).encode())
+    body = _b64(json.dumps(fake_issuer.id_token_defaults()).encode())
+    signature = key.private_key.sign(f"{head}.{body}".encode(), padding.PSS(padding.MGF1(hashes.SHA256()), salt_length),
+                                     hashes.SHA256())
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+def test_ps256_needs_a_salt_as_long_as_the_hash(fake_issuer, keyset):
+    """RFC 7518 §3.5: PS256's salt MUST be 32 bytes; another length is a different signature scheme."""
+    key = cached_rsa_key(0, "ps-key")
+    fake_issuer.script("jwks", _rsa_jwks(key, alg="PS256"))
+    _, claims = decode_jwt(_ps256_token(fake_issuer, key, 32), keyset, algorithms=("PS256",))
+    assert claims["iss"] == fake_issuer.issuer
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(_ps256_token(fake_issuer, key, 20), keyset, algorithms=("PS256",))
+    assert info.value.check == "signature"
+    with pytest.raises(InvalidToken) as info:  # pinned: PS256 only when the caller allows it
+        decode_jwt(_ps256_token(fake_issuer, key, 32), keyset)
+    assert info.value.check == "alg"
+
+
+def test_rs256_signature_does_not_pass_as_ps256(fake_issuer, keyset):
+    """The verifier is chosen by (kid, alg): an RS256 signature under a PS256 header fails."""
+    key = cached_rsa_key(0, "both-key")
+    fake_issuer.script("jwks", _rsa_jwks(key))  # no "alg" in the JWK: usable for either
+    rs256 = fake_issuer.mint_id_token(key=key)
+    decode_jwt(rs256, keyset, algorithms=("RS256", "PS256"))
+    head = _b64(json.dumps({"alg": "PS256", "kid": key.kid}).encode())
+    _, payload, signature = rs256.split(".")
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(f"{head}.{payload}.{signature}", keyset, algorithms=("RS256", "PS256"))
+    assert info.value.check == "signature"
+
+
+def test_es256_signature_must_be_raw_r_and_s(fake_issuer, keyset):
+    """RFC 7518 §3.4: R || S, 64 bytes for P-256; DER or a shorter R || S is refused."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = new_ec_key("ec-raw")
+    fake_issuer.publish(fake_issuer.key, key)
+    token = fake_issuer.mint_id_token(key=key)
+    decode_jwt(token, keyset, algorithms=("ES256",))
+    signing_input = token.rpartition(".")[0].encode()
+    der = key.private_key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    for signature in (der, r.to_bytes(32, "big") + s.to_bytes(32, "big")[1:], b"\0" + r.to_bytes(32, "big") + s.to_bytes(32, "big")):
+        with pytest.raises(InvalidToken) as info:
+            decode_jwt(_resign(token, signature), keyset, algorithms=("ES256",))
+        assert info.value.check == "signature"
+    assert decode_jwt(_resign(token, r.to_bytes(32, "big") + s.to_bytes(32, "big")), keyset, algorithms=("ES256",))
+
+
+def test_key_whose_key_ops_exclude_verify_is_not_used(fake_issuer, keyset):
+    """RFC 7517 §4.3: a published key limited to other operations never verifies a token."""
+    from tests.fake_issuer import Reply
+
+    key = fake_issuer.key
+    fake_issuer.script("jwks", Reply(200, {"keys": [{**key.as_dict(private=False), "key_ops": ["encrypt"]}]}))
+    with pytest.raises(InvalidToken):
+        decode_jwt(fake_issuer.mint_id_token(), keyset)
+
+
+def test_cached_verifier_is_dropped_when_the_key_behind_a_kid_changes(fake_issuer, keyset, clock):
+    """A new key under the same kid: after the refetch, old signatures fail and new ones verify."""
+    old_token = fake_issuer.mint_id_token()
+    decode_jwt(old_token, keyset)
+    replacement = cached_rsa_key(8, fake_issuer.key.kid)
+    fake_issuer.publish(replacement)
+    decode_jwt(old_token, keyset)  # still within the JWKS ttl: the cached key answers
+    clock.now += 301
+    new_token = fake_issuer.mint_id_token(key=replacement)
+    _, claims = decode_jwt(new_token, keyset)
+    assert claims["iss"] == fake_issuer.issuer
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(old_token, keyset)
+    assert info.value.check == "signature"
+    assert fake_issuer.count("jwks") == 2
+
+
+def test_verifier_for_keeps_the_refetch_policy_for_unknown_kids(fake_issuer, keyset, clock):
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    clock.now += 31
+    for _ in range(3):
+        with pytest.raises(InvalidToken) as info:
+            keyset.verifier_for("no-such-kid", "RS256")
+        assert info.value.check == "kid"
+    assert fake_issuer.count("jwks") == 2

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import RedisServer, free_port, gunicorn, wait_for_port
+from tests.support import RedisServer, WebStack, wait_for_port
 from tests.web_app.conftest import element_text, extra_users, sign_in
 
 __all__ = ["FaultSuite", "PersistentRedis", "fault_suite", "signed_in_users", "worker_pids"]
@@ -42,48 +42,20 @@ class PersistentRedis(RedisServer):
         return self
 
 
-class FaultSuite:
+class FaultSuite(WebStack):
     """Redis (persistent), dev issuer, resource server and web app (4 workers)."""
 
     def __init__(self, tmp_path: Path):
-        self.redis = PersistentRedis(tmp_path / "redis")
-        self.ports = {name: free_port() for name in ("issuer", "api", "web")}
-        self.env = {
-            "ISSUER": f"http://127.0.0.1:{self.ports['issuer']}/oauth2/default",
-            "REDIS_URL": self.redis.url,
-            "WEB_BASE_URL": f"http://localhost:{self.ports['web']}",
-            "API_URL": f"http://127.0.0.1:{self.ports['api']}",
+        super().__init__("fault", PersistentRedis(tmp_path / "redis"), {
             "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2",
             "CLOCK_LEEWAY": "0",
             "HTTP_TIMEOUT": "3",
             "DEV_ISSUER_EXTRA_USERS": ",".join(f"fault{i}@example.test:Dev-Only-Fault-{i}" for i in range(6)),
-        }
-        self.issuer = gunicorn("fault-dev_issuer", "dev_issuer:create_app()", self.env, self.ports["issuer"],
-                               workers=2, health_path="/oauth2/default/.well-known/openid-configuration")
-        self.api = gunicorn("fault-resource_server", "resource_server:create_app()", self.env, self.ports["api"],
-                            workers=2, health_path="/healthz")
-        self.web = gunicorn("fault-web_app", "web_app:create_app()", self.env, self.ports["web"],
-                            workers=4, health_path="/healthz")
-
-    @property
-    def web_base_url(self) -> str:
-        return self.env["WEB_BASE_URL"]
+        }, web_workers=4)
 
     @property
     def users(self) -> list[tuple[str, str]]:
         return extra_users(self.env)
-
-    def start(self) -> "FaultSuite":
-        self.redis.start()
-        self.issuer.start()
-        self.api.start()
-        self.web.start()
-        return self
-
-    def stop(self) -> None:
-        for part in (self.web, self.api, self.issuer):
-            part.stop()
-        self.redis.stop()
 
 
 def worker_pids(service) -> list[int]:
@@ -106,11 +78,6 @@ def signed_in_users(suite: FaultSuite, count: int) -> list[tuple[requests.Sessio
 @pytest.fixture(scope="module")
 def fault_suite(tmp_path_factory):
     """A private suite whose parts the fault tests may stop, kill and restart."""
-    suite = FaultSuite(tmp_path_factory.mktemp("fault-suite"))
-    try:
-        suite.start()
-    except Exception:
-        suite.stop()
-        raise
+    suite = FaultSuite(tmp_path_factory.mktemp("fault-suite")).start()
     yield suite
     suite.stop()

@@ -26,6 +26,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.security.fault_fixtures import fault_suite, signed_in_users, worker_pids  # noqa: F401 (fixture)
+from tests.support import THREADS
 from tests.web_app.conftest import at_issuer, element_text, form_csrf, sign_in, start_sign_in
 
 COOKIE = "web_app_session"
@@ -151,12 +152,11 @@ def _try_again_href(html: str) -> str:
 def test_worker_killed_under_load_loses_no_session(fault_suite):
     """SIGKILL one of four gunicorn workers while eight browsers reload their profiles.
 
-    What is allowed: the one request the killed (sync) worker was serving
-    at that instant has its connection cut (refused, reset, or closed in
-    the middle of the body), which a browser shows as a network error and
-    the user reloads.  Gunicorn's sync worker serves one
-    connection at a time and accepts the next only after finishing, so at
-    most one request per killed worker can be lost; every other request
+    What is allowed: the requests the killed worker was serving at that
+    instant have their connections cut (refused, reset, or closed in the
+    middle of the body), which a browser shows as a network error and the
+    user reloads.  A threaded worker serves at most ``THREADS`` connections
+    at once, so at most that many requests can be lost; every other request
     is answered by another worker.  What is not allowed: any 5xx, any
     page showing someone else's claims, any user signed out afterwards.
     """
@@ -203,7 +203,7 @@ def test_worker_killed_under_load_loses_no_session(fault_suite):
     assert len(statuses) > 50, len(statuses)  # the load was real
     assert set(statuses) == {200}, sorted(set(statuses))
     assert not wrong_user
-    assert len(connection_errors) <= 1, connection_errors
+    assert len(connection_errors) <= THREADS, connection_errors
     # The master replaced the worker, and every user is still signed in.
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (victim in worker_pids(suite.web) or len(worker_pids(suite.web)) != 4):

@@ -19,7 +19,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from tests.support import RedisServer, free_port, gunicorn
+from tests.support import RedisServer, WebStack
 
 from tests.issuer_helpers import sign_in_and_get_redirect
 
@@ -129,53 +129,15 @@ def client(app):
 # -- a private suite with short-lived access tokens -------------------------------------
 
 
-class ShortSuite:
-    """Redis, dev issuer, resource server and web app of their own."""
-
-    def __init__(self, tmp_path):
-        self.redis = RedisServer(tmp_path / "redis")
-        self.ports = {name: free_port() for name in ("issuer", "api", "web")}
-        self.env = {
-            "ISSUER": f"http://127.0.0.1:{self.ports['issuer']}/oauth2/default",
-            "REDIS_URL": self.redis.url,
-            "WEB_BASE_URL": f"http://localhost:{self.ports['web']}",
-            "API_URL": f"http://127.0.0.1:{self.ports['api']}",
-            # Access tokens expire almost at once, so every API call needs a refresh.
-            "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2",
-            "CLOCK_LEEWAY": "0",
-        }
-        self.issuer = gunicorn("short-dev_issuer", "dev_issuer:create_app()", self.env, self.ports["issuer"],
-                               workers=2, health_path="/oauth2/default/.well-known/openid-configuration")
-        self.api = gunicorn("short-resource_server", "resource_server:create_app()", self.env, self.ports["api"],
-                            workers=2, health_path="/healthz")
-        self.web = gunicorn("short-web_app", "web_app:create_app()", self.env, self.ports["web"],
-                            workers=2, health_path="/healthz")
-
-    @property
-    def web_base_url(self) -> str:
-        return self.env["WEB_BASE_URL"]
-
-    def start(self) -> "ShortSuite":
-        self.redis.start()
-        self.issuer.start()
-        self.api.start()
-        self.web.start()
-        return self
-
-    def stop(self) -> None:
-        for part in (self.web, self.api, self.issuer):
-            part.stop()
-        self.redis.stop()
-
-
 @pytest.fixture(scope="module")
 def short_suite(tmp_path_factory):
-    """A private suite whose access tokens expire after two seconds."""
-    suite = ShortSuite(tmp_path_factory.mktemp("short-suite"))
-    try:
-        suite.start()
-    except Exception:
-        suite.stop()
+    """A private suite whose access tokens expire after two seconds, so every
+    API call needs a refresh."""
+    directory = tmp_path_factory.mktemp("short-suite")
+    suite = WebStack("short", RedisServer(directory / "redis"),
+                     {"DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2", "CLOCK_LEEWAY": "0"}).start()
+    yield suite
+    suite.stop()
         raise
     yield suite
     suite.stop()
