@@ -384,11 +384,12 @@ def test_es256_signature_must_be_raw_r_and_s(fake_issuer, keyset):
     signing_input = token.rpartition(".")[0].encode()
     der = key.private_key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
-    for signature in (der, r.to_bytes(32, "big") + s.to_bytes(32, "big")[1:], b"\0" + r.to_bytes(32, "big") + s.to_bytes(32, "big")):
+    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    for signature in (der, raw[:-1], b"\0" + raw):
         with pytest.raises(InvalidToken) as info:
             decode_jwt(_resign(token, signature), keyset, algorithms=("ES256",))
         assert info.value.check == "signature"
-    assert decode_jwt(_resign(token, r.to_bytes(32, "big") + s.to_bytes(32, "big")), keyset, algorithms=("ES256",))
+    assert decode_jwt(_resign(token, raw), keyset, algorithms=("ES256",))
 
 
 def test_key_whose_key_ops_exclude_verify_is_not_used(fake_issuer, keyset):
@@ -426,3 +427,16 @@ def test_verifier_for_keeps_the_refetch_policy_for_unknown_kids(fake_issuer, key
             keyset.verifier_for("no-such-kid", "RS256")
         assert info.value.check == "kid"
     assert fake_issuer.count("jwks") == 2
+
+
+def test_header_cache_hands_out_copies_and_still_checks_every_token(fake_issuer, keyset):
+    """Tokens sharing a header decode it once; a caller's edits never reach the next token."""
+    first, second = fake_issuer.mint_id_token({"nonce": "1"}), fake_issuer.mint_id_token({"nonce": "2"})
+    assert first.split(".")[0] == second.split(".")[0]
+    header, claims = decode_jwt(first, keyset)
+    header["alg"] = "none"
+    header2, claims2 = decode_jwt(second, keyset)
+    assert header2["alg"] == "RS256" and (claims["nonce"], claims2["nonce"]) == ("1", "2")
+    with pytest.raises(InvalidToken) as info:  # same cached header, but the caller now allows only ES256
+        decode_jwt(second, keyset, algorithms=("ES256",))
+    assert info.value.check == "alg"

@@ -51,7 +51,6 @@ def test_id_token_only_form_post(issuer):
 
 
 def test_nonce_required_for_openid_implicit(issuer):
-    s = issuer.settings
     url = implicit_url(issuer, "id_token token", nonce=None).replace("&nonce=", "&x=")
     response = requests.get(url.split("&x=")[0], allow_redirects=False, timeout=TIMEOUT)
     assert response.status_code == 302

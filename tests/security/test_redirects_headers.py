@@ -17,7 +17,6 @@ the pages whose URL carries a code or tokens (the callbacks), a
 
 from __future__ import annotations
 
-import json
 import re
 from html import unescape
 from urllib.parse import parse_qs, urljoin, urlsplit

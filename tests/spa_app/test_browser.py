@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jwt
 import pytest

@@ -17,7 +17,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.spa_app.conftest import SpaActions
 from tests.support import free_port, gunicorn
 
 pytestmark = pytest.mark.browser

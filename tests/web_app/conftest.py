@@ -138,6 +138,3 @@ def short_suite(tmp_path_factory):
                      {"DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2", "CLOCK_LEEWAY": "0"}).start()
     yield suite
     suite.stop()
-        raise
-    yield suite
-    suite.stop()
