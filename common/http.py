@@ -158,15 +158,21 @@ def _read_chunks(response: requests.Response, deadline: float) -> bytearray:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         raise ResponseTooLarge(f"the answer declares {declared} bytes", response=response)
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
     body = bytearray()
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise ResponseTooSlow("the answer was not complete in time", response=response)
+        # One read may not wait past the deadline either.  Looked up afresh
+        # each time: once the last byte is in, urllib3 hands the connection
+        # back to the pool, where another thread may already be using (or
+        # closing) its socket.
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
         if sock is not None:
-            # One read may not wait past the deadline either.
-            sock.settimeout(left)
+            try:
+                sock.settimeout(left)
+            except OSError:
+                pass  # closed meanwhile: the read below ends the body
         try:
             # read1: return what one socket read brought (read(n) would wait for n bytes).
             chunk = response.raw.read1(_CHUNK, decode_content=True)

@@ -201,3 +201,21 @@ def test_deeply_nested_json_answer_is_issuer_unreachable(trickle):
     with pytest.raises(IssuerUnreachable) as info:
         get_json(http_session(timeout=2.0), server.url, "JWKS")
     assert "JSON" in info.value.description
+
+
+def test_one_session_shared_by_many_threads_reuses_connections_safely(fake_issuer):
+    """Apps share one session across gunicorn threads and the service's worker
+    threads: the bounded body reader must never touch a pooled connection's
+    socket after urllib3 has handed it to another thread (a closed socket's
+    settimeout raised EBADF there)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    http = http_session(timeout=5.0)
+    url = fake_issuer.url("jwks")
+
+    def fetch_many(_):
+        return [http.get(url).status_code for _ in range(40)]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = [status for batch in pool.map(fetch_many, range(16)) for status in batch]
+    assert results == [200] * 640
