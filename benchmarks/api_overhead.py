@@ -70,7 +70,7 @@ def run(scale: Scale) -> Result:
         details=[f"round {i + 1}: /healthz {o:,.0f} req/s, /api/messages {t:,.0f} req/s"
                  for i, (o, t) in enumerate(pairs)],
         how=(f"wrk -t1 -c{connections}, {rounds} alternating rounds of {seconds} s per route against one "
-             "gunicorn resource server (2 sync workers); /api/messages with a real client-credentials token "
+             "gunicorn resource server (2 workers x 4 threads, as the Procfile); /api/messages with a real client-credentials token "
              "in -H 'Authorization: Bearer'; median of per-round ratios. Steady state: the same token on every "
              "request, as a client sends it."),
     )

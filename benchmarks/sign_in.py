@@ -230,7 +230,7 @@ def run(scale: Scale) -> tuple[Result, Result]:
         ],
         how=(f"{sequential} sequential then {clients} concurrent clients (<= {concurrent_seconds} s, <= "
              f"{concurrent_max} sign-ins), each sign-in a new visitor doing GET /login, the issuer's form, the "
-             "callback, over HTTP to gunicorn (2 workers each); own time = web app's /login + callback from its "
+             "callback, over HTTP to gunicorn (2 workers x 4 threads each); own time = web app's /login + callback from its "
              "access log (%(D)s) minus the issuer's time on the web app's token request; hash and signing timed "
              "in process with the issuer's own functions."),
     )
