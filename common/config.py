@@ -125,8 +125,7 @@ class Settings:
     @property
     def uses_dev_issuer(self) -> bool:
         """True when ``ISSUER`` is a local URL shaped like the dev issuer's."""
-        parts = urlsplit(self.issuer)
-        return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
+        return _is_dev_issuer(self.issuer)
 
     @property
     def issuer_base_url(self) -> str:
@@ -202,24 +201,22 @@ def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
     return value if path_allowed else value.rstrip("/")
 
 
-def _check_int(name: str, value: str, low: int, high: int) -> int:
+def _check_number(name: str, value: str, low: float, high: float, kind: type = int):
+    """A whole number (``kind=int``) or a number of seconds (``kind=float``) in range."""
     try:
-        number = int(value)
+        number = kind(value)
     except ValueError:
-        raise ConfigError(name, f"{value!r} is not a whole number", f"Set a number from {low} to {high}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(name, f"{value!r} is not {what}", f"Set a number from {low} to {high}") from None
     if not low <= number <= high:
         raise ConfigError(name, f"{number} is out of range", f"Set a number from {low} to {high}")
     return number
 
 
-def _check_float(name: str, value: str, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(name, f"{value!r} is not a number", f"Set a number of seconds from {low} to {high}") from None
-    if not low <= number <= high:
-        raise ConfigError(name, f"{number} is out of range", f"Set a number of seconds from {low} to {high}")
-    return number
+def _is_dev_issuer(issuer: str) -> bool:
+    """A local URL shaped like the bundled dev issuer's (``/oauth2/default``)."""
+    parts = urlsplit(issuer)
+    return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
 
 
 def _check_trusted_mode(value: str, issuer: str) -> bool:
@@ -231,8 +228,7 @@ def _check_trusted_mode(value: str, issuer: str) -> bool:
     never sees a password unless someone asked for it explicitly.
     """
     if value.strip().lower() == "auto":
-        parts = urlsplit(issuer)
-        return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
+        return _is_dev_issuer(issuer)
     return _check_bool("TRUSTED_MODE", value)
 
 
@@ -295,7 +291,7 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         spa_client_id=_check_text("SPA_CLIENT_ID", raw["SPA_CLIENT_ID"]),
         spa_base_url=_check_url("SPA_BASE_URL", raw["SPA_BASE_URL"].strip(), path_allowed=False),
         native_client_id=_check_text("NATIVE_CLIENT_ID", raw["NATIVE_CLIENT_ID"]),
-        native_redirect_port=_check_int("NATIVE_REDIRECT_PORT", raw["NATIVE_REDIRECT_PORT"], 0, 65535),
+        native_redirect_port=_check_number("NATIVE_REDIRECT_PORT", raw["NATIVE_REDIRECT_PORT"], 0, 65535),
         native_token_dir=_check_directory("NATIVE_TOKEN_DIR", raw["NATIVE_TOKEN_DIR"].strip()),
         trusted_client_id=_check_text("TRUSTED_CLIENT_ID", raw["TRUSTED_CLIENT_ID"]),
         trusted_client_secret=_check_text("TRUSTED_CLIENT_SECRET", raw["TRUSTED_CLIENT_SECRET"], secret=True),
@@ -312,13 +308,13 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         api_introspection_client_secret=_check_text("API_INTROSPECTION_CLIENT_SECRET", raw["API_INTROSPECTION_CLIENT_SECRET"], secret=True, required=False),
         demo_username=_check_text("DEMO_USERNAME", raw["DEMO_USERNAME"]),
         demo_password=_check_text("DEMO_PASSWORD", raw["DEMO_PASSWORD"], secret=True),
-        http_timeout=_check_float("HTTP_TIMEOUT", raw["HTTP_TIMEOUT"], 0.1, 120),
-        session_lifetime=_check_int("SESSION_LIFETIME", raw["SESSION_LIFETIME"], 60, 7 * 24 * 3600),
-        login_timeout=_check_int("LOGIN_TIMEOUT", raw["LOGIN_TIMEOUT"], 10, 3600),
-        clock_leeway=_check_int("CLOCK_LEEWAY", raw["CLOCK_LEEWAY"], 0, 300),
-        dev_issuer_code_lifetime=_check_int("DEV_ISSUER_CODE_LIFETIME", raw["DEV_ISSUER_CODE_LIFETIME"], 1, 600),
-        dev_issuer_access_token_lifetime=_check_int("DEV_ISSUER_ACCESS_TOKEN_LIFETIME", raw["DEV_ISSUER_ACCESS_TOKEN_LIFETIME"], 1, 86400),
-        dev_issuer_refresh_token_lifetime=_check_int("DEV_ISSUER_REFRESH_TOKEN_LIFETIME", raw["DEV_ISSUER_REFRESH_TOKEN_LIFETIME"], 1, 90 * 86400),
+        http_timeout=_check_number("HTTP_TIMEOUT", raw["HTTP_TIMEOUT"], 0.1, 120, kind=float),
+        session_lifetime=_check_number("SESSION_LIFETIME", raw["SESSION_LIFETIME"], 60, 7 * 24 * 3600),
+        login_timeout=_check_number("LOGIN_TIMEOUT", raw["LOGIN_TIMEOUT"], 10, 3600),
+        clock_leeway=_check_number("CLOCK_LEEWAY", raw["CLOCK_LEEWAY"], 0, 300),
+        dev_issuer_code_lifetime=_check_number("DEV_ISSUER_CODE_LIFETIME", raw["DEV_ISSUER_CODE_LIFETIME"], 1, 600),
+        dev_issuer_access_token_lifetime=_check_number("DEV_ISSUER_ACCESS_TOKEN_LIFETIME", raw["DEV_ISSUER_ACCESS_TOKEN_LIFETIME"], 1, 86400),
+        dev_issuer_refresh_token_lifetime=_check_number("DEV_ISSUER_REFRESH_TOKEN_LIFETIME", raw["DEV_ISSUER_REFRESH_TOKEN_LIFETIME"], 1, 90 * 86400),
         dev_issuer_extra_users=_check_users(raw["DEV_ISSUER_EXTRA_USERS"]),
     )
     if settings.api_validation == "introspection" and not settings.api_introspection_client_id:

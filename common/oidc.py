@@ -258,6 +258,7 @@ class OIDCClient:
         self._metadata: dict | None = None
         self._metadata_at = 0.0
         self._keyset: KeySet | None = None
+        self._keyset_source: dict | None = None  # the discovery document _keyset was made from
 
     # -- discovery (OpenID Connect Discovery 1.0 §4) ----------------------------
 
@@ -329,10 +330,19 @@ class OIDCClient:
 
     @property
     def keyset(self) -> KeySet:
-        """The issuer's JWKS (from ``jwks_uri``), cached."""
-        jwks_uri = self.endpoint("jwks_uri")
-        if self._keyset is None or self._keyset.jwks_uri != jwks_uri:
-            self._keyset = KeySet(jwks_uri, http=self.http, ttl=self.jwks_ttl, refetch_cooldown=self.jwks_refetch_cooldown)
+        """The issuer's JWKS (from ``jwks_uri``), cached.
+
+        Called for every token the resource server checks: ``jwks_uri`` is
+        looked up and vetted again only when a new discovery document has
+        come in, not on every call.
+        """
+        metadata = self.metadata()
+        if self._keyset is None or self._keyset_source is not metadata:
+            jwks_uri = self.endpoint("jwks_uri")
+            if self._keyset is None or self._keyset.jwks_uri != jwks_uri:
+                self._keyset = KeySet(jwks_uri, http=self.http, ttl=self.jwks_ttl,
+                                      refetch_cooldown=self.jwks_refetch_cooldown)
+            self._keyset_source = metadata
         return self._keyset
 
     def id_token_algorithms(self) -> tuple[str, ...]:

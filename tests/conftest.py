@@ -67,7 +67,7 @@ def dev_issuer(suite_env, ports):
     """The development issuer under gunicorn with two workers."""
     service = gunicorn(
         "dev_issuer", "dev_issuer:create_app()", suite_env, ports["issuer"], workers=2,
-        health_path="/oauth2/default/.well-known/openid-configuration", threads=4,
+        health_path="/oauth2/default/.well-known/openid-configuration",
     ).start()
     yield service
     service.stop()
@@ -83,7 +83,7 @@ def issuer_url(dev_issuer, suite_env):
 def resource_server(suite_env, ports, dev_issuer):
     """The resource server (API) under gunicorn."""
     service = gunicorn("resource_server", "resource_server:create_app()", suite_env, ports["api"],
-                       workers=2, threads=4, health_path="/healthz").start()
+                       workers=2, health_path="/healthz").start()
     yield service
     service.stop()
 
@@ -92,7 +92,7 @@ def resource_server(suite_env, ports, dev_issuer):
 def web_app(suite_env, ports, dev_issuer, resource_server):
     """The server-side web app under gunicorn with four workers."""
     service = gunicorn("web_app", "web_app:create_app()", suite_env, ports["web"],
-                       workers=4, threads=4, health_path="/healthz").start()
+                       workers=4, health_path="/healthz").start()
     yield service
     service.stop()
 
@@ -101,7 +101,7 @@ def web_app(suite_env, ports, dev_issuer, resource_server):
 def spa_app(suite_env, ports, dev_issuer, resource_server):
     """The single-page app's server (static files and settings) under gunicorn."""
     service = gunicorn("spa_app", "spa_app:create_app()", suite_env, ports["spa"],
-                       workers=2, threads=4, health_path="/healthz").start()
+                       workers=2, health_path="/healthz").start()
     yield service
     service.stop()
 
@@ -110,7 +110,7 @@ def spa_app(suite_env, ports, dev_issuer, resource_server):
 def service_app(suite_env, ports, dev_issuer, resource_server):
     """The service app's status page under gunicorn."""
     service = gunicorn("service_app", "service_app:create_app()", suite_env, ports["service"],
-                       workers=2, threads=4, health_path="/healthz").start()
+                       workers=2, health_path="/healthz").start()
     yield service
     service.stop()
 

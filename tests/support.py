@@ -197,13 +197,12 @@ class WebStack:
             "API_URL": f"http://127.0.0.1:{self.ports['api']}",
             **(env or {}),
         }
-        # Threaded workers, as in the Procfile.
         self.issuer = gunicorn(f"{name}-dev_issuer", "dev_issuer:create_app()", self.env, self.ports["issuer"],
-                               workers=2, threads=THREADS, health_path="/healthz")
+                               workers=2, health_path="/healthz")
         self.api = gunicorn(f"{name}-resource_server", "resource_server:create_app()", self.env, self.ports["api"],
-                            workers=2, threads=THREADS, health_path="/healthz")
+                            workers=2, health_path="/healthz")
         self.web = gunicorn(f"{name}-web_app", "web_app:create_app()", self.env, self.ports["web"],
-                            workers=web_workers, threads=THREADS, health_path="/healthz")
+                            workers=web_workers, health_path="/healthz")
 
     @property
     def web_base_url(self) -> str:
