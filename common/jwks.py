@@ -62,10 +62,6 @@ _ALG_KEY = {
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
 }
 
-#: Header parameters that would let a token pick its own key (RFC 8725 §3.10).
-IGNORED_KEY_HEADERS = ("jku", "x5u", "jwk", "x5c")
-
-
 class InvalidToken(Exception):
     """A JWT failed a check.
 
@@ -283,15 +279,12 @@ class KeySet:
         self._verifiers: dict[tuple[str | None, str], Verifier] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
-        #: How many times the JWKS was requested (for tests and the inspector).
-        self.fetch_count = 0
 
     # -- fetching -------------------------------------------------------------
 
     def _fetch(self) -> None:
         """Fetch the JWKS now; on failure keep what we have (caller holds the lock)."""
         self._attempted_at = self.clock()
-        self.fetch_count += 1
         try:
             document = get_json(self.http, self.jwks_uri, "key set (jwks_uri)")
         except IssuerUnreachable as exc:
@@ -399,23 +392,11 @@ class KeySet:
             check="kid",
         )
 
-    def key_for(self, kid: str | None, alg: str | None = None):
-        """The key with this ``kid`` (usable for ``alg``), refetching once per cool-down.
-
-        :param kid: the token's ``kid`` header (``None``: only if the set has one fitting key).
-        :param alg: the token's (already allowed) ``alg``, to pick a key of the right type.
-        :return: a joserfc key.
-        :raises InvalidToken: no such key, even after a refetch.
-        :raises KeysUnavailable: the JWKS could not be fetched and nothing is cached.
-        """
-        with self._lock:
-            self._ensure_fresh()
-            return self._lookup(kid, alg)
-
     def verifier_for(self, kid: str | None, alg: str) -> Verifier:
         """The signature check for a token with this ``kid`` and ``alg`` (see :func:`make_verifier`).
 
-        Same lookup, expiry and refetch rules as :meth:`key_for`; the
+        The key is looked up by ``kid`` (``None``: only if the set has exactly
+        one fitting key), refetching the set at most once per cool-down; the
         verifier of a found key is kept until the key set next changes.
 
         :param alg: the token's ``alg``, already checked against the caller's allow-list.
