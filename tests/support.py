@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,11 +23,28 @@ THREADS = 4
 VENV_BIN = Path(sys.executable).parent
 
 
+#: Ports handed out to servers: below the kernel's ephemeral range
+#: (``ip_local_port_range``, 32768–60999 on Linux), which the tests' own
+#: outgoing connections draw from by the thousand.  A port taken from that
+#: range (``bind(0)``) could be grabbed by a client socket before the server
+#: binds it; one out of this range cannot.
+_SERVER_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never handed out twice."""
+    while True:
+        port = random.choice(_SERVER_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
