@@ -30,9 +30,8 @@ from .support import Result, Scale, median
 GOAL_SECONDS = 5.0
 
 
-def launch_once(timeout: float = 60.0) -> tuple[float, float | None]:
-    """Start the launcher once; return (seconds to all healthy, the launcher's own figure)."""
-    ports = {name: free_port() for name in ("issuer", "web", "spa", "service", "api")}
+def launcher_env(ports: dict[str, int]) -> dict[str, str]:
+    """The launcher's environment: this one, with every component's URL on its free port."""
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ISSUER"}}
     env.update({
         "ISSUER": f"http://127.0.0.1:{ports['issuer']}/oauth2/default",
@@ -42,13 +41,69 @@ def launch_once(timeout: float = 60.0) -> tuple[float, float | None]:
         "API_URL": f"http://127.0.0.1:{ports['api']}",
         "PYTHONUNBUFFERED": "1",
     })
-    health = [
+    return env
+
+
+def health_urls(env: dict[str, str]) -> list[str]:
+    """The five URLs that answer once their component is up (the issuer's is its discovery document)."""
+    return [
         f"{env['ISSUER']}/.well-known/openid-configuration",
         f"{env['API_URL']}/healthz",
         f"{env['WEB_BASE_URL']}/healthz",
         f"{env['SPA_BASE_URL']}/healthz",
         f"{env['SERVICE_BASE_URL']}/healthz",
     ]
+
+
+def wait_until_healthy(proc: subprocess.Popen, health: list[str], started: float, timeout: float,
+                       output: list[str]) -> None:
+    """Poll every health URL every 20 ms until all answer; fail if the launcher exits or time runs out."""
+    pending = list(health)
+    http = requests.Session()
+    while pending:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"not healthy after {timeout:.0f} s: {pending}\n{''.join(output)[-2000:]}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"the launcher exited with {proc.returncode}:\n{''.join(output)[-2000:]}")
+        for url in list(pending):
+            try:
+                if http.get(url, timeout=1).status_code < 500:
+                    pending.remove(url)
+            except requests.RequestException:
+                pass
+        if pending:
+            time.sleep(0.02)
+
+
+def launchers_own_seconds(output: list[str]) -> float | None:
+    """The launcher's own "every component healthy in X s" figure, or None if it is not printed."""
+    # Wait briefly for the launcher's own line (it polls every 0.1 s).
+    for _ in range(50):
+        match = re.search(r"every component healthy in ([\d.]+) s", "".join(output))
+        if match:
+            return float(match.group(1))
+        time.sleep(0.05)
+    return None
+
+
+def stop_launcher(proc: subprocess.Popen, reader: threading.Thread) -> None:
+    """Stop the launcher with SIGTERM and wait for it (SIGKILL to its group after 30 s)."""
+    # `kill PID` reaches the launcher alone, and it stops what it started.
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    reader.join(5)
+
+
+def launch_once(timeout: float = 60.0) -> tuple[float, float | None]:
+    """Start the launcher once; return (seconds to all healthy, the launcher's own figure)."""
+    ports = {name: free_port() for name in ("issuer", "web", "spa", "service", "api")}
+    env = launcher_env(ports)
+    health = health_urls(env)
     instance = tempfile.mkdtemp(prefix="bench-launcher-")
     output: list[str] = []
     started = time.monotonic()
@@ -58,44 +113,15 @@ def launch_once(timeout: float = 60.0) -> tuple[float, float | None]:
     reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
     try:
-        pending = list(health)
-        http = requests.Session()
-        while pending:
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"not healthy after {timeout:.0f} s: {pending}\n{''.join(output)[-2000:]}")
-            if proc.poll() is not None:
-                raise RuntimeError(f"the launcher exited with {proc.returncode}:\n{''.join(output)[-2000:]}")
-            for url in list(pending):
-                try:
-                    if http.get(url, timeout=1).status_code < 500:
-                        pending.remove(url)
-                except requests.RequestException:
-                    pass
-            if pending:
-                time.sleep(0.02)
+        wait_until_healthy(proc, health, started, timeout, output)
         elapsed = time.monotonic() - started
-        # Wait briefly for the launcher's own line (it polls every 0.1 s).
-        own = None
-        for _ in range(50):
-            match = re.search(r"every component healthy in ([\d.]+) s", "".join(output))
-            if match:
-                own = float(match.group(1))
-                break
-            time.sleep(0.05)
-        return elapsed, own
+        return elapsed, launchers_own_seconds(output)
     finally:
-        # `kill PID` reaches the launcher alone, and it stops what it started.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        reader.join(5)
+        stop_launcher(proc, reader)
 
 
 def run(scale: Scale) -> Result:
+    """Figure 6: the median cold start over a few launches."""
     runs = scale.pick(3, 1)
     results = [launch_once() for _ in range(runs)]
     seconds = median([elapsed for elapsed, _ in results])
@@ -106,9 +132,11 @@ def run(scale: Scale) -> Result:
         figure=f"{seconds:.2f} s",
         goal=f"<= {GOAL_SECONDS:.0f} s",
         met=seconds <= GOAL_SECONDS,
-        details=[f"runs: {', '.join(f'{e:.2f} s' for e, _ in results)}; launcher's own line (after Redis is up): "
+        details=[f"runs: {', '.join(f'{e:.2f} s' for e, _ in results)}; "
+                 "launcher's own line (after Redis is up): "
                  f"{', '.join(f'{o:.1f} s' for o in own) or 'not printed'}"],
-        how=(f"median of {runs} run(s) of python -m common.launcher (dependencies installed; embedded Redis; "
-             "issuer, API, web, SPA and service apps under gunicorn on free ports), from process start until "
-             "all five health URLs answer (polled every 20 ms); then SIGTERM and wait."),
+        how=(f"median of {runs} run(s) of python -m common.launcher (dependencies installed; "
+             "embedded Redis; issuer, API, web, SPA and service apps under gunicorn on free ports), "
+             "from process start until all five health URLs answer (polled every 20 ms); "
+             "then SIGTERM and wait."),
     )

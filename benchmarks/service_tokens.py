@@ -30,9 +30,48 @@ from .support import Result, Scale, Suite
 THREADS = 32
 
 
-def run(scale: Scale) -> Result:
-    lifetime = scale.pick(10, 2)
-    max_calls_per_thread = scale.pick(5000, 200)
+def call_until_renewal(client: ServiceClient, max_calls_per_thread: int,
+                       join_seconds: float) -> tuple[int, dict[int, int], float]:
+    """Let THREADS threads call the API together until the cached token nears its renewal point.
+
+    :return: the number of calls, the count of each HTTP status, and the wall-clock seconds.
+    """
+    calls = 0
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(THREADS)
+    cache = client.cache
+
+    def usable() -> bool:
+        """Still inside the first token's usable lifetime (before the cache's renewal point)?"""
+        cached = cache.peek()
+        return cached is None or cache.clock() < cached.refresh_at() - 0.1
+
+    def worker() -> None:
+        nonlocal calls
+        barrier.wait()  # all 32 start together: the stampede case
+        for _ in range(max_calls_per_thread):
+            if not usable():
+                return
+            result = client.call_api()
+            with lock:
+                calls += 1
+                statuses[result.status] = statuses.get(result.status, 0) + 1
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(join_seconds)
+    return calls, statuses, time.monotonic() - started
+
+
+def measure(lifetime: int, max_calls_per_thread: int) -> tuple[int, dict[int, int], float, int]:
+    """Run the API and the dev issuer behind the counting proxy, and the threads against them.
+
+    :return: calls, the count of each HTTP status, wall-clock seconds, and token requests seen by the issuer.
+    """
     # The proxy must know the issuer's port before the issuer starts, and
     # the issuer must call itself by the proxy's address (its ISSUER).
     issuer_port = free_port()
@@ -47,38 +86,17 @@ def run(scale: Scale) -> Result:
             suite.env["ISSUER"] = f"{proxy.url}/oauth2/default"
             client = ServiceClient(suite.settings)
             proxy.reset()
-            calls = 0
-            statuses: dict[int, int] = {}
-            lock = threading.Lock()
-            barrier = threading.Barrier(THREADS)
-            cache = client.cache
-
-            def usable() -> bool:
-                """Still inside the first token's usable lifetime (before the cache's renewal point)?"""
-                cached = cache.peek()
-                return cached is None or cache.clock() < cached.refresh_at() - 0.1
-
-            def worker() -> None:
-                nonlocal calls
-                barrier.wait()  # all 32 start together: the stampede case
-                for _ in range(max_calls_per_thread):
-                    if not usable():
-                        return
-                    result = client.call_api()
-                    with lock:
-                        calls += 1
-                        statuses[result.status] = statuses.get(result.status, 0) + 1
-
-            threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-            started = time.monotonic()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(lifetime + 60)
-            wall = time.monotonic() - started
+            calls, statuses, wall = call_until_renewal(client, max_calls_per_thread, lifetime + 60)
             token_requests = proxy.token_requests
     finally:
         proxy.stop()
+    return calls, statuses, wall, token_requests
+
+
+def run(scale: Scale) -> Result:
+    """Figure 5: API calls per token request over one token's usable lifetime."""
+    lifetime = scale.pick(10, 2)
+    calls, statuses, wall, token_requests = measure(lifetime, scale.pick(5000, 200))
     if set(statuses) != {200}:
         raise RuntimeError(f"the API answered {statuses}")
     per_token = calls / max(token_requests, 1)
@@ -90,7 +108,8 @@ def run(scale: Scale) -> Result:
         met=token_requests == 1 and calls > 0,
         details=[f"{per_token:,.0f} calls per token request; {calls / wall:,.0f} calls/s over {wall:.1f} s; "
                  f"token lifetime {lifetime} s"],
-        how=(f"{THREADS} threads share one ServiceClient (in-memory single-flight cache) and call /api/custom "
-             f"until 0.1 s before the cache's renewal point of a {lifetime} s token (90% of its lifetime); token requests "
-             "counted at the issuer side by a counting reverse proxy in front of the real dev issuer."),
+        how=(f"{THREADS} threads share one ServiceClient (in-memory single-flight cache) and call "
+             f"/api/custom until 0.1 s before the cache's renewal point of a {lifetime} s token "
+             "(90% of its lifetime); token requests counted at the issuer side by a counting reverse "
+             "proxy in front of the real dev issuer."),
     )

@@ -32,6 +32,7 @@ import json
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import redis
@@ -110,7 +111,8 @@ def session_bytes(store: redis.Redis, client: requests.Session) -> tuple[int, di
     parts = {}
     try:
         # JSON size of each entry before compression (what takes the room).
-        parts = {name: len(json.dumps(value)) for name, value in load_stored_session(store.get(keys[0])).items()}
+        stored = load_stored_session(store.get(keys[0]))
+        parts = {name: len(json.dumps(value)) for name, value in stored.items()}
     except (TypeError, ValueError):
         pass  # not JSON: only the total is reported
     return int(store.memory_usage(keys[0], samples=0)), parts
@@ -146,96 +148,133 @@ def own_times(web_rows: list[dict], issuer_rows: list[dict]) -> dict[str, list[f
     }
 
 
-def run(scale: Scale) -> tuple[Result, Result]:
-    sequential = scale.pick(30, 3)
-    clients = scale.pick(4, 2)
-    concurrent_seconds = scale.pick(15, 2)
-    concurrent_max = scale.pick(400, 10)
-    env = {"DEV_ISSUER_EXTRA_USERS": ",".join(f"{u}:{p}" for u, p in USERS)}
-    with Suite(components=("api", "web"), env=env, workers=2, access_logs=True) as suite:
-        web_url = suite.url("web")
-        store = redis.Redis.from_url(suite.env["REDIS_URL"])
-        # Warm-up: every worker imports, discovers the issuer, fetches its keys.
-        for i in range(scale.pick(8, 2)):
-            one_sign_in(web_url, *USERS[i % len(USERS)])
-        web_before = len(parse_access_log(suite.log_path("web")))
-        issuer_before = len(parse_access_log(suite.log_path("issuer")))
+@dataclass(frozen=True)
+class Load:
+    """How many sign-ins each phase makes, at the full scale or in the smoke run."""
 
-        latencies_seq, sizes, entries = [], [], {}
-        for i in range(sequential):
-            elapsed, client = one_sign_in(web_url, *USERS[i % len(USERS)])
-            latencies_seq.append(elapsed * 1000)
-            size, entries = session_bytes(store, client)
-            sizes.append(size)
-        time.sleep(0.2)  # the last access-log lines
-        parts = own_times(parse_access_log(suite.log_path("web"))[web_before:],
-                          parse_access_log(suite.log_path("issuer"))[issuer_before:])
-        if not parts["own"]:
-            raise RuntimeError("no sign-in found in the access logs")
+    warm_up: int
+    sequential: int
+    clients: int
+    concurrent_seconds: int
+    concurrent_max: int
 
-        latencies: list[float] = []
-        failures: list[str] = []
-        lock = threading.Lock()
-        deadline = time.monotonic() + concurrent_seconds
+    @classmethod
+    def for_scale(cls, scale: Scale) -> "Load":
+        """The phases' sizes for this scale."""
+        return cls(warm_up=scale.pick(8, 2), sequential=scale.pick(30, 3), clients=scale.pick(4, 2),
+                   concurrent_seconds=scale.pick(15, 2), concurrent_max=scale.pick(400, 10))
 
-        def client_loop(number: int) -> None:
-            done = 0
-            while time.monotonic() < deadline:
-                with lock:
-                    if len(latencies) >= concurrent_max:
-                        return
-                try:
-                    elapsed, _ = one_sign_in(web_url, *USERS[(number + done * clients) % len(USERS)])
-                except Exception as error:  # counted and reported, never hidden
-                    with lock:
-                        failures.append(f"{type(error).__name__}: {error}")
+
+@dataclass
+class SequentialPhase:
+    """One client's sign-ins: end-to-end ms, session sizes, and the own times from the access logs."""
+
+    latencies: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    #: The JSON size of each entry of the last sign-in's session.
+    entries: dict[str, int] = field(default_factory=dict)
+    #: :func:`own_times` of these sign-ins.
+    parts: dict[str, list[float]] = field(default_factory=dict)
+
+
+def sequential_sign_ins(suite: Suite, store: redis.Redis, count: int) -> SequentialPhase:
+    """Sign in ``count`` times, one after the other, measuring each one's session and the apps' own time."""
+    web_url = suite.url("web")
+    web_before = len(parse_access_log(suite.log_path("web")))
+    issuer_before = len(parse_access_log(suite.log_path("issuer")))
+    phase = SequentialPhase()
+    for i in range(count):
+        elapsed, client = one_sign_in(web_url, *USERS[i % len(USERS)])
+        phase.latencies.append(elapsed * 1000)
+        size, phase.entries = session_bytes(store, client)
+        phase.sizes.append(size)
+    time.sleep(0.2)  # the last access-log lines
+    phase.parts = own_times(parse_access_log(suite.log_path("web"))[web_before:],
+                            parse_access_log(suite.log_path("issuer"))[issuer_before:])
+    if not phase.parts["own"]:
+        raise RuntimeError("no sign-in found in the access logs")
+    return phase
+
+
+def concurrent_sign_ins(web_url: str, load: Load) -> tuple[list[float], float]:
+    """Sign in from ``load.clients`` clients at once, bounded in count and in time.
+
+    :return: the end-to-end ms of each sign-in, and the wall-clock seconds of the phase.
+    """
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + load.concurrent_seconds
+
+    def client_loop(number: int) -> None:
+        done = 0
+        while time.monotonic() < deadline:
+            with lock:
+                if len(latencies) >= load.concurrent_max:
                     return
-                done += 1
+            try:
+                elapsed, _ = one_sign_in(web_url, *USERS[(number + done * load.clients) % len(USERS)])
+            except Exception as error:  # counted and reported, never hidden
                 with lock:
-                    latencies.append(elapsed * 1000)
+                    failures.append(f"{type(error).__name__}: {error}")
+                return
+            done += 1
+            with lock:
+                latencies.append(elapsed * 1000)
 
-        threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(clients)]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(concurrent_seconds + 60)
-        wall = time.monotonic() - started
-        if failures:
-            raise RuntimeError(f"{len(failures)} sign-in(s) failed under load, e.g. {failures[0]}")
-        store.close()
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(load.clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(load.concurrent_seconds + 60)
+    wall = time.monotonic() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} sign-in(s) failed under load, e.g. {failures[0]}")
+    return latencies, wall
 
-    hash_ms = hashing_ms(scale.pick(7, 2))
-    sign_ms = signing_ms(scale.pick(30, 3))
+
+def sign_in_result(load: Load, sequential: SequentialPhase, latencies: list[float], wall: float,
+                   hash_ms: float, sign_ms: float) -> Result:
+    """Figure 3: the apps' own time per sign-in, with the end-to-end latencies and the crypto costs."""
+    parts = sequential.parts
     own_p50 = median(parts["own"])
     per_second = len(latencies) / wall
-    sign_in_result = Result(
+    return Result(
         key="sign-in",
         title="Sign-in (HTTP, dev issuer + web app): apps' own ms p50",
         figure=f"{own_p50:.1f} ms own; {per_second:.1f}/s",
         goal=f"own <= {OWN_GOAL_MS:.0f} ms p50",
         met=own_p50 <= OWN_GOAL_MS,
         details=[
-            f"end to end, 1 client:  p50 {median(latencies_seq):.0f} ms, p95 {percentile(latencies_seq, 95):.0f} ms "
-            f"({sequential} sign-ins)",
-            f"end to end, {clients} clients: p50 {median(latencies):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
+            f"end to end, 1 client:  p50 {median(sequential.latencies):.0f} ms, "
+            f"p95 {percentile(sequential.latencies, 95):.0f} ms ({load.sequential} sign-ins)",
+            f"end to end, {load.clients} clients: p50 {median(latencies):.0f} ms, "
+            f"p95 {percentile(latencies, 95):.0f} ms, "
             f"{per_second:.1f} sign-ins/s sustained ({len(latencies)} sign-ins in {wall:.1f} s)",
             f"password hash (scrypt, in process):   {hash_ms:.1f} ms per check; issuer POST /signin p50 "
             f"{median(parts['signin']):.1f} ms",
-            f"RSA signing (RS256, 2048, in process): {sign_ms:.2f} ms per JWT x 2 (ID + access token); issuer "
-            f"token endpoint p50 {median(parts['token']):.1f} ms",
+            f"RSA signing (RS256, 2048, in process): {sign_ms:.2f} ms per JWT x 2 (ID + access token); "
+            f"issuer token endpoint p50 {median(parts['token']):.1f} ms",
             f"web_app + common own time: p50 {own_p50:.1f} ms, p95 {percentile(parts['own'], 95):.1f} ms "
             f"(/login p50 {median(parts['login']):.1f} ms, callback p50 {median(parts['callback']):.1f} ms "
             "incl. the token request)",
         ],
-        how=(f"{sequential} sequential then {clients} concurrent clients (<= {concurrent_seconds} s, <= "
-             f"{concurrent_max} sign-ins), each sign-in a new visitor doing GET /login, the issuer's form, the "
-             "callback, over HTTP to gunicorn (2 workers x 4 threads each); own time = web app's /login + callback from its "
-             "access log (%(D)s) minus the issuer's time on the web app's token request; hash and signing timed "
+        how=(f"{load.sequential} sequential then {load.clients} concurrent clients "
+             f"(<= {load.concurrent_seconds} s, <= {load.concurrent_max} sign-ins), each sign-in a new "
+             "visitor doing GET /login, the issuer's form, the callback, over HTTP to gunicorn "
+             "(2 workers x 4 threads each); own time = web app's /login + callback from its access log "
+             "(%(D)s) minus the issuer's time on the web app's token request; hash and signing timed "
              "in process with the issuer's own functions."),
     )
+
+
+def session_result(sequential: SequentialPhase) -> Result:
+    """Figure 4: the median Redis size of a signed-in user's session, and what takes the room."""
+    sizes = sequential.sizes
     size = int(statistics.median(sizes))
-    session_result = Result(
+    largest = sorted(sequential.entries.items(), key=lambda e: -e[1])[:4]
+    return Result(
         key="session",
         title="Session size in Redis per signed-in user",
         figure=f"{size:,} bytes",
@@ -243,7 +282,26 @@ def run(scale: Scale) -> tuple[Result, Result]:
         met=size <= SESSION_GOAL_BYTES,
         details=[f"min {min(sizes):,}, median {size:,}, max {max(sizes):,} bytes over {len(sizes)} sign-ins",
                  "largest session entries (JSON bytes): "
-                 + ", ".join(f"{name} {length:,}" for name, length in sorted(entries.items(), key=lambda e: -e[1])[:4])],
-        how="Redis MEMORY USAGE (SAMPLES 0) of the web app's session key right after each sequential sign-in.",
+                 + ", ".join(f"{name} {length:,}" for name, length in largest)],
+        how=("Redis MEMORY USAGE (SAMPLES 0) of the web app's session key right after each sequential "
+             "sign-in."),
     )
-    return sign_in_result, session_result
+
+
+def run(scale: Scale) -> tuple[Result, Result]:
+    """Figures 3 and 4: warm up, sign in sequentially then concurrently, and time the crypto in process."""
+    load = Load.for_scale(scale)
+    env = {"DEV_ISSUER_EXTRA_USERS": ",".join(f"{u}:{p}" for u, p in USERS)}
+    with Suite(components=("api", "web"), env=env, workers=2, access_logs=True) as suite:
+        web_url = suite.url("web")
+        store = redis.Redis.from_url(suite.env["REDIS_URL"])
+        # Warm-up: every worker imports, discovers the issuer, fetches its keys.
+        for i in range(load.warm_up):
+            one_sign_in(web_url, *USERS[i % len(USERS)])
+        sequential = sequential_sign_ins(suite, store, load.sequential)
+        latencies, wall = concurrent_sign_ins(web_url, load)
+        store.close()
+
+    hash_ms = hashing_ms(scale.pick(7, 2))
+    sign_ms = signing_ms(scale.pick(30, 3))
+    return sign_in_result(load, sequential, latencies, wall, hash_ms, sign_ms), session_result(sequential)
