@@ -42,7 +42,8 @@ FLOWS = ["code flow (query)", "implicit (fragment)", "implicit error in the quer
 
 def answer_of(case) -> str:
     """The case's query, with the sign-in's ``state`` and the URL-encoded issuer filled in."""
-    return case["query"].replace("{state}", TABLE["state"]).replace("{issuer}", quote(TABLE["issuer"], safe=""))
+    issuer = quote(TABLE["issuer"], safe="")
+    return case["query"].replace("{state}", TABLE["state"]).replace("{issuer}", issuer)
 
 
 def applies(case, flow: str) -> bool:
@@ -69,9 +70,10 @@ RUNS = [pytest.param(case, flow, id=f"{case['name']} / {flow}")
 def lone_spa():
     """Just the SPA's server: these tests never leave the page."""
     port = free_port()
-    env = {"SPA_BASE_URL": f"http://localhost:{port}", "ISSUER": TABLE["issuer"], "API_URL": "https://api.test",
-           "SPA_CLIENT_ID": "spa-client"}
-    service = gunicorn("spa_app-cases", "spa_app:create_app()", env, port, workers=1, health_path="/healthz").start()
+    env = {"SPA_BASE_URL": f"http://localhost:{port}", "ISSUER": TABLE["issuer"],
+           "API_URL": "https://api.test", "SPA_CLIENT_ID": "spa-client"}
+    service = gunicorn("spa_app-cases", "spa_app:create_app()", env, port,
+                       workers=1, health_path="/healthz").start()
     yield f"http://localhost:{port}"
     service.stop()
 
@@ -108,7 +110,8 @@ def outcomes(browser, lone_spa):
              "mode": "pkce" if flow == "code flow (query)" else "implicit"}
             for case, flow in runs], TABLE["state"], TABLE["issuer"])
         assert len(results) == len(runs), results
-        _outcomes.update({(case["name"], flow): result for (case, flow), result in zip(runs, results, strict=True)})
+        for (case, flow), result in zip(runs, results, strict=True):
+            _outcomes[(case["name"], flow)] = result
     return _outcomes
 
 
