@@ -16,6 +16,8 @@ CSP), and every case is evaluated there, three ways:
   the fragment was asked for (only the cases that carry an ``error``).
 
 All runs are evaluated in one page load; each case is then its own test.
+The table's forged error links are also followed by the whole page, with a
+sign-in in progress, to show that none of their text reaches the screen.
 """
 
 from __future__ import annotations
@@ -137,3 +139,25 @@ def test_callback_case(outcomes, case, flow):
     if case.get("shows_description") is False:
         assert FORGED_TEXT not in result["shown"], result
         assert description not in result["shown"], result
+
+
+FORGED = [case for case in CASES if case.get("shows_description") is False]
+
+
+@pytest.mark.parametrize("case", FORGED, ids=[case["name"] for case in FORGED])
+def test_a_forged_error_link_puts_none_of_its_text_on_the_page(spa, case):
+    """The whole page, flow inspector included, while a sign-in is in progress in this tab.
+
+    Anyone can link a user to the callback with an error_description of
+    their choosing; unless the answer is this tab's (state, then iss), not
+    a word of it is shown on the SPA's origin (RFC 6749 §10.12).
+    """
+    spa.open()
+    spa.start_sign_in()
+    state = spa.authorization_request()["state"]
+    spa.driver.get(f"{spa.settings.spa_redirect_uri}?{case['query'].replace('{state}', state)}")
+    spa.wait_ready()
+    assert spa.error_code() == case["expect"]
+    assert FORGED_TEXT not in spa.driver.execute_script("return document.documentElement.textContent")
+    assert "Authorization response refused" in spa.inspector_titles()
+    spa.assert_no_tokens()

@@ -205,26 +205,35 @@ async function completeSignIn() {
       "Nothing was kept. Start the sign-in from this page.");
   }
   const metadata = await oidc.discover(config.issuer);
-  const callbackUrl = config.redirect_uri + (pending.mode === "pkce" ? "?…" : "#…");
-  inspector.step("Callback", pending.mode === "pkce"
-    ? "Back from the issuer with a code and state in the query (RFC 6749 §4.1.2). "
-      + "Removed from the address bar and history at once."
-    : "Back from the issuer with the tokens in the URL fragment (OIDC Core 3.2.2.5). "
-      + "The fragment was wiped from the address bar and history at once.",
-  { request: { method: "GET", url: callbackUrl, params } });
   let answer;
   try {
     answer = oidc.checkAuthorizationResponse(params, pending, metadata,
       { loginTimeout: config.login_timeout });
   } catch (err) {
+    // A refused answer may be anyone's (RFC 6749 §10.12): its values, such
+    // as a forged error_description, are not put on this page.
+    const withheld = Object.fromEntries(Object.keys(params).map((name) => [name, "(not shown)"]));
+    recordCallback(pending.mode, withheld);
     inspector.step("Authorization response refused", err.description, { ok: false });
     throw err;
   }
+  recordCallback(pending.mode, params);
   inspector.step("State checked",
-    "The state matches the one this tab sent: the answer belongs to this sign-in (RFC 6749 §10.12).");
+    "The state matches the one this tab sent: the answer belongs to this sign-in (RFC 6749 §10.12). "
+      + "Then iss named our issuer (RFC 9207), and the answer carried no error.");
   // Code flow: the answer is the code, to redeem; Implicit: the answer is the tokens.
   const tokens = pending.mode === "pkce" ? await redeemCode(metadata, answer, pending) : answer;
   await acceptTokens(tokens, { mode: pending.mode, nonce: pending.nonce, metadata });
+}
+
+/** The callback step in the inspector: what came back, and where. */
+function recordCallback(mode, params) {
+  inspector.step("Callback", mode === "pkce"
+    ? "Back from the issuer with a code and state in the query (RFC 6749 §4.1.2). "
+      + "Removed from the address bar and history at once."
+    : "Back from the issuer with the tokens in the URL fragment (OIDC Core 3.2.2.5). "
+      + "The fragment was wiped from the address bar and history at once.",
+  { request: { method: "GET", url: config.redirect_uri + (mode === "pkce" ? "?…" : "#…"), params } });
 }
 
 /**
