@@ -194,8 +194,11 @@ def test_issuer_error_in_the_callback(spa):
     spa.open()
     spa.start_sign_in()
     state = spa.authorization_request()["state"]
+    # As the issuer sends it: with its iss (RFC 9207), which the dev issuer announces and the SPA
+    # therefore requires, in error answers too.
     spa.driver.get(spa.settings.spa_redirect_uri + "?" + urlencode({
-        "error": "access_denied", "error_description": "The user <b>declined</b>.", "state": state}))
+        "error": "access_denied", "error_description": "The user <b>declined</b>.", "state": state,
+        "iss": spa.settings.issuer}))
     spa.wait_ready()
     assert spa.error_code() == "access_denied"
     # Shown as text, never as markup.

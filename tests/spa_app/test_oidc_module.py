@@ -33,7 +33,8 @@ def lone_spa(tmp_path_factory):
     port = free_port()
     env = {"SPA_BASE_URL": f"http://localhost:{port}", "ISSUER": ISSUER, "API_URL": "https://api.test",
            "SPA_CLIENT_ID": CLIENT_ID}
-    service = gunicorn("spa_app-lone", "spa_app:create_app()", env, port, workers=1, health_path="/healthz").start()
+    service = gunicorn("spa_app-lone", "spa_app:create_app()", env, port,
+                       workers=1, health_path="/healthz").start()
     yield f"http://localhost:{port}"
     service.stop()
 
@@ -94,8 +95,10 @@ def test_state_and_nonce_are_random(page):
 def test_authorization_urls(page):
     result = run(page, """
         const md = {authorization_endpoint: 'https://issuer.test/oauth2/default/v1/authorize?x=1'};
-        const base = {clientId: 'c', redirectUri: 'https://spa.test/login/callback', scope: 'openid email', state: 's', nonce: 'n', codeChallenge: 'ch'};
-        return [oidc.buildAuthorizationUrl(md, {...base, mode: 'pkce'}), oidc.buildAuthorizationUrl(md, {...base, mode: 'implicit'})];
+        const base = {clientId: 'c', redirectUri: 'https://spa.test/login/callback', scope: 'openid email',
+                      state: 's', nonce: 'n', codeChallenge: 'ch'};
+        return [oidc.buildAuthorizationUrl(md, {...base, mode: 'pkce'}),
+                oidc.buildAuthorizationUrl(md, {...base, mode: 'implicit'})];
     """)["value"]
     from urllib.parse import parse_qs, urlsplit
 
@@ -115,20 +118,82 @@ def test_callback_parameters_come_from_query_or_fragment(page):
     assert result[1] == {"access_token": "t", "state": "f"}
 
 
+@pytest.mark.parametrize("href, mode", [
+    ("https://spa.test/login/callback?code=c1&state=q&state=q", "pkce"),
+    ("https://spa.test/login/callback#access_token=t&access_token=u&state=f", "implicit"),
+    # The Implicit flow's fallback to an error in the query refuses repetition too.
+    ("https://spa.test/login/callback?error=access_denied&state=q&state=r#", "implicit"),
+    ("https://spa.test/login/callback?error=access_denied&error=server_error&state=q", "implicit"),
+])
+def test_callback_parameters_given_twice_are_refused(page, href, mode):
+    """RFC 6749 §3.1: a parameter MUST NOT be included more than once; the answer is not read."""
+    assert run(page, "return oidc.readCallback(args[0], args[1]);", href, mode)["error"] == "invalid_request"
+
+
+def test_implicit_error_in_the_query_is_read(page):
+    href = "https://spa.test/login/callback?error=access_denied&state=q#"
+    result = run(page, "return oidc.readCallback(args[0], 'implicit');", href)
+    assert result["value"] == {"error": "access_denied", "state": "q"}
+
+
+def test_issuer_error_description_is_bounded_plain_text(page):
+    """Shown once the state is ours, without control characters and at most 300 characters."""
+    result = run(page, """
+        try {
+            oidc.checkAuthorizationResponse({error: 'access_denied', error_description: args[0], state: 's'},
+                                            {state: 's'}, {issuer: 'x'});
+        } catch (e) { return e.description; }
+    """, "line one\r\nline two\u0000" + "x" * 400)
+    assert result["value"].startswith("line one  line two ")
+    assert len(result["value"]) == 301 and result["value"].endswith("…")
+
+
+def test_an_old_sign_in_is_refused_after_the_error_and_before_the_code(page):
+    """As the Python relying party: state, iss, error, then the sign-in's age, then the code."""
+    result = run(page, """
+        const old = {state: 's', createdAt: Date.now() - 601000};
+        const outcome = (params) => {
+            try { oidc.checkAuthorizationResponse(params, old, {issuer: 'x'}, {loginTimeout: 600}); }
+            catch (e) { return e.error; }
+        };
+        return [outcome({error: 'access_denied', state: 's'}), outcome({state: 's'}),
+                outcome({code: 'c', state: 's'})];
+    """)
+    assert result["value"] == ["access_denied", "login_expired", "login_expired"]
+
+
+def test_no_sign_in_in_progress(page):
+    result = run(page, "oidc.checkAuthorizationResponse({code: 'c', state: 's'}, null, {issuer: 'x'});")
+    assert result["error"] == "state_missing"
+
+
+@pytest.mark.parametrize("fragment", [
+    {"state": "s", "id_token": "a.b.c", "token_type": "Bearer"},
+    {"state": "s", "access_token": "t", "token_type": "Bearer"},
+    {"state": "s", "access_token": "t", "id_token": "a.b.c", "token_type": "mac"},
+])
+def test_implicit_answer_without_its_tokens(page, fragment):
+    script = "oidc.checkAuthorizationResponse(args[0], {state: 's', mode: 'implicit'}, {});"
+    result = run(page, script, fragment)
+    assert result["error"] == "invalid_request"
+
+
 @pytest.mark.parametrize("params, metadata, error", [
     ({"error": "access_denied", "state": "s"}, {}, "access_denied"),
     ({"code": "c"}, {}, "state_missing"),
     ({"code": "c", "state": "other"}, {}, "state_mismatch"),
     ({"code": "c", "state": "s", "iss": "https://evil.test"},
      {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
-    ({"code": "c", "state": "s"}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
+    ({"code": "c", "state": "s"}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True},
+     "iss_mismatch"),
     # RFC 9207 §2.4: an iss that is present is compared, even from an issuer
     # that does not announce the parameter (or says it does not send it).
     ({"code": "c", "state": "s", "iss": "https://evil.test"}, {"issuer": ISSUER}, "iss_mismatch"),
     ({"code": "c", "state": "s", "iss": "https://evil.test"},
      {"issuer": ISSUER, "authorization_response_iss_parameter_supported": False}, "iss_mismatch"),
     ({"code": "c", "state": "s", "iss": ""}, {"issuer": ISSUER}, "iss_mismatch"),
-    ({"code": "c", "state": "s", "iss": ISSUER + "/"}, {"issuer": ISSUER}, "iss_mismatch"),  # exact match only
+    # exact match only
+    ({"code": "c", "state": "s", "iss": ISSUER + "/"}, {"issuer": ISSUER}, "iss_mismatch"),
 ])
 def test_authorization_response_checks(page, params, metadata, error):
     result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]);", params, metadata)
@@ -136,7 +201,8 @@ def test_authorization_response_checks(page, params, metadata, error):
 
 
 @pytest.mark.parametrize("params, metadata", [
-    ({"code": "c", "state": "s", "iss": ISSUER}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}),
+    ({"code": "c", "state": "s", "iss": ISSUER},
+     {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}),
     ({"code": "c", "state": "s", "iss": ISSUER}, {"issuer": ISSUER}),
     ({"code": "c", "state": "s"}, {"issuer": ISSUER}),  # not announced, not sent: nothing to compare
 ])
@@ -163,7 +229,8 @@ def test_inspector_shortens_the_code_and_redacts_the_verifier(page):
         const form = {grant_type: 'authorization_code', code, code_verifier: verifier, client_id: 'c'};
         const callback = inspector.urlParams(`https://spa.test/login/callback?code=${code}&state=s`);
         const root = document.createElement('ol');
-        new inspector.FlowInspector(root).step('Token request', 'x', {request: {method: 'POST', url: 'https://issuer.test/token', params: form}});
+        new inspector.FlowInspector(root).step('Token request', 'x',
+            {request: {method: 'POST', url: 'https://issuer.test/token', params: form}});
         return {redacted: inspector.redact(form), callback, screen: root.textContent};
     """, code, verifier)["value"]
     assert result["redacted"]["code"] == f"{code[:8]}…({len(code)} chars)…{code[-4:]}"
@@ -186,7 +253,8 @@ def signing_key():
 def jwks(signing_key):
     numbers = signing_key.public_key().public_numbers()
     as_b64 = lambda n: b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))  # noqa: E731
-    return {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": as_b64(numbers.n), "e": as_b64(numbers.e)}]}
+    return {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
+                      "n": as_b64(numbers.n), "e": as_b64(numbers.e)}]}
 
 
 def make_token(key, *, headers=None, algorithm="RS256", **overrides):
@@ -200,11 +268,13 @@ def make_token(key, *, headers=None, algorithm="RS256", **overrides):
 
 def validate(page, jwks, token, **options):
     """validateIdToken in the browser, with fetch() answering the JWKS."""
-    options = {"jwksUri": f"https://issuer.test/keys/{time.monotonic_ns()}", "issuer": ISSUER, "clientId": CLIENT_ID,
+    options = {"jwksUri": f"https://issuer.test/keys/{time.monotonic_ns()}", "issuer": ISSUER,
+               "clientId": CLIENT_ID,
                "nonce": NONCE, "accessToken": ACCESS_TOKEN, "atHashRequired": True, "leeway": 0, **options}
     return run(page, """
         const [jwks, token, options] = args;
-        window.fetch = async () => new Response(JSON.stringify(jwks), {status: 200, headers: {'Content-Type': 'application/json'}});
+        window.fetch = async () => new Response(JSON.stringify(jwks),
+            {status: 200, headers: {'Content-Type': 'application/json'}});
         const {claims, checks} = await oidc.validateIdToken(token, options);
         return {sub: claims.sub, checks: checks.map(c => c.check)};
     """, jwks, token, options)
@@ -270,8 +340,9 @@ def test_unknown_kid_is_rejected(page, jwks, signing_key):
 
 def test_refreshed_id_token_must_name_the_same_user(page, jwks, signing_key):
     token = make_token(signing_key, nonce=None, sub="00u2")
-    assert "another user" in validate(page, jwks, token, nonce=None, previousSub="00u1", atHashRequired=False)["description"]
-    result = validate(page, jwks, make_token(signing_key, nonce=None), nonce=None, previousSub="00u1", atHashRequired=False)
+    refresh = {"nonce": None, "previousSub": "00u1", "atHashRequired": False}
+    assert "another user" in validate(page, jwks, token, **refresh)["description"]
+    result = validate(page, jwks, make_token(signing_key, nonce=None), **refresh)
     assert result["ok"], result
 
 
@@ -282,7 +353,8 @@ def test_oversized_token_is_refused_before_crypto(page, jwks, signing_key):
 
 def test_end_session_url(page):
     url = run(page, """return oidc.endSessionUrl({end_session_endpoint: 'https://issuer.test/v1/logout'},
-        {idTokenHint: 'id.tok.en', clientId: 'c', postLogoutRedirectUri: 'https://spa.test/', state: 'st'});""")["value"]
+        {idTokenHint: 'id.tok.en', clientId: 'c', postLogoutRedirectUri: 'https://spa.test/', state: 'st'});
+    """)["value"]
     from urllib.parse import parse_qs, urlsplit
 
     query = parse_qs(urlsplit(url).query)

@@ -44,7 +44,8 @@ function selectMode(mode) {
 
 function showError(err) {
   const error = err instanceof oidc.OidcError ? err
-    : new oidc.OidcError("client_error", "Something unexpected went wrong in the page.", "Reload and try again.");
+    : new oidc.OidcError("client_error", "Something unexpected went wrong in the page.",
+      "Reload and try again.");
   if (!(err instanceof oidc.OidcError)) console.error(err);
   $("spa-error-code").textContent = error.error;
   $("spa-error-description").textContent = error.description;
@@ -82,21 +83,26 @@ function render() {
   const rows = [["Name", session.claims.name], ["Email", session.claims.email],
     ["Username", session.claims.preferred_username], ["Subject (sub)", session.claims.sub],
     ["Issuer (iss)", session.claims.iss]];
-  $("profile-rows").replaceChildren(...rows.filter(([, value]) => value !== undefined).map(([label, value]) => {
-    const row = document.createElement("tr");
-    const th = document.createElement("th");
-    const td = document.createElement("td");
-    th.textContent = label;
-    td.textContent = String(value);
-    row.append(th, td);
-    return row;
-  }));
+  $("profile-rows").replaceChildren(...rows.filter(([, value]) => value !== undefined).map(profileRow));
   $("claims").textContent = JSON.stringify(session.claims, null, 2);
   const minutes = Math.max(0, Math.round((session.expiresAt - Date.now()) / 60000));
   $("session-status").textContent = session.refreshToken
-    ? `Access token valid for about ${minutes} min; a rotating refresh token renews it while this page is open.`
-    : `Access token valid for about ${minutes} min; no refresh token (Implicit cannot have one), so you sign in again when it expires.`;
+    ? `Access token valid for about ${minutes} min; `
+      + "a rotating refresh token renews it while this page is open."
+    : `Access token valid for about ${minutes} min; `
+      + "no refresh token (Implicit cannot have one), so you sign in again when it expires.";
   $("refresh-tokens").hidden = !session.refreshToken;
+}
+
+/** One row of the profile table, as DOM nodes and text (never markup). */
+function profileRow([label, value]) {
+  const row = document.createElement("tr");
+  const th = document.createElement("th");
+  const td = document.createElement("td");
+  th.textContent = label;
+  td.textContent = String(value);
+  row.append(th, td);
+  return row;
 }
 
 /** Forget every token (memory only, so this is all it takes). */
@@ -137,10 +143,17 @@ async function signIn() {
   const mode = selectedMode();
   const metadata = await oidc.discover(config.issuer);
   inspector.clear();
-  inspector.step("Discovery", "Read the issuer's metadata (OIDC Discovery 1.0 §4); its issuer equals ISSUER exactly.",
-    { request: { method: "GET", url: `${config.issuer}/.well-known/openid-configuration`, params: {} },
-      response: { status: 200, body: { issuer: metadata.issuer, authorization_endpoint: metadata.authorization_endpoint,
-        token_endpoint: metadata.token_endpoint, jwks_uri: metadata.jwks_uri, end_session_endpoint: metadata.end_session_endpoint } } });
+  inspector.step("Discovery",
+    "Read the issuer's metadata (OIDC Discovery 1.0 §4); its issuer equals ISSUER exactly.", {
+      request: { method: "GET", url: `${config.issuer}/.well-known/openid-configuration`, params: {} },
+      response: { status: 200, body: {
+        issuer: metadata.issuer,
+        authorization_endpoint: metadata.authorization_endpoint,
+        token_endpoint: metadata.token_endpoint,
+        jwks_uri: metadata.jwks_uri,
+        end_session_endpoint: metadata.end_session_endpoint,
+      } },
+    });
 
   const pending = { mode, state: oidc.randomString(), nonce: oidc.randomString(), createdAt: Date.now() };
   let codeChallenge = null;
@@ -152,10 +165,13 @@ async function signIn() {
     clientId: config.client_id, redirectUri: config.redirect_uri, scope: config.scopes[mode],
     mode, state: pending.state, nonce: pending.nonce, codeChallenge,
   });
-  inspector.step(mode === "pkce" ? "Authorization request (code + PKCE)" : "Authorization request (Implicit, legacy)",
+  inspector.step(
+    mode === "pkce" ? "Authorization request (code + PKCE)" : "Authorization request (Implicit, legacy)",
     mode === "pkce"
-      ? "Send the browser to the issuer with response_type=code, a fresh state (CSRF) and nonce (replay), and the S256 hash of a new code_verifier (RFC 7636 §4.3). The verifier itself stays in this tab."
-      : "Send the browser to the issuer with response_type=id_token token and a fresh state and nonce (OIDC Core 3.2.2.1). The tokens will come back in the URL fragment.",
+      ? "Send the browser to the issuer with response_type=code, a fresh state (CSRF) and nonce (replay), "
+        + "and the S256 hash of a new code_verifier (RFC 7636 §4.3). The verifier itself stays in this tab."
+      : "Send the browser to the issuer with response_type=id_token token and a fresh state and nonce "
+        + "(OIDC Core 3.2.2.1). The tokens will come back in the URL fragment.",
     { request: { method: "GET", url: metadata.authorization_endpoint, params: urlParams(url) } });
   pending.steps = inspector.toList();
   sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
@@ -169,57 +185,78 @@ async function signIn() {
  * sessionStorage and wipe the code/state (or the fragment's tokens) from
  * the address bar and from history, so they cannot leak through history,
  * bookmarks, screenshots or a Referer header (RFC 9700 §4.2, §4.3).
+ * Then the answer's checks, in the order oidc.js gives them: repeated
+ * parameters (RFC 6749 §3.1), state, iss (RFC 9207), the issuer's error,
+ * the code; and only then the token request.
  */
 async function completeSignIn() {
   const pending = takeFromSessionStorage(PENDING_KEY);
   const href = window.location.href;
   window.history.replaceState(null, "", "/");
   dropSession();
+  if (pending) {
+    selectMode(pending.mode);
+    inspector.restore(pending.steps);
+  }
+  const params = oidc.readCallback(href, pending ? pending.mode : "pkce");
   if (!pending) {
-    throw new oidc.OidcError("state_missing", "No sign-in was in progress in this tab, so this answer was not started here.",
+    throw new oidc.OidcError("state_missing",
+      "No sign-in was in progress in this tab, so this answer was not started here.",
       "Nothing was kept. Start the sign-in from this page.");
   }
-  selectMode(pending.mode);
-  inspector.restore(pending.steps);
-  const params = oidc.readCallback(href, pending.mode);
   const metadata = await oidc.discover(config.issuer);
-  inspector.step("Callback", pending.mode === "pkce"
-    ? "Back from the issuer with a code and state in the query (RFC 6749 §4.1.2). Removed from the address bar and history at once."
-    : "Back from the issuer with the tokens in the URL fragment (OIDC Core 3.2.2.5). The fragment was wiped from the address bar and history at once.",
-  { request: { method: "GET", url: `${config.redirect_uri}${pending.mode === "pkce" ? "?…" : "#…"}`, params } });
+  let answer;
   try {
-    oidc.checkAuthorizationResponse(params, pending, metadata);
+    answer = oidc.checkAuthorizationResponse(params, pending, metadata,
+      { loginTimeout: config.login_timeout });
   } catch (err) {
+    // A refused answer may be anyone's (RFC 6749 §10.12): its values, such
+    // as a forged error_description, are not put on this page.
+    const withheld = Object.fromEntries(Object.keys(params).map((name) => [name, "(not shown)"]));
+    recordCallback(pending.mode, withheld);
     inspector.step("Authorization response refused", err.description, { ok: false });
     throw err;
   }
-  if (Date.now() - pending.createdAt > config.login_timeout * 1000) {
-    throw new oidc.OidcError("login_expired", "The sign-in took too long.", "Start it again.");
-  }
-  inspector.step("State checked", "The state matches the one this tab sent: the answer belongs to this sign-in (RFC 6749 §10.12).");
-
-  let tokens;
-  if (pending.mode === "pkce") {
-    if (!params.code) throw new oidc.OidcError("invalid_request", "The issuer's answer has no code.");
-    const form = { grant_type: "authorization_code", client_id: config.client_id, code: params.code,
-      redirect_uri: config.redirect_uri, code_verifier: pending.codeVerifier };
-    try {
-      tokens = await oidc.exchangeCode(metadata, { clientId: config.client_id, redirectUri: config.redirect_uri,
-        code: params.code, codeVerifier: pending.codeVerifier });
-    } catch (err) {
-      inspector.step("Token request failed", err.description, { ok: false, request: { method: "POST", url: metadata.token_endpoint, params: form } });
-      throw err;
-    }
-    inspector.step("Token request (code exchange)",
-      "POST the code with the code_verifier to the token endpoint by fetch (CORS). A public client: client_id, no secret; the verifier proves this tab started the flow (RFC 7636 §4.5).",
-      { request: { method: "POST", url: metadata.token_endpoint, params: form }, response: { status: 200, body: tokens } });
-  } else {
-    tokens = params;
-    if (!tokens.id_token || !tokens.access_token || !/^bearer$/i.test(tokens.token_type || "")) {
-      throw new oidc.OidcError("invalid_request", "The fragment lacks an id_token, an access_token or token_type=Bearer.");
-    }
-  }
+  recordCallback(pending.mode, params);
+  inspector.step("State checked",
+    "The state matches the one this tab sent: the answer belongs to this sign-in (RFC 6749 §10.12). "
+      + "Then iss named our issuer (RFC 9207), and the answer carried no error.");
+  // Code flow: the answer is the code, to redeem; Implicit: the answer is the tokens.
+  const tokens = pending.mode === "pkce" ? await redeemCode(metadata, answer, pending) : answer;
   await acceptTokens(tokens, { mode: pending.mode, nonce: pending.nonce, metadata });
+}
+
+/** The callback step in the inspector: what came back, and where. */
+function recordCallback(mode, params) {
+  inspector.step("Callback", mode === "pkce"
+    ? "Back from the issuer with a code and state in the query (RFC 6749 §4.1.2). "
+      + "Removed from the address bar and history at once."
+    : "Back from the issuer with the tokens in the URL fragment (OIDC Core 3.2.2.5). "
+      + "The fragment was wiped from the address bar and history at once.",
+  { request: { method: "GET", url: config.redirect_uri + (mode === "pkce" ? "?…" : "#…"), params } });
+}
+
+/**
+ * Exchange the code for tokens, with the PKCE code_verifier (RFC 6749
+ * §4.1.3, RFC 7636 §4.5), and show the request in the inspector.
+ */
+async function redeemCode(metadata, code, pending) {
+  const form = { grant_type: "authorization_code", client_id: config.client_id, code,
+    redirect_uri: config.redirect_uri, code_verifier: pending.codeVerifier };
+  const request = { method: "POST", url: metadata.token_endpoint, params: form };
+  let tokens;
+  try {
+    tokens = await oidc.exchangeCode(metadata, { clientId: config.client_id, redirectUri: config.redirect_uri,
+      code, codeVerifier: pending.codeVerifier });
+  } catch (err) {
+    inspector.step("Token request failed", err.description, { ok: false, request });
+    throw err;
+  }
+  inspector.step("Token request (code exchange)",
+    "POST the code with the code_verifier to the token endpoint by fetch (CORS). A public client: "
+      + "client_id, no secret; the verifier proves this tab started the flow (RFC 7636 §4.5).",
+    { request, response: { status: 200, body: tokens } });
+  return tokens;
 }
 
 /**
@@ -231,7 +268,8 @@ async function completeSignIn() {
  * came through the browser and MUST be verified, and at_hash MUST bind the
  * access token to it (3.2.2.9-3.2.2.10).
  */
-async function acceptTokens(tokens, { mode, nonce, metadata, previous = null, generation = sessionGeneration }) {
+async function acceptTokens(tokens,
+  { mode, nonce, metadata, previous = null, generation = sessionGeneration }) {
   let result;
   const label = previous ? "Refreshed ID token" : "ID token";
   try {
@@ -243,17 +281,21 @@ async function acceptTokens(tokens, { mode, nonce, metadata, previous = null, ge
     });
   } catch (err) {
     if (generation !== sessionGeneration) return false; // signed out meanwhile: nothing to report
-    inspector.step(`${label} rejected`, err.description, { ok: false, jwt: { label, token: tokens.id_token, checks: err.checks || [] } });
+    inspector.step(`${label} rejected`, err.description,
+      { ok: false, jwt: { label, token: tokens.id_token, checks: err.checks || [] } });
     throw err;
   }
   // Signed out while the keys were fetched: keep nothing (see refresh()).
   if (generation !== sessionGeneration) return false;
   inspector.step(`${label} validated`,
     mode === "implicit"
-      ? "Signature verified with WebCrypto against the issuer's JWKS, then iss, aud, exp, iat, nonce and at_hash (OIDC Core 3.2.2.11)."
-      : "Signature verified with WebCrypto against the issuer's JWKS, then iss, aud, exp, iat and nonce (OIDC Core 3.1.3.7).",
+      ? "Signature verified with WebCrypto against the issuer's JWKS, "
+        + "then iss, aud, exp, iat, nonce and at_hash (OIDC Core 3.2.2.11)."
+      : "Signature verified with WebCrypto against the issuer's JWKS, "
+        + "then iss, aud, exp, iat and nonce (OIDC Core 3.1.3.7).",
     { jwt: { label, token: tokens.id_token, checks: result.checks } });
-  inspector.step("Access token", "Opaque to this app by contract; shown decoded for learning. The API validates it, not us.",
+  inspector.step("Access token",
+    "Opaque to this app by contract; shown decoded for learning. The API validates it, not us.",
     { jwt: { label: "Access token", token: tokens.access_token } });
 
   const expiresIn = Number(tokens.expires_in) > 0 ? Number(tokens.expires_in) : 3600;
@@ -262,7 +304,9 @@ async function acceptTokens(tokens, { mode, nonce, metadata, previous = null, ge
     accessToken: tokens.access_token,
     idToken: tokens.id_token,
     // Rotation: use the new refresh token if the issuer sent one, else keep ours.
-    refreshToken: mode === "pkce" ? (tokens.refresh_token || (previous && previous.refreshToken) || null) : null,
+    refreshToken: mode === "pkce"
+      ? (tokens.refresh_token || (previous && previous.refreshToken) || null)
+      : null,
     expiresAt: Date.now() + expiresIn * 1000,
     claims: result.claims,
     scope: tokens.scope,
@@ -312,29 +356,40 @@ async function refreshOnce(trigger) {
   const stale = () => generation !== sessionGeneration;
   const metadata = await oidc.discover(config.issuer);
   if (stale()) return;
-  const form = { grant_type: "refresh_token", client_id: config.client_id, refresh_token: previous.refreshToken };
+  const form = {
+    grant_type: "refresh_token",
+    client_id: config.client_id,
+    refresh_token: previous.refreshToken,
+  };
+  const request = { method: "POST", url: metadata.token_endpoint, params: form };
   let tokens;
   try {
-    tokens = await oidc.refreshTokens(metadata, { clientId: config.client_id, refreshToken: previous.refreshToken });
+    tokens = await oidc.refreshTokens(metadata,
+      { clientId: config.client_id, refreshToken: previous.refreshToken });
   } catch (err) {
     if (stale()) return; // signed out meanwhile: nothing to report
-    inspector.step("Refresh failed", err.description, { ok: false, request: { method: "POST", url: metadata.token_endpoint, params: form } });
+    inspector.step("Refresh failed", err.description, { ok: false, request });
     throw err;
   }
   if (stale()) return discardTokens(metadata, tokens);
   const rotated = tokens.refresh_token && tokens.refresh_token !== previous.refreshToken;
   inspector.step(`Refresh (${trigger})`,
     rotated
-      ? `New tokens for the refresh token; the issuer rotated it (RFC 9700 §4.14.2): ${shorten(previous.refreshToken)} is spent, ${shorten(tokens.refresh_token)} replaces it.`
+      ? "New tokens for the refresh token; the issuer rotated it (RFC 9700 §4.14.2): "
+        + `${shorten(previous.refreshToken)} is spent, ${shorten(tokens.refresh_token)} replaces it.`
       : "New tokens for the refresh token; the issuer did not rotate it, so we keep the old one.",
-    { request: { method: "POST", url: metadata.token_endpoint, params: form }, response: { status: 200, body: tokens } });
+    { request, response: { status: 200, body: tokens } });
   if (tokens.id_token) {
     if (!await acceptTokens(tokens, { mode: previous.mode, nonce: null, metadata, previous, generation })) {
       return discardTokens(metadata, tokens);
     }
   } else {
-    session = { ...previous, accessToken: tokens.access_token, refreshToken: tokens.refresh_token || previous.refreshToken,
-      expiresAt: Date.now() + (Number(tokens.expires_in) || 3600) * 1000 };
+    session = {
+      ...previous,
+      accessToken: tokens.access_token,
+      refreshToken: tokens.refresh_token || previous.refreshToken,
+      expiresAt: Date.now() + (Number(tokens.expires_in) || 3600) * 1000,
+    };
     scheduleRefresh(Number(tokens.expires_in) || 3600);
     render();
   }
@@ -352,14 +407,8 @@ function discardTokens(metadata, tokens) {
 
 // -- the API ---------------------------------------------------------------------------------
 
-/** Call the resource server with the access token (RFC 6750 §2.1); a 401 ends the session here. */
-async function callApi() {
-  clearMessages();
-  const result = await oidc.callApi(config.api_url, session.accessToken);
-  inspector.step(`API call: HTTP ${result.status}`,
-    "GET the API with Authorization: Bearer <access token>, cross-origin: the API's CORS policy allows this origin only.",
-    { ok: result.ok, request: { method: "GET", url: config.api_url, params: { Authorization: "Bearer" } },
-      response: { status: result.status, body: result.body } });
+/** The API's answer on the page, as DOM nodes and text: its messages, then the raw body. */
+function showApiResult(result) {
   const box = $("api-result");
   const heading = document.createElement("p");
   heading.textContent = `GET ${config.api_url} → HTTP ${result.status}`;
@@ -385,10 +434,23 @@ async function callApi() {
   box.className = result.ok ? "api-ok" : "api-bad";
   box.replaceChildren(...parts);
   box.hidden = false;
+}
+
+/** Call the resource server with the access token (RFC 6750 §2.1); a 401 ends the session here. */
+async function callApi() {
+  clearMessages();
+  const result = await oidc.callApi(config.api_url, session.accessToken);
+  inspector.step(`API call: HTTP ${result.status}`,
+    "GET the API with Authorization: Bearer <access token>, cross-origin: "
+      + "the API's CORS policy allows this origin only.",
+    { ok: result.ok, request: { method: "GET", url: config.api_url, params: { Authorization: "Bearer" } },
+      response: { status: result.status, body: result.body } });
+  showApiResult(result);
   if (result.status === 401) {
     dropSession();
+    const challenge = result.wwwAuthenticate ? `, ${result.wwwAuthenticate}` : "";
     throw new oidc.OidcError((result.body && result.body.error) || "invalid_token",
-      `The API refused the access token (HTTP 401${result.wwwAuthenticate ? `, ${result.wwwAuthenticate}` : ""}).`,
+      `The API refused the access token (HTTP 401${challenge}).`,
       "The tokens were discarded. Sign in again.");
   }
   if (!result.ok) {
@@ -411,15 +473,24 @@ async function signOut() {
   dropSession();
   const metadata = await oidc.discover(config.issuer);
   if (ending.refreshToken) {
-    const revoked = await oidc.revokeToken(metadata, { clientId: config.client_id, token: ending.refreshToken });
-    inspector.step("Refresh token revoked", revoked ? "RFC 7009: the issuer will refuse it from now on." : "RFC 7009 revocation failed (best effort); it expires on its own.",
-      { ok: revoked, request: { method: "POST", url: metadata.revocation_endpoint || "(none)", params: { token: ending.refreshToken, token_type_hint: "refresh_token", client_id: config.client_id } } });
+    const revoked = await oidc.revokeToken(metadata,
+      { clientId: config.client_id, token: ending.refreshToken });
+    const params = {
+      token: ending.refreshToken,
+      token_type_hint: "refresh_token",
+      client_id: config.client_id,
+    };
+    inspector.step("Refresh token revoked", revoked
+      ? "RFC 7009: the issuer will refuse it from now on."
+      : "RFC 7009 revocation failed (best effort); it expires on its own.",
+    { ok: revoked, request: { method: "POST", url: metadata.revocation_endpoint || "(none)", params } });
   }
   const state = oidc.randomString();
   const url = oidc.endSessionUrl(metadata, { idTokenHint: ending.idToken, clientId: config.client_id,
     postLogoutRedirectUri: config.post_logout_redirect_uri, state });
   if (!url) {
-    notice("Signed out of this app. The issuer has no end_session_endpoint, so your session there continues.");
+    notice("Signed out of this app. "
+      + "The issuer has no end_session_endpoint, so your session there continues.");
     return;
   }
   sessionStorage.setItem(LOGOUT_KEY, JSON.stringify({ state, mode: ending.mode }));
@@ -437,8 +508,10 @@ function completeSignOut() {
   if (url.searchParams.get("state") === pending.state) {
     notice("You are signed out, here and at the issuer.");
   } else {
-    showError(new oidc.OidcError("logout_state_mismatch", "The sign-out answer's state is not the one this tab sent.",
-      "Your tokens were already discarded here; check the issuer if you are unsure you are signed out there."));
+    showError(new oidc.OidcError("logout_state_mismatch",
+      "The sign-out answer's state is not the one this tab sent.",
+      "Your tokens were already discarded here; "
+        + "check the issuer if you are unsure you are signed out there."));
   }
 }
 

@@ -64,6 +64,44 @@ function paramsTable(params) {
   return el("table", { class: "params" }, body);
 }
 
+/** One recorded step as a list item: title, explanation, request, response, JWT. */
+function renderStep(step, index) {
+  const item = el("li", { id: `step-${index + 1}`, class: step.ok ? "step" : "step step-bad" },
+    el("h3", {}, step.title),
+    el("p", { class: "muted" }, step.explanation));
+  if (step.request) {
+    const line = `${step.request.method} ${step.request.url}`;
+    item.append(el("p", { class: "request-line" }, el("code", {}, line)));
+    if (step.request.params && Object.keys(step.request.params).length) {
+      item.append(paramsTable(step.request.params));
+    }
+  }
+  if (step.response) {
+    item.append(el("p", { class: "response-line" }, `Response: HTTP ${step.response.status}`));
+    if (step.response.body) item.append(el("pre", {}, JSON.stringify(step.response.body, null, 2)));
+  }
+  if (step.jwt) item.append(...renderJwt(step.jwt));
+  return item;
+}
+
+/** A JWT decoded for reading (header and claims side by side) and the checks it passed. */
+function renderJwt(jwt) {
+  const parts = [el("p", {}, el("strong", {}, jwt.label), " ", el("code", {}, jwt.token))];
+  const column = (title, value) => el("div", {},
+    el("p", { class: "muted" }, title), el("pre", {}, JSON.stringify(value, null, 2)));
+  parts.push(el("div", { class: "jwt" }, column("Header", jwt.header), column("Claims", jwt.claims)));
+  if (jwt.checks.length) {
+    const list = el("ul", { class: "checks" });
+    for (const check of jwt.checks) {
+      list.append(el("li", { class: check.ok ? "check-ok" : "check-bad" },
+        el("code", {}, check.check), ` ${check.detail}`));
+    }
+    parts.push(list);
+  }
+  return parts;
+}
+
+/** The protocol steps this page performed, shown as an ordered list (secrets redacted). */
 export class FlowInspector {
   /** @param {HTMLElement} root the ``<ol id="inspector">`` */
   constructor(root) {
@@ -116,35 +154,6 @@ export class FlowInspector {
   }
 
   render() {
-    const items = this.steps.map((step, index) => {
-      const item = el("li", { id: `step-${index + 1}`, class: step.ok ? "step" : "step step-bad" },
-        el("h3", {}, step.title),
-        el("p", { class: "muted" }, step.explanation));
-      if (step.request) {
-        item.append(el("p", { class: "request-line" }, el("code", {}, `${step.request.method} ${step.request.url}`)));
-        if (step.request.params && Object.keys(step.request.params).length) item.append(paramsTable(step.request.params));
-      }
-      if (step.response) {
-        item.append(el("p", { class: "response-line" }, `Response: HTTP ${step.response.status}`));
-        if (step.response.body) item.append(el("pre", {}, JSON.stringify(step.response.body, null, 2)));
-      }
-      if (step.jwt) {
-        const jwt = step.jwt;
-        item.append(el("p", {}, el("strong", {}, jwt.label), " ", el("code", {}, jwt.token)));
-        const columns = el("div", { class: "jwt" },
-          el("div", {}, el("p", { class: "muted" }, "Header"), el("pre", {}, JSON.stringify(jwt.header, null, 2))),
-          el("div", {}, el("p", { class: "muted" }, "Claims"), el("pre", {}, JSON.stringify(jwt.claims, null, 2))));
-        item.append(columns);
-        if (jwt.checks.length) {
-          const list = el("ul", { class: "checks" });
-          for (const check of jwt.checks) {
-            list.append(el("li", { class: check.ok ? "check-ok" : "check-bad" }, el("code", {}, check.check), ` ${check.detail}`));
-          }
-          item.append(list);
-        }
-      }
-      return item;
-    });
-    this.root.replaceChildren(...items);
+    this.root.replaceChildren(...this.steps.map((step, index) => renderStep(step, index)));
   }
 }

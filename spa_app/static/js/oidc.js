@@ -9,8 +9,11 @@
 //                                OIDC Core 3.1.2.1; Implicit: 3.2.2.1)
 //      ... the user signs in at the issuer; one redirect later we are back ...
 //   4. readCallback()            code + state from the query (RFC 6749 §4.1.2)
-//                                or tokens from the fragment (OIDC Core 3.2.2.5)
-//   5. checkState()              CSRF defence (RFC 6749 §10.12, RFC 9700 §4.7)
+//                                or tokens from the fragment (OIDC Core 3.2.2.5),
+//                                each parameter given once (RFC 6749 §3.1)
+//   5. checkAuthorizationResponse()  state (CSRF defence, RFC 6749 §10.12),
+//                                then iss (RFC 9207), then the issuer's error,
+//                                then the code (or the Implicit tokens)
 //   6. exchangeCode()            back-channel code + code_verifier for tokens
 //                                (RFC 6749 §4.1.3, RFC 7636 §4.5), no secret
 //   7. validateIdToken()         signature with WebCrypto against the JWKS,
@@ -92,7 +95,8 @@ export function generateCodeVerifier() {
 /** code_challenge = BASE64URL(SHA256(ASCII(code_verifier))) (RFC 7636 §4.2, S256). */
 export async function codeChallengeS256(verifier) {
   if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) {
-    throw new OidcError("invalid_request", "A PKCE code_verifier must be 43-128 unreserved characters (RFC 7636 §4.1).");
+    throw new OidcError("invalid_request",
+      "A PKCE code_verifier must be 43-128 unreserved characters (RFC 7636 §4.1).");
   }
   return base64UrlEncode(await sha256(verifier));
 }
@@ -107,11 +111,17 @@ async function fetchJson(url, init = {}, what = "the issuer") {
   try {
     // A bound on every call (fetch() has none of its own): an issuer that
     // hangs must end in a clear error, not a page that waits for ever.
-    response = await fetch(url, { credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(fetchTimeoutMs),
-      ...init, headers: { Accept: "application/json", ...(init.headers || {}) } });
+    response = await fetch(url, {
+      credentials: "omit",
+      cache: "no-store",
+      signal: AbortSignal.timeout(fetchTimeoutMs),
+      ...init,
+      headers: { Accept: "application/json", ...(init.headers || {}) },
+    });
   } catch (err) {
     if (err && err.name === "TimeoutError") {
-      throw new OidcError("issuer_unreachable", `${what} at ${new URL(url).origin} did not answer within ${fetchTimeoutMs / 1000} s.`,
+      throw new OidcError("issuer_unreachable",
+        `${what} at ${new URL(url).origin} did not answer within ${fetchTimeoutMs / 1000} s.`,
         "Try again in a moment; if it keeps happening, the issuer is down or overloaded.");
     }
     // A TypeError here is a network error or a CORS refusal; the browser
@@ -142,15 +152,18 @@ export async function discover(issuer) {
   const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
   const { ok, status, body } = await fetchJson(url);
   if (!ok || !body || typeof body !== "object") {
-    throw new OidcError("issuer_unreachable", `The discovery document answered HTTP ${status}.`, `Check ISSUER (${issuer}).`);
+    throw new OidcError("issuer_unreachable", `The discovery document answered HTTP ${status}.`,
+      `Check ISSUER (${issuer}).`);
   }
   if (body.issuer !== issuer) {
-    throw new OidcError("issuer_misconfigured", `The discovery document names issuer ${JSON.stringify(body.issuer)}, not ${JSON.stringify(issuer)}.`,
+    throw new OidcError("issuer_misconfigured",
+      `The discovery document names issuer ${JSON.stringify(body.issuer)}, not ${JSON.stringify(issuer)}.`,
       "ISSUER must be exactly the issuer identifier the provider publishes (OIDC Discovery 1.0 §4.3).");
   }
   for (const key of ["authorization_endpoint", "token_endpoint", "jwks_uri"]) {
     if (typeof body[key] !== "string") {
-      throw new OidcError("issuer_misconfigured", `The discovery document has no ${key}.`, "Is ISSUER an OpenID Provider?");
+      throw new OidcError("issuer_misconfigured", `The discovery document has no ${key}.`,
+        "Is ISSUER an OpenID Provider?");
     }
   }
   metadataCache.set(issuer, body);
@@ -168,7 +181,8 @@ export async function discover(issuer) {
  * ``nonce`` is REQUIRED; the tokens will come back in the URL fragment.
  * Both carry a fresh ``state`` (CSRF) and ``nonce`` (replay).
  */
-export function buildAuthorizationUrl(metadata, { clientId, redirectUri, scope, mode, state, nonce, codeChallenge }) {
+export function buildAuthorizationUrl(metadata,
+  { clientId, redirectUri, scope, mode, state, nonce, codeChallenge }) {
   const url = new URL(metadata.authorization_endpoint);
   const params = {
     client_id: clientId,
@@ -188,53 +202,149 @@ export function buildAuthorizationUrl(metadata, { clientId, redirectUri, scope, 
 
 // -- 4./5. the callback ------------------------------------------------------------------
 
+// The error codes an issuer may send (RFC 6749 Appendix A.7): printable
+// ASCII without the double quote and the backslash.  Anything else is not
+// shown as a code.  The bound of 64 characters is ours (the Python relying
+// party uses the same): a code is a short token, not a message.
+const ERROR_CODE = /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/;
+const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/g;
+
+/**
+ * Text from the outside world made safe to carry: no control characters, at
+ * most ``limit`` characters.  It is inserted with textContent (never as
+ * markup), so no escaping is needed here.
+ */
+function plainText(value, limit = 300) {
+  const characters = Array.from(String(value ?? "").replace(CONTROL_CHARACTERS, " "));
+  return characters.length > limit ? `${characters.slice(0, limit).join("")}…` : characters.join("");
+}
+
+/**
+ * The parameters of ``raw`` (a query or fragment), each given exactly once.
+ *
+ * RFC 6749 §3.1: "Request and response parameters MUST NOT be included more
+ * than once."  Two ``state`` or ``code`` values leave it open which one the
+ * issuer sent, so such an answer is refused rather than read as its last
+ * (or first) value.
+ */
+function uniqueParams(raw) {
+  const entries = Array.from(new URLSearchParams(raw));
+  if (new Set(entries.map(([name]) => name)).size !== entries.length) {
+    throw new OidcError("invalid_request", "A parameter appears more than once in the issuer's answer.",
+      "Start the sign-in again from this page; this answer was not used.");
+  }
+  return Object.fromEntries(entries);
+}
+
 /**
  * The authorization response's parameters.  The code flow answers in the
  * query (RFC 6749 §4.1.2); Implicit answers in the fragment (RFC 6749
  * §4.2.2, OIDC Core 3.2.2.5), which the browser never sends to a server.
+ * Throws ``invalid_request`` if a parameter is repeated (RFC 6749 §3.1).
  */
 export function readCallback(href, mode) {
   const url = new URL(href);
-  const raw = mode === "implicit" ? url.hash.replace(/^#/, "") : url.search.replace(/^\?/, "");
-  const params = Object.fromEntries(new URLSearchParams(raw));
+  const params = uniqueParams(mode === "implicit" ? url.hash.replace(/^#/, "") : url.search);
   // An issuer that cannot honour the fragment may still put an error in
-  // the query; show it rather than "state mismatch".
+  // the query (RFC 6749 §4.2.2.1 answers in the fragment, but not every
+  // issuer does): read the query then, so that the error can be shown.
   if (mode === "implicit" && !params.error && url.searchParams.get("error")) {
-    return Object.fromEntries(url.searchParams);
+    return uniqueParams(url.search);
   }
   return params;
 }
 
-/**
- * Reject an issuer error, a foreign ``state`` or a mismatched ``iss``.
- *
- * ``state`` must be the one this tab sent (RFC 6749 §10.12, RFC 9700
- * §4.7): otherwise the response was started by someone else (login CSRF)
- * and we must not touch its code or tokens.  ``iss`` (RFC 9207) must name
- * our issuer (mix-up defence, RFC 9700 §4.4): whenever it is present, and it
- * must be present when the issuer says it sends one.
- */
-export function checkAuthorizationResponse(params, pending, metadata) {
-  if (params.error) {
-    throw new OidcError(params.error, params.error_description || "The issuer refused the sign-in.",
-      params.error === "access_denied" ? "You (or a policy) declined the request; sign in again when ready." : "See the issuer's log for details, then try again.");
-  }
+/** ``state`` must be the one this tab sent (RFC 6749 §10.12, RFC 9700 §4.7), compared exactly. */
+function checkState(params, pending) {
   if (!params.state) {
-    throw new OidcError("state_missing", "The issuer's answer carries no state.", "Start the sign-in again from this page.");
+    throw new OidcError("state_missing", "The issuer's answer carries no state.",
+      "Start the sign-in again from this page.");
+  }
+  if (!pending || !pending.state) {
+    throw new OidcError("state_missing",
+      "No sign-in was in progress in this tab, so this answer was not started here.",
+      "Nothing was kept. Start the sign-in from this page.");
   }
   if (params.state !== pending.state) {
-    throw new OidcError("state_mismatch", "The state in the answer is not the one this tab sent, so the answer was not started here.",
+    throw new OidcError("state_mismatch",
+      "The state in the answer is not the one this tab sent, so the answer was not started here.",
       "Nothing was exchanged and no token was kept. Start the sign-in again from this page.");
   }
-  // RFC 9207 §2.4: a client that receives iss MUST compare it with the
-  // issuer it sent the request to, whether or not the metadata announces it
-  // (§3); when the metadata does announce it, an answer without iss MUST be
-  // rejected (§2.4 again).
+}
+
+/**
+ * ``iss`` (RFC 9207 §2.4) must name our issuer exactly: the mix-up defence
+ * (RFC 9700 §4.4).  A client that receives ``iss`` MUST compare it, whether
+ * or not the metadata announces it (§3); when the metadata does announce it,
+ * an answer without ``iss`` MUST be rejected.  Error answers included.
+ */
+function checkIssuer(params, metadata) {
   const issPresent = Object.hasOwn(params, "iss");
-  if ((issPresent || metadata.authorization_response_iss_parameter_supported) && params.iss !== metadata.issuer) {
-    throw new OidcError("iss_mismatch", `The answer came from ${JSON.stringify(params.iss || null)}, not from ${metadata.issuer}.`,
+  if (!issPresent && metadata.authorization_response_iss_parameter_supported === true) {
+    throw new OidcError("iss_mismatch",
+      "The issuer promises an iss parameter on the callback (RFC 9207), but it is missing.",
       "Possible mix-up attack (RFC 9207); nothing was exchanged.");
   }
+  if (issPresent && params.iss !== metadata.issuer) {
+    throw new OidcError("iss_mismatch",
+      `The answer came from ${JSON.stringify(plainText(params.iss, 200))}, not from ${metadata.issuer}.`,
+      "Possible mix-up attack (RFC 9207); nothing was exchanged.");
+  }
+}
+
+/**
+ * The issuer's refusal (RFC 6749 §4.1.2.1, §4.2.2.1): the user said no, or
+ * the login failed.  Shown only once the answer is known to be ours, as a
+ * code from the RFC 6749 A.7 character set and a bounded plain-text
+ * description.
+ */
+function checkIssuerError(params) {
+  if (!params.error) return;
+  const error = ERROR_CODE.test(params.error) ? params.error : "authorization_error";
+  throw new OidcError(error, plainText(params.error_description) || "The issuer refused the sign-in.",
+    error === "access_denied"
+      ? "You (or a policy) declined the request; sign in again when ready."
+      : "See the issuer's log for details, then try again.");
+}
+
+/**
+ * Check that the authorization response answers the request this tab made,
+ * and return what it carries: the code (code flow) or the fragment's tokens
+ * (Implicit).
+ *
+ * In this order, because each check decides whether the next may trust
+ * anything in the response (the same order as the Python relying party):
+ *
+ * 1. ``state`` must be the one this tab sent (RFC 6749 §10.12, RFC 9700
+ *    §4.7).  It comes before the ``error``: an answer that is not ours is
+ *    refused without repeating any of its text.  Otherwise anyone could
+ *    link a user to our callback with ``?error=...&error_description=Call
+ *    this number`` and have that sentence shown on our origin.
+ * 2. ``iss`` must be our issuer (RFC 9207 §2.4), in error answers too.
+ * 3. Only then is the issuer's ``error`` shown, as plain text.
+ * 4. The sign-in must be younger than ``loginTimeout`` seconds (when given),
+ *    and the answer must carry a ``code`` (RFC 6749 §4.1.2) or, in the
+ *    Implicit flow, the tokens (OIDC Core 3.2.2.5).
+ *
+ * Repeated parameters were refused before, by readCallback (RFC 6749 §3.1).
+ */
+export function checkAuthorizationResponse(params, pending, metadata,
+  { loginTimeout = null, now = Date.now() } = {}) {
+  checkState(params, pending);
+  checkIssuer(params, metadata);
+  checkIssuerError(params);
+  if (loginTimeout !== null && !(now - pending.createdAt <= loginTimeout * 1000)) {
+    throw new OidcError("login_expired", "The sign-in took too long.", "Start it again.");
+  }
+  if (pending.mode === "implicit") {
+    if (!params.id_token || !params.access_token || !/^bearer$/i.test(params.token_type || "")) {
+      throw new OidcError("invalid_request",
+        "The fragment lacks an id_token, an access_token or token_type=Bearer.");
+    }
+    return params;
+  }
+  if (!params.code) throw new OidcError("invalid_request", "The issuer's answer has no code.");
+  return params.code;
 }
 
 // -- 6. the token endpoint -------------------------------------------------------------
@@ -247,8 +357,11 @@ async function tokenRequest(metadata, form) {
   }, "the token endpoint");
   if (!ok) {
     const error = (body && body.error) || "token_error";
-    throw new OidcError(error, (body && body.error_description) || `The token endpoint answered HTTP ${status}.`,
-      error === "invalid_grant" ? "The code or refresh token was used, expired or revoked; sign in again." : "Check the client's registration at the issuer.");
+    const description = (body && body.error_description) || `The token endpoint answered HTTP ${status}.`;
+    throw new OidcError(error, description,
+      error === "invalid_grant"
+        ? "The code or refresh token was used, expired or revoked; sign in again."
+        : "Check the client's registration at the issuer.");
   }
   if (!body || typeof body.access_token !== "string" || !/^bearer$/i.test(body.token_type || "")) {
     throw new OidcError("token_error", "The token response has no Bearer access_token (RFC 6749 §5.1).");
@@ -278,7 +391,11 @@ export function exchangeCode(metadata, { clientId, redirectUri, code, codeVerifi
  * one and the old one stops working, so a stolen copy is detected on reuse.
  */
 export function refreshTokens(metadata, { clientId, refreshToken }) {
-  return tokenRequest(metadata, { grant_type: "refresh_token", client_id: clientId, refresh_token: refreshToken });
+  return tokenRequest(metadata, {
+    grant_type: "refresh_token",
+    client_id: clientId,
+    refresh_token: refreshToken,
+  });
 }
 
 // -- 7. the ID token -------------------------------------------------------------------------
@@ -289,7 +406,9 @@ export function decodeJwt(token) {
     throw new OidcError("invalid_id_token", "The ID token is missing or too large.");
   }
   const parts = token.split(".");
-  if (parts.length !== 3) throw new OidcError("invalid_id_token", "The ID token is not a signed JWT (three parts).");
+  if (parts.length !== 3) {
+    throw new OidcError("invalid_id_token", "The ID token is not a signed JWT (three parts).");
+  }
   let header, claims;
   try {
     header = JSON.parse(new TextDecoder().decode(base64UrlDecode(parts[0])));
@@ -334,20 +453,27 @@ function findKey(keys, kid) {
 export async function verifyJwtSignature(token, jwksUri) {
   const { header, signingInput, signature } = decodeJwt(token);
   if (!ID_TOKEN_ALGORITHMS.includes(header.alg)) {
-    throw new OidcError("invalid_id_token", `The ID token is signed with ${JSON.stringify(header.alg)}; only RS256 is accepted.`);
+    throw new OidcError("invalid_id_token",
+      `The ID token is signed with ${JSON.stringify(header.alg)}; only RS256 is accepted.`);
   }
   let jwk = findKey(await loadJwks(jwksUri), header.kid);
   if (!jwk) jwk = findKey(await loadJwks(jwksUri, { force: true }), header.kid);
-  if (!jwk) throw new OidcError("invalid_id_token", `No key with kid ${JSON.stringify(header.kid)} in the issuer's JWKS.`);
+  if (!jwk) {
+    throw new OidcError("invalid_id_token",
+      `No key with kid ${JSON.stringify(header.kid)} in the issuer's JWKS.`);
+  }
   let key;
   try {
-    key = await crypto.subtle.importKey("jwk", { kty: "RSA", n: jwk.n, e: jwk.e, alg: "RS256", ext: true }, RS256, false, ["verify"]);
+    const publicJwk = { kty: "RSA", n: jwk.n, e: jwk.e, alg: "RS256", ext: true };
+    key = await crypto.subtle.importKey("jwk", publicJwk, RS256, false, ["verify"]);
   } catch (err) {
     throw new OidcError("invalid_id_token", "The issuer's key could not be imported.");
   }
-  const valid = await crypto.subtle.verify(RS256, key, base64UrlDecode(signature), new TextEncoder().encode(signingInput));
+  const valid = await crypto.subtle.verify(RS256, key, base64UrlDecode(signature),
+    new TextEncoder().encode(signingInput));
   if (!valid) {
-    throw new OidcError("invalid_signature", "The ID token's signature does not verify with the issuer's key: it was forged or altered.",
+    throw new OidcError("invalid_signature",
+      "The ID token's signature does not verify with the issuer's key: it was forged or altered.",
       "No token was kept. Sign in again.");
   }
   return jwk.kid;
@@ -362,65 +488,101 @@ export async function atHash(accessToken) {
   return base64UrlEncode((await sha256(accessToken)).slice(0, 16));
 }
 
-/**
- * Validate an ID token (OIDC Core 3.1.3.7; for Implicit 3.2.2.11).
- *
- * Returns ``{claims, checks}``; throws an OidcError (with ``checks``) on the
- * first failure.  ``nonce`` is null when refreshing (OIDC Core 12.2), and
- * ``previousSub`` then requires the same user.
- */
-export async function validateIdToken(idToken, { jwksUri, issuer, clientId, nonce, accessToken = null,
-  atHashRequired = false, previousSub = null, leeway = 60, now = Date.now() / 1000 }) {
+/** The checks run on one ID token, kept for the inspector; ``fail`` throws at the first failure. */
+function idTokenChecks() {
   const checks = [];
-  const fail = (check, detail, error = "invalid_id_token") => {
-    checks.push({ check, ok: false, detail });
-    throw new OidcError(error, detail, "No token was kept. Sign in again.", checks);
+  return {
+    checks,
+    pass: (check, detail) => checks.push({ check, ok: true, detail }),
+    fail: (check, detail, error = "invalid_id_token") => {
+      checks.push({ check, ok: false, detail });
+      throw new OidcError(error, detail, "No token was kept. Sign in again.", checks);
+    },
   };
-  const pass = (check, detail) => checks.push({ check, ok: true, detail });
+}
 
-  let decoded;
-  try {
-    decoded = decodeJwt(idToken);
-  } catch (err) {
-    fail("format", err.description);
-  }
-  const { claims } = decoded;
-  try {
-    const kid = await verifyJwtSignature(idToken, jwksUri);
-    pass("signature", `RS256, verified with WebCrypto against key ${kid} from the JWKS`);
-  } catch (err) {
-    fail("signature", err.description, err.error);
-  }
-  if (claims.iss !== issuer) fail("iss", `iss is ${JSON.stringify(claims.iss)}, expected ${issuer}`);
-  pass("iss", "equals the configured issuer");
-
+/** ``aud`` contains this client; with several audiences, ``azp`` names it (OIDC Core 3.1.3.7 steps 3-5). */
+function checkAudience(claims, clientId, { pass, fail }) {
   const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-  if (!audiences.includes(clientId)) fail("aud", `aud ${JSON.stringify(claims.aud)} does not contain this client (${clientId})`);
+  if (!audiences.includes(clientId)) {
+    fail("aud", `aud ${JSON.stringify(claims.aud)} does not contain this client (${clientId})`);
+  }
   pass("aud", `contains ${clientId}`);
   if (audiences.length > 1 && !claims.azp) fail("azp", "several audiences but no azp");
-  if (claims.azp !== undefined && claims.azp !== clientId) fail("azp", `azp is ${JSON.stringify(claims.azp)}, not this client`);
+  if (claims.azp !== undefined && claims.azp !== clientId) {
+    fail("azp", `azp is ${JSON.stringify(claims.azp)}, not this client`);
+  }
   if (claims.azp !== undefined) pass("azp", "names this client");
+}
 
+/** ``exp`` not passed, ``iat`` not in the future, within ``leeway`` s (OIDC Core 3.1.3.7 steps 9-10). */
+function checkTimes(claims, { leeway, now }, { pass, fail }) {
   if (typeof claims.exp !== "number" || now > claims.exp + leeway) fail("exp", "the ID token has expired");
   pass("exp", `valid until ${new Date(claims.exp * 1000).toISOString()}`);
-  if (typeof claims.iat !== "number" || claims.iat > now + leeway) fail("iat", "iat is missing or in the future");
+  if (typeof claims.iat !== "number" || claims.iat > now + leeway) {
+    fail("iat", "iat is missing or in the future");
+  }
   pass("iat", `issued ${new Date(claims.iat * 1000).toISOString()}`);
-  if (typeof claims.sub !== "string" || !claims.sub) fail("sub", "no subject");
+}
 
+/**
+ * What ties the token to this sign-in: a subject, then the ``nonce`` this tab
+ * sent (OIDC Core 3.1.3.7 step 11) or, on refresh, the same ``sub`` as before
+ * (OIDC Core 12.2), then ``at_hash`` for the access token (OIDC Core 3.2.2.9).
+ */
+async function checkBinding(claims, { nonce, previousSub = null, accessToken = null, atHashRequired = false },
+  { pass, fail }) {
+  if (typeof claims.sub !== "string" || !claims.sub) fail("sub", "no subject");
   if (nonce !== null) {
-    if (claims.nonce !== nonce) fail("nonce", "the nonce is not the one this tab sent: a replayed or injected token", "nonce_mismatch");
+    if (claims.nonce !== nonce) {
+      fail("nonce", "the nonce is not the one this tab sent: a replayed or injected token", "nonce_mismatch");
+    }
     pass("nonce", "matches the one sent with the request");
   } else if (previousSub !== null) {
     if (claims.sub !== previousSub) fail("sub", "a refreshed ID token names another user (OIDC Core 12.2)");
     pass("sub", "same user as at sign-in (OIDC Core 12.2)");
   }
-
   if (accessToken !== null && (claims.at_hash !== undefined || atHashRequired)) {
-    if (claims.at_hash === undefined) fail("at_hash", "missing, but REQUIRED for response_type=id_token token (OIDC Core 3.2.2.10)");
-    if (claims.at_hash !== await atHash(accessToken)) fail("at_hash", "does not match the access token: it was swapped");
+    if (claims.at_hash === undefined) {
+      fail("at_hash", "missing, but REQUIRED for response_type=id_token token (OIDC Core 3.2.2.10)");
+    }
+    if (claims.at_hash !== await atHash(accessToken)) {
+      fail("at_hash", "does not match the access token: it was swapped");
+    }
     pass("at_hash", "matches the access token (OIDC Core 3.2.2.9)");
   }
-  return { claims, checks };
+}
+
+/**
+ * Validate an ID token (OIDC Core 3.1.3.7; for Implicit 3.2.2.11).
+ *
+ * ``options``: ``{jwksUri, issuer, clientId, nonce, accessToken, atHashRequired,
+ * previousSub, leeway, now}``.  Returns ``{claims, checks}``; throws an
+ * OidcError (with ``checks``) on the first failure.  ``nonce`` is null when
+ * refreshing (OIDC Core 12.2), and ``previousSub`` then requires the same user.
+ */
+export async function validateIdToken(idToken, options) {
+  const { jwksUri, issuer, clientId, leeway = 60, now = Date.now() / 1000 } = options;
+  const record = idTokenChecks();
+  let decoded;
+  try {
+    decoded = decodeJwt(idToken);
+  } catch (err) {
+    record.fail("format", err.description);
+  }
+  const { claims } = decoded;
+  try {
+    const kid = await verifyJwtSignature(idToken, jwksUri);
+    record.pass("signature", `RS256, verified with WebCrypto against key ${kid} from the JWKS`);
+  } catch (err) {
+    record.fail("signature", err.description, err.error);
+  }
+  if (claims.iss !== issuer) record.fail("iss", `iss is ${JSON.stringify(claims.iss)}, expected ${issuer}`);
+  record.pass("iss", "equals the configured issuer");
+  checkAudience(claims, clientId, record);
+  checkTimes(claims, { leeway, now }, record);
+  await checkBinding(claims, options, record);
+  return { claims, checks: record.checks };
 }
 
 // -- the resource server ----------------------------------------------------------------------
@@ -432,7 +594,11 @@ export async function validateIdToken(idToken, { jwksUri, issuer, clientId, nonc
 export async function callApi(apiUrl, accessToken) {
   let response;
   try {
-    response = await fetch(apiUrl, { credentials: "omit", cache: "no-store", headers: { Accept: "application/json", Authorization: `Bearer ${accessToken}` } });
+    response = await fetch(apiUrl, {
+      credentials: "omit",
+      cache: "no-store",
+      headers: { Accept: "application/json", Authorization: `Bearer ${accessToken}` },
+    });
   } catch (err) {
     throw new OidcError("api_unreachable", `Could not call ${apiUrl}.`,
       "Is the resource server running, and does its CORS policy allow this page's origin?");
@@ -443,7 +609,12 @@ export async function callApi(apiUrl, accessToken) {
   } catch (err) {
     body = null;
   }
-  return { ok: response.ok, status: response.status, body, wwwAuthenticate: response.headers.get("WWW-Authenticate") };
+  return {
+    ok: response.ok,
+    status: response.status,
+    body,
+    wwwAuthenticate: response.headers.get("WWW-Authenticate"),
+  };
 }
 
 // -- 9. sign-out ---------------------------------------------------------------------------------
