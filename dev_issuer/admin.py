@@ -1,4 +1,4 @@
-"""The issuer's own pages: home, Applications (the guide's "Add Application"), and keys."""
+"""The issuer's own pages: home, Applications (the README's "Add Application"), and keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from common.web import require_csrf
 
-from .server import state
+from .state import state
 
 bp = Blueprint("admin", __name__)
 
