@@ -36,9 +36,8 @@ from .users import seed_users
 
 def create_app(test_config=None):
     """Create and configure the dev issuer app."""
-    app = create_base_app(
-        __name__, "dev_issuer", title="Dev issuer", base_url=lambda s: s.issuer_base_url, test_config=test_config
-    )
+    app = create_base_app(__name__, "dev_issuer", title="Dev issuer", base_url=lambda s: s.issuer_base_url,
+                          test_config=test_config)
     settings = settings_of(app)
     clients = register_clients(settings)
     # The sign-in form's redirect chain ends at a client's redirect URI, and

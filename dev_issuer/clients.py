@@ -132,7 +132,8 @@ def loopback_match(registered: str, requested: str) -> bool:
         return False
     if b.group(2) is not None and not 0 < int(b.group(2)) < 65536:
         return False
-    return (a.group(1), a.group(3) or "", a.group(4) or "") == (b.group(1), b.group(3) or "", b.group(4) or "")
+    host_path_query = (a.group(1), a.group(3) or "", a.group(4) or "")
+    return host_path_query == (b.group(1), b.group(3) or "", b.group(4) or "")
 
 
 def load_public_jwk(path: str) -> dict:

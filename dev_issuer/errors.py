@@ -60,8 +60,8 @@ def invalid_client_credentials(description: str):
 
 def store_unavailable(error):
     """Redis is the issuer's memory: without it, say so (RFC 6749 §4.1.2.1's temporarily_unavailable)."""
-    return oauth_error("temporarily_unavailable", "The issuer's store (Redis) is not reachable. Try again shortly.",
-                       503, {"Retry-After": "5"})
+    description = "The issuer's store (Redis) is not reachable. Try again shortly."
+    return oauth_error("temporarily_unavailable", description, 503, {"Retry-After": "5"})
 
 
 def register_protocol_error_handlers(blueprint: Blueprint) -> None:
@@ -85,7 +85,8 @@ def authorization_error(error: OAuth2Error, grant=None):
         mode = mode or ("fragment" if error.redirect_fragment else "query")
         params = [("error", error.error), ("error_description", description),
                   ("state", request.values.get("state"))]
-        return authorization_server().handle_response(*authorization_response(error.redirect_uri, params, mode))
+        response = authorization_response(error.redirect_uri, params, mode)
+        return authorization_server().handle_response(*response)
     return error_response(error.error, description, AUTHORIZATION_HINT, 400, retry_url=url_for("admin.apps"))
 
 
@@ -96,5 +97,5 @@ def logout_error(error: OAuth2Error | ValueError):
     client whose registered ``post_logout_redirect_uri`` could be trusted.
     """
     description = error.get_error_description() if isinstance(error, OAuth2Error) else str(error)
-    return error_response("invalid_request", f"This sign-out request is not valid: {description}", LOGOUT_HINT,
-                          400, retry_url=url_for("admin.home"))
+    return error_response("invalid_request", f"This sign-out request is not valid: {description}",
+                          LOGOUT_HINT, 400, retry_url=url_for("admin.home"))

@@ -64,7 +64,8 @@ class CodeChallenge(rfc7636.CodeChallenge):
         data = grant.request.payload.data
         challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
         if grant.request.client.is_public and not challenge:
-            raise InvalidRequestError("PKCE is required for public clients: send code_challenge and code_challenge_method=S256.")
+            raise InvalidRequestError(
+                "PKCE is required for public clients: send code_challenge and code_challenge_method=S256.")
         if challenge and method != "S256":
             raise InvalidRequestError("code_challenge_method must be S256; plain is not accepted.")
         return super().validate_code_challenge(grant, redirect_uri)
@@ -156,7 +157,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidGrantError("The authorization code has expired; start the sign-in again.")
         if not fresh:
             state().store.revoke_family(family)
-            raise InvalidGrantError("The authorization code was already used; the tokens issued for it are now revoked.")
+            raise InvalidGrantError(
+                "The authorization code was already used; the tokens issued for it are now revoked.")
         self.request.family = family
         self.request.auth_time = code.data.get("auth_time")
 
@@ -246,7 +248,8 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         super().validate_token_request()
         scope = self.request.client.get_allowed_scope(self.request.payload.scope)
         if scope is None:
-            raise InvalidScopeError("Ask for scopes this app may have, e.g. openid profile email offline_access.")
+            raise InvalidScopeError(
+                "Ask for scopes this app may have, e.g. openid profile email offline_access.")
         self.request.scope = scope
         self.request.auth_time = int(time.time())
 
@@ -268,7 +271,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         if set(requested) & set(OIDC_SCOPES):
             # There is no user, so there is nobody for an ID token or
             # userinfo to describe (Okta answers the same).
-            raise InvalidScopeError("A service has no user: openid, profile, email and offline_access cannot be granted.")
+            raise InvalidScopeError(
+                "A service has no user: openid, profile, email and offline_access cannot be granted.")
         if not requested:
             # RFC 6749 §3.3: without a scope, the client's default applies.
             self.request.scope = " ".join(client.scopes)
@@ -303,8 +307,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """
         if not isinstance(refresh_token, str) or len(refresh_token) > 512:
             return None
-        token = state().store.refresh_token(refresh_token)
-        if token is None or token.is_expired() or token.data.get("revoked") or state().store.family_revoked(token.family):
+        store = state().store
+        token = store.refresh_token(refresh_token)
+        if token is None or token.is_expired() or token.data.get("revoked"):
+            return None
+        if store.family_revoked(token.family):
             return None
         return token
 
@@ -320,7 +327,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         token = self.request.refresh_token
         if not state().store.claim_refresh_token(token):
             state().store.revoke_family(token.family)
-            raise InvalidGrantError("This refresh token was already used, so every token of its grant is now revoked.")
+            raise InvalidGrantError(
+                "This refresh token was already used, so every token of its grant is now revoked.")
         self.request.auth_time = token.data.get("auth_time")
 
     def authenticate_user(self, refresh_token):

@@ -55,11 +55,14 @@ def metadata() -> dict:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access", *settings.service_scope.split()],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "amr", "name",
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
+                                                          "none"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "amr",
+                             "name",
                              "given_name", "family_name", "preferred_username", "locale", "zoneinfo", "email",
                              "email_verified", "ver", "jti"],
         "code_challenge_methods_supported": ["S256"],
@@ -144,7 +147,8 @@ def unsupported_parameter_error(grant) -> OAuth2Error | None:
              "redirect_fragment": getattr(grant, "ERROR_RESPONSE_FRAGMENT", False)}
     if "request" in request.values:
         return RequestNotSupportedError(
-            "Request objects ('request') are not supported here: send the parameters as plain query parameters.",
+            "Request objects ('request') are not supported here: send the parameters as plain query "
+            "parameters.",
             **where)
     if "request_uri" in request.values:
         return RequestURINotSupportedError(
@@ -209,7 +213,8 @@ def authorize():
 
     grant.request.auth_time = auth_time
     try:
-        return authorization_server().handle_response(*grant.create_authorization_response(grant.redirect_uri, user))
+        response = grant.create_authorization_response(grant.redirect_uri, user)
+        return authorization_server().handle_response(*response)
     except OAuth2Error as error:
         return authorization_error(error, grant)
 

@@ -63,7 +63,9 @@ def validate_redirect_uri(request, client):
     """
     redirect_uri = request.payload.redirect_uri
     if not redirect_uri:
-        raise InvalidRequestError("Missing redirect_uri: it is required and must match a registered one exactly.")
+        raise InvalidRequestError(
+            "Missing redirect_uri: it is required and must match a registered one exactly.")
     if not client.check_redirect_uri(redirect_uri):
-        raise InvalidRequestError("The redirect_uri is not registered for this client (exact match required).")
+        raise InvalidRequestError(
+            "The redirect_uri is not registered for this client (exact match required).")
     return redirect_uri

@@ -89,7 +89,10 @@ class IssuerAuthorizationServer(AuthorizationServer):
         return self.issuer_state.clients.get(client_id) if isinstance(client_id, str) else None
 
     def create_oauth2_request(self, request):
-        """The current request as Authlib's grants and endpoints see it (see :class:`LoopbackIssuerRequest`)."""
+        """The current request as Authlib's grants and endpoints see it.
+
+        See :class:`LoopbackIssuerRequest` for the transport check.
+        """
         if self.loopback_http_origin is not None:
             return LoopbackIssuerRequest(flask_request, self.loopback_http_origin)
         return super().create_oauth2_request(request)
@@ -98,13 +101,15 @@ class IssuerAuthorizationServer(AuthorizationServer):
 def config_oauth(app: Flask, issuer_state: IssuerState) -> IssuerAuthorizationServer:
     """Build the app's authorization server and register grants, client authentication and endpoints."""
     app.extensions[STATE_EXTENSION] = issuer_state
-    app.config.setdefault("OAUTH2_SCOPES_SUPPORTED", list(OIDC_SCOPES) + issuer_state.settings.service_scope.split())
+    scopes = list(OIDC_SCOPES) + issuer_state.settings.service_scope.split()
+    app.config.setdefault("OAUTH2_SCOPES_SUPPORTED", scopes)
     server = IssuerAuthorizationServer(app, issuer_state)
     # init_app installed Authlib's opaque-token generator; ours makes JWTs.
     server.register_token_generator("default", generate_token)
     server.register_client_auth_method("private_key_jwt", PrivateKeyJWT())
 
-    server.register_grant(AuthorizationCodeGrant, [CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
+    server.register_grant(AuthorizationCodeGrant,
+                          [CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
     server.register_grant(ImplicitGrant)
     server.register_grant(OpenIDImplicitGrant)
     server.register_grant(PasswordGrant, [OpenIDToken()])

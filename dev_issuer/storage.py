@@ -122,7 +122,8 @@ class Store:
 
     PREFIX = "dev_issuer:"
 
-    def __init__(self, client: redis.Redis, settings: Settings, clients: dict[str, Client], users: dict[str, User]):
+    def __init__(self, client: redis.Redis, settings: Settings, clients: dict[str, Client],
+                 users: dict[str, User]):
         self.redis = client
         self.settings = settings
         self.clients = clients
@@ -188,7 +189,8 @@ class Store:
         digest = storage_digest(code)
         # The marker (and the code's record) live as long as the tokens can,
         # so that a replay can still find and revoke them.
-        result = self.redis.eval(self._REDEEM_CODE, 2, self._key("code", digest), self._key("code_used", digest),
+        result = self.redis.eval(self._REDEEM_CODE, 2,
+                                 self._key("code", digest), self._key("code_used", digest),
                                  new_id(), self.settings.dev_issuer_refresh_token_lifetime)
         if not result:
             return False, None
@@ -202,7 +204,8 @@ class Store:
 
     def revoke_family(self, family: str) -> None:
         """Revoke every token of one grant (RFC 6749 §4.1.2, RFC 9700 §4.14.2)."""
-        self.redis.set(self._key("family_revoked", family), "1", ex=self.settings.dev_issuer_refresh_token_lifetime)
+        lifetime = self.settings.dev_issuer_refresh_token_lifetime
+        self.redis.set(self._key("family_revoked", family), "1", ex=lifetime)
 
     # tokens ----------------------------------------------------------------
 
@@ -225,7 +228,8 @@ class Store:
 
     def claim_refresh_token(self, token: StoredToken) -> bool:
         """Mark a refresh token as used; False if it already was (a reuse)."""
-        return bool(self.redis.set(self._key("rt_used", token.key), "1", nx=True, ex=max(1, token.get_expires_in() + 60)))
+        ttl = max(1, token.get_expires_in() + 60)
+        return bool(self.redis.set(self._key("rt_used", token.key), "1", nx=True, ex=ttl))
 
     def refresh_token_used(self, token: StoredToken) -> bool:
         return self.redis.exists(self._key("rt_used", token.key)) > 0

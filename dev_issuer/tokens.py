@@ -101,7 +101,8 @@ def generate_token(grant_type, client, user=None, scope=None, expires_in=None, i
         "access_token": sign_jwt(claims),
         "scope": " ".join(scopes),
     }
-    if include_refresh_token and user is not None and "offline_access" in scopes and client.check_grant_type("refresh_token"):
+    wants_refresh = include_refresh_token and user is not None and "offline_access" in scopes
+    if wants_refresh and client.check_grant_type("refresh_token"):
         token["refresh_token"] = secrets.token_urlsafe(48)
     return token
 
@@ -128,7 +129,8 @@ def save_token(token, request):
         "scope": token.get("scope", ""),
         "family": family,
     }
-    store.save_access_token(claims["jti"], {**common, "sub": claims["sub"], "iat": claims["iat"], "exp": claims["exp"]})
+    store.save_access_token(claims["jti"],
+                            {**common, "sub": claims["sub"], "iat": claims["iat"], "exp": claims["exp"]})
     if "refresh_token" in token:
         now = int(time.time())
         store.save_refresh_token(
@@ -171,8 +173,8 @@ class IdTokenMixin:
         return {"alg": "RS256", "kid": signing_key().kid, "typ": "JWT"}
 
     def get_client_claims(self, client):
-        return {"iss": state().settings.issuer, "aud": client.get_client_id(), "ver": 1, "jti": "ID." + new_id(),
-                "amr": ["pwd"]}
+        return {"iss": state().settings.issuer, "aud": client.get_client_id(), "ver": 1,
+                "jti": "ID." + new_id(), "amr": ["pwd"]}
 
     def get_compatible_claims(self, request):
         claims = super().get_compatible_claims(request)

@@ -22,6 +22,7 @@ HTTPS_ISSUER = "https://issuer.test/oauth2/default"
 
 @pytest.fixture
 def redis_url(redis_server):
+    """The suite's Redis, in a database of its own, emptied afterwards."""
     url = redis_server.url.rsplit("/", 1)[0] + f"/{FACTORY_TEST_DB}"
     yield url
     redis.Redis.from_url(url).flushdb()
@@ -29,6 +30,7 @@ def redis_url(redis_server):
 
 @pytest.fixture
 def make_issuer(redis_url, monkeypatch):
+    """Build issuer apps in this process, starting from an environment without Authlib's switch."""
     monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT", raising=False)
 
     def make(issuer: str):
@@ -56,7 +58,8 @@ def test_each_app_has_its_own_server_and_every_grant(make_issuer):
     assert first.extensions[STATE_EXTENSION] is not second.extensions[STATE_EXTENSION]
     for app in (first, second):
         response = service_token(app, "http://127.0.0.1:9999")
-        assert response.status_code == 200 and "access_token" in response.get_json(), response.get_data(as_text=True)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert "access_token" in response.get_json()
 
 
 def test_loopback_http_issuer_serves_plain_http_whatever_the_host_header(make_issuer):
