@@ -30,18 +30,7 @@ from .state import state
 from .storage import AuthorizationCode, new_id
 from .tokens import ID_TOKEN_LIFETIME, IdTokenMixin
 
-# -- OpenID Connect extensions -----------------------------------------------------------
-
-
-class OpenIDCode(IdTokenMixin, _OpenIDCode):
-    """ID tokens from the authorization code (OpenID Connect Core 3.1.3.3)."""
-
-
-class OpenIDToken(IdTokenMixin, _OpenIDToken):
-    """ID tokens from the password and refresh grants, when ``openid`` was granted."""
-
-
-# -- authorization code and implicit ---------------------------------------------------
+# -- extensions: PKCE and ID tokens ----------------------------------------------------
 
 
 class CodeChallenge(rfc7636.CodeChallenge):
@@ -69,6 +58,17 @@ class CodeChallenge(rfc7636.CodeChallenge):
         if challenge and method != "S256":
             raise InvalidRequestError("code_challenge_method must be S256; plain is not accepted.")
         return super().validate_code_challenge(grant, redirect_uri)
+
+
+class OpenIDCode(IdTokenMixin, _OpenIDCode):
+    """ID tokens from the authorization code (OpenID Connect Core 3.1.3.3)."""
+
+
+class OpenIDToken(IdTokenMixin, _OpenIDToken):
+    """ID tokens from the password and refresh grants, when ``openid`` was granted."""
+
+
+# -- authorization code and implicit ---------------------------------------------------
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
