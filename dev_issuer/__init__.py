@@ -3,47 +3,42 @@
 Run it with ``flask --app dev_issuer run --port 9000`` or
 ``gunicorn "dev_issuer:create_app()"``; rotate its keys with
 ``flask --app dev_issuer rotate-keys``.
+
+One module per concern: ``clients.py`` (the client registry), ``users.py``,
+``storage.py`` (Redis: codes, tokens, grant families, single-use markers),
+``keys.py`` (signing keys and their rotation), ``tokens.py`` (minting),
+``grants.py`` and ``endpoints.py`` (Authlib's grants and endpoints),
+``client_auth.py``, ``responses.py`` (authorization responses),
+``errors.py``, ``server.py`` (the wiring), and the views: ``oauth.py``
+(protocol), ``auth.py`` (sign-in), ``admin.py`` (the issuer's own pages).
 """
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import rfc9207
 from authlib.oidc import rpinitiated
 from authlib.oidc.discovery import OpenIDProviderMetadata
+from flask import Flask
 
 from common.session import connect_redis
 from common.web import create_base_app, settings_of
 
+from . import admin, auth, oauth
+from .clients import origin_and_wildcard, register_clients
 from .keys import Keyring
-from .models import Store, origin_and_wildcard, register_clients, seed_users
-from .server import IssuerState, config_oauth
-
-
-def allow_http_for_loopback_issuer(issuer: str) -> None:
-    """Let Authlib's server accept plain http, only for an issuer on this machine.
-
-    Authlib refuses every non-https request URL (RFC 6749 §3.1 requires
-    TLS) unless ``AUTHLIB_INSECURE_TRANSPORT`` is set.  The dev issuer runs
-    on ``http://localhost``, where nothing leaves the machine (the loopback
-    exception of RFC 8252 §8.3), so it sets the switch for its own process
-    and only then; an issuer configured on any other host keeps https.
-    """
-    parts = urlsplit(issuer)
-    if parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1", "::1"}:
-        os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
+from .server import config_oauth
+from .state import IssuerState
+from .storage import Store
+from .users import seed_users
 
 
 def create_app(test_config=None):
     """Create and configure the dev issuer app."""
-    app = create_base_app(
-        __name__, "dev_issuer", title="Dev issuer", base_url=lambda s: s.issuer_base_url, test_config=test_config
-    )
+    app = create_base_app(__name__, "dev_issuer", title="Dev issuer", base_url=lambda s: s.issuer_base_url,
+                          test_config=test_config)
     settings = settings_of(app)
-    allow_http_for_loopback_issuer(settings.issuer)
-
     clients = register_clients(settings)
     # The sign-in form's redirect chain ends at a client's redirect URI, and
     # CSP form-action applies to every hop of it: allow exactly those.
@@ -53,22 +48,30 @@ def create_app(test_config=None):
     )
     redis_client = connect_redis(settings.redis_url)
     users = seed_users(settings)
-    config_oauth(app, IssuerState(settings, clients, users, Store(redis_client, settings, clients, users),
-                                  Keyring(redis_client)))
+    store = Store(redis_client, settings, clients, users)
+    config_oauth(app, IssuerState(settings, clients, users, store, Keyring(redis_client)))
+    register_views(app, settings.issuer)
+    validate_metadata(app)
+    return app
 
-    from . import admin, auth, oauth
 
-    prefix = urlsplit(settings.issuer).path.rstrip("/")
+def register_views(app: Flask, issuer: str) -> None:
+    """The protocol endpoints under the issuer's path, the sign-in and admin pages, the CLI."""
+    prefix = urlsplit(issuer).path.rstrip("/")
     app.register_blueprint(oauth.bp, url_prefix=prefix or None)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.cli.add_command(admin.rotate_keys_command)
 
+
+def validate_metadata(app: Flask) -> None:
+    """Fail at start-up, not at the first client, if the metadata we publish is not what the specs require.
+
+    OpenID Connect Discovery 1.0 §3, RFC 8414 §2, RFC 9207 §3 and
+    RP-Initiated Logout 1.0 §2.1 (which also require https endpoints, except
+    on loopback, RFC 8252 §8.3).
+    """
     with app.test_request_context():
-        # Fail at start-up, not at the first client, if the metadata we
-        # publish is not what the specs require.
         OpenIDProviderMetadata(oauth.metadata()).validate(
             metadata_classes=[rfc9207.AuthorizationServerMetadata, rpinitiated.OpenIDProviderMetadata]
         )
-
-    return app

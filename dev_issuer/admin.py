@@ -1,4 +1,4 @@
-"""The issuer's own pages: home, Applications (the guide's "Add Application"), and keys."""
+"""The issuer's own pages: home, Applications (the README's "Add Application"), and keys."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from flask.cli import with_appcontext
 
 from common.web import require_csrf
 
-from .server import state
+from .state import state
 
 bp = Blueprint("admin", __name__)
 
 
 def is_loopback(address: str | None) -> bool:
+    """True when the client's address is this machine's (key rotation is allowed only from here)."""
     try:
         return ipaddress.ip_address(address or "").is_loopback
     except ValueError:
@@ -37,7 +38,8 @@ def apps():
     adding each application; here it is derived from the same settings the
     apps read.
     """
-    return render_template("dev_issuer/apps.html", clients=state().clients.values(), settings=state().settings)
+    issuer = state()
+    return render_template("dev_issuer/apps.html", clients=issuer.clients.values(), settings=issuer.settings)
 
 
 @bp.route("/admin/keys")

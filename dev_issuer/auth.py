@@ -1,4 +1,4 @@
-"""Signing in and out at the issuer: the page the guide's users type their password into.
+"""Signing in and out at the issuer: the page where users type their password.
 
 The issuer keeps its own session (in Redis, cookie ``dev_issuer_session``):
 that is the single sign-on session, so a second authorization request
@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash
 from common.session import regenerate_session_id
 from common.web import require_csrf, safe_next
 
-from .server import state
+from .state import state
 
 bp = Blueprint("auth", __name__)
 

@@ -30,8 +30,12 @@ KEYS = "dev_issuer:keys"
 LOCK = "dev_issuer:keys:lock"
 
 
-class KeysUnavailable(RuntimeError):
-    """Another worker is generating the keys and did not finish in time."""
+class SigningKeysUnavailable(RuntimeError):
+    """The signing keys are not ready: another worker is generating or rotating them.
+
+    Named apart from the relying parties' error for an issuer's JWKS that
+    cannot be fetched (in ``common/``): this one is the issuer's own.
+    """
 
 
 def generate_key() -> dict:
@@ -64,8 +68,7 @@ class Keyring:
         redis-py's ``Lock`` stores a random token and releases with a
         compare-and-delete script: a worker whose lock expired (a slow key
         generation) must not delete the lock another worker now holds, which
-        a plain ``DEL`` would do (the single-instance lock of the Redis
-        ``SET`` documentation, "Patterns").
+        a plain ``DEL`` would do (pinned by ``tests/dev_issuer/test_keys.py``).
         """
         return self.redis.lock(LOCK, timeout=30, sleep=0.05)
 
@@ -102,7 +105,7 @@ class Keyring:
             keys = self._load()
             if keys is not None:
                 return keys
-        raise KeysUnavailable("the signing keys were not generated in time")
+        raise SigningKeysUnavailable("the signing keys were not generated in time")
 
     def signing_key(self) -> RSAKey:
         """The ``current`` private key (with its ``kid``)."""
@@ -133,7 +136,7 @@ class Keyring:
         self.keys()
         lock = self._lock()
         if not lock.acquire(blocking=True, blocking_timeout=15):
-            raise KeysUnavailable("another rotation is still running")
+            raise SigningKeysUnavailable("another rotation is still running")
         try:
             keys = self._load()
             now = int(time.time())

@@ -2,35 +2,33 @@
 
 ``{issuer}/.well-known/openid-configuration``, ``{issuer}/v1/authorize``,
 ``/v1/token``, ``/v1/keys``, ``/v1/userinfo``, ``/v1/introspect``,
-``/v1/revoke`` and ``/v1/logout``.  The protocol work is Authlib's (see
-``server.py``); the views here add what a browser-facing issuer needs:
-the sign-in hand-off, error pages for requests that must not be
-redirected, and CORS for the single-page app.
+``/v1/revoke`` and ``/v1/logout``.  The protocol work is Authlib's (grants
+in ``grants.py``, other endpoints in ``endpoints.py``, wired in
+``server.py``); the views here add what a browser-facing issuer needs: the
+sign-in hand-off, and CORS for the single-page app.  Errors are answered
+by ``errors.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from urllib.parse import urlencode
 
-import redis
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 
-from common.errors import error_response
 from common.web import require_csrf
 
-from .keys import KeysUnavailable
-from .server import authorization, authorization_response, state
+from .client_auth import refuse_unreadable_client_credentials
+from .errors import authorization_error, logout_error, post_only, register_protocol_error_handlers
+from .state import authorization_server, state
 
 bp = Blueprint("oauth", __name__)
 
 #: Endpoints a browser app on the SPA's origin calls with fetch() (the
-#: guide's "Trusted Origins").  Nothing else is opened to other origins.
+#: README's "Trusted Origins").  Nothing else is opened to other origins.
 CORS_ENDPOINTS = {"oauth.token", "oauth.keys", "oauth.userinfo", "oauth.revoke",
                   "oauth.openid_configuration", "oauth.oauth_authorization_server"}
 
@@ -57,11 +55,14 @@ def metadata() -> dict:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access", *settings.service_scope.split()],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "amr", "name",
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
+                                                          "none"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "amr",
+                             "name",
                              "given_name", "family_name", "preferred_username", "locale", "zoneinfo", "email",
                              "email_verified", "ver", "jti"],
         "code_challenge_methods_supported": ["S256"],
@@ -77,28 +78,8 @@ def metadata() -> dict:
 # -- cross-cutting ------------------------------------------------------------------
 
 
-@bp.before_request
-def refuse_unreadable_client_credentials():
-    """Answer ``invalid_client`` for an Authorization header that is not even Basic-decodable.
-
-    Authlib would stumble over bytes that are not UTF-8; a client should
-    learn what is wrong from a proper RFC 6749 §5.2 error instead.
-    """
-    header = request.headers.get("Authorization", "")
-    if " " in header and len(header.split(None, 1)) < 2:
-        # A space but nothing after the scheme once Unicode whitespace
-        # (NBSP, NEL: Latin-1 octets a client can send) is split off:
-        # Authlib's extract_basic_authorization unpacks two parts and
-        # raised, a 500 found by tests/security/test_fuzz.py.
-        return oauth_error("invalid_client", "The Authorization header is malformed.", 401,
-                           {"WWW-Authenticate": 'Basic realm="dev_issuer"'})
-    if header[:6].lower() == "basic ":
-        try:
-            base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return oauth_error("invalid_client", "The Basic credentials are not valid base64 of UTF-8 text.", 401,
-                               {"WWW-Authenticate": 'Basic realm="dev_issuer"'})
-    return None
+bp.before_request(refuse_unreadable_client_credentials)
+register_protocol_error_handlers(bp)
 
 
 @bp.after_request
@@ -112,29 +93,6 @@ def cors(response):
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
     return response
-
-
-@bp.errorhandler(redis.RedisError)
-@bp.errorhandler(KeysUnavailable)
-def store_unavailable(error):
-    """Redis is the issuer's memory: without it, say so (RFC 6749 §4.1.2.1's temporarily_unavailable)."""
-    return oauth_error("temporarily_unavailable", "The issuer's store (Redis) is not reachable. Try again shortly.",
-                       503, {"Retry-After": "5"})
-
-
-def oauth_error(error: str, description: str, status: int = 400, headers: dict | None = None):
-    """An RFC 6749 §5.2 JSON error body."""
-    response = jsonify(error=error, error_description=description)
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.update(headers or {})
-    return response
-
-
-def post_only(name: str):
-    """Token, introspection and revocation requests are POSTs (RFC 6749 §3.2)."""
-    return oauth_error("invalid_request", f"The {name} endpoint accepts only POST with a form body.", 405,
-                       {"Allow": "POST"})
 
 
 # -- discovery and keys ------------------------------------------------------------
@@ -174,32 +132,6 @@ def signed_in_user():
     return (user, session.get("auth_time")) if user else (None, None)
 
 
-def authorization_error(error: OAuth2Error, grant=None):
-    """Send an authorization error back to the client, or show it here.
-
-    Authlib sets ``error.redirect_uri`` only once the client and its
-    redirect URI are verified.  Without it (unknown client, unregistered
-    or mismatched redirect URI, repeated parameters) the error is shown on
-    the issuer and never redirected: RFC 6749 §4.1.2.1, so the issuer
-    cannot be used as an open redirector.
-    """
-    description = error.get_error_description() or error.error
-    if error.redirect_uri:
-        mode = getattr(grant.request, "response_mode", None) if grant is not None else None
-        mode = mode or ("fragment" if error.redirect_fragment else "query")
-        params = [("error", error.error), ("error_description", description),
-                  ("state", request.values.get("state"))]
-        return authorization.handle_response(*authorization_response(error.redirect_uri, params, mode))
-    return error_response(
-        error.error,
-        description,
-        "Check the client_id and that redirect_uri matches one registered on the Applications page exactly "
-        "(scheme, host, port, path and trailing slash).",
-        400,
-        retry_url=url_for("admin.apps"),
-    )
-
-
 def unsupported_parameter_error(grant) -> OAuth2Error | None:
     """The error for authorization parameters this issuer does not implement, if any.
 
@@ -215,7 +147,8 @@ def unsupported_parameter_error(grant) -> OAuth2Error | None:
              "redirect_fragment": getattr(grant, "ERROR_RESPONSE_FRAGMENT", False)}
     if "request" in request.values:
         return RequestNotSupportedError(
-            "Request objects ('request') are not supported here: send the parameters as plain query parameters.",
+            "Request objects ('request') are not supported here: send the parameters as plain query "
+            "parameters.",
             **where)
     if "request_uri" in request.values:
         return RequestURINotSupportedError(
@@ -253,7 +186,7 @@ def authorize():
     """
     user, auth_time = signed_in_user()
     try:
-        grant = authorization.get_consent_grant(end_user=user)
+        grant = authorization_server().get_consent_grant(end_user=user)
     except OAuth2Error as error:
         return authorization_error(error)
     except ValueError:
@@ -280,7 +213,8 @@ def authorize():
 
     grant.request.auth_time = auth_time
     try:
-        return authorization.handle_response(*grant.create_authorization_response(grant.redirect_uri, user))
+        response = grant.create_authorization_response(grant.redirect_uri, user)
+        return authorization_server().handle_response(*response)
     except OAuth2Error as error:
         return authorization_error(error, grant)
 
@@ -293,7 +227,7 @@ def token():
     """The token endpoint (RFC 6749 §3.2): every grant type, every client auth method."""
     if request.method != "POST":
         return post_only("token")
-    return authorization.create_token_response()
+    return authorization_server().create_token_response()
 
 
 @bp.route("/v1/introspect", methods=["GET", "POST"])
@@ -301,7 +235,7 @@ def introspect():
     """Token introspection (RFC 7662 §2)."""
     if request.method != "POST":
         return post_only("introspection")
-    return authorization.create_endpoint_response("introspection")
+    return authorization_server().create_endpoint_response("introspection")
 
 
 @bp.route("/v1/revoke", methods=["GET", "POST"])
@@ -309,13 +243,13 @@ def revoke():
     """Token revocation (RFC 7009 §2)."""
     if request.method != "POST":
         return post_only("revocation")
-    return authorization.create_endpoint_response("revocation")
+    return authorization_server().create_endpoint_response("revocation")
 
 
 @bp.route("/v1/userinfo", methods=["GET", "POST"])
 def userinfo():
     """The userinfo endpoint (OpenID Connect Core 5.3), bearer token required."""
-    return authorization.create_endpoint_response("userinfo")
+    return authorization_server().create_endpoint_response("userinfo")
 
 
 # -- RP-initiated logout --------------------------------------------------------------------
@@ -335,15 +269,12 @@ def logout():
         session.clear()
         return render_template("dev_issuer/logged_out.html", redirected=False, requested_uri=None), 200
     try:
-        validated = authorization.validate_endpoint_request("end_session")
+        validated = authorization_server().validate_endpoint_request("end_session")
     except (OAuth2Error, ValueError) as error:
-        description = error.get_error_description() if isinstance(error, OAuth2Error) else str(error)
-        return error_response("invalid_request", f"This sign-out request is not valid: {description}",
-                              "Sign out from the application again; its id_token_hint must be an ID token from this issuer.",
-                              400, retry_url=url_for("admin.home"))
+        return logout_error(error)
     if validated.needs_confirmation:
         return render_template("dev_issuer/logout_confirm.html", user=signed_in_user()[0])
-    response = authorization.create_endpoint_response("end_session", validated)
+    response = authorization_server().create_endpoint_response("end_session", validated)
     if response is not None:
         return response
     return render_template("dev_issuer/logged_out.html", redirected=False,

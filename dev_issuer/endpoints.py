@@ -1,0 +1,116 @@
+"""The issuer's endpoints beyond the grants: revocation, introspection, userinfo, logout.
+
+Each is an Authlib endpoint class named after its spec, with the storage
+and policy hooks filled in; ``config_oauth`` registers them on the app's
+authorization server, and the views in ``oauth.py`` call them by name.
+"""
+
+from __future__ import annotations
+
+from authlib.oauth2 import rfc7009, rfc7662
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
+from authlib.oidc import core as oidc
+from authlib.oidc import rpinitiated
+from flask import session
+
+from .state import state
+from .tokens import find_token, signing_key
+from .users import user_info
+
+
+class RevocationEndpoint(rfc7009.RevocationEndpoint):
+    """Token revocation (RFC 7009)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request):
+        """Revoke one access token; a refresh token takes its whole grant (§2.1)."""
+        if token.kind == "refresh_token":
+            state().store.revoke_family(token.family)
+        state().store.revoke(token)
+
+
+class IntrospectionEndpoint(rfc7662.IntrospectionEndpoint):
+    """Token introspection (RFC 7662)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client, request):
+        # The resource server's introspection client may ask about any
+        # token; any other client only about its own (§2.1, §4).
+        return client.introspect_any or token.check_client(client)
+
+    def introspect_token(self, token):
+        """The introspection answer for an active token (RFC 7662 §2.2).
+
+        Authlib answers ``{"active": false}`` itself for unknown, expired
+        or revoked tokens; the claims here are §2.2's plus Okta's ``uid``.
+        """
+        data = token.data
+        user = token.get_user()
+        body = {
+            "active": True,
+            "scope": token.scope,
+            "client_id": token.client_id,
+            "username": data.get("username"),
+            "exp": int(data["exp"]),
+            "iat": int(data["iat"]),
+            "sub": data.get("sub") or data.get("username"),
+            "iss": state().settings.issuer,
+            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+        }
+        if token.kind == "access_token":
+            body.update(aud=state().settings.api_audience, jti=token.key)
+        if user is not None:
+            body["uid"] = user.uid
+        return {k: v for k, v in body.items() if v is not None}
+
+
+class BearerTokenValidator(_BearerTokenValidator):
+    """Bearer access tokens for the userinfo endpoint (RFC 6750)."""
+
+    def authenticate_token(self, token_string):
+        token = find_token(token_string)
+        return token if token is not None and token.kind == "access_token" else None
+
+
+class UserInfoEndpoint(oidc.UserInfoEndpoint):
+    """Userinfo (OpenID Connect Core 5.3): claims for the token's scopes."""
+
+    def get_issuer(self):
+        return state().settings.issuer
+
+    def generate_user_info(self, user, scope):
+        return user_info(user, scope)
+
+    def resolve_private_key(self):
+        return signing_key()
+
+
+class EndSessionEndpoint(rpinitiated.EndSessionEndpoint):
+    """RP-Initiated Logout 1.0: redirect only to registered post-logout URIs."""
+
+    def get_server_jwks(self):
+        return state().keyring.public_key_set()
+
+    def get_algorithms(self):
+        return ["RS256"]
+
+    def validate_request(self, request):
+        validated = super().validate_request(request)
+        claims = validated.id_token_claims
+        # §2: the hint must be an ID token *we* issued.
+        if claims is not None and claims.get("iss") != state().settings.issuer:
+            raise InvalidRequestError("The id_token_hint was not issued by this issuer.")
+        return validated
+
+    def end_session(self, end_session_request):
+        """End the issuer's own sign-in session (the SSO session)."""
+        session.clear()
