@@ -223,51 +223,59 @@ VALIDATORS = {"floor": make_floor, "joserfc": make_joserfc, "ours": make_ours, "
               "okta-jwt-verifier": make_okta}
 
 
-def run(scale: Scale) -> Result:
+def _time_validators(keys: KeyServer, scale: Scale) -> tuple[dict[str, list[float]], list[str]]:
+    """Microseconds per token of each installed validator, per chunk; and the validators not installed."""
     chunks = scale.pick(60, 6)
     chunk_size = 20
     warmup = scale.pick(30, 5)
+    validators, missing = {}, []
+    for name, make in VALIDATORS.items():
+        try:
+            validators[name] = make(keys)
+        except ImportError:
+            missing.append(name)
+    names = list(validators)
+    for token in [keys.mint() for _ in range(warmup)]:  # key fetch, imports, caches: untimed
+        for validate in validators.values():
+            validate(token)
+    # Our validator also remembers each verified token (by hash, oldest
+    # forgotten first when full).  A resource server that has run for a
+    # while has a full cache, where a new entry reuses the memory of the
+    # one it evicts; a fresh one's cache is still growing, and each new
+    # token then also pays the process's heap growing into new pages
+    # (about half a page per token; on this kind of VM a first-touch page
+    # fault costs tens of microseconds).  So "ours" is measured in the
+    # steady state: its cache is filled first, untimed, with other tokens.
+    from resource_server.validation import JWTValidator
+
+    for _ in range(scale.pick(JWTValidator.CACHE_SIZE, 0)):
+        validators["ours"](keys.mint())
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for number in range(chunks):
+        tokens = [keys.mint() for _ in range(chunk_size)]
+        # Every validator gets the same never-seen chunk, one after the
+        # other in a rotating order, so that a burst of load from
+        # elsewhere on the machine hits all five alike.
+        order = names[number % len(names):] + names[:number % len(names)]
+        for name in order:
+            validate = validators[name]
+            started = time.thread_time()
+            for token in tokens:
+                validate(token)
+            timings[name].append((time.thread_time() - started) / chunk_size * 1e6)
+    return timings, missing
+
+
+def run(scale: Scale) -> Result:
+    chunks = scale.pick(60, 6)
+    chunk_size = 20
     keys = KeyServer().start()
     # Our validator and okta-jwt-verifier fetch with requests, which trusts
     # the CA bundle named here; PyJWT is handed an ssl context instead.
     saved = os.environ.get("REQUESTS_CA_BUNDLE")
     os.environ["REQUESTS_CA_BUNDLE"] = keys.ca_file
     try:
-        validators, missing = {}, []
-        for name, make in VALIDATORS.items():
-            try:
-                validators[name] = make(keys)
-            except ImportError:
-                missing.append(name)
-        names = list(validators)
-        for token in [keys.mint() for _ in range(warmup)]:  # key fetch, imports, caches: untimed
-            for validate in validators.values():
-                validate(token)
-        # Our validator also remembers each verified token (by hash, oldest
-        # forgotten first when full).  A resource server that has run for a
-        # while has a full cache, where a new entry reuses the memory of the
-        # one it evicts; a fresh one's cache is still growing, and each new
-        # token then also pays the process's heap growing into new pages
-        # (about half a page per token; on this kind of VM a first-touch page
-        # fault costs tens of microseconds).  So "ours" is measured in the
-        # steady state: its cache is filled first, untimed, with other tokens.
-        from resource_server.validation import JWTValidator
-
-        for _ in range(scale.pick(JWTValidator.CACHE_SIZE, 0)):
-            validators["ours"](keys.mint())
-        timings: dict[str, list[float]] = {name: [] for name in names}
-        for number in range(chunks):
-            tokens = [keys.mint() for _ in range(chunk_size)]
-            # Every validator gets the same never-seen chunk, one after the
-            # other in a rotating order, so that a burst of load from
-            # elsewhere on the machine hits all five alike.
-            order = names[number % len(names):] + names[:number % len(names)]
-            for name in order:
-                validate = validators[name]
-                started = time.thread_time()
-                for token in tokens:
-                    validate(token)
-                timings[name].append((time.thread_time() - started) / chunk_size * 1e6)
+        timings, missing = _time_validators(keys, scale)
     finally:
         if saved is None:
             os.environ.pop("REQUESTS_CA_BUNDLE", None)

@@ -356,8 +356,8 @@ def _extract(token: Any, max_length: int) -> jws.CompactSignature:
                            check="format")
     if token.index(".") > MAX_HEADER_SEGMENT:
         # Capped before parsing: the whole-token cap alone would let a header
-        # nest JSON deeply enough to exhaust the parser (RFC 8725 §3.4 asks
-        # for exactly this kind of input validation).
+        # nest JSON deeply enough to exhaust the parser; a hostile header must
+        # cost a 401 (RFC 6750 §3.1), not a worker's time.
         raise InvalidToken(f"The token header is longer than {MAX_HEADER_SEGMENT} characters.",
                            check="format")
     try:
