@@ -1,15 +1,18 @@
 """2. Access-token validation cost, in process: ours, two peers, and the floor.
 
-Four ways to accept the same Okta-shaped RS256 access tokens, each timed
+Five ways to accept the same Okta-shaped RS256 access tokens, each timed
 over the same set of never-seen tokens (so no validator can answer from a
 cache of verified tokens) after a warm-up:
 
 * **floor**: a bare ``cryptography`` RSA-SHA256 (PKCS#1 v1.5) verify of the
   signing input plus the base64url and JSON decode of the payload, with the
   public key already loaded: what any validator must at least do;
+* **joserfc**: a bare ``joserfc.jws.deserialize_compact`` with the key already
+  imported, plus the JSON decode of the payload: the library ours verifies
+  with, without any of our checks (a reference row, not a goal);
 * **ours**: ``resource_server.validation.JWTValidator.validate`` (header
-  checks, key lookup by ``kid`` in :class:`common.jwks.KeySet`, signature,
-  ``iss``/``aud``/``exp``/``iat``, token-type and ID-token refusal, scopes);
+  checks, key lookup by ``kid`` in :class:`common.jwks.KeySet`, signature by
+  joserfc, ``iss``/``aud``/``exp``/``iat``, token-type and ID-token refusal, scopes);
 * **PyJWT**: ``PyJWKClient.get_signing_key_from_jwt`` + ``jwt.decode`` with
   audience, issuer and required claims;
 * **okta-jwt-verifier**: ``AccessTokenVerifier.verify_sync``
@@ -20,7 +23,7 @@ JWKS, with a throw-away certificate the three clients are told to trust),
 so each validator fetches them its normal way; okta-jwt-verifier insists on
 an ``https://`` issuer.  Tokens come in chunks that each validator checks
 in turn (rotating order), so that load from elsewhere on the machine hits
-all four alike, and timed by this thread's CPU time (``time.thread_time``),
+all five alike, and timed by this thread's CPU time (``time.thread_time``),
 so that time the scheduler gives to other processes is not counted; the
 figure per validator is the median over chunks of the mean time per token.
 """
@@ -161,7 +164,7 @@ class KeyServer:
         return signing_input + "." + b64url(signature)
 
 
-# -- the four validators: each ``make_*`` returns a fresh "validate one token" function -----------
+# -- the five validators: each ``make_*`` returns a fresh "validate one token" function -----------
 
 
 def make_floor(keys: KeyServer):
@@ -172,6 +175,17 @@ def make_floor(keys: KeyServer):
         signing_input, _, signature = token.rpartition(".")
         public_key.verify(b64url_decode(signature), signing_input.encode("ascii"), pkcs1, sha256)
         return json.loads(b64url_decode(signing_input.partition(".")[2]))
+    return validate
+
+
+def make_joserfc(keys: KeyServer):
+    from joserfc import jws
+    from joserfc.jwk import import_key
+
+    key = import_key(keys.jwks()["keys"][0], "RSA")
+
+    def validate(token: str) -> dict:
+        return json.loads(jws.deserialize_compact(token, key, algorithms=["RS256"]).payload)
     return validate
 
 
@@ -205,54 +219,63 @@ def make_okta(keys: KeyServer):
     return verifier.verify_sync
 
 
-VALIDATORS = {"floor": make_floor, "ours": make_ours, "PyJWT": make_pyjwt, "okta-jwt-verifier": make_okta}
+VALIDATORS = {"floor": make_floor, "joserfc": make_joserfc, "ours": make_ours, "PyJWT": make_pyjwt,
+              "okta-jwt-verifier": make_okta}
+
+
+def _time_validators(keys: KeyServer, scale: Scale) -> tuple[dict[str, list[float]], list[str]]:
+    """Microseconds per token of each installed validator, per chunk; and the validators not installed."""
+    chunks = scale.pick(60, 6)
+    chunk_size = 20
+    warmup = scale.pick(30, 5)
+    validators, missing = {}, []
+    for name, make in VALIDATORS.items():
+        try:
+            validators[name] = make(keys)
+        except ImportError:
+            missing.append(name)
+    names = list(validators)
+    for token in [keys.mint() for _ in range(warmup)]:  # key fetch, imports, caches: untimed
+        for validate in validators.values():
+            validate(token)
+    # Our validator also remembers each verified token (by hash, oldest
+    # forgotten first when full).  A resource server that has run for a
+    # while has a full cache, where a new entry reuses the memory of the
+    # one it evicts; a fresh one's cache is still growing, and each new
+    # token then also pays the process's heap growing into new pages
+    # (about half a page per token; on this kind of VM a first-touch page
+    # fault costs tens of microseconds).  So "ours" is measured in the
+    # steady state: its cache is filled first, untimed, with other tokens.
+    from resource_server.validation import JWTValidator
+
+    for _ in range(scale.pick(JWTValidator.CACHE_SIZE, 0)):
+        validators["ours"](keys.mint())
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for number in range(chunks):
+        tokens = [keys.mint() for _ in range(chunk_size)]
+        # Every validator gets the same never-seen chunk, one after the
+        # other in a rotating order, so that a burst of load from
+        # elsewhere on the machine hits all five alike.
+        order = names[number % len(names):] + names[:number % len(names)]
+        for name in order:
+            validate = validators[name]
+            started = time.thread_time()
+            for token in tokens:
+                validate(token)
+            timings[name].append((time.thread_time() - started) / chunk_size * 1e6)
+    return timings, missing
 
 
 def run(scale: Scale) -> Result:
     chunks = scale.pick(60, 6)
     chunk_size = 20
-    warmup = scale.pick(30, 5)
     keys = KeyServer().start()
     # Our validator and okta-jwt-verifier fetch with requests, which trusts
     # the CA bundle named here; PyJWT is handed an ssl context instead.
     saved = os.environ.get("REQUESTS_CA_BUNDLE")
     os.environ["REQUESTS_CA_BUNDLE"] = keys.ca_file
     try:
-        validators, missing = {}, []
-        for name, make in VALIDATORS.items():
-            try:
-                validators[name] = make(keys)
-            except ImportError:
-                missing.append(name)
-        names = list(validators)
-        for token in [keys.mint() for _ in range(warmup)]:  # key fetch, imports, caches: untimed
-            for validate in validators.values():
-                validate(token)
-        # Our validator also remembers each verified token (by hash, oldest
-        # forgotten first when full).  A resource server that has run for a
-        # while has a full cache, where a new entry reuses the memory of the
-        # one it evicts; a fresh one's cache is still growing, and each new
-        # token then also pays the process's heap growing into new pages
-        # (about half a page per token; on this kind of VM a first-touch page
-        # fault costs tens of microseconds).  So "ours" is measured in the
-        # steady state: its cache is filled first, untimed, with other tokens.
-        from resource_server.validation import JWTValidator
-
-        for _ in range(scale.pick(JWTValidator.CACHE_SIZE, 0)):
-            validators["ours"](keys.mint())
-        timings: dict[str, list[float]] = {name: [] for name in names}
-        for number in range(chunks):
-            tokens = [keys.mint() for _ in range(chunk_size)]
-            # Every validator gets the same never-seen chunk, one after the
-            # other in a rotating order, so that a burst of load from
-            # elsewhere on the machine hits all four alike.
-            order = names[number % len(names):] + names[:number % len(names)]
-            for name in order:
-                validate = validators[name]
-                started = time.thread_time()
-                for token in tokens:
-                    validate(token)
-                timings[name].append((time.thread_time() - started) / chunk_size * 1e6)
+        timings, missing = _time_validators(keys, scale)
     finally:
         if saved is None:
             os.environ.pop("REQUESTS_CA_BUNDLE", None)
@@ -271,10 +294,12 @@ def run(scale: Scale) -> Result:
         figure=f"{ours:.0f} us = {ours / floor:.2f}x floor",
         goal=f"<= {GOAL_VS_FLOOR}x floor, faster than both peers",
         met=met,
-        details=[f"{name:<18} {value:8.1f} us/token  {value / floor:5.2f}x floor" for name, value in micros.items()]
+        details=[f"{name:<18} {value:8.1f} us/token  {value / floor:5.2f}x floor"
+                 for name, value in micros.items()]
         + [f"{name:<18} not installed: pip install -r benchmarks/requirements.txt" for name in missing],
-        how=(f"in process, {chunks} chunks x {chunk_size} never-seen RS256 tokens, each chunk through all four "
-             "validators in rotating order after an untimed warm-up; keys fetched over real loopback HTTPS "
-             "(discovery + JWKS, each library its own way); this thread's CPU time, median over chunks of mean us/token. Floor = bare "
-             "cryptography RSA-SHA256 verify + base64url/JSON decode of the payload."),
+        how=(f"in process, {chunks} chunks x {chunk_size} never-seen RS256 tokens, each chunk through all "
+             "five validators in rotating order after an untimed warm-up; keys fetched over real loopback "
+             "HTTPS (discovery + JWKS, each library its own way; floor and joserfc are handed the key); this "
+             "thread's CPU time, median over chunks of mean us/token. Floor = bare cryptography RSA-SHA256 "
+             "verify + base64url/JSON decode of the payload; joserfc = bare jws.deserialize_compact + JSON."),
     )

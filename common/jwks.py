@@ -1,52 +1,54 @@
 """The issuer's signing keys (JWKS, RFC 7517) and JWT signature checks (RFC 7515, RFC 7519).
 
 Used by every client (ID tokens, OpenID Connect Core 3.1.3.7) and by the
-resource server (access tokens, RFC 9068 §4).  Three rules, from DESIGN.md
-and RFC 8725 (JWT Best Current Practices):
+resource server (access tokens, RFC 9068 §4).  Parsing the compact JWS and
+verifying its signature is joserfc's (``joserfc.jws``); what is ours is the
+policy around it, from RFC 8725 (JWT Best Current Practices):
 
 * **algorithms are pinned locally** (RFC 8725 §3.1): the caller says which
   algorithms it accepts; the token's ``alg`` header only selects among them.
   ``none`` and every HMAC algorithm are refused outright, so an attacker
   cannot "sign" a token with the issuer's *public* key as an HMAC secret;
-* **keys come only from the issuer's JWKS**: ``jku``, ``x5u``, ``jwk`` and
-  ``x5c`` headers, which would let the token name its own key, are ignored
-  (RFC 8725 §3.10);
-* **the JWKS is cached with an expiry**, an unknown ``kid`` (a key rotation)
-  triggers at most one refetch per cool-down, and an unreachable JWKS
-  endpoint leaves the cached keys working.
+* **keys come only from the issuer's JWKS**, chosen by ``kid``: ``jku``,
+  ``x5u``, ``jwk`` and ``x5c`` headers, which would let the token name its own
+  key, are never consulted (RFC 8725 §3.10);
+* **the JWKS is cached with an expiry**, its keys imported once per fetch; an
+  unknown ``kid`` (a key rotation) triggers at most one refetch per
+  cool-down, and an unreachable JWKS endpoint leaves the cached keys working;
+* **hostile input is bounded**: the token and its header are size-capped
+  before parsing, and JSON nested deeply enough to exhaust the parser is a
+  refused token, never an uncaught ``RecursionError``.
 
-Public API (contract): :class:`KeySet`, :func:`decode_jwt`, :class:`InvalidToken`.
-Additions: :func:`check_registered_claims` (``iss``/``aud``/``exp``/``iat``/``nbf``
-checks shared by ID tokens and access tokens), :class:`KeysUnavailable`,
+Public API: :class:`KeySet`, :func:`decode_jwt`, :class:`KeysUnavailable`,
 :data:`SAFE_ALGORITHMS`, :func:`negotiate_algorithms`, :func:`token_hash`
-(``at_hash``/``c_hash``), :func:`b64url_json`, :func:`b64url_decode` (strict,
-canonical base64url), :func:`make_verifier` and :meth:`KeySet.verifier_for`
-(the signature check of one key and algorithm, built once and cached).
-``KeySet`` takes an optional ``clock=`` (a monotonic clock, for tests) and
-``max_keys=``.
+(``at_hash``/``c_hash``), the strict decoders :func:`b64url_decode` and
+:func:`b64url_json` (also used by the flow inspector to display tokens), and,
+re-exported from :mod:`common.jwt_claims`, :class:`InvalidToken` and
+:func:`check_registered_claims` (``iss``/``aud``/``exp``/``iat``/``nbf``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import requests
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from joserfc.errors import JoseError
-from joserfc.jwk import import_key
+from joserfc import jws
+from joserfc.errors import JoseError, MissingAlgorithmError
+from joserfc.jwk import Key, import_key
+from joserfc.util import urlsafe_b64decode
 
 from .http import IssuerUnreachable, get_json, http_session
+from .jwt_claims import InvalidToken, check_registered_claims
+
+__all__ = ["KeySet", "decode_jwt", "InvalidToken", "KeysUnavailable", "check_registered_claims",
+           "SAFE_ALGORITHMS", "MAX_HEADER_SEGMENT", "negotiate_algorithms", "token_hash",
+           "b64url_decode", "b64url_json"]
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +57,17 @@ log = logging.getLogger(__name__)
 #: never in here and never will be.
 SAFE_ALGORITHMS = ("RS256", "PS256", "ES256")
 
-#: The key type (and curve) each accepted algorithm needs (RFC 7518 §3.1).
+#: The key type (and curve) each algorithm :func:`decode_jwt` can accept needs (RFC 7518 §3.1).
 _ALG_KEY = {
     "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
     "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
 }
 
-class InvalidToken(Exception):
-    """A JWT failed a check.
-
-    :param reason: one human sentence (safe to show: it never contains the token).
-    :param check: the name of the failed check (``signature``, ``alg``, ``iss`` ...).
-    :param checks: the checks run so far, as ``{"check", "ok", "detail"}`` dicts,
-        the failed one last (for the flow inspector).
-    """
-
-    def __init__(self, reason: str, *, check: str = "token", checks: list[dict] | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.check = check
-        self.checks = list(checks) if checks else [{"check": check, "ok": False, "detail": reason}]
+#: Longest encoded JWS header accepted (characters).  A real header
+#: (``alg``, ``kid``, ``typ``) is well under 200; the cap is checked before
+#: anything is decoded, so a hostile header costs nothing to refuse.
+MAX_HEADER_SEGMENT = 2048
 
 
 class KeysUnavailable(InvalidToken):
@@ -87,60 +79,28 @@ class KeysUnavailable(InvalidToken):
     """
 
 
-#: Longest encoded JWS header accepted (characters).  A real header
-#: (``alg``, ``kid``, ``typ``) is well under 200; the cap keeps JSON nesting
-#: too shallow to exhaust the parser's recursion limit (see :func:`b64url_json`).
-MAX_HEADER_SEGMENT = 2048
-
-#: Decoded JWS headers by their encoded segment.  Every token an issuer signs
-#: with one key starts with the same header bytes (Okta's are
-#: ``{"kid":"…","alg":"RS256"}``), so a resource server decodes each distinct
-#: header once instead of once per token.  Only what decoded to a JSON object
-#: is kept, the ``alg``/``kid``/``crit`` checks still run on every token, and
-#: the cache is cleared when full, so made-up headers cannot grow it.
-_HEADER_CACHE: dict[str, dict] = {}
-_HEADER_CACHE_SIZE = 64
-
-
-#: base64url's two URL-safe characters, mapped to the standard alphabet's.
-_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
-
-#: The characters that may end a segment whose length leaves a remainder of
-#: 2 or 3 when divided by 4: the unused low bits of the last character must be
-#: zero (RFC 4648 §3.5), so that every byte string has exactly one encoding.
-_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
-_PADDING = {0: b"", 2: b"==", 3: b"="}
+# -- strict decoding -----------------------------------------------------------------------------------
 
 
 def b64url_decode(segment: str) -> bytes:
-    """Decode one base64url segment strictly (RFC 7515 §2, RFC 4648 §5).
+    """Decode one base64url segment strictly (RFC 7515 §2, RFC 4648 §5), with joserfc's decoder.
 
     Only ``[A-Za-z0-9_-]``, no ``=`` padding, no whitespace, and only the
-    canonical encoding: a length of 4n+1 is impossible, and the last
-    character may not carry stray bits.  So a token has exactly one
-    spelling, and appended garbage is refused rather than silently dropped.
+    canonical encoding (RFC 4648 §3.5: a length of 4n+1 is impossible, and
+    the last character may not carry stray bits).  So a token has exactly
+    one spelling, and appended garbage is refused rather than dropped.
 
-    :raises ValueError: (``binascii.Error`` or ``UnicodeEncodeError``) the
-        segment is not canonical base64url.
+    :raises ValueError: (``binascii.Error`` or ``UnicodeEncodeError``) not canonical base64url.
     """
-    # "+", "/" and "=" would pass the standard-alphabet decoder below, so
-    # they are refused first; every other stray character (non-ASCII,
-    # whitespace, "!") makes encode() or strict_mode raise.
-    if "+" in segment or "/" in segment or "=" in segment:
-        raise binascii.Error("not base64url")
-    remainder = len(segment) % 4
-    if remainder and (remainder == 1 or segment[-1] not in _CANONICAL_LAST[remainder]):
-        raise binascii.Error("not canonical base64url")
-    standard = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder]
-    return binascii.a2b_base64(standard, strict_mode=True)
+    return urlsafe_b64decode(segment.encode("ascii"))
 
 
-def _json_object(raw: bytes) -> Any:
-    """``json.loads`` of UTF-8 (RFC 7515 §2), with deep nesting as ``ValueError``."""
+def _json_value(raw: bytes) -> Any:
+    """``json.loads`` of UTF-8 (RFC 7515 §2, RFC 7519 §7.2), with deep nesting as ``ValueError``."""
     try:
         return json.loads(raw.decode("utf-8"))
     except RecursionError:
-        # "[[[[…]]]]" a few thousand levels deep fits in a token of 8 KiB, and
+        # "[[[[…]]]]" a thousand levels deep fits in a token of 8 KiB, and
         # json.loads answers it with RecursionError, which is not a
         # ValueError: uncaught, a forged token would turn into a 500 instead
         # of a 401 (RFC 6750 §3.1 invalid_token).
@@ -148,19 +108,22 @@ def _json_object(raw: bytes) -> Any:
 
 
 def b64url_json(segment: str, *, max_length: int | None = None) -> Any:
-    """Decode one base64url JSON segment of a compact JWS.
+    """Decode one base64url JSON segment of a compact JWS (see :func:`b64url_decode`).
 
-    :param segment: the base64url text (RFC 7515 §2, no padding; see :func:`b64url_decode`).
     :param max_length: when given, longer segments are refused before decoding.
     :raises ValueError: the segment is too long, not base64url, not UTF-8 or
         not JSON, including JSON nested so deeply that the parser gives up.
     """
     if max_length is not None and len(segment) > max_length:
         raise ValueError(f"segment longer than {max_length} characters")
-    return _json_object(b64url_decode(segment))
+    return _json_value(b64url_decode(segment))
 
 
-def negotiate_algorithms(advertised: Iterable[str] | None, allowed: Iterable[str] = ("RS256",)) -> tuple[str, ...]:
+# -- algorithms and token hashes -------------------------------------------------------------------
+
+
+def negotiate_algorithms(advertised: Iterable[str] | None,
+                         allowed: Iterable[str] = ("RS256",)) -> tuple[str, ...]:
     """The algorithms to accept: our local allow-list, narrowed by what the issuer advertises.
 
     RS256 is the OpenID Connect default (Core 15.1) and is always accepted when
@@ -185,8 +148,7 @@ def token_hash(value: str, alg: str) -> str:
     :param value: the access token (or code).
     :param alg: the ID token's ``alg`` header.
     """
-    bits = alg[-3:]
-    digest = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}.get(bits)
+    digest = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}.get(alg[-3:])
     if digest is None:
         raise InvalidToken(f"Cannot compute a token hash for alg {alg!r}.", check="at_hash")
     try:
@@ -196,62 +158,38 @@ def token_hash(value: str, alg: str) -> str:
         # at_hash, and must fail as a refused token, not a UnicodeEncodeError.
         octets = value.encode("ascii")
     except (UnicodeEncodeError, AttributeError):
-        raise InvalidToken("The token is not an ASCII string, so its hash cannot match.", check="at_hash") from None
+        raise InvalidToken("The token is not an ASCII string, so its hash cannot match.",
+                           check="at_hash") from None
     raw = digest(octets).digest()
     return base64.urlsafe_b64encode(raw[: len(raw) // 2]).rstrip(b"=").decode("ascii")
 
 
-#: Signature verifier of one (key, alg): ``verify(signature, signing_input)``,
-#: raising ``cryptography.exceptions.InvalidSignature`` when it does not verify.
-Verifier = Callable[[bytes, bytes], None]
+def _pinned_registry(alg: str) -> jws.JWSRegistry:
+    """A joserfc JWS registry that accepts exactly one algorithm (RFC 8725 §3.1).
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
-
-
-def make_verifier(alg: str, public_key: Any) -> Verifier:
-    """A signature check for ``alg`` with a ``cryptography`` public key (RFC 7518 §3).
-
-    Built once per key and algorithm and kept by :class:`KeySet`, so that a
-    token costs one hash and one public-key operation and nothing else.
-
-    * ``RS*``: RSASSA-PKCS1-v1_5 (§3.3);
-    * ``PS*``: RSASSA-PSS with MGF1 of the same hash, and a salt exactly as
-      long as the hash output (§3.5: "MUST");
-    * ``ES*``: the JWS signature is ``R || S``, each exactly as long as the
-      curve's order (§3.4), re-encoded as the DER that ``cryptography`` verifies;
-      any other length is refused.
-
-    :param alg: an algorithm of :data:`_ALG_KEY` (never ``none`` or ``HS*``).
-    :param public_key: an RSA or EC public key matching ``alg`` (the caller checked the type).
+    Unknown header parameters are ignored, not refused: RFC 7515 §4 says a
+    parameter not understood MUST be ignored unless it is listed in ``crit``
+    (which :func:`_check_header` refuses).  joserfc's header cap is raised to
+    ours, so that a header it would refuse is one we refused first.
     """
-    hash_alg = _HASHES[alg[2:]]()
-    if alg.startswith("RS"):
-        pkcs1 = padding.PKCS1v15()
+    registry = jws.JWSRegistry(algorithms=(alg,), strict_check_header=False)
+    registry.max_header_length = MAX_HEADER_SEGMENT
+    return registry
 
-        def verify(signature: bytes, signing_input: bytes) -> None:
-            public_key.verify(signature, signing_input, pkcs1, hash_alg)
-    elif alg.startswith("PS"):
-        pss = padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=hash_alg.digest_size)
 
-        def verify(signature: bytes, signing_input: bytes) -> None:
-            public_key.verify(signature, signing_input, pss, hash_alg)
-    elif alg.startswith("ES"):
-        size = (public_key.curve.key_size + 7) // 8
-        ecdsa = ECDSA(hash_alg)
+#: One registry per algorithm we can ever accept, built once.  Even a caller's
+#: allow-list of several algorithms reaches joserfc as one: the one this
+#: token's ``alg`` names, already checked against that list.
+_REGISTRIES = {alg: _pinned_registry(alg) for alg in _ALG_KEY}
 
-        def verify(signature: bytes, signing_input: bytes) -> None:
-            if len(signature) != 2 * size:
-                raise InvalidSignature("ECDSA signature of the wrong length")
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            public_key.verify(encode_dss_signature(r, s), signing_input, ecdsa)
-    else:  # pragma: no cover - _ALG_KEY lists only the three families
-        raise ValueError(f"unsupported algorithm {alg!r}")
-    return verify
+
+# -- the key set -----------------------------------------------------------------------------------------
 
 
 class KeySet:
     """The issuer's JSON Web Key Set, fetched on demand and cached.
+
+    Each usable key is imported (as a joserfc key) once per fetch, not per token.
 
     :param jwks_uri: the issuer's ``jwks_uri`` (from discovery).
     :param http: a session with a timeout (:func:`common.http.http_session`).
@@ -265,7 +203,8 @@ class KeySet:
     """
 
     def __init__(self, jwks_uri: str, *, http: requests.Session | None = None, ttl: float = 300,
-                 refetch_cooldown: float = 30, clock: Callable[[], float] = time.monotonic, max_keys: int = 50):
+                 refetch_cooldown: float = 30, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 50):
         self.jwks_uri = jwks_uri
         self.http = http or http_session()
         self.ttl = ttl
@@ -273,14 +212,21 @@ class KeySet:
         self.clock = clock
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._keys: list[tuple[dict, Any]] = []  # (public JWK dict, joserfc key)
-        #: (kid, alg) -> verifier, for keys found in ``_keys``; emptied
-        #: whenever ``_keys`` is replaced, so it never outlives a rotation.
-        self._verifiers: dict[tuple[str | None, str], Verifier] = {}
+        self._keys: list[tuple[dict, Key]] = []  # (public JWK dict, the imported joserfc key)
+        #: (kid, alg) -> key, for keys found in ``_keys``; emptied whenever
+        #: ``_keys`` is replaced, so it never outlives a rotation.
+        self._chosen: dict[tuple[str | None, str], Key] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
 
     # -- fetching -------------------------------------------------------------
+
+    def _unavailable(self, problem: str, reason: str) -> None:
+        """A fetch failed: keep the cached keys, or raise :class:`KeysUnavailable` if there are none."""
+        log.warning("JWKS fetch from %s failed: %s; keeping %d cached key(s)", self.jwks_uri, problem,
+                    len(self._keys))
+        if not self._keys:
+            raise KeysUnavailable(reason, check="signature")
 
     def _fetch(self) -> None:
         """Fetch the JWKS now; on failure keep what we have (caller holds the lock)."""
@@ -288,29 +234,20 @@ class KeySet:
         try:
             document = get_json(self.http, self.jwks_uri, "key set (jwks_uri)")
         except IssuerUnreachable as exc:
-            log.warning("JWKS fetch from %s failed: %s; keeping %d cached key(s)", self.jwks_uri, exc.description, len(self._keys))
-            if not self._keys:
-                raise KeysUnavailable(
-                    f"The issuer's signing keys could not be fetched: {exc.description}", check="signature"
-                ) from None
+            self._unavailable(exc.description,
+                              f"The issuer's signing keys could not be fetched: {exc.description}")
             return
         raw_keys = document.get("keys")
         if not isinstance(raw_keys, list):
-            log.warning("JWKS at %s has no 'keys' list; keeping cached keys", self.jwks_uri)
-            if not self._keys:
-                raise KeysUnavailable("The issuer's key set has no 'keys' list.", check="signature")
+            self._unavailable("no 'keys' list", "The issuer's key set has no 'keys' list.")
             return
-        keys = []
-        for jwk in raw_keys[: self.max_keys]:
-            imported = self._import(jwk)
-            if imported is not None:
-                keys.append(imported)
-        self._keys = keys
-        self._verifiers = {}
+        imported = (self._import(jwk) for jwk in raw_keys[: self.max_keys])
+        self._keys = [key for key in imported if key is not None]
+        self._chosen = {}
         self._fetched_at = self._attempted_at
 
     @staticmethod
-    def _import(jwk: Any) -> tuple[dict, Any] | None:
+    def _import(jwk: Any) -> tuple[dict, Key] | None:
         """Import one JWK if it is a public signing key we can use; else ``None``."""
         if not isinstance(jwk, dict) or jwk.get("kty") not in ("RSA", "EC"):
             return None  # symmetric ("oct") keys are never used: no HMAC, ever
@@ -329,16 +266,15 @@ class KeySet:
             return None
 
     def _ensure_fresh(self) -> None:
+        """Fetch if never fetched or past the TTL, retrying a failing endpoint after a short back-off."""
         now = self.clock()
+        backoff = min(self.refetch_cooldown, 5)
         if self._fetched_at is None:
-            # Never fetched successfully: try, but not more than once per
-            # short back-off while the endpoint is failing.
-            backoff = min(self.refetch_cooldown, 5)
             if self._attempted_at is None or now - self._attempted_at >= backoff:
                 self._fetch()
             elif not self._keys:
                 raise KeysUnavailable("The issuer's signing keys are not available yet.", check="signature")
-        elif now - self._fetched_at >= self.ttl and now - (self._attempted_at or 0) >= min(self.refetch_cooldown, 5):
+        elif now - self._fetched_at >= self.ttl and now - (self._attempted_at or 0) >= backoff:
             self._fetch()
 
     def refresh(self) -> None:
@@ -354,25 +290,18 @@ class KeySet:
 
     # -- lookup ---------------------------------------------------------------
 
-    def _find(self, kid: str | None, alg: str | None) -> Any | None:
-        kty, crv = _ALG_KEY.get(alg, (None, None)) if alg else (None, None)
-        candidates = []
-        for jwk, key in self._keys:
-            if kid is not None and jwk.get("kid") != kid:
-                continue
-            if kty and jwk.get("kty") != kty:
-                continue
-            if crv and jwk.get("crv") != crv:
-                continue
-            if alg and jwk.get("alg") not in (None, alg):
-                continue
-            candidates.append(key)
+    def _find(self, kid: str | None, alg: str) -> Key | None:
+        """The key named by ``kid`` whose ``kty``, ``crv`` and ``alg`` fit ``alg`` (RFC 7517 §4)."""
+        kty, crv = _ALG_KEY[alg]
+        candidates = [key for jwk, key in self._keys
+                      if (kid is None or jwk.get("kid") == kid) and jwk.get("kty") == kty
+                      and (crv is None or jwk.get("crv") == crv) and jwk.get("alg") in (None, alg)]
         if kid is None:
             # Without a kid only an unambiguous key set will do.
             return candidates[0] if len(candidates) == 1 else None
         return candidates[0] if candidates else None
 
-    def _lookup(self, kid: str | None, alg: str | None) -> Any:
+    def _lookup(self, kid: str | None, alg: str) -> Key:
         """:meth:`_find`, refetching once per cool-down on a miss (caller holds the lock)."""
         key = self._find(kid, alg)
         if key is not None:
@@ -392,12 +321,12 @@ class KeySet:
             check="kid",
         )
 
-    def verifier_for(self, kid: str | None, alg: str) -> Verifier:
-        """The signature check for a token with this ``kid`` and ``alg`` (see :func:`make_verifier`).
+    def verifier_for(self, kid: str | None, alg: str) -> Key:
+        """The issuer's key (a joserfc public key) that verifies a token with this ``kid`` and ``alg``.
 
-        The key is looked up by ``kid`` (``None``: only if the set has exactly
-        one fitting key), refetching the set at most once per cool-down; the
-        verifier of a found key is kept until the key set next changes.
+        Looked up by ``kid`` (``None``: only if the set has exactly one fitting
+        key), refetching the set at most once per cool-down; the choice is
+        kept until the key set next changes.
 
         :param alg: the token's ``alg``, already checked against the caller's allow-list.
         :raises InvalidToken: no such key, even after a refetch.
@@ -405,12 +334,63 @@ class KeySet:
         """
         with self._lock:
             self._ensure_fresh()
-            verifier = self._verifiers.get((kid, alg))
-            if verifier is None:
-                key = self._lookup(kid, alg)
-                verifier = make_verifier(alg, key.get_op_key("verify"))
-                self._verifiers[(kid, alg)] = verifier
-            return verifier
+            key = self._chosen.get((kid, alg))
+            if key is None:
+                key = self._chosen[(kid, alg)] = self._lookup(kid, alg)
+            return key
+
+
+# -- one token's signature -----------------------------------------------------------------------------
+
+
+def _extract(token: Any, max_length: int) -> jws.CompactSignature:
+    """Parse a compact JWS (joserfc), after our size caps; nothing is verified yet."""
+    if not isinstance(token, str) or not token:
+        raise InvalidToken("No token was given.", check="format")
+    if len(token) > max_length:
+        raise InvalidToken(f"The token is {len(token)} characters long; at most {max_length} are accepted.",
+                           check="size")
+    if token.count(".") != 2:
+        # Five parts would be an encrypted JWT (JWE); nothing here issues those.
+        raise InvalidToken("The token is not a signed JWT (it does not have three dot-separated parts).",
+                           check="format")
+    if token.index(".") > MAX_HEADER_SEGMENT:
+        # Capped before parsing: the whole-token cap alone would let a header
+        # nest JSON deeply enough to exhaust the parser; a hostile header must
+        # cost a 401 (RFC 6750 §3.1), not a worker's time.
+        raise InvalidToken(f"The token header is longer than {MAX_HEADER_SEGMENT} characters.",
+                           check="format")
+    try:
+        # Every registry has the same size limits, the only part extract uses.
+        return jws.extract_compact(token.encode("utf-8"), registry=_REGISTRIES["RS256"])
+    except MissingAlgorithmError:
+        raise InvalidToken("The token's header names no algorithm (alg).", check="alg") from None
+    except (JoseError, ValueError, TypeError, RecursionError):
+        # joserfc's header decoder is a bare json.loads: JSON nested deeply
+        # enough raises RecursionError, and a JSON string for a header can
+        # raise TypeError.  Either is a malformed token (RFC 6750 §3.1), not a 500.
+        raise InvalidToken("The token's header is not base64url-encoded JSON, or its payload not base64url.",
+                           check="format") from None
+
+
+def _check_header(header: Any, allowed: tuple[str, ...]) -> tuple[str, str | None]:
+    """The token's ``alg`` (from the caller's list) and ``kid``, before any key is looked up."""
+    if not isinstance(header, dict):
+        raise InvalidToken("The token header is not a JSON object.", check="format")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in allowed:
+        raise InvalidToken(f"The token's algorithm {alg!r} is not accepted (accepted: {', '.join(allowed)}).",
+                           check="alg")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("The token's kid is not a string.", check="kid")
+    if "crit" in header:
+        # RFC 7515 §4.1.11: we understand no extensions, so we must refuse.
+        # joserfc would accept the ones it knows, RFC 7797's unencoded
+        # payload ("b64": false) among them; no issuer signs tokens that way.
+        raise InvalidToken("The token carries critical header extensions we do not understand.",
+                           check="format")
+    return alg, kid
 
 
 def decode_jwt(token: str, keyset: KeySet, *, algorithms: Iterable[str] = ("RS256",),
@@ -424,153 +404,30 @@ def decode_jwt(token: str, keyset: KeySet, *, algorithms: Iterable[str] = ("RS25
     :param keyset: the issuer's :class:`KeySet`.
     :param algorithms: accepted ``alg`` values; ``none`` and ``HS*`` are removed even if given.
     :param max_length: tokens longer than this are refused before any parsing or crypto.
-    :return: ``(header, claims)``.
+    :return: ``(header, claims)``, the header the caller's own copy.
     :raises InvalidToken: with a human reason.
     """
-    if not isinstance(token, str) or not token:
-        raise InvalidToken("No token was given.", check="format")
-    if len(token) > max_length:
-        raise InvalidToken(f"The token is {len(token)} characters long; at most {max_length} are accepted.", check="size")
-    parts = token.split(".")
-    if len(parts) != 3:
-        # Five parts would be an encrypted JWT (JWE); nothing here issues those.
-        raise InvalidToken("The token is not a signed JWT (it does not have three dot-separated parts).", check="format")
-    if len(parts[0]) > MAX_HEADER_SEGMENT:
-        # Capped before parsing: the whole-token cap alone still lets a
-        # header nest JSON deeply enough to exhaust the parser's recursion.
-        raise InvalidToken(f"The token header is longer than {MAX_HEADER_SEGMENT} characters.", check="format")
-    header = _HEADER_CACHE.get(parts[0])
-    if header is None:
-        try:
-            header = b64url_json(parts[0])
-        except ValueError:  # binascii.Error, UnicodeError and JSONDecodeError are ValueErrors
-            raise InvalidToken("The token header is not base64url-encoded JSON.", check="format") from None
-        if not isinstance(header, dict):
-            raise InvalidToken("The token header is not a JSON object.", check="format")
-        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
-            _HEADER_CACHE.clear()
-        _HEADER_CACHE[parts[0]] = header
-    header = dict(header)  # the caller's own copy: the cached one is never handed out
-
-    allowed = [alg for alg in algorithms if alg in _ALG_KEY]  # never none, never HS*
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in allowed:
-        raise InvalidToken(f"The token's algorithm {alg!r} is not accepted (accepted: {', '.join(allowed)}).", check="alg")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("The token's kid is not a string.", check="kid")
-    if "crit" in header:
-        # RFC 7515 §4.1.11: we understand no extensions, so must refuse.
-        raise InvalidToken("The token carries critical header extensions we do not understand.", check="format")
-
+    allowed = tuple(alg for alg in algorithms if alg in _ALG_KEY)  # never none, never HS*
+    signed = _extract(token, max_length)
+    header = signed.headers()
+    alg, kid = _check_header(header, allowed)
     # jku / x5u / jwk / x5c are deliberately not consulted: the key comes from
     # the issuer's JWKS only, looked up by kid (RFC 8725 §3.10).
-    verify = keyset.verifier_for(kid, alg)
-    # The signing input is the first two segments exactly as received
-    # (RFC 7515 §5.2 step 8); both passed the base64url alphabet check, so
-    # they are ASCII.  The header is not parsed a second time.
+    key = keyset.verifier_for(kid, alg)
     try:
-        payload = b64url_decode(parts[1])
-        signature = b64url_decode(parts[2])
-        verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
-    except (InvalidSignature, ValueError, TypeError) as exc:
-        raise InvalidToken(f"The token's signature does not verify ({type(exc).__name__}).", check="signature") from None
+        # RFC 7515 §5.2 steps 8-9: the signature over the segments as received.
+        verified = jws.validate_compact(signed, key, registry=_REGISTRIES[alg])
+    except JoseError as exc:
+        # Not a wrong signature (that is False): a header value of the wrong
+        # type, such as a jku that is not a URL (RFC 7515 §4.1).
+        raise InvalidToken(f"The token header is malformed ({exc.error}).", check="format") from None
+    if not verified:
+        raise InvalidToken("The token's signature does not verify with the issuer's key.", check="signature")
     try:
-        claims = _json_object(payload)
+        claims = _json_value(signed.payload)
     except ValueError:
-        # Includes deeply nested JSON (see b64url_json), even when signed.
+        # Includes deeply nested JSON (see _json_value), even when signed.
         raise InvalidToken("The token's payload is not JSON.", check="format") from None
     if not isinstance(claims, dict):
         raise InvalidToken("The token's payload is not a JSON object.", check="format")
     return header, claims
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _failed(checks: list[dict], check: str, reason: str):
-    """Raise :class:`InvalidToken` for ``check``, after the ``checks`` that passed."""
-    raise InvalidToken(reason, check=check, checks=checks + [{"check": check, "ok": False, "detail": reason}])
-
-
-def check_registered_claims(claims: Mapping[str, Any], *, issuer: str, audience: str | Iterable[str] | None,
-                            leeway: float, now: float | None = None,
-                            require: Iterable[str] = ("iss", "aud", "exp", "iat"), explain: bool = True) -> list[dict]:
-    """Check the registered claims shared by ID tokens and access tokens (RFC 7519 §4.1).
-
-    * ``iss`` must equal ``issuer`` exactly (OpenID Connect Core 3.1.3.7 step 2;
-      no trailing-slash or case folding);
-    * ``aud`` (a string or a list) must contain ``audience`` (step 3; RFC 9068 §4);
-    * ``exp`` must be in the future, ``nbf`` and ``iat`` not in the future,
-      each with ``leeway`` seconds for clock skew (steps 9 and 10).
-
-    :param claims: the verified claims.
-    :param issuer: the configured issuer identifier.
-    :param audience: the audience we must find (client id, or ``API_AUDIENCE``);
-        an iterable accepts any of several; ``None`` skips the check.
-    :param leeway: clock skew allowance in seconds (``Settings.clock_leeway``).
-    :param now: the current time (epoch seconds), for tests.
-    :param require: claims that must be present.
-    :param explain: ``False`` runs exactly the same checks but does not write
-        the passed ones up (the resource server, which never shows them,
-        checks every new token); a failure is explained either way.
-    :return: the checks passed, as ``{"check", "ok", "detail"}`` dicts (empty
-        when ``explain`` is false).
-    :raises InvalidToken: naming the first failed check; ``.checks`` lists those before it.
-    """
-    now = time.time() if now is None else now
-    checks: list[dict] = []
-
-    for name in require:
-        if name not in claims:
-            _failed(checks, name, f"The token has no {name!r} claim.")
-
-    if "iss" in claims or "iss" in require:
-        if claims.get("iss") != issuer:
-            _failed(checks, "iss", f"The token was issued by {claims.get('iss')!r}, not by the configured issuer {issuer!r}.")
-        if explain:
-            checks.append({"check": "iss", "ok": True, "detail": "issuer is exactly the configured issuer"})
-
-    if audience is not None:
-        wanted = (audience,) if isinstance(audience, str) else tuple(audience)
-        aud = claims.get("aud")
-        if isinstance(aud, str):
-            found = aud in wanted
-        elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
-            found = any(a in wanted for a in aud)
-        else:
-            _failed(checks, "aud", "The token's audience (aud) is missing or malformed.")
-        if not found:
-            audiences = [aud] if isinstance(aud, str) else aud
-            _failed(checks, "aud", f"The token is meant for {audiences!r}, not for {sorted(set(wanted))!r}.")
-        if explain:
-            checks.append({"check": "aud", "ok": True, "detail": f"audience contains {' or '.join(sorted(set(wanted)))}"})
-
-    if "exp" in claims:
-        exp = claims["exp"]
-        if not _is_number(exp):
-            _failed(checks, "exp", "The token's expiry (exp) is not a number.")
-        if now > exp + leeway:
-            _failed(checks, "exp", f"The token expired {int(now - exp)} s ago (leeway {int(leeway)} s).")
-        if explain:
-            checks.append({"check": "exp", "ok": True, "detail": f"not expired (expires in {int(exp - now)} s)"})
-
-    if "nbf" in claims:
-        nbf = claims["nbf"]
-        if not _is_number(nbf):
-            _failed(checks, "nbf", "The token's not-before time (nbf) is not a number.")
-        if nbf > now + leeway:
-            _failed(checks, "nbf", f"The token is not valid for another {int(nbf - now)} s.")
-        if explain:
-            checks.append({"check": "nbf", "ok": True, "detail": "already valid (nbf)"})
-
-    if "iat" in claims:
-        iat = claims["iat"]
-        if not _is_number(iat):
-            _failed(checks, "iat", "The token's issue time (iat) is not a number.")
-        if iat > now + leeway:
-            _failed(checks, "iat", f"The token claims to be issued {int(iat - now)} s in the future (leeway {int(leeway)} s).")
-        if explain:
-            checks.append({"check": "iat", "ok": True, "detail": "issued in the past (iat)"})
-    return checks
