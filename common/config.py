@@ -71,7 +71,7 @@ def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(name, f"{value!r} has a query or fragment", "Remove everything from '?' or '#' on")
     try:
-        parts.port
+        parts.port  # noqa: B018 -- urllib checks the port only when it is read
     except ValueError:
         raise ConfigError(name, f"{value!r} has an invalid port", "Use a port between 1 and 65535") from None
     local = parts.hostname in {"localhost", "127.0.0.1", "::1"} or parts.hostname.endswith(".test")
@@ -120,7 +120,8 @@ def number(low: float, high: float, kind: type = int) -> Check:
             result = kind(value)
         except ValueError:
             what = "a whole number" if kind is int else "a number"
-            raise ConfigError(name, f"{value!r} is not {what}", f"Set a number from {low} to {high}") from None
+            fix = f"Set a number from {low} to {high}"
+            raise ConfigError(name, f"{value!r} is not {what}", fix) from None
         if not low <= result <= high:
             raise ConfigError(name, f"{result} is out of range", f"Set a number from {low} to {high}")
         return result
@@ -309,13 +310,13 @@ VARIABLES: tuple[Variable, ...] = (
     _row("TRUSTED_CLIENT_SECRET", "dev-trusted-app-secret-do-not-use-in-production", secret(),
          "native_sim dev_issuer", "the trusted app's client secret", hidden=True),
     _row("TRUSTED_MODE", "auto", _check_trusted_mode, "native_sim dev_issuer",
-         "whether the password grant is offered and used: true, false, auto (on against the dev issuer only)"),
+         "whether the password grant is offered and used: true, false, auto (on against the dev issuer)"),
     _row("SERVICE_CLIENT_ID", "dev-service-app", text(), "service_app dev_issuer", "the service's client id"),
     _row("SERVICE_CLIENT_SECRET", "dev-service-app-secret-do-not-use-in-production", _check_service_secret,
          "service_app dev_issuer", "the service's client secret; may be empty with SERVICE_PRIVATE_KEY",
          hidden=True),
     _row("SERVICE_PRIVATE_KEY", "", _check_private_key, "service_app dev_issuer",
-         "a PEM or JWK file: the service authenticates with private_key_jwt (RFC 7523) instead of its secret"),
+         "a PEM or JWK file: the service authenticates with private_key_jwt (RFC 7523), not its secret"),
     _row("SERVICE_SCOPE", "customScope", _check_scope, "service_app resource_server dev_issuer",
          "the custom scope the service asks for and the API requires"),
     _row("SERVICE_BASE_URL", "http://localhost:5004", url(), "service_app launcher",
@@ -383,8 +384,8 @@ class _Value:
             return settings._values[self.variable.name]
         except KeyError:
             raise AttributeError(
-                f"{self.variable.name} is not among {settings.component}'s settings: add {settings.component} "
-                f"to that variable's row in common/config.py",
+                f"{self.variable.name} is not among {settings.component}'s settings: "
+                f"add {settings.component} to that variable's row in common/config.py",
                 name=self.variable.attribute, obj=settings,
             ) from None
 
@@ -425,7 +426,8 @@ class Settings:
         return hash((self.component, tuple(self._values.items())))
 
     def __repr__(self) -> str:
-        shown = {name: "***" if _BY_NAME[name].secret and value else value for name, value in self._values.items()}
+        shown = {name: "***" if _BY_NAME[name].secret and value else value
+                 for name, value in self._values.items()}
         return f"Settings(component={self.component!r}, {shown!r})"
 
     def declares(self, name: str) -> bool:
@@ -452,7 +454,7 @@ class Settings:
 
     @property
     def web_post_logout_redirect_uri(self) -> str:
-        """Where the issuer sends the browser after RP-initiated logout (OpenID Connect RP-Initiated Logout §2)."""
+        """Where the issuer sends the browser after sign-out (OpenID Connect RP-Initiated Logout §2)."""
         return f"{self.web_base_url}/"
 
     @property
@@ -467,7 +469,7 @@ class Settings:
 
     @property
     def spa_origin(self) -> str:
-        """The SPA's origin (RFC 6454): the one origin allowed to call the API and the issuer from a browser."""
+        """The SPA's origin (RFC 6454): the one origin that may call the API and the issuer from a browser."""
         return origin_of(self.spa_base_url)
 
     def native_redirect_uri(self, port: int | None = None) -> str:

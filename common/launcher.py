@@ -189,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     if not redis_url:
         redis_proc, redis_url = start_embedded_redis(args.instance / "redis")
         env["REDIS_URL"] = redis_url
-        print(f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})", flush=True)
+        print(f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})",
+              flush=True)
 
     env.update(binds)
-    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT), "start", *names]
+    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT),
+              "start", *names]
     started = time.monotonic()
     # `kill` (SIGTERM) stops the suite as gracefully as Ctrl-C does, so no
     # gunicorn or Redis is left behind.
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         missing = wait_healthy(health, procs)
         if missing:
-            print(f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)", file=sys.stderr)
+            print(f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)",
+                  file=sys.stderr)
         else:
             print(f"launcher: every component healthy in {time.monotonic() - started:.1f} s", flush=True)
             print_table(settings, names, redis_url)

@@ -119,7 +119,7 @@ def healthz():
 
 
 def init_health(app: Flask) -> None:
-    """Register ``GET /healthz``; call it before the app's own blueprints, so that it is the route that answers."""
+    """Register ``GET /healthz``; call it before the app's own blueprints, so that it answers that path."""
     app.register_blueprint(health)
 
 
@@ -234,7 +234,8 @@ def require_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf_token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(400, description="The form was stale or did not come from this site. Reload the page and try again.")
+        abort(400, description="The form was stale or did not come from this site. "
+                               "Reload the page and try again.")
 
 
 # -- redirects ------------------------------------------------------------------

@@ -99,5 +99,5 @@ def bearer_error_response(error: BearerError) -> Response:
 
 
 def init_bearer_challenge(app: Flask) -> None:
-    """Answer a :class:`BearerError` as RFC 6750 §3 says; call after ``init_error_pages(app, answer="json")``."""
+    """Answer a :class:`BearerError` as RFC 6750 §3 says (after ``init_error_pages(app, answer="json")``)."""
     app.register_error_handler(BearerError, bearer_error_response)

@@ -42,7 +42,8 @@ def create_app(test_config=None):
     # single flight hold across processes.  The key names the issuer,
     # client, scope and authentication method, so that changing any of
     # them never serves a token obtained for another configuration.
-    identity = "|".join((settings.issuer, settings.service_client_id, settings.service_scope, auth_method(settings)))
+    identity = "|".join((settings.issuer, settings.service_client_id, settings.service_scope,
+                         auth_method(settings)))
     store = RedisStore(
         app.config["SESSION_REDIS"],
         prefix=f"service_app:token:{hashlib.sha256(identity.encode()).hexdigest()[:12]}",

@@ -16,8 +16,14 @@ from flask import Flask
 from common.config import load_settings, origin_of
 from common.errors import init_error_pages
 from common.oidc import OIDCClient
-from common.web import (default_csp, init_health, init_security_headers, init_server_session, init_settings,
-                        init_templates)
+from common.web import (
+    default_csp,
+    init_health,
+    init_security_headers,
+    init_server_session,
+    init_settings,
+    init_templates,
+)
 
 
 def create_app(test_config=None):

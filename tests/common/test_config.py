@@ -92,7 +92,8 @@ def test_https_issuer_and_trailing_slash_are_kept_exactly():
 
 
 def test_settings_round_trip_through_the_environment():
-    settings = load_settings({"DEV_ISSUER_EXTRA_USERS": "a@example.test:one,b@example.test:two", "TRUSTED_MODE": "yes"})
+    settings = load_settings({"DEV_ISSUER_EXTRA_USERS": "a@example.test:one,b@example.test:two",
+                              "TRUSTED_MODE": "yes"})
     assert load_settings(settings.as_environ()) == settings
 
 
@@ -111,7 +112,8 @@ def test_trusted_mode_auto_is_on_only_against_the_dev_issuer():
     # it on for the bundled dev issuer so the walkthrough runs after `make run`.
     assert load_settings().trusted_mode is True
     assert load_settings({"ISSUER": "https://dev-123456.okta.com/oauth2/default"}).trusted_mode is False
-    assert load_settings({"ISSUER": "https://dev-123456.okta.com/oauth2/default", "TRUSTED_MODE": "true"}).trusted_mode
+    okta = "https://dev-123456.okta.com/oauth2/default"
+    assert load_settings({"ISSUER": okta, "TRUSTED_MODE": "true"}).trusted_mode
 
 
 def test_secrets_may_contain_characters_that_look_like_placeholders():
@@ -205,10 +207,10 @@ def test_a_broken_service_private_key_stops_only_those_who_read_it():
 def test_reading_an_undeclared_variable_fails_loudly_naming_it():
     settings = load_settings(component="web_app")
     with pytest.raises(AttributeError, match="SERVICE_PRIVATE_KEY is not among web_app's settings"):
-        settings.service_private_key
+        _ = settings.service_private_key
     # A derived value fails the same way, naming the variable it needs.
     with pytest.raises(AttributeError, match="SPA_BASE_URL is not among web_app's settings"):
-        settings.spa_redirect_uri
+        _ = settings.spa_redirect_uri
     assert settings.web_redirect_uri == "http://localhost:5001/authorization-code/callback"
     assert settings.declares("WEB_CLIENT_SECRET") and not settings.declares("SERVICE_CLIENT_SECRET")
 
