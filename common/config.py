@@ -1,22 +1,28 @@
-"""Settings for every part of the suite, read once and validated.
+"""Settings for every part of the suite: one row per variable, loaded per component.
 
-One module reads the environment (and a ``.env`` file if present) so that
-the apps and the development issuer agree on client ids, secrets and URLs:
-one ``.env`` configures both sides of every flow.
+One table, :data:`VARIABLES`, says for each environment variable its
+default, how it is checked, which components read it, and what it means.
+:func:`load_settings` reads the environment (and a ``.env`` file if
+present) and validates only the rows of the component that asks, so a
+broken ``SERVICE_PRIVATE_KEY`` stops the service app and nothing else.
+The dev issuer's component lists the client variables of every app,
+because it registers those clients: one ``.env`` configures both sides of
+every flow (README, "Configuration").
 
-Precedence, lowest first: the development defaults below, ``.env``, the
-process environment, then the ``test_config`` mapping an app factory
-receives.  A missing or malformed value raises :class:`ConfigError`, whose
-message is one line that names the variable and says how to fix it.
+Precedence, lowest first: the development defaults in the table,
+``.env``, the process environment, then the ``test_config`` mapping an app
+factory receives.  A missing or malformed value raises
+:class:`ConfigError`, whose message is one line that names the variable
+and says how to fix it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -27,45 +33,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Where the development issuer lives unless ``ISSUER`` says otherwise.
 DEV_ISSUER_DEFAULT = "http://localhost:9000/oauth2/default"
 
-#: Development defaults.  Every secret here says that it is one, so nobody
-#: mistakes it for a real credential; real values come from the
-#: environment or ``.env`` (see ``.env.example``).
-DEFAULTS: dict[str, str] = {
-    "ISSUER": DEV_ISSUER_DEFAULT,
-    "REDIS_URL": "",
-    "SECRET_KEY": "dev-only-secret-key-do-not-use-in-production",
-    "WEB_CLIENT_ID": "dev-web-app",
-    "WEB_CLIENT_SECRET": "dev-web-app-secret-do-not-use-in-production",
-    "WEB_BASE_URL": "http://localhost:5001",
-    "SPA_CLIENT_ID": "dev-spa-app",
-    "SPA_BASE_URL": "http://localhost:5002",
-    "NATIVE_CLIENT_ID": "dev-native-app",
-    "NATIVE_REDIRECT_PORT": "5003",
-    "NATIVE_TOKEN_DIR": "",
-    "TRUSTED_CLIENT_ID": "dev-trusted-app",
-    "TRUSTED_CLIENT_SECRET": "dev-trusted-app-secret-do-not-use-in-production",
-    "TRUSTED_MODE": "auto",
-    "SERVICE_CLIENT_ID": "dev-service-app",
-    "SERVICE_CLIENT_SECRET": "dev-service-app-secret-do-not-use-in-production",
-    "SERVICE_PRIVATE_KEY": "",
-    "SERVICE_SCOPE": "customScope",
-    "SERVICE_BASE_URL": "http://localhost:5004",
-    "API_URL": "http://localhost:5005",
-    "API_AUDIENCE": "api://default",
-    "API_VALIDATION": "jwt",
-    "API_INTROSPECTION_CLIENT_ID": "",
-    "API_INTROSPECTION_CLIENT_SECRET": "",
-    "DEMO_USERNAME": "testuser1@example.com",
-    "DEMO_PASSWORD": "Dev-Only-Passw0rd!",
-    "HTTP_TIMEOUT": "5",
-    "SESSION_LIFETIME": "28800",
-    "LOGIN_TIMEOUT": "600",
-    "CLOCK_LEEWAY": "60",
-    "DEV_ISSUER_CODE_LIFETIME": "60",
-    "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "3600",
-    "DEV_ISSUER_REFRESH_TOKEN_LIFETIME": "604800",
-    "DEV_ISSUER_EXTRA_USERS": "",
-}
+#: The components that load settings, each by this name (``load_settings(component=...)``).
+COMPONENTS = ("web_app", "spa_app", "native_sim", "service_app", "resource_server", "dev_issuer", "launcher")
 
 _PLACEHOLDER = re.compile(r"[{}<>]|\byour[A-Z_]|\.\.\.")
 
@@ -81,46 +50,391 @@ class ConfigError(ValueError):
         super().__init__(f"{variable}: {problem}. {fix}")
 
 
+# -- checks: each takes (name, raw value, every raw value) and returns the typed value ---------------------
+
+#: The signature of a row's check.
+Check = Callable[[str, str, Mapping[str, str]], object]
+
+
+def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
+    value = value.strip()
+    if _PLACEHOLDER.search(value):
+        raise ConfigError(
+            name,
+            f"{value!r} still contains a placeholder",
+            "Replace it with a real URL, e.g. https://dev-123456.okta.com/oauth2/default",
+        )
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(name, f"{value!r} is not an http(s) URL",
+                          "Set it to an absolute URL such as http://localhost:5001")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, f"{value!r} has a query or fragment", "Remove everything from '?' or '#' on")
+    try:
+        parts.port  # noqa: B018 -- urllib checks the port only when it is read
+    except ValueError:
+        raise ConfigError(name, f"{value!r} has an invalid port", "Use a port between 1 and 65535") from None
+    local = parts.hostname in {"localhost", "127.0.0.1", "::1"} or parts.hostname.endswith(".test")
+    if parts.scheme == "http" and not local:
+        # RFC 9700 §2.6 / RFC 6749 §3.1.2.1: tokens and codes only over TLS,
+        # except on the loopback interface where nothing leaves the machine.
+        raise ConfigError(name, f"{value!r} uses plain http for a non-local host",
+                          "Use https:// for anything that is not localhost")
+    if not path_allowed and parts.path not in {"", "/"}:
+        raise ConfigError(name, f"{value!r} has a path", "Give only the origin, e.g. http://localhost:5001")
+    return value if path_allowed else value.rstrip("/")
+
+
+def url(*, path_allowed: bool = False) -> Check:
+    """An http(s) URL; ``path_allowed=False``: an origin (base URL), trailing ``/`` removed."""
+    return lambda name, value, raw: _check_url(name, value, path_allowed=path_allowed)
+
+
+def _check_text(name: str, value: str, *, required: bool = True, secret: bool = False) -> str:
+    value = value.strip()
+    if required and not value:
+        raise ConfigError(name, "is empty", f"Set {name} in the environment or in .env (see .env.example)")
+    # A real secret or password may well contain "<", "{" or "...": only
+    # ids and names are checked for copy-paste placeholders.
+    if not secret and _PLACEHOLDER.search(value):
+        raise ConfigError(name, f"{value!r} still contains a placeholder",
+                          f"Copy the real value from your issuer's console into {name}")
+    return value
+
+
+def text(*, required: bool = True) -> Check:
+    """An id or a name: stripped, never a copy-pasted placeholder."""
+    return lambda name, value, raw: _check_text(name, value, required=required)
+
+
+def secret(*, required: bool = True) -> Check:
+    """A secret or a password: stripped, any characters allowed."""
+    return lambda name, value, raw: _check_text(name, value, required=required, secret=True)
+
+
+def number(low: float, high: float, kind: type = int) -> Check:
+    """A whole number (``kind=int``) or a number of seconds (``kind=float``) from ``low`` to ``high``."""
+
+    def check(name: str, value: str, raw: Mapping[str, str]):
+        try:
+            result = kind(value)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            fix = f"Set a number from {low} to {high}"
+            raise ConfigError(name, f"{value!r} is not {what}", fix) from None
+        if not low <= result <= high:
+            raise ConfigError(name, f"{result} is out of range", f"Set a number from {low} to {high}")
+        return result
+
+    return check
+
+
+def choice(*choices: str) -> Check:
+    """One of ``choices`` (case-insensitive)."""
+
+    def check(name: str, value: str, raw: Mapping[str, str]) -> str:
+        value = value.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, f"{value!r} is not one of {sorted(choices)}",
+                              f"Set {name} to one of {', '.join(sorted(choices))}")
+        return value
+
+    return check
+
+
+def _check_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(name, f"{value!r} is not a yes/no value", "Set true or false")
+
+
+def _is_dev_issuer(issuer: str) -> bool:
+    """A local URL shaped like the bundled dev issuer's (``/oauth2/default``)."""
+    parts = urlsplit(issuer)
+    return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
+
+
+def _check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
+    value = value.strip()
+    if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(name, f"{value!r} is not a Redis URL",
+                          "Use redis://host:port/db, or leave it unset for the embedded Redis")
+    return value
+
+
+def _check_directory(name: str, value: str, raw: Mapping[str, str]) -> str:
+    """An optional directory path (``~`` expanded); it need not exist yet."""
+    value = value.strip()
+    if not value:
+        return ""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(name, f"{value!r} is not a directory",
+                          "Point it at a directory (it is created if missing), or leave it empty")
+    return str(path.resolve())
+
+
+def _check_trusted_mode(name: str, value: str, raw: Mapping[str, str]) -> bool:
+    """``TRUSTED_MODE``: true, false, or auto (the default).
+
+    The password grant is deprecated (RFC 9700 §2.4) and off unless enabled.
+    ``auto`` enables it only against the bundled dev issuer, so that the
+    trusted-app walkthrough runs after ``make run`` while a real issuer
+    never sees a password unless someone asked for it explicitly.
+    """
+    if value.strip().lower() == "auto":
+        return _is_dev_issuer(raw["ISSUER"].strip())
+    return _check_bool(name, value)
+
+
+def _check_service_secret(name: str, value: str, raw: Mapping[str, str]) -> str:
+    # A key for private_key_jwt (RFC 7523 §2.2) replaces the secret.
+    return _check_text(name, value, secret=True, required=not raw["SERVICE_PRIVATE_KEY"].strip())
+
+
+def _check_private_key(name: str, value: str, raw: Mapping[str, str]) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    path = Path(value)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    if not path.is_file():
+        raise ConfigError(name, f"{value!r} is not a readable file",
+                          "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`")
+    return str(path)
+
+
+def _check_scope(name: str, value: str, raw: Mapping[str, str]) -> str:
+    value = _check_text(name, value)
+    # RFC 6749 §3.3: scope tokens are printable ASCII without space, '"' or '\'.
+    if not all(re.fullmatch(r"[\x21\x23-\x5B\x5D-\x7E]+", token) for token in value.split()):
+        raise ConfigError(name, f"{value!r} is not a valid scope list",
+                          "Use space-separated scope names such as customScope")
+    if "openid" in value.split():
+        raise ConfigError(name, "asks for openid",
+                          "A service has no user: ask only for custom scopes (e.g. customScope)")
+    return value
+
+
+def _check_introspection_client(name: str, value: str, raw: Mapping[str, str]) -> str:
+    value = _check_text(name, value, required=False)
+    if not value and raw["API_VALIDATION"].strip().lower() == "introspection":
+        # RFC 7662 §2.1: the introspection endpoint authenticates its caller.
+        raise ConfigError(name, "is empty but API_VALIDATION=introspection",
+                          "Set the client id (and API_INTROSPECTION_CLIENT_SECRET) the resource server uses "
+                          "at the introspection endpoint")
+    return value
+
+
+def _check_users(name: str, value: str, raw: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``user1@example.com:pass1,user2@example.com:pass2`` into pairs."""
+    users = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        username, sep, password = item.partition(":")
+        if not sep or not username or not password:
+            raise ConfigError(name, f"{item!r} is not username:password",
+                              "Write user@example.com:password pairs separated by commas")
+        users.append((username, password))
+    return tuple(users)
+
+
+# -- the table -----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
+class Variable:
+    """One row of the settings table.
+
+    :ivar name: the environment variable; the attribute is its lower-case form.
+    :ivar default: the development default, as the text the environment would hold.
+    :ivar check: turns the raw text into the typed value, or raises :class:`ConfigError`.
+    :ivar used_by: the components that read it (and so validate it at start-up).
+    :ivar doc: what it means (``.env.example`` says the same at more length).
+    :ivar secret: never shown in a ``repr``.
+    """
+
+    name: str
+    default: str
+    check: Check
+    used_by: frozenset[str]
+    doc: str
+    secret: bool = False
+
+    @property
+    def attribute(self) -> str:
+        """The ``Settings`` attribute that holds the value (``WEB_CLIENT_ID`` -> ``web_client_id``)."""
+        return self.name.lower()
+
+
+def _row(name: str, default: str, check: Check, used_by: str, doc: str, *, hidden: bool = False) -> Variable:
+    components = frozenset(used_by.split())
+    unknown = components - set(COMPONENTS)
+    if unknown:
+        raise ValueError(f"{name}: unknown components {sorted(unknown)}")
+    return Variable(name, default, check, components, doc, secret=hidden)
+
+
+# Component groups the rows below share.
+_CALLERS = "web_app spa_app native_sim service_app resource_server"  # they call the issuer
+_SESSIONS = "web_app service_app dev_issuer"  # they keep Redis sessions
+
+#: Every variable of the suite.  Every development secret says that it is
+#: one, so nobody mistakes it for a real credential; real values come from
+#: the environment or ``.env`` (see ``.env.example``).
+VARIABLES: tuple[Variable, ...] = (
+    _row("ISSUER", DEV_ISSUER_DEFAULT, url(path_allowed=True), f"{_CALLERS} dev_issuer launcher",
+         "the issuer URL; discovery at ISSUER/.well-known/openid-configuration"),
+    _row("REDIS_URL", "", _check_redis_url, f"{_SESSIONS} launcher",
+         "Redis for sessions and the dev issuer's state; empty: the launcher starts an embedded Redis"),
+    _row("SECRET_KEY", "dev-only-secret-key-do-not-use-in-production", secret(), _SESSIONS,
+         "Flask's secret key (CSRF tokens)", hidden=True),
+    _row("WEB_CLIENT_ID", "dev-web-app", text(), "web_app dev_issuer", "the web app's client id"),
+    _row("WEB_CLIENT_SECRET", "dev-web-app-secret-do-not-use-in-production", secret(), "web_app dev_issuer",
+         "the web app's client secret (a confidential client cannot authenticate without it)", hidden=True),
+    _row("WEB_BASE_URL", "http://localhost:5001", url(), "web_app dev_issuer launcher",
+         "the web app's origin; its redirect URI is {WEB_BASE_URL}/authorization-code/callback"),
+    _row("SPA_CLIENT_ID", "dev-spa-app", text(), "spa_app dev_issuer", "the single-page app's client id"),
+    _row("SPA_BASE_URL", "http://localhost:5002", url(), "spa_app resource_server dev_issuer launcher",
+         "the SPA's origin: its redirect URI is {SPA_BASE_URL}/login/callback, the only CORS origin allowed"),
+    _row("NATIVE_CLIENT_ID", "dev-native-app", text(), "native_sim dev_issuer", "the native app's client id"),
+    _row("NATIVE_REDIRECT_PORT", "5003", number(0, 65535), "native_sim dev_issuer",
+         "the loopback redirect's port (RFC 8252 §7.3); 0 = any free port where the issuer allows it"),
+    _row("NATIVE_TOKEN_DIR", "", _check_directory, "native_sim",
+         "where the native app keeps tokens; empty: the OS keyring, else the user's config directory"),
+    _row("TRUSTED_CLIENT_ID", "dev-trusted-app", text(), "native_sim dev_issuer",
+         "the trusted app's client id (password grant)"),
+    _row("TRUSTED_CLIENT_SECRET", "dev-trusted-app-secret-do-not-use-in-production", secret(),
+         "native_sim dev_issuer", "the trusted app's client secret", hidden=True),
+    _row("TRUSTED_MODE", "auto", _check_trusted_mode, "native_sim dev_issuer",
+         "whether the password grant is offered and used: true, false, auto (on against the dev issuer)"),
+    _row("SERVICE_CLIENT_ID", "dev-service-app", text(), "service_app dev_issuer", "the service's client id"),
+    _row("SERVICE_CLIENT_SECRET", "dev-service-app-secret-do-not-use-in-production", _check_service_secret,
+         "service_app dev_issuer", "the service's client secret; may be empty with SERVICE_PRIVATE_KEY",
+         hidden=True),
+    _row("SERVICE_PRIVATE_KEY", "", _check_private_key, "service_app dev_issuer",
+         "a PEM or JWK file: the service authenticates with private_key_jwt (RFC 7523), not its secret"),
+    _row("SERVICE_SCOPE", "customScope", _check_scope, "service_app resource_server dev_issuer",
+         "the custom scope the service asks for and the API requires"),
+    _row("SERVICE_BASE_URL", "http://localhost:5004", url(), "service_app launcher",
+         "the service app's status page"),
+    _row("API_URL", "http://localhost:5005", url(), "web_app spa_app native_sim service_app launcher",
+         "the resource server's origin, as its callers reach it"),
+    _row("API_AUDIENCE", "api://default", text(), "resource_server dev_issuer",
+         "the audience (aud) the API's access tokens carry"),
+    _row("API_VALIDATION", "jwt", choice("jwt", "introspection"), "resource_server",
+         "jwt (local, with the issuer's keys) or introspection (RFC 7662)"),
+    _row("API_INTROSPECTION_CLIENT_ID", "", _check_introspection_client, "resource_server dev_issuer",
+         "the client id the API authenticates with at the introspection endpoint"),
+    _row("API_INTROSPECTION_CLIENT_SECRET", "", secret(required=False), "resource_server dev_issuer",
+         "its secret", hidden=True),
+    _row("DEMO_USERNAME", "testuser1@example.com", text(), "dev_issuer launcher",
+         "the dev issuer's seeded user (printed by make run)"),
+    _row("DEMO_PASSWORD", "Dev-Only-Passw0rd!", secret(), "dev_issuer launcher",
+         "the seeded user's password", hidden=True),
+    _row("HTTP_TIMEOUT", "5", number(0.1, 120, kind=float), _CALLERS,
+         "seconds any call to the issuer or the API may take"),
+    _row("SESSION_LIFETIME", "28800", number(60, 7 * 24 * 3600), _SESSIONS,
+         "seconds a server-side session lives"),
+    _row("LOGIN_TIMEOUT", "600", number(10, 3600), _CALLERS,
+         "seconds a sign-in may take, from the authorization request to the callback"),
+    _row("CLOCK_LEEWAY", "60", number(0, 300), f"{_CALLERS} dev_issuer",
+         "seconds of clock skew tolerated on exp, iat and nbf"),
+    _row("DEV_ISSUER_CODE_LIFETIME", "60", number(1, 600), "dev_issuer",
+         "seconds an authorization code lives (RFC 6749 §4.1.2: short)"),
+    _row("DEV_ISSUER_ACCESS_TOKEN_LIFETIME", "3600", number(1, 86400), "dev_issuer",
+         "seconds an access token lives"),
+    _row("DEV_ISSUER_REFRESH_TOKEN_LIFETIME", "604800", number(1, 90 * 86400), "dev_issuer",
+         "seconds a refresh token lives"),
+    _row("DEV_ISSUER_EXTRA_USERS", "", _check_users, "dev_issuer",
+         "more seeded users, as user@example.com:password pairs separated by commas"),
+)
+
+#: Development defaults, by variable name (the table's second column).
+DEFAULTS: dict[str, str] = {variable.name: variable.default for variable in VARIABLES}
+
+_BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+
+def variables_of(component: str | None) -> tuple[Variable, ...]:
+    """The rows ``component`` reads, in table order; ``None``: every row."""
+    if component is None:
+        return VARIABLES
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown component {component!r}; the components are {', '.join(COMPONENTS)}")
+    return tuple(variable for variable in VARIABLES if component in variable.used_by)
+
+
+# -- the settings object ----------------------------------------------------------------------------------
+
+
+class _Value:
+    """The attribute of one variable: its value, or a loud failure if the component did not declare it."""
+
+    def __init__(self, variable: Variable):
+        self.variable = variable
+
+    def __get__(self, settings: Settings | None, owner: type):
+        if settings is None:
+            return self
+        try:
+            return settings._values[self.variable.name]
+        except KeyError:
+            raise AttributeError(
+                f"{self.variable.name} is not among {settings.component}'s settings: "
+                f"add {settings.component} to that variable's row in common/config.py",
+                name=self.variable.attribute, obj=settings,
+            ) from None
+
+    def __set__(self, settings: Settings, value) -> None:
+        raise AttributeError(f"settings are read-only ({self.variable.name})")
+
+
 class Settings:
-    """Typed, validated settings for the whole suite."""
+    """The typed, validated settings of one component.
 
-    issuer: str
-    redis_url: str  # empty: the launcher starts an embedded Redis
-    secret_key: str
-    web_client_id: str
-    web_client_secret: str
-    web_base_url: str
-    spa_client_id: str
-    spa_base_url: str
-    native_client_id: str
-    native_redirect_port: int
-    native_token_dir: str  # empty: the OS keyring, else the user's config directory
-    trusted_client_id: str
-    trusted_client_secret: str
-    trusted_mode: bool  # TRUSTED_MODE=auto: on against the bundled dev issuer only
-    service_client_id: str
-    service_client_secret: str
-    service_private_key: str  # path to a PEM or JWK file; empty: client_secret_basic
-    service_scope: str
-    service_base_url: str
-    api_url: str
-    api_audience: str
-    api_validation: str  # "jwt" (local, JWKS) or "introspection" (RFC 7662)
-    api_introspection_client_id: str
-    api_introspection_client_secret: str
-    demo_username: str
-    demo_password: str
-    http_timeout: float
-    session_lifetime: int
-    login_timeout: int
-    clock_leeway: int
-    dev_issuer_code_lifetime: int
-    dev_issuer_access_token_lifetime: int
-    dev_issuer_refresh_token_lifetime: int
-    dev_issuer_extra_users: tuple[tuple[str, str], ...]  # (username, password) pairs besides the demo user
+    Each variable of :data:`VARIABLES` is an attribute named after it
+    (``settings.web_client_id`` for ``WEB_CLIENT_ID``).  Reading a variable
+    the component did not declare raises :class:`AttributeError` naming it,
+    rather than quietly handing out a default nobody validated.
 
-    # -- derived values: the fixed redirect paths of DESIGN.md -------------
+    :ivar component: the component they were loaded for (``None``: every variable).
+    """
+
+    __slots__ = ("component", "_values")
+
+    def __init__(self, component: str | None, values: Mapping[str, object]):
+        object.__setattr__(self, "component", component)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"settings are read-only ({name})")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return (self.component, self._values) == (other.component, other._values)
+
+    def __reduce__(self):
+        # copy and pickle go through __init__, since attributes cannot be set.
+        return (Settings, (self.component, self._values))
+
+    def __hash__(self) -> int:
+        return hash((self.component, tuple(self._values.items())))
+
+    def __repr__(self) -> str:
+        shown = {name: "***" if _BY_NAME[name].secret and value else value
+                 for name, value in self._values.items()}
+        return f"Settings(component={self.component!r}, {shown!r})"
+
+    def declares(self, name: str) -> bool:
+        """Whether this component loaded the variable ``name`` (``"SECRET_KEY"``)."""
+        return name in self._values
+
+    # -- derived values: the fixed redirect paths of the README's "Configuration" ---------------------------
 
     @property
     def uses_dev_issuer(self) -> bool:
@@ -135,22 +449,27 @@ class Settings:
 
     @property
     def web_redirect_uri(self) -> str:
+        """The web app's sign-in redirect URI (RFC 6749 §3.1.2)."""
         return f"{self.web_base_url}/authorization-code/callback"
 
     @property
     def web_post_logout_redirect_uri(self) -> str:
+        """Where the issuer sends the browser after sign-out (OpenID Connect RP-Initiated Logout §2)."""
         return f"{self.web_base_url}/"
 
     @property
     def spa_redirect_uri(self) -> str:
+        """The SPA's sign-in redirect URI."""
         return f"{self.spa_base_url}/login/callback"
 
     @property
     def spa_post_logout_redirect_uri(self) -> str:
+        """The SPA's post-logout redirect URI."""
         return f"{self.spa_base_url}/"
 
     @property
     def spa_origin(self) -> str:
+        """The SPA's origin (RFC 6454): the one origin that may call the API and the issuer from a browser."""
         return origin_of(self.spa_base_url)
 
     def native_redirect_uri(self, port: int | None = None) -> str:
@@ -158,16 +477,22 @@ class Settings:
         return f"http://127.0.0.1:{self.native_redirect_port if port is None else port}/callback"
 
     def as_environ(self) -> dict[str, str]:
-        """The settings as environment variables, for child processes."""
-        env = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            elif field.name == "dev_issuer_extra_users":
-                value = ",".join(f"{user}:{password}" for user, password in value)
-            env[field.name.upper()] = str(value)
-        return env
+        """The loaded settings as environment variables, for child processes."""
+        return {name: _as_text(value) for name, value in self._values.items()}
+
+
+for _variable in VARIABLES:
+    setattr(Settings, _variable.attribute, _Value(_variable))
+del _variable
+
+
+def _as_text(value: object) -> str:
+    """A typed value back as the text the environment would hold."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):  # DEV_ISSUER_EXTRA_USERS
+        return ",".join(f"{user}:{password}" for user, password in value)
+    return str(value)
 
 
 def origin_of(url: str) -> str:
@@ -176,84 +501,11 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
-    if _PLACEHOLDER.search(value):
-        raise ConfigError(
-            name,
-            f"{value!r} still contains a placeholder",
-            "Replace it with a real URL, e.g. https://dev-123456.okta.com/oauth2/default",
-        )
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(name, f"{value!r} is not an http(s) URL", "Set it to an absolute URL such as http://localhost:5001")
-    if parts.query or parts.fragment:
-        raise ConfigError(name, f"{value!r} has a query or fragment", "Remove everything from '?' or '#' on")
-    try:
-        parts.port
-    except ValueError:
-        raise ConfigError(name, f"{value!r} has an invalid port", "Use a port between 1 and 65535") from None
-    if parts.scheme == "http" and parts.hostname not in {"localhost", "127.0.0.1", "::1"} and not parts.hostname.endswith(".test"):
-        # RFC 9700 §2.6 / RFC 6749 §3.1.2.1: tokens and codes only over TLS,
-        # except on the loopback interface where nothing leaves the machine.
-        raise ConfigError(name, f"{value!r} uses plain http for a non-local host", "Use https:// for anything that is not localhost")
-    if not path_allowed and parts.path not in {"", "/"}:
-        raise ConfigError(name, f"{value!r} has a path", "Give only the origin, e.g. http://localhost:5001")
-    return value if path_allowed else value.rstrip("/")
-
-
-def _check_number(name: str, value: str, low: float, high: float, kind: type = int):
-    """A whole number (``kind=int``) or a number of seconds (``kind=float``) in range."""
-    try:
-        number = kind(value)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise ConfigError(name, f"{value!r} is not {what}", f"Set a number from {low} to {high}") from None
-    if not low <= number <= high:
-        raise ConfigError(name, f"{number} is out of range", f"Set a number from {low} to {high}")
-    return number
-
-
-def _is_dev_issuer(issuer: str) -> bool:
-    """A local URL shaped like the bundled dev issuer's (``/oauth2/default``)."""
-    parts = urlsplit(issuer)
-    return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
-
-
-def _check_trusted_mode(value: str, issuer: str) -> bool:
-    """``TRUSTED_MODE``: true, false, or auto (the default).
-
-    The password grant is deprecated (RFC 9700 §2.4) and off unless enabled.
-    ``auto`` enables it only against the bundled dev issuer, so that the
-    trusted-app walkthrough runs after ``make run`` while a real issuer
-    never sees a password unless someone asked for it explicitly.
-    """
-    if value.strip().lower() == "auto":
-        return _is_dev_issuer(issuer)
-    return _check_bool("TRUSTED_MODE", value)
-
-
-def _check_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigError(name, f"{value!r} is not a yes/no value", "Set true or false")
-
-
-def _check_text(name: str, value: str, *, required: bool = True, secret: bool = False) -> str:
-    value = value.strip()
-    if required and not value:
-        raise ConfigError(name, "is empty", f"Set {name} in the environment or in .env (see .env.example)")
-    # A real secret or password may well contain "<", "{" or "...": only
-    # ids and names are checked for copy-paste placeholders.
-    if not secret and _PLACEHOLDER.search(value):
-        raise ConfigError(name, f"{value!r} still contains a placeholder", f"Copy the real value from your issuer's console into {name}")
-    return value
+# -- loading ----------------------------------------------------------------------------------------------
 
 
 def read_environment(env_file: Path | None = None) -> dict[str, str]:
-    """Defaults, overlaid with ``.env``, overlaid with the process environment."""
+    """Defaults, overlaid with ``.env``, overlaid with the process environment (raw text, unchecked)."""
     values = dict(DEFAULTS)
     env_file = PROJECT_ROOT / ".env" if env_file is None else env_file
     if env_file.is_file():
@@ -262,114 +514,20 @@ def read_environment(env_file: Path | None = None) -> dict[str, str]:
     return values
 
 
-def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
-    """Read and validate the settings.
+def load_settings(overrides: Mapping[str, object] | None = None, *, component: str | None = None) -> Settings:
+    """Read and validate the settings ``component`` uses.
 
     :param overrides: values that win over everything else (an app
-        factory's ``test_config``); keys not in the contract are ignored.
+        factory's ``test_config``); keys not in the table are ignored.
+    :param component: one of :data:`COMPONENTS` (``"web_app"`` ...): only
+        the variables it reads are loaded and checked.  ``None`` loads and
+        checks every variable.
     :return: the validated :class:`Settings`.
-    :raises ConfigError: naming the first bad variable.
+    :raises ConfigError: naming the first bad variable, in table order.
     """
+    rows = variables_of(component)
     raw = read_environment()
     for key, value in (overrides or {}).items():
         if key in DEFAULTS:
             raw[key] = "" if value is None else str(value)
-
-    issuer = _check_url("ISSUER", raw["ISSUER"].strip(), path_allowed=True)
-    redis_url = raw["REDIS_URL"].strip()
-    if redis_url and urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError("REDIS_URL", f"{redis_url!r} is not a Redis URL", "Use redis://host:port/db, or leave it unset for the embedded Redis")
-
-    settings = Settings(
-        issuer=issuer,
-        redis_url=redis_url,
-        secret_key=_check_text("SECRET_KEY", raw["SECRET_KEY"], secret=True),
-        web_client_id=_check_text("WEB_CLIENT_ID", raw["WEB_CLIENT_ID"]),
-        # A confidential client cannot authenticate without its secret.
-        web_client_secret=_check_text("WEB_CLIENT_SECRET", raw["WEB_CLIENT_SECRET"], secret=True),
-        web_base_url=_check_url("WEB_BASE_URL", raw["WEB_BASE_URL"].strip(), path_allowed=False),
-        spa_client_id=_check_text("SPA_CLIENT_ID", raw["SPA_CLIENT_ID"]),
-        spa_base_url=_check_url("SPA_BASE_URL", raw["SPA_BASE_URL"].strip(), path_allowed=False),
-        native_client_id=_check_text("NATIVE_CLIENT_ID", raw["NATIVE_CLIENT_ID"]),
-        native_redirect_port=_check_number("NATIVE_REDIRECT_PORT", raw["NATIVE_REDIRECT_PORT"], 0, 65535),
-        native_token_dir=_check_directory("NATIVE_TOKEN_DIR", raw["NATIVE_TOKEN_DIR"].strip()),
-        trusted_client_id=_check_text("TRUSTED_CLIENT_ID", raw["TRUSTED_CLIENT_ID"]),
-        trusted_client_secret=_check_text("TRUSTED_CLIENT_SECRET", raw["TRUSTED_CLIENT_SECRET"], secret=True),
-        trusted_mode=_check_trusted_mode(raw["TRUSTED_MODE"], issuer),
-        service_client_id=_check_text("SERVICE_CLIENT_ID", raw["SERVICE_CLIENT_ID"]),
-        service_client_secret=_check_text("SERVICE_CLIENT_SECRET", raw["SERVICE_CLIENT_SECRET"], secret=True, required=not raw["SERVICE_PRIVATE_KEY"].strip()),
-        service_private_key=_check_private_key(raw["SERVICE_PRIVATE_KEY"].strip()),
-        service_scope=_check_scope(raw["SERVICE_SCOPE"]),
-        service_base_url=_check_url("SERVICE_BASE_URL", raw["SERVICE_BASE_URL"].strip(), path_allowed=False),
-        api_url=_check_url("API_URL", raw["API_URL"].strip(), path_allowed=False),
-        api_audience=_check_text("API_AUDIENCE", raw["API_AUDIENCE"]),
-        api_validation=_check_choice("API_VALIDATION", raw["API_VALIDATION"], {"jwt", "introspection"}),
-        api_introspection_client_id=_check_text("API_INTROSPECTION_CLIENT_ID", raw["API_INTROSPECTION_CLIENT_ID"], required=False),
-        api_introspection_client_secret=_check_text("API_INTROSPECTION_CLIENT_SECRET", raw["API_INTROSPECTION_CLIENT_SECRET"], secret=True, required=False),
-        demo_username=_check_text("DEMO_USERNAME", raw["DEMO_USERNAME"]),
-        demo_password=_check_text("DEMO_PASSWORD", raw["DEMO_PASSWORD"], secret=True),
-        http_timeout=_check_number("HTTP_TIMEOUT", raw["HTTP_TIMEOUT"], 0.1, 120, kind=float),
-        session_lifetime=_check_number("SESSION_LIFETIME", raw["SESSION_LIFETIME"], 60, 7 * 24 * 3600),
-        login_timeout=_check_number("LOGIN_TIMEOUT", raw["LOGIN_TIMEOUT"], 10, 3600),
-        clock_leeway=_check_number("CLOCK_LEEWAY", raw["CLOCK_LEEWAY"], 0, 300),
-        dev_issuer_code_lifetime=_check_number("DEV_ISSUER_CODE_LIFETIME", raw["DEV_ISSUER_CODE_LIFETIME"], 1, 600),
-        dev_issuer_access_token_lifetime=_check_number("DEV_ISSUER_ACCESS_TOKEN_LIFETIME", raw["DEV_ISSUER_ACCESS_TOKEN_LIFETIME"], 1, 86400),
-        dev_issuer_refresh_token_lifetime=_check_number("DEV_ISSUER_REFRESH_TOKEN_LIFETIME", raw["DEV_ISSUER_REFRESH_TOKEN_LIFETIME"], 1, 90 * 86400),
-        dev_issuer_extra_users=_check_users(raw["DEV_ISSUER_EXTRA_USERS"]),
-    )
-    if settings.api_validation == "introspection" and not settings.api_introspection_client_id:
-        raise ConfigError(
-            "API_INTROSPECTION_CLIENT_ID",
-            "is empty but API_VALIDATION=introspection",
-            "Set the client id (and API_INTROSPECTION_CLIENT_SECRET) the resource server uses at the introspection endpoint",
-        )
-    return settings
-
-
-def _check_choice(name: str, value: str, choices: set[str]) -> str:
-    value = value.strip().lower()
-    if value not in choices:
-        raise ConfigError(name, f"{value!r} is not one of {sorted(choices)}", f"Set {name} to one of {', '.join(sorted(choices))}")
-    return value
-
-
-def _check_scope(value: str) -> str:
-    value = _check_text("SERVICE_SCOPE", value)
-    # RFC 6749 §3.3: scope tokens are printable ASCII without space, '"' or '\'.
-    if not all(re.fullmatch(r"[\x21\x23-\x5B\x5D-\x7E]+", token) for token in value.split()):
-        raise ConfigError("SERVICE_SCOPE", f"{value!r} is not a valid scope list", "Use space-separated scope names such as customScope")
-    if "openid" in value.split():
-        raise ConfigError("SERVICE_SCOPE", "asks for openid", "A service has no user: ask only for custom scopes (e.g. customScope)")
-    return value
-
-
-def _check_private_key(value: str) -> str:
-    if not value:
-        return ""
-    path = Path(value)
-    if not path.is_absolute():
-        path = PROJECT_ROOT / path
-    if not path.is_file():
-        raise ConfigError("SERVICE_PRIVATE_KEY", f"{value!r} is not a readable file", "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`")
-    return str(path)
-
-
-def _check_directory(name: str, value: str) -> str:
-    """An optional directory path (``~`` expanded); it need not exist yet."""
-    if not value:
-        return ""
-    path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(name, f"{value!r} is not a directory", "Point it at a directory (it is created if missing), or leave it empty")
-    return str(path.resolve())
-
-
-def _check_users(value: str) -> tuple[tuple[str, str], ...]:
-    """``user1@example.com:pass1,user2@example.com:pass2`` into pairs."""
-    users = []
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        username, sep, password = item.partition(":")
-        if not sep or not username or not password:
-            raise ConfigError("DEV_ISSUER_EXTRA_USERS", f"{item!r} is not username:password", "Write user@example.com:password pairs separated by commas")
-        users.append((username, password))
-    return tuple(users)
+    return Settings(component, {row.name: row.check(row.name, raw[row.name], raw) for row in rows})

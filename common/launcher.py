@@ -1,6 +1,8 @@
 """``make run``: start the whole suite on its embedded defaults.
 
-1. Validate the settings (one clear line and exit 2 on a bad value).
+1. Validate the settings of every component it will start (one clear line
+   and exit 2 on a bad value: better than one process dying later and
+   honcho stopping the rest).
 2. Start a private Redis when ``REDIS_URL`` is unset, files under ``instance/redis``.
 3. Start, through honcho and the ``Procfile``, the dev issuer (unless
    ``ISSUER`` points elsewhere), the resource server and every app that
@@ -30,8 +32,8 @@ from .config import PROJECT_ROOT, ConfigError, Settings, load_settings
 INSTANCE = PROJECT_ROOT / "instance"
 VENV_BIN = Path(sys.executable).parent
 
-#: Procfile process name -> the package it runs.
-COMPONENTS = {
+#: Procfile process name -> the package it runs (also its settings component, see common.config).
+PROCESSES = {
     "issuer": "dev_issuer",
     "api": "resource_server",
     "web": "web_app",
@@ -98,7 +100,7 @@ def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]
     names, binds, health = [], {}, {}
     # Loopback only: these are development servers with development secrets.
     host = "127.0.0.1"
-    for name, package in COMPONENTS.items():
+    for name, package in PROCESSES.items():
         if name == "issuer" and not settings.uses_dev_issuer:
             continue  # ISSUER points at a real issuer (Okta ...): nothing to start
         if importlib.util.find_spec(package) is None:
@@ -108,6 +110,18 @@ def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]
         binds[f"{name.upper()}_BIND"] = f"{host}:{_port_of(base)}"
         health[name] = health_url
     return names, binds, health
+
+
+def check_components(names: list[str]) -> None:
+    """Load (and so validate) the settings of each Procfile process in ``names``.
+
+    Each app validates only the variables it reads; the launcher starts
+    them all, so it checks them all before starting any.
+
+    :raises ConfigError: naming the first bad variable.
+    """
+    for name in names:
+        load_settings(component=PROCESSES[name])
 
 
 def wait_healthy(health: dict[str, str], honcho: subprocess.Popen, timeout: float = 60) -> list[str]:
@@ -157,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the embedded Redis keeps its files (default: instance/)")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(component="launcher")
+        names, binds, health = plan(settings)
+        check_components(names)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -173,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     if not redis_url:
         redis_proc, redis_url = start_embedded_redis(args.instance / "redis")
         env["REDIS_URL"] = redis_url
-        print(f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})", flush=True)
+        print(f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})",
+              flush=True)
 
-    names, binds, health = plan(settings)
     env.update(binds)
-    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT), "start", *names]
+    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT),
+              "start", *names]
     started = time.monotonic()
     # `kill` (SIGTERM) stops the suite as gracefully as Ctrl-C does, so no
     # gunicorn or Redis is left behind.
@@ -186,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         missing = wait_healthy(health, procs)
         if missing:
-            print(f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)", file=sys.stderr)
+            print(f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)",
+                  file=sys.stderr)
         else:
             print(f"launcher: every component healthy in {time.monotonic() - started:.1f} s", flush=True)
             print_table(settings, names, redis_url)

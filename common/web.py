@@ -1,9 +1,18 @@
-"""The Flask plumbing every web app shares: settings, the Redis session,
-error pages, security headers, CSRF tokens and safe redirects.
+"""The small pieces an app factory composes: settings, session, pages, headers, ``/healthz``.
 
-An app factory calls :func:`create_base_app` and then registers only its
-own blueprints, so that what differs between the apps is the flow, not the
-set-up.
+Each app's ``create_app`` reads as the list of what that app is made of,
+in the style of the Flask tutorial's ``db.init_app(app)``::
+
+    settings = load_settings(test_config, component="web_app")
+    app = Flask(__name__)
+    init_settings(app, settings, app_name="web_app", base_url=settings.web_base_url, test_config=test_config)
+    init_server_session(app, settings)
+    init_templates(app, title="Web app")
+    init_error_pages(app, answer="html")          # common.errors
+    init_security_headers(app, csp=default_csp(form_action=...))
+    init_health(app)
+
+Here too: the CSRF token of forms and the same-origin check of ``next``.
 """
 
 from __future__ import annotations
@@ -16,9 +25,63 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, jsonify, request, session
 
-from .config import Settings, load_settings
-from .errors import register_error_handlers
+from .config import DEFAULTS, ConfigError, Settings, load_settings
+from .errors import init_error_pages
 from .session import init_session
+
+#: Largest request body any app accepts (forms and callbacks are small).
+MAX_CONTENT_LENGTH = 64 * 1024
+
+# -- settings -----------------------------------------------------------------------------------------------
+
+
+def init_settings(app: Flask, settings: Settings, *, app_name: str, base_url: str | None,
+                  test_config: Mapping[str, object] | None = None) -> None:
+    """Attach the component's validated settings to ``app`` (read them with :func:`settings_of`).
+
+    :param app_name: short name: cookie name, Redis key prefix, log prefix.
+    :param base_url: the app's public base URL, or ``None`` when the app is
+        not browsed (the resource server).
+    :param test_config: the factory's ``test_config``; its upper-case keys
+        that are neither settings nor Flask's own defaults become Flask
+        config keys (settings were already read by ``load_settings``).
+    """
+    app.config.update(SETTINGS=settings, APP_NAME=app_name, BASE_URL=base_url,
+                      MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH)
+    if settings.declares("SECRET_KEY"):
+        app.config["SECRET_KEY"] = settings.secret_key
+    app.config.update({key: value for key, value in (test_config or {}).items()
+                       if key.isupper() and key not in DEFAULTS and key not in app.config})
+    app.logger.setLevel(logging.INFO)
+
+
+def settings_of(app: Flask) -> Settings:
+    """The validated settings an app was built with."""
+    return app.config["SETTINGS"]
+
+
+# -- session --------------------------------------------------------------------------------------------
+
+
+def init_server_session(app: Flask, settings: Settings) -> None:
+    """Keep the app's sessions in Redis (:func:`common.session.init_session`).
+
+    Call after :func:`init_settings`; the cookie name, the key prefix and
+    ``Secure`` follow the app's name and base URL.
+
+    :raises ConfigError: when ``REDIS_URL`` is empty (only the launcher may
+        leave it empty: it then starts an embedded Redis for the apps).
+    """
+    if not settings.redis_url:
+        raise ConfigError(
+            "REDIS_URL",
+            "is not set for a process that keeps sessions",
+            "Start the suite with `make run` (it starts an embedded Redis) or set REDIS_URL=redis://localhost:6379/0",
+        )
+    init_session(app, settings, app.config["APP_NAME"], app.config["BASE_URL"] or "http://localhost")
+
+
+# -- templates and the shared stylesheet -----------------------------------------------------------------
 
 #: Serves ``common/static`` (the shared stylesheet) under ``/_common`` and
 #: makes ``common/templates`` (``common/base.html``, ``common/error.html``)
@@ -27,6 +90,18 @@ common_static = Blueprint(
     "common_static", __name__, static_folder="static", static_url_path="/_common/static",
     template_folder="templates",
 )
+
+
+def init_templates(app: Flask, *, title: str) -> None:
+    """The shared layout (``common/base.html``), stylesheet and template globals.
+
+    :param title: shown in the navigation bar and page titles.
+    """
+    app.register_blueprint(common_static)
+    app.jinja_env.globals.update(app_title=title, csrf_token=csrf_token)
+
+
+# -- /healthz -------------------------------------------------------------------------------------------
 
 #: ``GET /healthz``, for process managers, the launcher and the tests.
 health = Blueprint("health", __name__)
@@ -42,12 +117,69 @@ def healthz():
     """
     return jsonify(status="ok")
 
-#: Default security headers (OWASP secure-headers project).  Apps with
-#: scripts widen ``Content-Security-Policy`` for themselves.
-DEFAULT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; frame-ancestors 'none'"
-)
+
+def init_health(app: Flask) -> None:
+    """Register ``GET /healthz``; call it before the app's own blueprints, so that it answers that path."""
+    app.register_blueprint(health)
+
+
+# -- security headers -----------------------------------------------------------------------------------
+
+
+def default_csp(form_action: str = "") -> str:
+    """The suite's Content-Security-Policy for server-rendered pages (no scripts at all).
+
+    :param form_action: origins besides ``'self'`` a form (or the redirect
+        chain it starts) may go to, e.g. the issuer's for RP-initiated logout.
+    """
+    targets = " ".join(filter(None, ["'self'", form_action]))
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"object-src 'none'; base-uri 'none'; form-action {targets}; frame-ancestors 'none'"
+    )
+
+
+#: Path prefixes whose URLs carry a code or tokens (the sign-in callbacks).
+CALLBACK_PREFIXES = ("/authorization-code/", "/login/")
+
+#: ``init_security_headers(no_store=...)``: which answers no cache may keep.
+NO_STORE = ("callbacks", "pages")
+
+
+def init_security_headers(app: Flask, *, csp: str | Callable[[], str] | None = None,
+                          no_store: str = "callbacks") -> None:
+    """Headers every answer carries (OWASP secure-headers project; README, "Security checks").
+
+    ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
+    (a callback URL must not leak in a Referer), ``X-Frame-Options: DENY``
+    and the CSP (clickjacking, RFC 9700 §4.16), ``Cache-Control: no-store``
+    where :data:`NO_STORE` says.  A header a view set itself is kept.
+
+    :param csp: the app's Content-Security-Policy, or a function returning
+        it (read per answer); ``None``: :func:`default_csp`.
+    :param no_store: ``"callbacks"``: the callbacks and any answer that sets
+        a cookie; ``"pages"``: also every other answer except the app's own
+        static files.
+    """
+    if no_store not in NO_STORE:
+        raise ValueError(f"no_store must be one of {NO_STORE}, not {no_store!r}")
+    policy = csp if callable(csp) else (lambda: csp or default_csp())
+    static_prefix = (app.static_url_path or "/static") + "/"
+
+    @app.after_request
+    def security_headers(response):
+        """The security headers of :func:`init_security_headers`."""
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", policy())
+        secret_url = request.path.startswith(CALLBACK_PREFIXES) or "Set-Cookie" in response.headers
+        if secret_url or (no_store == "pages" and not request.path.startswith(static_prefix)):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+# -- the former all-in-one base app ------------------------------------------------------------------------
 
 
 def create_base_app(
@@ -59,71 +191,27 @@ def create_base_app(
     test_config: Mapping[str, object] | None = None,
     with_session: bool = True,
 ) -> Flask:
-    """Build a Flask app with the suite's shared set-up.
+    """Every piece above at once, with every setting loaded (``component=None``).
 
-    :param import_name: the app package's ``__name__``.
-    :param app_name: short name: cookie name, Redis key prefix, log prefix.
-    :param title: shown in the navigation bar and page titles.
+    Kept only for the callers not yet moved to composing the pieces (the
+    dev issuer, which sets ``app.config["CSP_FORM_ACTION"]`` after this
+    returns, and a few tests); a new app composes the pieces instead.
+
     :param base_url: the app's public base URL, or a function of the settings
-        that returns it (``lambda s: s.web_base_url``: the settings are then
-        loaded once, here), or ``None`` when the app is not browsed (the
-        resource server).
-    :param test_config: overrides for settings (contract variable names)
-        and Flask config keys, for tests.
-    :param with_session: whether to attach the Redis session store.
-    :return: the app, with ``app.config["SETTINGS"]`` holding the settings
-        (read them with :func:`settings_of`) and ``GET /healthz`` registered.
+        that returns it (``lambda s: s.web_base_url``).
     """
-    test_config = dict(test_config or {})
     settings = load_settings(test_config)
     if callable(base_url):
         base_url = base_url(settings)
-    app = Flask(import_name, instance_relative_config=False)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        SETTINGS=settings,
-        APP_NAME=app_name,
-        BASE_URL=base_url,
-        MAX_CONTENT_LENGTH=64 * 1024,
-    )
-    app.config.update({k: v for k, v in test_config.items() if k.isupper() and k not in app.config})
-    app.logger.setLevel(logging.INFO)
+    app = Flask(import_name)
+    init_settings(app, settings, app_name=app_name, base_url=base_url, test_config=test_config)
     if with_session:
-        if not settings.redis_url:
-            from .config import ConfigError
-
-            raise ConfigError(
-                "REDIS_URL",
-                "is not set for a process that keeps sessions",
-                "Start the suite with `make run` (it starts an embedded Redis) or set REDIS_URL=redis://localhost:6379/0",
-            )
-        init_session(app, settings, app_name, base_url or "http://localhost")
-    register_error_handlers(app)
-    app.register_blueprint(common_static)
-    # Registered first, so it is the route that answers /healthz; an app
-    # needs no health check of its own.
-    app.register_blueprint(health)
-    app.jinja_env.globals.update(app_title=title, csrf_token=csrf_token)
-
-    @app.after_request
-    def security_headers(response):
-        """Headers every page carries (see the "Security checks" in README)."""
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy", DEFAULT_CSP.format(form_action=app.config.get("CSP_FORM_ACTION", ""))
-        )
-        if request.path.startswith(("/authorization-code/", "/login/")) or "Set-Cookie" in response.headers:
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+        init_server_session(app, settings)
+    init_templates(app, title=title)
+    init_error_pages(app, answer="html")
+    init_health(app)
+    init_security_headers(app, csp=lambda: default_csp(app.config.get("CSP_FORM_ACTION", "")))
     return app
-
-
-def settings_of(app: Flask) -> Settings:
-    """The validated settings an app was built with."""
-    return app.config["SETTINGS"]
 
 
 # -- CSRF ---------------------------------------------------------------------
@@ -146,7 +234,8 @@ def require_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf_token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(400, description="The form was stale or did not come from this site. Reload the page and try again.")
+        abort(400, description="The form was stale or did not come from this site. "
+                               "Reload the page and try again.")
 
 
 # -- redirects ------------------------------------------------------------------

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # a terminal user gets our one-line messages, and the details with --explain.
     logging.basicConfig(level=logging.WARNING if explain else logging.ERROR, format="native_sim: %(message)s")
     try:
-        settings = load_settings()
+        settings = load_settings(component="native_sim")
     except ConfigError as exc:
         print(f"native_sim: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

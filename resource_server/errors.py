@@ -12,16 +12,20 @@ malformed request           400     ``error="invalid_request"``
 bad, expired, foreign token 401     ``error="invalid_token"``
 token lacks the scope       403     ``error="insufficient_scope", scope="..."``
 ==========================  ======  =============================================
+
+Every other error of the API (404, 405, 500, the issuer unreachable) is
+answered as JSON by the suite's one handler family (``common.errors``,
+``init_error_pages(app, answer="json")``); this module adds only the
+challenge, with :func:`init_bearer_challenge`.
 """
 
 from __future__ import annotations
 
 import re
 
-from flask import current_app, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app
 
-from common.errors import FlowError
+from common.errors import json_error
 from common.web import settings_of
 
 #: RFC 6750 §3: the characters allowed inside ``error_description`` and
@@ -80,61 +84,20 @@ def www_authenticate(realm: str, error: BearerError) -> str:
     return "Bearer " + ", ".join(parts)
 
 
-def bearer_error_response(error: BearerError):
+def bearer_error_response(error: BearerError) -> Response:
     """The JSON answer for a refused request, with its challenge header."""
-    body = {"error": error.error or "unauthorized", "error_description": error.description}
-    if error.scope:
-        body["scope"] = error.scope
-    response = jsonify(body)
-    response.status_code = error.status
-    response.headers["WWW-Authenticate"] = www_authenticate(settings_of(current_app).api_audience, error)
-    # A refusal is specific to this request's token: never cache it.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    members = {"scope": error.scope} if error.scope else {}
+    return json_error(
+        error.error or "unauthorized", error.description, error.status,
+        headers={
+            "WWW-Authenticate": www_authenticate(settings_of(current_app).api_audience, error),
+            # A refusal is specific to this request's token: never cache it.
+            "Cache-Control": "no-store",
+        },
+        **members,
+    )
 
 
-def register_api_error_handlers(app) -> None:
-    """Make every answer of the API JSON, including 404/405 and 500.
-
-    ``common.errors`` renders an HTML page for people; an API has no
-    people, so its handlers are replaced here by JSON-only ones.
-    """
-
-    @app.errorhandler(BearerError)
-    def handle_bearer_error(exc: BearerError):
-        return bearer_error_response(exc)
-
-    @app.errorhandler(FlowError)
-    def handle_flow_error(exc: FlowError):
-        # The issuer (discovery, keys, introspection) could not be asked:
-        # not the caller's fault, so no WWW-Authenticate, and a 5xx.
-        body = {"error": exc.error, "error_description": exc.description}
-        if exc.hint:
-            body["hint"] = exc.hint
-        response = jsonify(body)
-        response.status_code = exc.status
-        if exc.status == 503:
-            response.headers["Retry-After"] = "5"
-        return response
-
-    @app.errorhandler(HTTPException)
-    def handle_http_error(exc: HTTPException):
-        if exc.code == 500:
-            return handle_server_error(exc)
-        name = (exc.name or "error").lower().replace(" ", "_")
-        response = jsonify({"error": name, "error_description": exc.description or exc.name})
-        response.status_code = exc.code or 400
-        for header, value in exc.get_headers():
-            if header.lower() != "content-type":  # keeps Allow on a 405
-                response.headers[header] = value
-        return response
-
-    @app.errorhandler(500)
-    def handle_server_error(exc):
-        app.logger.error("unhandled error: %r", getattr(exc, "original_exception", exc))
-        response = jsonify({
-            "error": "server_error",
-            "error_description": "Something went wrong on our side. The details are in the server log, not here.",
-        })
-        response.status_code = 500
-        return response
+def init_bearer_challenge(app: Flask) -> None:
+    """Answer a :class:`BearerError` as RFC 6750 §3 says (after ``init_error_pages(app, answer="json")``)."""
+    app.register_error_handler(BearerError, bearer_error_response)

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import hashlib
 
-from common.web import create_base_app, settings_of
+from flask import Flask
+
+from common.config import load_settings
+from common.errors import init_error_pages
+from common.web import init_health, init_security_headers, init_server_session, init_settings, init_templates
 
 from .client import ServiceClient, auth_method
 from .token_cache import RedisStore
@@ -19,14 +23,15 @@ from .token_cache import RedisStore
 
 def create_app(test_config=None):
     """Create and configure the service app's status page."""
-    app = create_base_app(
-        __name__,
-        "service_app",
-        title="Service app (Client Credentials)",
-        base_url=lambda settings: settings.service_base_url,
-        test_config=test_config,
-    )
-    settings = settings_of(app)
+    settings = load_settings(test_config, component="service_app")
+    app = Flask(__name__)
+    init_settings(app, settings, app_name="service_app", base_url=settings.service_base_url,
+                  test_config=test_config)
+    init_server_session(app, settings)
+    init_templates(app, title="Service app (Client Credentials)")
+    init_error_pages(app, answer="html")
+    init_security_headers(app)
+    init_health(app)
 
     # Where the page's cached token lives.  gunicorn runs several worker
     # processes, and a token cached in one worker's memory would be
@@ -37,7 +42,8 @@ def create_app(test_config=None):
     # single flight hold across processes.  The key names the issuer,
     # client, scope and authentication method, so that changing any of
     # them never serves a token obtained for another configuration.
-    identity = "|".join((settings.issuer, settings.service_client_id, settings.service_scope, auth_method(settings)))
+    identity = "|".join((settings.issuer, settings.service_client_id, settings.service_scope,
+                         auth_method(settings)))
     store = RedisStore(
         app.config["SESSION_REDIS"],
         prefix=f"service_app:token:{hashlib.sha256(identity.encode()).hexdigest()[:12]}",

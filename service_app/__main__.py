@@ -59,7 +59,7 @@ def cmd_call(args) -> int:
 
     from .client import ServiceClient, auth_method
 
-    settings = load_settings()
+    settings = load_settings(component="service_app")
     if args.scope is not None and not args.scope.strip():
         raise ConfigError("--scope", "is empty", "Give a scope name, e.g. --scope customScope")
     if not args.path.startswith("/"):

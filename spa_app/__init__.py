@@ -10,10 +10,11 @@ the tokens never reach this server at all.
 
 from __future__ import annotations
 
-from flask import request
+from flask import Flask
 
-from common.config import origin_of
-from common.web import create_base_app, settings_of
+from common.config import load_settings, origin_of
+from common.errors import init_error_pages
+from common.web import init_health, init_security_headers, init_settings, init_templates
 
 
 def spa_csp(settings) -> str:
@@ -36,32 +37,16 @@ def spa_csp(settings) -> str:
 
 def create_app(test_config=None):
     """Create and configure the single-page app's server."""
-    app = create_base_app(
-        __name__,
-        "spa_app",
-        title="Single-page app",
-        base_url=lambda s: s.spa_base_url,
-        test_config=test_config,
-        with_session=False,  # tokens live in the browser's memory, not here
-    )
-    settings = settings_of(app)
-    csp = spa_csp(settings)
-
-    @app.after_request
-    def strict_headers(response):
-        """Replace the suite's default CSP with the SPA's stricter one.
-
-        ``after_request`` functions run in reverse order of registration,
-        so this runs before the shared hook, whose ``setdefault`` then
-        leaves our header alone.
-        """
-        response.headers["Content-Security-Policy"] = csp
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if not request.path.startswith("/static/"):
-            # The page holds nothing secret, but the callback URL carried a
-            # code or tokens: no cache should keep a copy of it.
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    settings = load_settings(test_config, component="spa_app")
+    app = Flask(__name__)
+    # No server session: the tokens live in the browser's memory, not here.
+    init_settings(app, settings, app_name="spa_app", base_url=settings.spa_base_url, test_config=test_config)
+    init_templates(app, title="Single-page app")
+    init_error_pages(app, answer="html")
+    # The page holds nothing secret, but the callback URL carried a code or
+    # tokens: no cache keeps a copy of any page, only of the static files.
+    init_security_headers(app, csp=spa_csp(settings), no_store="pages")
+    init_health(app)
 
     from . import views
 

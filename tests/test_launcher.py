@@ -61,7 +61,8 @@ def test_launcher_starts_the_suite_and_stops_everything(tmp_path, how):
         for name in ("issuer", "api", "web", "spa", "service"):
             if f":{ports[name]}" in text:
                 assert _listening(ports[name]), name
-        assert requests.get(f"{env['ISSUER']}/.well-known/openid-configuration", timeout=5).json()["issuer"] == env["ISSUER"]
+        discovery = requests.get(f"{env['ISSUER']}/.well-known/openid-configuration", timeout=5).json()
+        assert discovery["issuer"] == env["ISSUER"]
         # The embedded Redis keeps its files where it was told to.
         assert (tmp_path / "redis").is_dir()
     finally:

@@ -11,25 +11,34 @@ Every other client app in the suite is a variation of this one.
 
 from __future__ import annotations
 
-from common.config import origin_of
+from flask import Flask
+
+from common.config import load_settings, origin_of
+from common.errors import init_error_pages
 from common.oidc import OIDCClient
-from common.web import create_base_app, settings_of
+from common.web import (
+    default_csp,
+    init_health,
+    init_security_headers,
+    init_server_session,
+    init_settings,
+    init_templates,
+)
 
 
 def create_app(test_config=None):
     """Create and configure the web app."""
-    app = create_base_app(
-        __name__,
-        "web_app",
-        title="Web app · Authorization Code",
-        base_url=lambda settings: settings.web_base_url,
-        test_config=test_config,
-    )
-    settings = settings_of(app)
+    settings = load_settings(test_config, component="web_app")
+    app = Flask(__name__)
+    init_settings(app, settings, app_name="web_app", base_url=settings.web_base_url, test_config=test_config)
+    init_server_session(app, settings)  # the tokens stay here, in Redis
+    init_templates(app, title="Web app · Authorization Code")
+    init_error_pages(app, answer="html")
     # Sign-out is a form POST answered with a redirect to the issuer's
     # end-session endpoint; CSP's form-action also governs where such a
     # redirect may go, so the issuer's origin has to be allowed.
-    app.config["CSP_FORM_ACTION"] = origin_of(settings.issuer)
+    init_security_headers(app, csp=default_csp(form_action=origin_of(settings.issuer)))
+    init_health(app)
     # One client per process: discovery and the JWKS are cached inside it,
     # so all requests a worker serves share them.
     app.extensions["oidc_client"] = OIDCClient(

@@ -1,5 +1,8 @@
 """common/config.py: defaults, precedence and one-line errors naming the variable."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from common import config
@@ -89,7 +92,8 @@ def test_https_issuer_and_trailing_slash_are_kept_exactly():
 
 
 def test_settings_round_trip_through_the_environment():
-    settings = load_settings({"DEV_ISSUER_EXTRA_USERS": "a@example.test:one,b@example.test:two", "TRUSTED_MODE": "yes"})
+    settings = load_settings({"DEV_ISSUER_EXTRA_USERS": "a@example.test:one,b@example.test:two",
+                              "TRUSTED_MODE": "yes"})
     assert load_settings(settings.as_environ()) == settings
 
 
@@ -108,7 +112,8 @@ def test_trusted_mode_auto_is_on_only_against_the_dev_issuer():
     # it on for the bundled dev issuer so the walkthrough runs after `make run`.
     assert load_settings().trusted_mode is True
     assert load_settings({"ISSUER": "https://dev-123456.okta.com/oauth2/default"}).trusted_mode is False
-    assert load_settings({"ISSUER": "https://dev-123456.okta.com/oauth2/default", "TRUSTED_MODE": "true"}).trusted_mode
+    okta = "https://dev-123456.okta.com/oauth2/default"
+    assert load_settings({"ISSUER": okta, "TRUSTED_MODE": "true"}).trusted_mode
 
 
 def test_secrets_may_contain_characters_that_look_like_placeholders():
@@ -116,3 +121,171 @@ def test_secrets_may_contain_characters_that_look_like_placeholders():
     assert load_settings({"WEB_CLIENT_SECRET": "a<b>{c}...d"}).web_client_secret == "a<b>{c}...d"
     with pytest.raises(ConfigError, match="WEB_CLIENT_ID"):
         load_settings({"WEB_CLIENT_ID": "{yourClientId}"})
+
+
+# -- settings per component ---------------------------------------------------------------------------------
+
+#: A value each variable's check refuses (``None``: every value is acceptable).
+BROKEN = {
+    "ISSUER": "https://{yourOktaDomain}/oauth2/default",
+    "REDIS_URL": "http://localhost:6379",
+    "SECRET_KEY": "",
+    "WEB_CLIENT_ID": "{clientId}",
+    "WEB_CLIENT_SECRET": "",
+    "WEB_BASE_URL": "http://localhost:5001/app",
+    "SPA_CLIENT_ID": "<spa client id>",
+    "SPA_BASE_URL": "ftp://localhost:5002",
+    "NATIVE_CLIENT_ID": "",
+    "NATIVE_REDIRECT_PORT": "abc",
+    "NATIVE_TOKEN_DIR": "{a file}",  # replaced by a file's path in the fixture
+    "TRUSTED_CLIENT_ID": "",
+    "TRUSTED_CLIENT_SECRET": "",
+    "TRUSTED_MODE": "maybe",
+    "SERVICE_CLIENT_ID": "",
+    "SERVICE_CLIENT_SECRET": "",
+    "SERVICE_PRIVATE_KEY": "/nonexistent/key.pem",
+    "SERVICE_SCOPE": "openid",
+    "SERVICE_BASE_URL": "http://service.example.com",
+    "API_URL": "localhost:5005",
+    "API_AUDIENCE": "",
+    "API_VALIDATION": "both",
+    "API_INTROSPECTION_CLIENT_ID": "{introspector}",
+    "API_INTROSPECTION_CLIENT_SECRET": None,
+    "DEMO_USERNAME": "",
+    "DEMO_PASSWORD": "",
+    "HTTP_TIMEOUT": "0",
+    "SESSION_LIFETIME": "1",
+    "LOGIN_TIMEOUT": "soon",
+    "CLOCK_LEEWAY": "-1",
+    "DEV_ISSUER_CODE_LIFETIME": "0",
+    "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "0",
+    "DEV_ISSUER_REFRESH_TOKEN_LIFETIME": "0",
+    "DEV_ISSUER_EXTRA_USERS": "nobody",
+}
+
+
+@pytest.fixture
+def broken(tmp_path):
+    """:data:`BROKEN`, with a real file where a directory is expected; the unbreakable left out."""
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("")
+    values = {**BROKEN, "NATIVE_TOKEN_DIR": str(a_file)}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def test_every_variable_has_one_row_with_a_broken_value_here():
+    assert list(BROKEN) == [variable.name for variable in config.VARIABLES] == list(config.DEFAULTS)
+
+
+def test_each_broken_value_is_refused_naming_its_variable(broken):
+    for name, value in broken.items():
+        with pytest.raises(ConfigError) as caught:
+            load_settings({name: value})
+        assert caught.value.variable == name
+
+
+@pytest.mark.parametrize("component", config.COMPONENTS)
+def test_a_component_loads_whatever_is_broken_in_variables_it_does_not_read(component, broken):
+    others = {name: value for name, value in broken.items() if component not in config._BY_NAME[name].used_by}
+    settings = load_settings(others, component=component)
+    assert settings.component == component
+    assert {row.name for row in config.variables_of(component)} == set(settings.as_environ())
+
+
+def test_a_broken_service_private_key_stops_only_those_who_read_it():
+    broken_key = {"SERVICE_PRIVATE_KEY": "/nonexistent/key.pem"}
+    assert load_settings(broken_key, component="web_app").web_client_id == "dev-web-app"
+    assert load_settings(broken_key, component="resource_server").service_scope == "customScope"
+    for component in ("service_app", "dev_issuer", None):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(broken_key, component=component)
+        message = str(caught.value)
+        assert message.startswith("SERVICE_PRIVATE_KEY: '/nonexistent/key.pem' is not a readable file")
+        assert "\n" not in message
+
+
+def test_reading_an_undeclared_variable_fails_loudly_naming_it():
+    settings = load_settings(component="web_app")
+    with pytest.raises(AttributeError, match="SERVICE_PRIVATE_KEY is not among web_app's settings"):
+        _ = settings.service_private_key
+    # A derived value fails the same way, naming the variable it needs.
+    with pytest.raises(AttributeError, match="SPA_BASE_URL is not among web_app's settings"):
+        _ = settings.spa_redirect_uri
+    assert settings.web_redirect_uri == "http://localhost:5001/authorization-code/callback"
+    assert settings.declares("WEB_CLIENT_SECRET") and not settings.declares("SERVICE_CLIENT_SECRET")
+
+
+def test_settings_are_read_only_and_hide_secrets_in_repr():
+    settings = load_settings(component="web_app")
+    with pytest.raises(AttributeError):
+        settings.issuer = "https://evil.test/"
+    with pytest.raises(AttributeError):
+        settings.anything_else = 1
+    assert "do-not-use" not in repr(settings) and "dev-web-app" in repr(settings)
+
+
+def test_component_settings_round_trip_and_compare():
+    settings = load_settings({"WEB_BASE_URL": "http://localhost:7001"}, component="web_app")
+    assert load_settings(settings.as_environ(), component="web_app") == settings
+    assert load_settings(settings.as_environ(), component="spa_app") != settings
+    assert hash(load_settings(component="launcher")) == hash(load_settings(component="launcher"))
+
+
+def test_an_unknown_component_is_a_programming_error():
+    with pytest.raises(ValueError, match="unknown component 'web-app'"):
+        load_settings(component="web-app")
+
+
+def test_every_variable_is_documented_in_env_example():
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    for variable in config.VARIABLES:
+        assert f"#{variable.name}=" in example, variable.name
+        assert variable.doc and variable.used_by, variable.name
+
+
+def test_the_launcher_checks_every_component_it_starts(monkeypatch, capsys):
+    from common import launcher
+
+    monkeypatch.setenv("SERVICE_PRIVATE_KEY", "/nonexistent/key.pem")
+    assert launcher.main(["--check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("configuration error: SERVICE_PRIVATE_KEY:")
+    assert len(err.splitlines()) == 1
+
+
+# -- every attribute a component's code reads is one it declares ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Modules of common/ not shared by every caller of the issuer (web.py guards its reads with ``declares``).
+_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py"}
+_SHARED = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "common").rglob("*.py")
+                 if path.name not in _NOT_SHARED)
+#: component -> the source it runs (its package, and the shared code it calls).
+SOURCES = {
+    "web_app": ["web_app", *_SHARED, "common/session.py"],
+    "spa_app": ["spa_app"],
+    "native_sim": ["native_sim", *_SHARED],
+    "service_app": ["service_app", *_SHARED, "common/session.py"],
+    "resource_server": ["resource_server", *_SHARED],
+    "dev_issuer": ["dev_issuer", "common/session.py"],
+    "launcher": ["common/launcher.py"],
+}
+_READ = re.compile(r"\b(?:settings|settings_of\([^)]*\)|lambda s: s)\.([a-z_]+)")
+
+
+def _reads(component: str) -> set[str]:
+    names = set()
+    for source in SOURCES[component]:
+        path = ROOT / source
+        for file in [path] if path.is_file() else [*path.rglob("*.py"), *path.rglob("*.html")]:
+            names.update(_READ.findall(file.read_text()))
+    return names & set(dir(config.Settings)) - {"as_environ", "declares", "component"}
+
+
+@pytest.mark.parametrize("component", config.COMPONENTS)
+def test_each_component_declares_every_setting_its_code_reads(component):
+    settings = load_settings(component=component)
+    for name in sorted(_reads(component)):
+        value = getattr(settings, name)  # AttributeError names the missing variable
+        if callable(value):
+            value()
