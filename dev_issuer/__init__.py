@@ -22,8 +22,17 @@ from authlib.oidc import rpinitiated
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from flask import Flask
 
+from common.config import load_settings
+from common.errors import init_error_pages
 from common.session import connect_redis
-from common.web import create_base_app, settings_of
+from common.web import (
+    default_csp,
+    init_health,
+    init_security_headers,
+    init_server_session,
+    init_settings,
+    init_templates,
+)
 
 from . import admin, auth, oauth
 from .clients import origin_and_wildcard, register_clients
@@ -36,16 +45,20 @@ from .users import seed_users
 
 def create_app(test_config=None):
     """Create and configure the dev issuer app."""
-    app = create_base_app(__name__, "dev_issuer", title="Dev issuer", base_url=lambda s: s.issuer_base_url,
-                          test_config=test_config)
-    settings = settings_of(app)
+    settings = load_settings(test_config, component="dev_issuer")
     clients = register_clients(settings)
+    app = Flask(__name__)
+    init_settings(app, settings, app_name="dev_issuer", base_url=settings.issuer_base_url,
+                  test_config=test_config)
+    init_server_session(app, settings)  # the issuer's own sign-in session (SSO)
+    init_templates(app, title="Dev issuer")
+    init_error_pages(app, answer="html")
     # The sign-in form's redirect chain ends at a client's redirect URI, and
     # CSP form-action applies to every hop of it: allow exactly those.
-    app.config["CSP_FORM_ACTION"] = " ".join(
-        sorted({origin_and_wildcard(uri) for c in clients.values()
-                for uri in c.redirect_uris + c.post_logout_redirect_uris})
-    )
+    form_action = " ".join(sorted({origin_and_wildcard(uri) for c in clients.values()
+                                   for uri in c.redirect_uris + c.post_logout_redirect_uris}))
+    init_security_headers(app, csp=default_csp(form_action=form_action))
+    init_health(app)
     redis_client = connect_redis(settings.redis_url)
     users = seed_users(settings)
     store = Store(redis_client, settings, clients, users)
