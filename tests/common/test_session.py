@@ -427,7 +427,8 @@ def test_a_pickled_session_is_never_unpickled(redis_server, tmp_path, compressed
     pickle.loads(pickle.dumps(_TouchOnUnpickle(canary)))
     assert canary.exists(), "the payload is live: unpickling it does create the file"
 
-    _store(redis_server).set("demo_app:session:planted", zlib.compress(payload) if compressed else payload, ex=60)
+    planted = zlib.compress(payload) if compressed else payload
+    _store(redis_server).set("demo_app:session:planted", planted, ex=60)
     client = make_app(redis_server.url).test_client()
     client.set_cookie("demo_app_session", "planted", domain="localhost")
     answer = client.get("/get")
