@@ -191,7 +191,8 @@ def test_bounded_reading_keeps_answers_intact(trickle, fake_issuer):
     assert len(get_json(http_session(timeout=2.0), server.url, "JWKS")["note"]) == 100_000
     http = http_session(timeout=2.0)
     for _ in range(3):
-        assert get_json(http, fake_issuer.url("discovery"), "discovery document")["issuer"] == fake_issuer.issuer
+        discovery = get_json(http, fake_issuer.url("discovery"), "discovery document")
+        assert discovery["issuer"] == fake_issuer.issuer
 
 
 def test_deeply_nested_json_answer_is_issuer_unreachable(trickle):

@@ -87,7 +87,8 @@ def test_redis_down_gives_a_503_page_and_recovers_by_itself(tmp_path):
     assert down.headers["Retry-After"] == "5"
     assert "temporarily_unavailable" in down.text and "Redis" in down.text
     assert "Traceback" not in down.text
-    assert client.get("/set/x", headers={"Accept": "application/json"}).json["error"] == "temporarily_unavailable"
+    as_json = client.get("/set/x", headers={"Accept": "application/json"})
+    assert as_json.json["error"] == "temporarily_unavailable"
 
     # A browser that already holds a session cookie: reading needs Redis too.
     client.set_cookie("demo_app_session", "an-existing-session-id", domain="localhost")
