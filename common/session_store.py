@@ -297,7 +297,7 @@ class RedisSessionStore(SessionInterface):
             raise SessionStoreUnavailable() from error
 
     def _save(self, app: Flask, session: RedisSession, response: Response) -> None:
-        """Flask-Session's save rules (empty + changed = deleted), with the write-guard of :meth:`write`."""
+        """An emptied, changed session is deleted with its cookie; any other is written by :meth:`write`."""
         name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
         if session.accessed:
             # The page depends on who asks: shared caches must key on the cookie.
