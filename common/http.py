@@ -1,6 +1,6 @@
 """Outbound HTTP for every call a client or the resource server makes to the issuer.
 
-Two rules from DESIGN.md live here, once:
+Two rules of the suite (README.md, "What every client app does") live here, once:
 
 * every outbound request has a timeout (``Settings.http_timeout``), and its
   whole answer a deadline (twice that) and a size cap: a hung or trickling
@@ -10,8 +10,8 @@ Two rules from DESIGN.md live here, once:
   (loopback) or for the reserved ``.test`` names the tests use (RFC 2606);
   everything else must be ``https://`` (RFC 6749 §3.1 and §3.2, RFC 9700 §2.6).
 
-Beyond the contract (:func:`http_session`, :class:`IssuerUnreachable`) the
-module offers small helpers the rest of ``common/`` uses:
+Besides :func:`http_session` and :class:`IssuerUnreachable`, the module
+offers small helpers the rest of ``common/`` uses:
 
 * :func:`is_local_or_test_host` / :func:`require_secure_url` — the transport rule;
 * :func:`get_json` / :func:`parse_json_response` — a GET (or an answer) that must be
@@ -24,6 +24,7 @@ with neither it reads ``Settings.http_timeout`` through ``load_settings()``.
 
 from __future__ import annotations
 
+import io
 import time
 from ipaddress import ip_address
 from typing import Any
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+from requests.cookies import extract_cookies_to_jar
 
 from .config import Settings, load_settings
 from .errors import FlowError
@@ -74,7 +76,8 @@ class IssuerUnreachable(FlowError):
         reports a failed token request (``token_error``).
     """
 
-    def __init__(self, description: str, hint: str = "", *, error: str = "issuer_unreachable", status: int = 502):
+    def __init__(self, description: str, hint: str = "", *, error: str = "issuer_unreachable",
+                 status: int = 502):
         super().__init__(
             error,
             description,
@@ -101,8 +104,8 @@ class TimeoutSession(requests.Session):
 
     Redirects: requests follows them for every method unless told not to;
     the token, revocation and UserInfo requests pass ``allow_redirects=False``
-    (``OIDCClient._post_form`` and ``OIDCClient.userinfo`` in common/oidc.py),
-    so that a form with a client secret is never re-sent somewhere else.
+    (in common/), so that a form with a client secret is never re-sent
+    somewhere else.
     """
 
     def __init__(self, timeout: float):
@@ -111,7 +114,7 @@ class TimeoutSession(requests.Session):
         self.headers["User-Agent"] = USER_AGENT
 
     def request(self, method, url, **kwargs):  # noqa: D401 - same as requests
-        """Like :meth:`requests.Session.request`, with ``timeout`` defaulted and the body read under a deadline.
+        """Like :meth:`requests.Session.request`, with ``timeout`` defaulted and the body read by a deadline.
 
         A caller passing ``stream=True`` reads the body itself, unbounded.
         """
@@ -125,7 +128,7 @@ class TimeoutSession(requests.Session):
         deadline = time.monotonic() + DEADLINE_FACTOR * budget
 
         def read_by_deadline(response, **_):
-            _read_body(response, deadline)
+            _read_body(response, deadline, self.cookies)
             return response
 
         # A response hook runs on every answer, redirects included, before
@@ -138,20 +141,27 @@ class TimeoutSession(requests.Session):
         return super().request(method, url, **kwargs)
 
 
-def _read_body(response: requests.Response, deadline: float) -> None:
-    """Read ``response``'s body by the deadline and within the size cap, as requests would have.
+def _read_body(response: requests.Response, deadline: float, cookies) -> None:
+    """Read ``response``'s body by the deadline and within the size cap, before requests does.
 
-    Afterwards ``response.content``, ``.text`` and ``.json()`` work as usual
-    and the connection is back in the pool.
+    Only public API: the body is read from ``response.raw`` (urllib3's
+    ``read1``), the connection handed back with urllib3's ``release_conn``,
+    and ``response.raw`` replaced by an in-memory file holding the body.
+    ``Response.raw`` may be any file-like object, and requests then reads
+    ``.content`` (hence ``.text`` and ``.json()``) from it as usual.  The
+    session's cookies are taken from the real answer first, because
+    requests takes them from ``response.raw`` right after this hook.
+
+    :param cookies: the session's cookie jar.
     """
     try:
         body = _read_chunks(response, deadline)
     except BaseException:
-        response.close()
+        response.close()  # a half-read connection is dropped, never pooled
         raise
-    response._content = bytes(body)
-    response._content_consumed = True
-    response.close()  # with the body consumed, this returns the connection to the pool
+    extract_cookies_to_jar(cookies, response.request, response.raw)
+    response.raw.release_conn()  # the body is consumed: the connection goes back to the pool
+    response.raw = io.BytesIO(bytes(body))
 
 
 def _read_chunks(response: requests.Response, deadline: float) -> bytearray:
@@ -210,7 +220,7 @@ def is_local_or_test_host(hostname: str | None) -> bool:
     if not hostname:
         return False
     hostname = hostname.lower().rstrip(".")
-    if hostname == "localhost" or hostname.endswith(".localhost") or hostname.endswith(".test") or hostname == "test":
+    if hostname in ("localhost", "test") or hostname.endswith((".localhost", ".test")):
         return True
     try:
         return ip_address(hostname).is_loopback
@@ -237,7 +247,8 @@ def require_secure_url(url: str, what: str) -> str:
     raise FlowError(
         "issuer_misconfigured",
         f"The issuer's {what} ({url!r}) is not an https URL.",
-        "Tokens and secrets may only travel over TLS; fix the issuer's configuration (plain http is allowed only for localhost).",
+        "Tokens and secrets may only travel over TLS; fix the issuer's configuration "
+        "(plain http is allowed only for localhost).",
         502,
     )
 
@@ -313,7 +324,8 @@ def send(http: requests.Session, method: str, url: str, what: str, *, error: str
         ) from None
 
 
-def get_json(http: requests.Session, url: str, what: str, *, error: str = "issuer_unreachable") -> dict[str, Any]:
+def get_json(http: requests.Session, url: str, what: str, *,
+             error: str = "issuer_unreachable") -> dict[str, Any]:
     """GET a JSON object from the issuer (discovery, JWKS).
 
     :param http: the session (with its default timeout).

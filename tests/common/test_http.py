@@ -191,7 +191,8 @@ def test_bounded_reading_keeps_answers_intact(trickle, fake_issuer):
     assert len(get_json(http_session(timeout=2.0), server.url, "JWKS")["note"]) == 100_000
     http = http_session(timeout=2.0)
     for _ in range(3):
-        assert get_json(http, fake_issuer.url("discovery"), "discovery document")["issuer"] == fake_issuer.issuer
+        discovery = get_json(http, fake_issuer.url("discovery"), "discovery document")
+        assert discovery["issuer"] == fake_issuer.issuer
 
 
 def test_deeply_nested_json_answer_is_issuer_unreachable(trickle):
@@ -219,3 +220,124 @@ def test_one_session_shared_by_many_threads_reuses_connections_safely(fake_issue
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = [status for batch in pool.map(fetch_many, range(16)) for status in batch]
     assert results == [200] * 640
+
+
+# -- the bounded reader stands on public requests / urllib3 API only -------------------------
+
+
+class KeepAliveServer:
+    """A loopback HTTP/1.1 server that keeps connections open and sets and echoes cookies.
+
+    ``/set-cookie`` sets ``sid=abc``; ``/redirect`` sets ``hop=1`` and redirects to
+    ``/echo``, which answers the Cookie header it got as JSON.  ``connections``
+    counts the TCP connections accepted.
+    """
+
+    def __init__(self):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.connections = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                owner.connections += 1
+                super().setup()
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                headers = {"Content-Type": "application/json; charset=utf-8"}
+                status, body = 200, json.dumps({"path": self.path, "cookie": self.headers.get("Cookie")})
+                if self.path == "/set-cookie":
+                    headers["Set-Cookie"] = "sid=abc; Path=/"
+                elif self.path == "/redirect":
+                    status, body = 302, "moved"
+                    headers.update({"Set-Cookie": "hop=1; Path=/", "Location": "/echo"})
+                payload = body.encode()
+                self.send_response(status, "Moved" if status == 302 else "Fine")
+                for name, value in {**headers, "Content-Length": str(len(payload))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def keep_alive():
+    server = KeepAliveServer()
+    yield server
+    server.stop()
+
+
+def test_a_bounded_answer_is_a_whole_requests_response(keep_alive):
+    """Callers get an ordinary requests.Response: every attribute they use works as before."""
+    import requests
+
+    response = http_session(timeout=2.0).get(keep_alive.url + "/plain?x=1")
+    assert isinstance(response, requests.Response)
+    assert response.status_code == 200 and response.ok and response.reason == "Fine"
+    assert response.url == keep_alive.url + "/plain?x=1"
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {"path": "/plain?x=1", "cookie": None}
+    assert response.content == response.text.encode() and response.encoding == "utf-8"
+    response.raise_for_status()
+
+
+def test_bounded_reading_returns_connections_to_the_pool(keep_alive):
+    """Read to the end, the connection goes back to urllib3's pool and is used again."""
+    http = http_session(timeout=2.0)
+    for n in range(5):
+        assert http.get(f"{keep_alive.url}/n{n}").json()["path"] == f"/n{n}"
+    assert keep_alive.connections == 1
+
+
+def test_cookies_still_reach_the_session_and_follow_redirects(keep_alive):
+    """requests takes cookies from ``response.raw`` after the hook has replaced it; the hook
+    hands them to the session's jar first, so cookies behave exactly as without the reader."""
+    http = http_session(timeout=2.0)
+    http.get(keep_alive.url + "/set-cookie")
+    assert http.cookies.get("sid") == "abc"
+    answer = http.get(keep_alive.url + "/redirect")
+    assert [hop.status_code for hop in answer.history] == [302]
+    assert answer.json()["path"] == "/echo"
+    assert sorted(answer.json()["cookie"].split("; ")) == ["hop=1", "sid=abc"]
+    assert http.cookies.get("hop") == "1"
+
+
+def test_requests_and_urllib3_behave_as_the_bounded_reader_expects(keep_alive):
+    """Pins the dependency behaviour common/http.py relies on, so that an upgrade changing it
+    fails here: requests runs response hooks before it reads a non-streamed body (the hook sees
+    an unread urllib3 response with ``read1`` and ``release_conn``), takes the hook's answer,
+    and reads ``.content`` from whatever file-like object ``Response.raw`` then is."""
+    import io
+
+    import requests
+    import urllib3
+
+    seen = {}
+
+    def hook(response, **_):
+        methods = (getattr(response.raw, name, None) for name in ("read1", "release_conn"))
+        seen.update(raw=type(response.raw), unread=response.raw.tell() == 0, api=all(map(callable, methods)))
+        response.raw = io.BytesIO(b'{"replaced": true}')
+        return response
+
+    answer = requests.Session().get(keep_alive.url + "/x", hooks={"response": hook})
+    assert seen == {"raw": urllib3.HTTPResponse, "unread": True, "api": True}
+    assert answer.json() == {"replaced": True} and answer.content == b'{"replaced": true}'
+    assert not hasattr(answer.raw, "stream"), "the file-like path of Response.iter_content was used"

@@ -87,7 +87,8 @@ def test_redis_down_gives_a_503_page_and_recovers_by_itself(tmp_path):
     assert down.headers["Retry-After"] == "5"
     assert "temporarily_unavailable" in down.text and "Redis" in down.text
     assert "Traceback" not in down.text
-    assert client.get("/set/x", headers={"Accept": "application/json"}).json["error"] == "temporarily_unavailable"
+    as_json = client.get("/set/x", headers={"Accept": "application/json"})
+    assert as_json.json["error"] == "temporarily_unavailable"
 
     # A browser that already holds a session cookie: reading needs Redis too.
     client.set_cookie("demo_app_session", "an-existing-session-id", domain="localhost")
@@ -399,3 +400,173 @@ def test_save_session_now_creates_then_updates_and_respects_a_sign_out(redis_ser
         loaded["value"] = "renewed tokens"
         assert save_session_now(app, loaded) is False
     assert _store(redis_server).exists(f"demo_app:session:{fresh.sid}") == 0
+
+
+# -- the store decodes JSON only: never pickle, never a 500 -----------------------------------
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates ``path``: a stand-in for any code an attacker would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["pickle", "zlib-pickle"])
+def test_a_pickled_session_is_never_unpickled(redis_server, tmp_path, compressed):
+    """Flask-Session's serializer fell back to ``pickle.loads`` for bytes that were not JSON
+    (flask_session/base.py ``MsgSpecSerializer.decode``): whoever could write one Redis key
+    could run code in every app.  The store decodes JSON only; a pickle is no session."""
+    import pickle
+    import zlib
+
+    payload = pickle.dumps(_TouchOnUnpickle(tmp_path / "unpickled"))
+    canary = tmp_path / "canary"
+    pickle.loads(pickle.dumps(_TouchOnUnpickle(canary)))
+    assert canary.exists(), "the payload is live: unpickling it does create the file"
+
+    planted = zlib.compress(payload) if compressed else payload
+    _store(redis_server).set("demo_app:session:planted", planted, ex=60)
+    client = make_app(redis_server.url).test_client()
+    client.set_cookie("demo_app_session", "planted", domain="localhost")
+    answer = client.get("/get")
+    assert answer.status_code == 200 and answer.text == "(nothing)"  # a fresh session, not a 500
+    assert not (tmp_path / "unpickled").exists()
+    # Writing to it gives it a new id; the planted key is never adopted.
+    assert client.get("/set/mine").text == "stored"
+    new_sid = client.get_cookie("demo_app_session").value
+    assert new_sid != "planted"
+    assert load_stored_session(_store(redis_server).get(f"demo_app:session:{new_sid}"))["value"] == "mine"
+    assert not (tmp_path / "unpickled").exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"garbage that is neither JSON nor zlib",
+        b"\x78\x9cnot a zlib stream",
+        b"\xff\xfe\x00",  # not UTF-8
+        b'["a", "JSON", "list"]',
+        b'"a JSON string"',
+        b"[" * 100_000,  # nested deeper than the recursion limit
+    ],
+    ids=["garbage", "bad-zlib", "bad-utf8", "json-list", "json-string", "deep-nesting"],
+)
+def test_a_stored_value_that_is_not_a_json_object_is_no_session(redis_server, raw):
+    import zlib
+
+    app = make_app(redis_server.url)
+    for value in (raw, zlib.compress(raw)):
+        _store(redis_server).set("demo_app:session:broken", value, ex=60)
+        client = app.test_client()
+        client.set_cookie("demo_app_session", "broken", domain="localhost")
+        answer = client.get("/get")
+        assert answer.status_code == 200 and answer.text == "(nothing)"
+
+
+def test_a_zlib_bomb_is_no_session(redis_server):
+    """A stored value inflating past MAX_SESSION_BYTES is refused before it fills memory."""
+    import zlib
+
+    from common.session_store import MAX_SESSION_BYTES
+
+    bomb = zlib.compress(b'{"value": "' + b"x" * (2 * MAX_SESSION_BYTES) + b'"}', 9)
+    assert len(bomb) < 10_000
+    _store(redis_server).set("demo_app:session:bomb", bomb, ex=60)
+    client = make_app(redis_server.url).test_client()
+    client.set_cookie("demo_app_session", "bomb", domain="localhost")
+    assert client.get("/get").text == "(nothing)"
+
+
+# -- the dependency behaviour the store relies on (a Flask or redis-py upgrade that changes it fails here) --
+
+
+def test_flask_calls_the_session_interface_as_the_store_expects():
+    """common/session_store.py implements Flask's public SessionInterface; it relies on Flask
+    opening the session before the view, saving it after the after_request functions (with the
+    response they return), skipping the save for the null session, and on the cookie helpers."""
+    from datetime import datetime, timedelta, timezone
+
+    from flask.sessions import NullSession, SessionInterface
+
+    calls = []
+
+    class Recording(SessionInterface):
+        def open_session(self, app, request):
+            calls.append("open")
+            return None if request.path == "/null" else {"opened": True}
+
+        def save_session(self, app, session, response):
+            calls.append(("save", dict(session), response.headers.get("X-After")))
+
+    app = flask.Flask(__name__)
+    app.config.update(SESSION_COOKIE_NAME="demo_app_session", PERMANENT_SESSION_LIFETIME=timedelta(hours=1))
+    app.session_interface = Recording()
+    app.add_url_rule("/", "index", lambda: calls.append("view") or "ok")
+    app.add_url_rule("/null", "null", lambda: "ok")
+
+    @app.after_request
+    def after(response):
+        calls.append("after_request")
+        response.headers["X-After"] = "yes"
+        return response
+
+    app.test_client().get("/")
+    assert calls == ["open", "view", "after_request", ("save", {"opened": True}, "yes")]
+    calls.clear()
+    app.test_client().get("/null")  # open_session returned None: Flask's null session, never saved
+    assert calls == ["open", "after_request"]
+
+    interface = SessionInterface()
+    null = interface.make_null_session(app)
+    assert isinstance(null, NullSession) and interface.is_null_session(null)
+    with pytest.raises(RuntimeError):
+        null["x"] = 1  # read-only: a sessionless path can never write to Redis
+    assert interface.get_cookie_name(app) == "demo_app_session"
+    permanent, transient = flask.sessions.SecureCookieSession(), flask.sessions.SecureCookieSession()
+    permanent.permanent = True
+    assert permanent == {"_permanent": True}  # the flag the store keeps in the session's data
+    expires = interface.get_expiration_time(app, permanent)
+    assert timedelta(minutes=59) < expires - datetime.now(timezone.utc) <= timedelta(hours=1)
+    assert interface.get_expiration_time(app, transient) is None
+    # Unchanged permanent sessions get their cookie again (SESSION_REFRESH_EACH_REQUEST, on by default).
+    assert app.config["SESSION_REFRESH_EACH_REQUEST"] and interface.should_set_cookie(app, permanent)
+    assert not interface.should_set_cookie(app, transient)
+
+
+def test_redis_answers_the_conditional_writes_as_the_store_expects(redis_server):
+    """The write-guard reads redis-py's answers: SET XX/NX give a falsy answer when skipped,
+    EXPIRE a falsy one for a missing key."""
+    store = _store(redis_server)
+    assert not store.set("pin:guard", b"1", ex=60, xx=True) and not store.exists("pin:guard")
+    assert store.set("pin:guard", b"1", ex=60, nx=True) is True
+    assert not store.set("pin:guard", b"2", ex=60, nx=True) and store.get("pin:guard") == b"1"
+    assert store.set("pin:guard", b"3", ex=60, xx=True) is True and store.get("pin:guard") == b"3"
+    assert store.expire("pin:guard", 120) and 60 < store.ttl("pin:guard") <= 120
+    store.delete("pin:guard")
+    assert not store.expire("pin:guard", 120) and not store.exists("pin:guard")
+
+
+def test_no_private_api_of_a_dependency_is_used():
+    """The session code stands on public API only (Flask's SessionInterface, redis-py): it imports
+    neither Flask-Session nor pickle and reads no underscored attribute of another object."""
+    import ast
+    import inspect
+
+    import common.session
+    import common.session_store
+
+    for module in (common.session, common.session_store):
+        tree = ast.parse(inspect.getsource(module))
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"flask_session", "pickle", "msgspec"}
+        private = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                   and node.attr.startswith("_") and not node.attr.startswith("__")
+                   and not (isinstance(node.value, ast.Name) and node.value.id == "self")]
+        assert private == [], f"{module.__name__} reaches into {private}"
