@@ -25,8 +25,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, jsonify, request, session
 
-from .config import DEFAULTS, ConfigError, Settings, load_settings
-from .errors import init_error_pages
+from .config import DEFAULTS, ConfigError, Settings
 from .session import init_session
 
 #: Largest request body any app accepts (forms and callbacks are small).
@@ -177,41 +176,6 @@ def init_security_headers(app: Flask, *, csp: str | Callable[[], str] | None = N
         if secret_url or (no_store == "pages" and not request.path.startswith(static_prefix)):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-
-# -- the former all-in-one base app ------------------------------------------------------------------------
-
-
-def create_base_app(
-    import_name: str,
-    app_name: str,
-    *,
-    title: str,
-    base_url: str | Callable[[Settings], str | None] | None,
-    test_config: Mapping[str, object] | None = None,
-    with_session: bool = True,
-) -> Flask:
-    """Every piece above at once, with every setting loaded (``component=None``).
-
-    Kept only for the callers not yet moved to composing the pieces (the
-    dev issuer, which sets ``app.config["CSP_FORM_ACTION"]`` after this
-    returns, and a few tests); a new app composes the pieces instead.
-
-    :param base_url: the app's public base URL, or a function of the settings
-        that returns it (``lambda s: s.web_base_url``).
-    """
-    settings = load_settings(test_config)
-    if callable(base_url):
-        base_url = base_url(settings)
-    app = Flask(import_name)
-    init_settings(app, settings, app_name=app_name, base_url=base_url, test_config=test_config)
-    if with_session:
-        init_server_session(app, settings)
-    init_templates(app, title=title)
-    init_error_pages(app, answer="html")
-    init_health(app)
-    init_security_headers(app, csp=lambda: default_csp(app.config.get("CSP_FORM_ACTION", "")))
-    return app
 
 
 # -- CSRF ---------------------------------------------------------------------

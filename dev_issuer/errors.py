@@ -13,7 +13,7 @@ Two audiences, two shapes:
   (:func:`common.errors.error_response`), as every app's people do.
 
 Everything else (404s, unexpected exceptions) is left to the app-wide
-handlers that ``common.errors.register_error_handlers`` installs.
+handlers that ``common.errors.init_error_pages`` installs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Redis session store and the shared web plumbing, against a real Redis.
 
-A tiny app built with :func:`common.web.create_base_app` stands in for any
+A tiny app composed of the :mod:`common.web` pieces stands in for any
 of the suite's apps: the point is the plumbing they all share.
 """
 
@@ -8,15 +8,33 @@ import flask
 import pytest
 from flask import Blueprint, redirect, request, session
 
+from common.config import load_settings
+from common.errors import init_error_pages
 from common.session import load_stored_session
-from common.web import create_base_app, require_csrf, safe_next
+from common.web import (
+    default_csp,
+    init_health,
+    init_security_headers,
+    init_server_session,
+    init_settings,
+    init_templates,
+    require_csrf,
+    safe_next,
+)
 from tests.support import RedisServer, free_port
 
 
 def make_app(redis_url, app_name="demo_app", base_url="http://localhost:5999"):
     """A minimal app: writes and reads one value in its session."""
-    app = create_base_app(__name__, app_name, title="Demo", base_url=base_url,
-                          test_config={"REDIS_URL": redis_url, "WEB_BASE_URL": base_url})
+    test_config = {"REDIS_URL": redis_url, "WEB_BASE_URL": base_url}
+    app = flask.Flask(__name__)
+    init_settings(app, load_settings(test_config, component="web_app"), app_name=app_name, base_url=base_url,
+                  test_config=test_config)
+    init_server_session(app, app.config["SETTINGS"])
+    init_templates(app, title="Demo")
+    init_error_pages(app, answer="html")
+    init_security_headers(app, csp=default_csp())
+    init_health(app)
     bp = Blueprint("demo", __name__)
 
     @bp.get("/set/<value>")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 from flask import Flask, jsonify, make_response
 
-import common.web
 from common.config import load_settings
 from common.errors import FlowError, init_error_pages
 from common.web import (
-    create_base_app,
     default_csp,
     init_health,
     init_security_headers,
@@ -167,28 +163,3 @@ def test_healthz_registered_first_answers_even_if_the_app_defines_one():
     assert app.test_client().get("/healthz").get_json() == {"status": "ok"}
 
 
-# -- create_base_app (kept for callers not yet composing the pieces) -------------------------------------
-
-
-def test_base_url_from_the_settings_loads_them_once():
-    with mock.patch.object(common.web, "load_settings", wraps=common.web.load_settings) as load:
-        app = create_base_app(__name__, "demo_app", title="Demo", base_url=lambda s: s.web_base_url,
-                              test_config={"WEB_BASE_URL": "http://localhost:5998"}, with_session=False)
-    assert load.call_count == 1
-    assert app.config["BASE_URL"] == "http://localhost:5998" == settings_of(app).web_base_url
-
-
-def test_plain_base_url_still_works():
-    app = create_base_app(__name__, "demo_app", title="Demo", base_url="http://localhost:5997",
-                          with_session=False)
-    assert app.config["BASE_URL"] == "http://localhost:5997"
-    api = create_base_app(__name__, "api", title="API", base_url=None, with_session=False)
-    assert api.config["BASE_URL"] is None
-
-
-def test_base_app_reads_csp_form_action_set_after_it_was_built():
-    """The dev issuer allows its clients' redirect URIs in form-action after create_base_app returns."""
-    app = create_base_app(__name__, "demo_app", title="Demo", base_url=None, with_session=False)
-    app.config["CSP_FORM_ACTION"] = "http://localhost:5001"
-    csp = app.test_client().get("/healthz").headers["Content-Security-Policy"]
-    assert "form-action 'self' http://localhost:5001;" in csp and "frame-ancestors 'none'" in csp
