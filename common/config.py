@@ -19,228 +19,39 @@ and says how to fix it.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-#: The project root: ``.env`` and ``instance/`` live here.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .config_checks import (
+    DEV_ISSUER_DEFAULT,
+    PROJECT_ROOT,
+    Check,
+    ConfigError,
+    check_directory,
+    check_introspection_client,
+    check_private_key,
+    check_redis_url,
+    check_scope,
+    check_service_secret,
+    check_trusted_mode,
+    check_users,
+    choice,
+    is_dev_issuer,
+    number,
+    secret,
+    text,
+    url,
+)
 
-#: Where the development issuer lives unless ``ISSUER`` says otherwise.
-DEV_ISSUER_DEFAULT = "http://localhost:9000/oauth2/default"
+__all__ = ["COMPONENTS", "DEFAULTS", "DEV_ISSUER_DEFAULT", "PROJECT_ROOT", "VARIABLES", "ConfigError", "Settings",
+           "Variable", "load_settings", "origin_of", "read_environment", "variables_of"]
 
 #: The components that load settings, each by this name (``load_settings(component=...)``).
 COMPONENTS = ("web_app", "spa_app", "native_sim", "service_app", "resource_server", "dev_issuer", "launcher")
-
-_PLACEHOLDER = re.compile(r"[{}<>]|\byour[A-Z_]|\.\.\.")
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed.
-
-    ``str(error)`` is one line: the variable, what is wrong, how to fix it.
-    """
-
-    def __init__(self, variable: str, problem: str, fix: str):
-        self.variable = variable
-        super().__init__(f"{variable}: {problem}. {fix}")
-
-
-# -- checks: each takes (name, raw value, every raw value) and returns the typed value ---------------------
-
-#: The signature of a row's check.
-Check = Callable[[str, str, Mapping[str, str]], object]
-
-
-def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
-    value = value.strip()
-    if _PLACEHOLDER.search(value):
-        raise ConfigError(
-            name,
-            f"{value!r} still contains a placeholder",
-            "Replace it with a real URL, e.g. https://dev-123456.okta.com/oauth2/default",
-        )
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(name, f"{value!r} is not an http(s) URL",
-                          "Set it to an absolute URL such as http://localhost:5001")
-    if parts.query or parts.fragment:
-        raise ConfigError(name, f"{value!r} has a query or fragment", "Remove everything from '?' or '#' on")
-    try:
-        parts.port  # noqa: B018 -- urllib checks the port only when it is read
-    except ValueError:
-        raise ConfigError(name, f"{value!r} has an invalid port", "Use a port between 1 and 65535") from None
-    local = parts.hostname in {"localhost", "127.0.0.1", "::1"} or parts.hostname.endswith(".test")
-    if parts.scheme == "http" and not local:
-        # RFC 9700 §2.6 / RFC 6749 §3.1.2.1: tokens and codes only over TLS,
-        # except on the loopback interface where nothing leaves the machine.
-        raise ConfigError(name, f"{value!r} uses plain http for a non-local host",
-                          "Use https:// for anything that is not localhost")
-    if not path_allowed and parts.path not in {"", "/"}:
-        raise ConfigError(name, f"{value!r} has a path", "Give only the origin, e.g. http://localhost:5001")
-    return value if path_allowed else value.rstrip("/")
-
-
-def url(*, path_allowed: bool = False) -> Check:
-    """An http(s) URL; ``path_allowed=False``: an origin (base URL), trailing ``/`` removed."""
-    return lambda name, value, raw: _check_url(name, value, path_allowed=path_allowed)
-
-
-def _check_text(name: str, value: str, *, required: bool = True, secret: bool = False) -> str:
-    value = value.strip()
-    if required and not value:
-        raise ConfigError(name, "is empty", f"Set {name} in the environment or in .env (see .env.example)")
-    # A real secret or password may well contain "<", "{" or "...": only
-    # ids and names are checked for copy-paste placeholders.
-    if not secret and _PLACEHOLDER.search(value):
-        raise ConfigError(name, f"{value!r} still contains a placeholder",
-                          f"Copy the real value from your issuer's console into {name}")
-    return value
-
-
-def text(*, required: bool = True) -> Check:
-    """An id or a name: stripped, never a copy-pasted placeholder."""
-    return lambda name, value, raw: _check_text(name, value, required=required)
-
-
-def secret(*, required: bool = True) -> Check:
-    """A secret or a password: stripped, any characters allowed."""
-    return lambda name, value, raw: _check_text(name, value, required=required, secret=True)
-
-
-def number(low: float, high: float, kind: type = int) -> Check:
-    """A whole number (``kind=int``) or a number of seconds (``kind=float``) from ``low`` to ``high``."""
-
-    def check(name: str, value: str, raw: Mapping[str, str]):
-        try:
-            result = kind(value)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            fix = f"Set a number from {low} to {high}"
-            raise ConfigError(name, f"{value!r} is not {what}", fix) from None
-        if not low <= result <= high:
-            raise ConfigError(name, f"{result} is out of range", f"Set a number from {low} to {high}")
-        return result
-
-    return check
-
-
-def choice(*choices: str) -> Check:
-    """One of ``choices`` (case-insensitive)."""
-
-    def check(name: str, value: str, raw: Mapping[str, str]) -> str:
-        value = value.strip().lower()
-        if value not in choices:
-            raise ConfigError(name, f"{value!r} is not one of {sorted(choices)}",
-                              f"Set {name} to one of {', '.join(sorted(choices))}")
-        return value
-
-    return check
-
-
-def _check_bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigError(name, f"{value!r} is not a yes/no value", "Set true or false")
-
-
-def _is_dev_issuer(issuer: str) -> bool:
-    """A local URL shaped like the bundled dev issuer's (``/oauth2/default``)."""
-    parts = urlsplit(issuer)
-    return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
-
-
-def _check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
-    value = value.strip()
-    if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(name, f"{value!r} is not a Redis URL",
-                          "Use redis://host:port/db, or leave it unset for the embedded Redis")
-    return value
-
-
-def _check_directory(name: str, value: str, raw: Mapping[str, str]) -> str:
-    """An optional directory path (``~`` expanded); it need not exist yet."""
-    value = value.strip()
-    if not value:
-        return ""
-    path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(name, f"{value!r} is not a directory",
-                          "Point it at a directory (it is created if missing), or leave it empty")
-    return str(path.resolve())
-
-
-def _check_trusted_mode(name: str, value: str, raw: Mapping[str, str]) -> bool:
-    """``TRUSTED_MODE``: true, false, or auto (the default).
-
-    The password grant is deprecated (RFC 9700 §2.4) and off unless enabled.
-    ``auto`` enables it only against the bundled dev issuer, so that the
-    trusted-app walkthrough runs after ``make run`` while a real issuer
-    never sees a password unless someone asked for it explicitly.
-    """
-    if value.strip().lower() == "auto":
-        return _is_dev_issuer(raw["ISSUER"].strip())
-    return _check_bool(name, value)
-
-
-def _check_service_secret(name: str, value: str, raw: Mapping[str, str]) -> str:
-    # A key for private_key_jwt (RFC 7523 §2.2) replaces the secret.
-    return _check_text(name, value, secret=True, required=not raw["SERVICE_PRIVATE_KEY"].strip())
-
-
-def _check_private_key(name: str, value: str, raw: Mapping[str, str]) -> str:
-    value = value.strip()
-    if not value:
-        return ""
-    path = Path(value)
-    if not path.is_absolute():
-        path = PROJECT_ROOT / path
-    if not path.is_file():
-        raise ConfigError(name, f"{value!r} is not a readable file",
-                          "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`")
-    return str(path)
-
-
-def _check_scope(name: str, value: str, raw: Mapping[str, str]) -> str:
-    value = _check_text(name, value)
-    # RFC 6749 §3.3: scope tokens are printable ASCII without space, '"' or '\'.
-    if not all(re.fullmatch(r"[\x21\x23-\x5B\x5D-\x7E]+", token) for token in value.split()):
-        raise ConfigError(name, f"{value!r} is not a valid scope list",
-                          "Use space-separated scope names such as customScope")
-    if "openid" in value.split():
-        raise ConfigError(name, "asks for openid",
-                          "A service has no user: ask only for custom scopes (e.g. customScope)")
-    return value
-
-
-def _check_introspection_client(name: str, value: str, raw: Mapping[str, str]) -> str:
-    value = _check_text(name, value, required=False)
-    if not value and raw["API_VALIDATION"].strip().lower() == "introspection":
-        # RFC 7662 §2.1: the introspection endpoint authenticates its caller.
-        raise ConfigError(name, "is empty but API_VALIDATION=introspection",
-                          "Set the client id (and API_INTROSPECTION_CLIENT_SECRET) the resource server uses "
-                          "at the introspection endpoint")
-    return value
-
-
-def _check_users(name: str, value: str, raw: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """``user1@example.com:pass1,user2@example.com:pass2`` into pairs."""
-    users = []
-    for item in filter(None, (part.strip() for part in value.split(","))):
-        username, sep, password = item.partition(":")
-        if not sep or not username or not password:
-            raise ConfigError(name, f"{item!r} is not username:password",
-                              "Write user@example.com:password pairs separated by commas")
-        users.append((username, password))
-    return tuple(users)
-
 
 # -- the table -----------------------------------------------------------------------------------------
 
@@ -288,7 +99,7 @@ _SESSIONS = "web_app service_app dev_issuer"  # they keep Redis sessions
 VARIABLES: tuple[Variable, ...] = (
     _row("ISSUER", DEV_ISSUER_DEFAULT, url(path_allowed=True), f"{_CALLERS} dev_issuer launcher",
          "the issuer URL; discovery at ISSUER/.well-known/openid-configuration"),
-    _row("REDIS_URL", "", _check_redis_url, f"{_SESSIONS} launcher",
+    _row("REDIS_URL", "", check_redis_url, f"{_SESSIONS} launcher",
          "Redis for sessions and the dev issuer's state; empty: the launcher starts an embedded Redis"),
     _row("SECRET_KEY", "dev-only-secret-key-do-not-use-in-production", secret(), _SESSIONS,
          "Flask's secret key (CSRF tokens)", hidden=True),
@@ -303,21 +114,21 @@ VARIABLES: tuple[Variable, ...] = (
     _row("NATIVE_CLIENT_ID", "dev-native-app", text(), "native_sim dev_issuer", "the native app's client id"),
     _row("NATIVE_REDIRECT_PORT", "5003", number(0, 65535), "native_sim dev_issuer",
          "the loopback redirect's port (RFC 8252 §7.3); 0 = any free port where the issuer allows it"),
-    _row("NATIVE_TOKEN_DIR", "", _check_directory, "native_sim",
+    _row("NATIVE_TOKEN_DIR", "", check_directory, "native_sim",
          "where the native app keeps tokens; empty: the OS keyring, else the user's config directory"),
     _row("TRUSTED_CLIENT_ID", "dev-trusted-app", text(), "native_sim dev_issuer",
          "the trusted app's client id (password grant)"),
     _row("TRUSTED_CLIENT_SECRET", "dev-trusted-app-secret-do-not-use-in-production", secret(),
          "native_sim dev_issuer", "the trusted app's client secret", hidden=True),
-    _row("TRUSTED_MODE", "auto", _check_trusted_mode, "native_sim dev_issuer",
+    _row("TRUSTED_MODE", "auto", check_trusted_mode, "native_sim dev_issuer",
          "whether the password grant is offered and used: true, false, auto (on against the dev issuer)"),
     _row("SERVICE_CLIENT_ID", "dev-service-app", text(), "service_app dev_issuer", "the service's client id"),
-    _row("SERVICE_CLIENT_SECRET", "dev-service-app-secret-do-not-use-in-production", _check_service_secret,
+    _row("SERVICE_CLIENT_SECRET", "dev-service-app-secret-do-not-use-in-production", check_service_secret,
          "service_app dev_issuer", "the service's client secret; may be empty with SERVICE_PRIVATE_KEY",
          hidden=True),
-    _row("SERVICE_PRIVATE_KEY", "", _check_private_key, "service_app dev_issuer",
+    _row("SERVICE_PRIVATE_KEY", "", check_private_key, "service_app dev_issuer",
          "a PEM or JWK file: the service authenticates with private_key_jwt (RFC 7523), not its secret"),
-    _row("SERVICE_SCOPE", "customScope", _check_scope, "service_app resource_server dev_issuer",
+    _row("SERVICE_SCOPE", "customScope", check_scope, "service_app resource_server dev_issuer",
          "the custom scope the service asks for and the API requires"),
     _row("SERVICE_BASE_URL", "http://localhost:5004", url(), "service_app launcher",
          "the service app's status page"),
@@ -327,7 +138,7 @@ VARIABLES: tuple[Variable, ...] = (
          "the audience (aud) the API's access tokens carry"),
     _row("API_VALIDATION", "jwt", choice("jwt", "introspection"), "resource_server",
          "jwt (local, with the issuer's keys) or introspection (RFC 7662)"),
-    _row("API_INTROSPECTION_CLIENT_ID", "", _check_introspection_client, "resource_server dev_issuer",
+    _row("API_INTROSPECTION_CLIENT_ID", "", check_introspection_client, "resource_server dev_issuer",
          "the client id the API authenticates with at the introspection endpoint"),
     _row("API_INTROSPECTION_CLIENT_SECRET", "", secret(required=False), "resource_server dev_issuer",
          "its secret", hidden=True),
@@ -349,7 +160,7 @@ VARIABLES: tuple[Variable, ...] = (
          "seconds an access token lives"),
     _row("DEV_ISSUER_REFRESH_TOKEN_LIFETIME", "604800", number(1, 90 * 86400), "dev_issuer",
          "seconds a refresh token lives"),
-    _row("DEV_ISSUER_EXTRA_USERS", "", _check_users, "dev_issuer",
+    _row("DEV_ISSUER_EXTRA_USERS", "", check_users, "dev_issuer",
          "more seeded users, as user@example.com:password pairs separated by commas"),
 )
 
@@ -439,7 +250,7 @@ class Settings:
     @property
     def uses_dev_issuer(self) -> bool:
         """True when ``ISSUER`` is a local URL shaped like the dev issuer's."""
-        return _is_dev_issuer(self.issuer)
+        return is_dev_issuer(self.issuer)
 
     @property
     def issuer_base_url(self) -> str:
