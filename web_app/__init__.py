@@ -12,7 +12,8 @@ Every other client app in the suite is a variation of this one.
 from __future__ import annotations
 
 from common.config import origin_of
-from common.oidc import OIDCClient
+from common.client import Client
+from common.issuer import Issuer
 from common.web import create_base_app, settings_of
 
 
@@ -32,8 +33,8 @@ def create_app(test_config=None):
     app.config["CSP_FORM_ACTION"] = origin_of(settings.issuer)
     # One client per process: discovery and the JWKS are cached inside it,
     # so all requests a worker serves share them.
-    app.extensions["oidc_client"] = OIDCClient(
-        settings,
+    app.extensions["oidc_client"] = Client(
+        Issuer(settings),
         client_id=settings.web_client_id,
         client_secret=settings.web_client_secret,
         redirect_uri=settings.web_redirect_uri,
