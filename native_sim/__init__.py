@@ -25,5 +25,5 @@ the tokens either mode stored.  Run ``python -m native_sim --help``.
 Modules: :mod:`.loopback` (the redirect listener), :mod:`.storage` (where
 tokens live between runs), :mod:`.commands` (one function per command) and
 :mod:`.__main__` (the command line).  The protocol itself lives in
-:mod:`common.oidc`, shared with every other app.
+:mod:`common` (one module per protocol step), shared with every other app.
 """

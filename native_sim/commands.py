@@ -3,9 +3,10 @@
 Each function takes a :class:`Context` (settings, token store, flow log,
 output streams) and returns an exit code, or raises :class:`CommandError`
 with a one-line message and the exit code that says what kind of failure it
-was.  The protocol work is done by :class:`common.oidc.OIDCClient`; what is
-here is what is specific to a native app: the loopback redirect, the system
-browser, and keeping tokens between runs.
+was.  Each protocol step is a function of ``common/`` named after it
+(:mod:`common.authorization`, :mod:`common.tokens`, :mod:`common.id_token`,
+:mod:`common.logout`); what is here is what is specific to a native app: the
+loopback redirect, the system browser, and keeping tokens between runs.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from common import api
+from common.authorization import USER_SCOPE, build_authorization_request, check_authorization_response
 from common.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
+from common.client import Client
 from common.config import Settings
 from common.errors import FlowError
 from common.http import http_session
+from common.id_token import validate_id_token
 from common.inspector import FlowLog, shorten
-from common.oidc import USER_SCOPE, OIDCClient, TokenEndpointError, TokenSet
+from common.issuer import Issuer
+from common.logout import revoke_token
+from common.recorder import FlowRecorder
+from common.tokens import TokenEndpointError, TokenSet, exchange_code, password_grant, refresh_tokens
 
 from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
 from .storage import TokenStore
@@ -78,6 +85,11 @@ class Context:
         """A warning on standard error."""
         print(f"native_sim: warning: {text}", file=self.err, flush=True)
 
+    @property
+    def recorder(self) -> FlowRecorder:
+        """The flow recorder for ``--explain`` (records nothing without it)."""
+        return FlowRecorder(self.log)
+
     def explain(self) -> None:
         """Print the protocol steps recorded since the last call (``--explain``)."""
         if self.log is None:
@@ -90,22 +102,25 @@ class Context:
 
 # -- the clients ------------------------------------------------------------
 
-def native_client(settings: Settings, redirect_uri: str | None = None) -> OIDCClient:
+def native_client(settings: Settings, redirect_uri: str | None = None, *,
+                  recorder: FlowRecorder | None = None) -> Client:
     """The public client of ``login``: no secret (RFC 8252 §8.4), PKCE instead."""
-    return OIDCClient(settings, client_id=settings.native_client_id, redirect_uri=redirect_uri,
-                      token_endpoint_auth_method="none")
+    return Client(Issuer(settings), client_id=settings.native_client_id, redirect_uri=redirect_uri,
+                  token_endpoint_auth_method="none", recorder=recorder or FlowRecorder())
 
 
-def trusted_client(settings: Settings) -> OIDCClient:
+def trusted_client(settings: Settings, *, recorder: FlowRecorder | None = None) -> Client:
     """The confidential client of ``password-login``, authenticated with HTTP Basic (RFC 6749 §2.3.1)."""
-    return OIDCClient(settings, client_id=settings.trusted_client_id,
-                      client_secret=settings.trusted_client_secret,
-                      token_endpoint_auth_method="client_secret_basic")
+    return Client(Issuer(settings), client_id=settings.trusted_client_id,
+                  client_secret=settings.trusted_client_secret,
+                  token_endpoint_auth_method="client_secret_basic", recorder=recorder or FlowRecorder())
 
 
-def client_for(settings: Settings, record: dict[str, Any]) -> OIDCClient:
+def client_for(ctx: Context, record: dict[str, Any]) -> Client:
     """The client the stored tokens were issued to: a refresh token is bound to it (RFC 6749 §6)."""
-    return trusted_client(settings) if record.get("client") == TRUSTED else native_client(settings)
+    if record.get("client") == TRUSTED:
+        return trusted_client(ctx.settings, recorder=ctx.recorder)
+    return native_client(ctx.settings, recorder=ctx.recorder)
 
 
 # -- login: Authorization Code + PKCE through the system browser --------------
@@ -113,15 +128,10 @@ def client_for(settings: Settings, record: dict[str, Any]) -> OIDCClient:
 def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = None) -> int:
     """Sign in with the Authorization Code flow and PKCE (RFC 6749 §4.1, RFC 7636, RFC 8252).
 
-    1. Open the loopback listener first: the redirect URI names its port.
-    2. Build the authorization request (fresh ``state``, ``nonce``, PKCE
-       S256 verifier and challenge) and send the user's *system* browser
-       to it (RFC 8252 §6), or print the URL with ``--no-browser``.
-    3. The user signs in at the issuer; one redirect later the browser
-       delivers ``code`` and ``state`` to the listener, which accepts only
-       the response with our ``state``, thanks the user, and closes.
-    4. Exchange the code with the PKCE verifier and no secret, validate
-       the ID token (OpenID Connect Core 3.1.3.7), store the tokens.
+    The steps, in order, are written out below: open the loopback listener,
+    build the authorization request, send the system browser to it, wait
+    for the answer, check it, exchange the code, validate the ID token,
+    store the tokens.
 
     :param open_browser: ``False`` for ``--no-browser``.
     :param timeout: seconds to wait for the user (default ``LOGIN_TIMEOUT``).
@@ -142,12 +152,17 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
             EXIT_USAGE) from None
 
     with listener:
+        # The loopback listener is open first: the redirect URI names its port.
         redirect_uri = settings.native_redirect_uri(listener.port)
-        client = native_client(settings, redirect_uri)
-        authorization_url, pending = client.build_authorization_request(USER_SCOPE, log=ctx.log)
+        client = native_client(settings, redirect_uri, recorder=ctx.recorder)
+        # Fresh state, nonce and PKCE S256 challenge; the verifier and the
+        # rest of ``pending`` stay in this process only.
+        authorization_url, pending = build_authorization_request(client, USER_SCOPE)
         ctx.explain()
         listener.start(pending["state"])
 
+        # The user's *system* browser (RFC 8252 §6), never an embedded view
+        # that could read the password; or the URL printed with --no-browser.
         ctx.say(f"Listening for the sign-in response on {redirect_uri}")
         ctx.say("Sign in at this URL:")
         ctx.say(authorization_url)
@@ -155,6 +170,9 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
             ctx.say("(No browser could be started: open the URL above yourself.)")
         ctx.say(f"Waiting up to {timeout:g} seconds for you to finish signing in...")
 
+        # The user signs in at the issuer; one redirect later the browser
+        # delivers the answer to the listener, which accepts only the one
+        # with our state, thanks the user, and closes.
         try:
             params = listener.wait(timeout)
         except LoginTimeout:
@@ -166,7 +184,13 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
 
     # ``pending`` (state, nonce, PKCE verifier) lived only in this process and
     # the listener accepted one response, so it is used exactly once.
-    tokens = client.handle_callback(params, pending, log=ctx.log)
+    # The answer: our state, our issuer (RFC 9207), no error, a code.
+    code = check_authorization_response(client, params, pending)
+    # The code and the PKCE verifier, and no secret: a public client (RFC 8252 §8.4).
+    tokens = exchange_code(client, code, pending)
+    # Who signed in (OpenID Connect Core 3.1.3.7), bound to our nonce.
+    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending["nonce"],
+                                         access_token=tokens.access_token)
     _save(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {_who(tokens)}. {_token_summary(tokens)}")
@@ -205,7 +229,7 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
             "Owner Password grant for the trusted client at the issuer).", EXIT_USAGE, "trusted_mode_off")
     ctx.warn(PASSWORD_GRANT_WARNING)
 
-    client = trusted_client(settings)
+    client = trusted_client(settings, recorder=ctx.recorder)
     # RFC 8414 §2: an issuer that leaves "password" out of
     # grant_types_supported does not offer it; say so before asking anyone
     # to type a password.
@@ -228,7 +252,8 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
         raise CommandError("No password given.", EXIT_USAGE)
 
     try:
-        tokens = client.password_grant(username, password, USER_SCOPE, log=ctx.log)
+        # The password goes straight to the token endpoint, once.
+        tokens = password_grant(client, username, password, USER_SCOPE)
     except TokenEndpointError as exc:
         issuer_error = exc.issuer_error
         if issuer_error == "invalid_grant":
@@ -246,6 +271,9 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
     if not tokens.id_token:
         raise CommandError("The issuer returned no ID token although the request asked for openid.",
                            EXIT_REFUSED, "invalid_id_token")
+    # The ID token is validated like any other; there was no authorization
+    # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
+    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None, access_token=tokens.access_token)
     _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {_who(tokens)} (trusted mode, password grant). {_token_summary(tokens)}")
@@ -282,7 +310,7 @@ def call_api(ctx: Context) -> int:
         tokens = _refresh(ctx, record, tokens)
     url = f"{ctx.settings.api_url}/api/messages"
     try:
-        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings), log=ctx.log)
+        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings), recorder=ctx.recorder)
     finally:
         ctx.explain()
     if answer.status in (401, 403):
@@ -335,16 +363,16 @@ def logout(ctx: Context) -> int:
     tokens = TokenSet.from_dict(record.get("tokens") or {"access_token": ""})
     failure = None
     if record.get("issuer") == ctx.settings.issuer:
-        client = client_for(ctx.settings, record)
+        client = client_for(ctx, record)
         # revoke_token is best effort and never raises (sign-out must finish);
         # it returns True, or why the issuer did not confirm.
         outcomes = []
         if tokens.refresh_token:
-            outcomes.append(client.revoke_token(tokens.refresh_token, "refresh_token", log=ctx.log))
+            outcomes.append(revoke_token(client, tokens.refresh_token, "refresh_token"))
         if tokens.access_token:
             # A JWT access token stays valid for local validation until it
             # expires; revoking it still helps resource servers that introspect.
-            outcomes.append(client.revoke_token(tokens.access_token, "access_token", log=ctx.log))
+            outcomes.append(revoke_token(client, tokens.access_token, "access_token"))
         ctx.explain()
         failure = next((outcome for outcome in outcomes if outcome is not True), None)
         revoked = "" if failure else "the tokens were revoked at the issuer and "
@@ -382,11 +410,11 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
     if not tokens.refresh_token:
         raise CommandError(f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
                            EXIT_SIGNED_OUT, "no_refresh_token")
-    client = client_for(ctx.settings, record)
+    client = client_for(ctx, record)
     try:
         # previous=tokens: a new ID token must be about the same user, and the
         # sign-in's ID token is kept when the issuer sends none (OIDC Core 12.2).
-        new = client.refresh_tokens(tokens.refresh_token, log=ctx.log, previous=tokens)
+        new = refresh_tokens(client, tokens.refresh_token, previous=tokens)
     except TokenEndpointError as exc:
         if exc.issuer_error == "invalid_grant":
             # RFC 6749 §5.2: expired, revoked, or already used (rotation).

@@ -34,11 +34,13 @@ from typing import Any, Callable, Mapping
 
 from flask import current_app, g, request
 
+from common.client import Client
 from common.config import Settings
 from common.errors import FlowError
 from common.http import IssuerUnreachable
+from common.introspection import introspect
+from common.issuer import Issuer
 from common.jwks import InvalidToken, KeysUnavailable, check_registered_claims, decode_jwt
-from common.oidc import OIDCClient
 from common.web import settings_of
 
 from .errors import BearerError, insufficient_scope, invalid_request, invalid_token
@@ -208,26 +210,6 @@ def refuse_id_token(header: Mapping[str, Any], claims: Mapping[str, Any]) -> Non
         raise invalid_token("This is an ID token (it has a nonce and no scopes), not an access token.")
 
 
-# -- the issuer, as both modes see it -------------------------------------------------
-
-
-def issuer_client(settings: Settings) -> OIDCClient:
-    """The shared OIDC client, used here only for discovery, keys and introspection.
-
-    The resource server never asks for tokens, but it needs the same
-    protocol plumbing every client has: discovery with the exact ``issuer``
-    check (OIDC Discovery §4.3), the issuer's cached key set, and the
-    authenticated introspection call (RFC 7662 §2.1).  In JWT mode it has no
-    client credentials, so it is a public client in name only.
-    """
-    if settings.api_validation == "introspection":
-        return OIDCClient(settings, client_id=settings.api_introspection_client_id,
-                          client_secret=settings.api_introspection_client_secret,
-                          token_endpoint_auth_method="client_secret_basic")
-    # JWT mode sends nothing to the issuer but GETs, so the client id is never used.
-    return OIDCClient(settings, client_id=settings.api_audience, token_endpoint_auth_method="none")
-
-
 # -- mode 1: local JWT validation ------------------------------------------------------
 
 
@@ -249,9 +231,11 @@ class JWTValidator:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        # Discovery happens on first use, not here: the API must start even
-        # if the issuer comes up later.
-        self.client = issuer_client(settings)
+        # The issuer's discovery document (with the exact ``issuer`` check,
+        # OIDC Discovery §4.3) and its cached key set, shared with every
+        # client code path.  Discovery happens on first use, not here: the
+        # API must start even if the issuer comes up later.
+        self.issuer = Issuer(settings)
         self._verified: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
 
     def validate(self, token: str) -> AccessToken:
@@ -288,7 +272,7 @@ class JWTValidator:
         try:
             # 1. Signature with the issuer's key for this kid, algorithm pinned
             #    (none/HMAC refused, jku/x5u/jwk headers ignored, size capped).
-            header, claims = decode_jwt(token, self.client.keyset, algorithms=ACCESS_TOKEN_ALGORITHMS,
+            header, claims = decode_jwt(token, self.issuer.keyset, algorithms=ACCESS_TOKEN_ALGORITHMS,
                                         max_length=MAX_TOKEN_LENGTH)
             # 2. iss exact, aud contains API_AUDIENCE, exp/nbf/iat with leeway.
             check_registered_claims(claims, issuer=settings.issuer, audience=settings.api_audience,
@@ -332,7 +316,11 @@ class IntrospectionValidator:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = issuer_client(settings)
+        # The resource server's own registration, for the authenticated
+        # introspection call (RFC 7662 §2.1).
+        self.client = Client(Issuer(settings), client_id=settings.api_introspection_client_id,
+                             client_secret=settings.api_introspection_client_secret,
+                             token_endpoint_auth_method="client_secret_basic")
         self._cache: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -354,7 +342,7 @@ class IntrospectionValidator:
             self._cache.pop(key, None)
 
         # RFC 7662 §2.1, authenticated with our client credentials (Basic).
-        answer = self.client.introspect(token, "access_token")
+        answer = introspect(self.client, token, "access_token")
         access_token = self._check_answer(answer, now)
         until = now + self.CACHE_SECONDS
         if access_token.expires_at is not None:

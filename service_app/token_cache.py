@@ -21,7 +21,7 @@ Three rules make the cache safe under load:
   it is still the cached one, so that many callers hit by the same ``401``
   cause one new token, not one each.
 
-Where the token lives is a :class:`TokenStore`: :class:`MemoryStore` for a
+Where the token lives is a :class:`CachedTokenBackend`: :class:`MemoryStore` for a
 single process (the command line), :class:`RedisStore` when several
 processes (gunicorn workers) should share one token.
 """
@@ -41,7 +41,8 @@ from typing import Callable, ContextManager, Iterator, Protocol
 import redis
 
 from common.http import IssuerUnreachable
-from common.oidc import TokenSet
+from common.recorder import FlowRecorder
+from common.tokens import TokenSet
 
 #: Refresh this many seconds before the token expires, at most ...
 MAX_REFRESH_MARGIN = 60.0
@@ -88,7 +89,7 @@ class CachedToken:
         return cls(TokenSet.from_dict(data["token"]), float(data["fetched_at"]))
 
 
-class TokenStore(Protocol):
+class CachedTokenBackend(Protocol):
     """Where the cached token lives."""
 
     def load(self) -> CachedToken | None: ...
@@ -258,7 +259,7 @@ class TokenCache:
     :param clock: ``time.time``, replaceable in tests.
     """
 
-    def __init__(self, fetch: Callable[[object], TokenSet], *, store: TokenStore | None = None,
+    def __init__(self, fetch: Callable[[object], TokenSet], *, store: CachedTokenBackend | None = None,
                  backoff: Backoff | None = None, clock: Callable[[], float] = time.time):
         self.fetch = fetch
         self.store = store or MemoryStore()
@@ -326,9 +327,6 @@ class TokenCache:
 
 
 def _log_retry(log, number: int, pause: float, error: Exception) -> None:
-    if log is not None:
-        log.step(
-            f"Issuer unreachable (try {number}); waiting {pause:.1f} s",
-            f"{getattr(error, 'description', error)} A timeout or 5xx says nothing about our request, "
-            "so it is retried a bounded number of times with growing, jittered pauses.",
-        )
+    """Narrate one back-off pause (the texts are in common/narration.py)."""
+    FlowRecorder(log).step("service.issuer_retry", number=number, pause=pause,
+                           reason=getattr(error, "description", error))

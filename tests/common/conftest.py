@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.authorization import build_authorization_request, check_authorization_response
+from common.authorization import build_authorization_request
 from common.client import Client
 from common.config import load_settings
-from common.id_token import validate_id_token
-from common.inspector import FlowLog
 from common.issuer import Issuer
-from common.recorder import FlowRecorder
-from common.tokens import TokenSet, exchange_code
 
 REDIRECT_URI = "http://localhost:5001/authorization-code/callback"
 
@@ -39,19 +35,3 @@ def sign_in(client, fake_issuer):
         return fake_issuer.authorize(url), pending
 
     return run
-
-
-def narrating(client: Client, log: FlowLog | None) -> Client:
-    """``client``, recording its steps in ``log``."""
-    return client.with_recorder(FlowRecorder(log))
-
-
-def complete_sign_in(client: Client, params, pending, *, log: FlowLog | None = None) -> TokenSet:
-    """The callback's steps in the order web_app/auth.py runs them: check, exchange, validate."""
-    client = narrating(client, log)
-    code = check_authorization_response(client, params, pending)
-    tokens = exchange_code(client, code, pending)
-    if tokens.id_token:
-        tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending.get("nonce"),
-                                             access_token=tokens.access_token)
-    return tokens

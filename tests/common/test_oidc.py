@@ -20,11 +20,12 @@ from common.introspection import introspect
 from common.issuer import Issuer
 from common.logout import end_session_url, revoke_token
 from common.tokens import TokenSet, client_credentials, exchange_code, password_grant, refresh_tokens
-from common.userinfo import userinfo
 from common.pkce import code_challenge_s256
+from common.userinfo import userinfo
 from tests.fake_issuer import Reply, cached_rsa_key, new_ec_key
+from tests.relying_party import complete_sign_in, narrating
 
-from .conftest import REDIRECT_URI, complete_sign_in, narrating
+from .conftest import REDIRECT_URI
 
 
 def error_of(excinfo) -> str:
