@@ -72,9 +72,11 @@ def build_authorization_request(client: Client, scope: str, *, response_type: st
                             redirect_uri=redirect_uri, scope=scope, state=state, **params)
     pending = {"state": state, "nonce": nonce, "code_verifier": verifier, "redirect_uri": redirect_uri,
                "created_at": int(time.time()), "scope": scope}
-    client.recorder.step("authorization_request", request={"method": "GET", "url": authorization_endpoint, "params": {
-        "response_type": response_type, "client_id": client.client_id, "redirect_uri": redirect_uri,
-        "scope": scope, "state": state, "nonce": nonce, **{k: v for k, v in params.items() if k != "nonce"}}})
+    shown = {"response_type": response_type, "client_id": client.client_id, "redirect_uri": redirect_uri,
+             "scope": scope, "state": state, "nonce": nonce,
+             **{k: v for k, v in params.items() if k != "nonce"}}
+    client.recorder.step("authorization_request",
+                         request={"method": "GET", "url": authorization_endpoint, "params": shown})
     return url, pending
 
 
@@ -100,7 +102,8 @@ def single_valued(response: AuthorizationResponse) -> dict[str, str]:
     return params
 
 
-def check_authorization_response(client: Client, response: AuthorizationResponse, pending: dict | None) -> str:
+def check_authorization_response(client: Client, response: AuthorizationResponse,
+                                  pending: dict | None) -> str:
     """Check that the authorization response answers the request we made; return its code.
 
     In this order, because each check decides whether the next may trust
@@ -161,8 +164,10 @@ def _check_state(params: Mapping[str, str], pending: dict | None) -> None:
                         "No sign-in was in progress in this browser session (or it was already completed).",
                         "Start the sign-in again from this app; do not reuse an old callback link.", 400)
     if not hmac.compare_digest(str(sent_state).encode(), str(pending["state"]).encode()):
-        raise FlowError("state_mismatch", "The answer's 'state' does not match the sign-in this browser started.",
-                        "Start the sign-in again; if you opened two sign-ins at once, finish only the latest.", 400)
+        raise FlowError("state_mismatch",
+                        "The answer's 'state' does not match the sign-in this browser started.",
+                        "Start the sign-in again; if you opened two sign-ins at once, "
+                        "finish only the latest.", 400)
 
 
 def _check_issuer(client: Client, params: Mapping[str, str]) -> None:
@@ -175,19 +180,24 @@ def _check_issuer(client: Client, params: Mapping[str, str]) -> None:
     metadata = client.metadata()
     sent_iss = params.get("iss")
     if metadata.get("authorization_response_iss_parameter_supported") is True and sent_iss is None:
-        raise FlowError("iss_mismatch", "The issuer promises an 'iss' parameter on the callback, but it is missing.",
-                        "Start the sign-in again; if it keeps happening the callback is being tampered with.", 400)
-    if sent_iss is not None and sent_iss != client.issuer.identifier:
         raise FlowError("iss_mismatch",
-                        f"The callback came from issuer {plain_text(sent_iss, 200)!r}, not {client.issuer.identifier!r}.",
-                        "Start the sign-in again; the answer came from a different issuer than the one we asked.", 400)
+                        "The issuer promises an 'iss' parameter on the callback, but it is missing.",
+                        "Start the sign-in again; if it keeps happening the callback is being tampered with.",
+                        400)
+    ours = client.issuer.identifier
+    if sent_iss is not None and sent_iss != ours:
+        raise FlowError("iss_mismatch",
+                        f"The callback came from issuer {plain_text(sent_iss, 200)!r}, not {ours!r}.",
+                        "Start the sign-in again; the answer came from a different issuer "
+                        "than the one we asked.", 400)
 
 
 def _check_for_error(params: Mapping[str, str]) -> None:
     """3. RFC 6749 §4.1.2.1: the issuer's refusal (the user said no, the login failed), as plain text."""
     if params.get("error"):
         description = plain_text(params.get("error_description") or "The issuer did not grant the request.")
-        raise FlowError(error_code(params["error"], "authorization_error"), f"The issuer answered: {description}",
+        raise FlowError(error_code(params["error"], "authorization_error"),
+                        f"The issuer answered: {description}",
                         "Try signing in again. If you cancelled on purpose, nothing else is needed.", 400)
 
 
@@ -197,7 +207,8 @@ def _check_age(client: Client, pending: dict) -> float:
         age = time.time() - float(pending.get("created_at", 0))
     except (TypeError, ValueError):
         age = float("inf")
-    if not age <= client.settings.login_timeout:
-        raise FlowError("login_expired", f"The sign-in took longer than {client.settings.login_timeout} seconds.",
+    limit = client.settings.login_timeout
+    if not age <= limit:
+        raise FlowError("login_expired", f"The sign-in took longer than {limit} seconds.",
                         "Start the sign-in again.", 400)
     return age

@@ -108,8 +108,9 @@ class Client:
         _, headers, body = auth.prepare("POST", endpoint_url, headers, urlencode(params))
         return body, headers
 
-    def post_form(self, endpoint_name: str, params: dict, *, what: str, step: str, error: str = "token_error",
-                  extra_headers: Mapping[str, str] | None = None, body_required: bool = True) -> tuple[int, dict]:
+    def post_form(self, endpoint_name: str, params: dict, *, what: str, step: str,
+                  error: str = "token_error", extra_headers: Mapping[str, str] | None = None,
+                  body_required: bool = True) -> tuple[int, dict]:
         """POST an authenticated form to one of the issuer's endpoints, and narrate it as ``step``.
 
         :param what: the endpoint's name in messages ("token endpoint").
@@ -125,7 +126,8 @@ class Client:
         request = {"method": "POST", "url": url, "headers": headers,
                    "params": dict(parse_qsl(body, keep_blank_values=True))}
         try:
-            status, data = self._exchange(url, body, headers, what=what, error=error, body_required=body_required)
+            status, data = self._exchange(url, body, headers, what=what, error=error,
+                                          body_required=body_required)
         except FlowError as exc:
             self.recorder.step(step, request=request, error=exc)
             raise
@@ -140,7 +142,8 @@ class Client:
         status = response.status_code
         if 300 <= status < 400:
             raise IssuerUnreachable(f"The issuer's {what} answered with a redirect (HTTP {status}).",
-                                    "Check the issuer's endpoint URLs in its discovery document.", error=error)
+                                    "Check the issuer's endpoint URLs in its discovery document.",
+                                    error=error)
         try:
             return status, parse_json_response(response, what, error=error, allow_error_status=True)
         except IssuerUnreachable:

@@ -33,9 +33,10 @@ def validate_id_token(client: Client, id_token: str, *, nonce: str | None, acces
     """
     checks: list[dict] = []
     try:
-        header, claims = decode_jwt(id_token, client.issuer.keyset, algorithms=client.issuer.id_token_algorithms())
-        checks.append({"check": "signature", "ok": True,
-                       "detail": f"{header['alg']} signature verified with the issuer's key {header.get('kid')!r}"})
+        header, claims = decode_jwt(id_token, client.issuer.keyset,
+                                    algorithms=client.issuer.id_token_algorithms())
+        checks.append({"check": "signature", "ok": True, "detail": f"{header['alg']} signature verified with "
+                                                                   f"the issuer's key {header.get('kid')!r}"})
         _check_claims(client, header, claims, checks, nonce=nonce, access_token=access_token,
                       require_at_hash=require_at_hash, expected_sub=expected_sub)
     except KeysUnavailable as exc:
@@ -49,8 +50,10 @@ def validate_id_token(client: Client, id_token: str, *, nonce: str | None, acces
         # exc.checks holds the failed check (and, from check_registered_claims, those before it).
         error = FlowError(
             "invalid_id_token", f"The ID token was rejected: {exc.reason}",
-            "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER and the client id.", 400)
-        client.recorder.token("id_token", id_token, checks + [c for c in exc.checks if c not in checks], error)
+            "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER "
+            "and the client id.", 400)
+        failed = [check for check in exc.checks if check not in checks]
+        client.recorder.token("id_token", id_token, checks + failed, error)
         raise error from None
     client.recorder.token("id_token", id_token, checks)
     return claims
@@ -66,8 +69,8 @@ def _check_claims(client: Client, header: dict, claims: dict, checks: list[dict]
     """
     # 3.1.3.7 steps 2-3 and 9-10: iss exact, aud contains us, exp and iat.
     checks.extend(check_registered_claims(
-        claims, issuer=client.issuer.identifier, audience=client.client_id, leeway=client.settings.clock_leeway,
-        require=("iss", "sub", "aud", "exp", "iat")))
+        claims, issuer=client.issuer.identifier, audience=client.client_id,
+        leeway=client.settings.clock_leeway, require=("iss", "sub", "aud", "exp", "iat")))
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise InvalidToken("The ID token's subject (sub) is not a non-empty string.", check="sub")
     _check_authorized_party(client, claims, checks)
@@ -108,4 +111,5 @@ def _check_at_hash(header: dict, claims: dict, access_token: str) -> None:
     # hostile at_hash must be rejected, not crash the callback.
     sent = claims["at_hash"]
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode("utf-8"), expected.encode()):
-        raise InvalidToken("The ID token's at_hash does not match the access token it came with.", check="at_hash")
+        raise InvalidToken("The ID token's at_hash does not match the access token it came with.",
+                           check="at_hash")

@@ -36,7 +36,8 @@ SECRET_KEYS = frozenset({
 })
 
 #: Keys whose values are tokens: shown shortened.
-TOKEN_KEYS = frozenset({"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token"})
+TOKEN_KEYS = frozenset({"access_token", "id_token", "code", "token", "id_token_hint", "logout_token",
+                        "subject_token"})
 
 #: Long-lived credentials: only a prefix is shown.
 REFRESH_KEYS = frozenset({"refresh_token"})
@@ -247,7 +248,8 @@ class FlowLog:
         :return: the recorded step (already cleaned).
         """
         self._counter += 1
-        entry: dict[str, Any] = {"n": self._counter, "title": title, "explanation": explanation, "at": int(time.time())}
+        entry: dict[str, Any] = {"n": self._counter, "title": title, "explanation": explanation,
+                                 "at": int(time.time())}
         if request is not None:
             url = redact_url(str(request.get("url", "")))
             if len(url) > MAX_URL:
@@ -294,7 +296,8 @@ class FlowLog:
         """Record that a step failed (a :class:`common.errors.FlowError` or text)."""
         code = getattr(error, "error", "error")
         description = getattr(error, "description", str(error))
-        return self.step(title, "This step failed, so the flow stopped here.", error={"error": code, "description": description})
+        return self.step(title, "This step failed, so the flow stopped here.",
+                         error={"error": code, "description": description})
 
     def clear(self) -> None:
         """Forget every step (at sign-out)."""
@@ -313,7 +316,8 @@ class FlowLog:
         """The steps as plain text for a terminal (``--explain``)."""
         lines: list[str] = []
         for s in self.steps:
-            lines.append(f"── Step {s.get('n')}: {s.get('title')} " + "─" * max(0, 50 - len(str(s.get('title')))))
+            title = str(s.get("title"))
+            lines.append(f"── Step {s.get('n')}: {title} " + "─" * max(0, 50 - len(title)))
             lines.append(f"   {s.get('explanation', '')}")
             req = s.get("request")
             if req:
@@ -326,10 +330,11 @@ class FlowLog:
                 lines.append(f"   ← HTTP {resp.get('status')}")
                 body = resp.get("body")
                 if body not in (None, "", {}):
-                    text = json.dumps(body, indent=2, ensure_ascii=False) if not isinstance(body, str) else body
+                    text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
                     lines.extend("       " + line for line in text.splitlines())
             for check in s.get("checks") or []:
-                lines.append(f"     {'✔' if check.get('ok') else '✘'} {check.get('check')}: {check.get('detail')}")
+                mark = "✔" if check.get("ok") else "✘"
+                lines.append(f"     {mark} {check.get('check')}: {check.get('detail')}")
             jwt = s.get("jwt")
             if jwt:
                 lines.append(f"   JWT header: {json.dumps(jwt.get('header'), ensure_ascii=False)}")

@@ -26,5 +26,6 @@ def introspect(client: Client, token: str, token_type_hint: str | None = None) -
             raise FlowError("token_error", f"The introspection endpoint refused our request (HTTP {status}).",
                             "Check the introspection client's id and secret.", 502)
         if not isinstance(data.get("active"), bool):
-            raise FlowError("token_error", "The introspection answer has no boolean 'active' member.", "", 502)
+            raise FlowError("token_error", "The introspection answer has no boolean 'active' member.", "",
+                            502)
     return data if data["active"] else {"active": False}

@@ -91,21 +91,24 @@ class Issuer:
                     return self._metadata
                 self._check_identifier(document)
             self._metadata, self._metadata_at = document, time.monotonic()
+            shown = {k: document[k] for k in SHOWN_METADATA if k in document}
             recorder.step("discovery", request={"method": "GET", "url": self.discovery_url},
-                          response={"status": 200, "body": {k: document[k] for k in SHOWN_METADATA if k in document}})
+                          response={"status": 200, "body": shown})
             return document
 
     def _check_identifier(self, document: dict) -> None:
-        """Discovery §4.3: the document's ``issuer`` is exactly ours, or a look-alike could hand us its keys."""
+        """Discovery §4.3: the document's ``issuer`` is exactly ours, or a look-alike could hand us keys."""
         if document.get("issuer") != self.identifier:
             raise FlowError(
                 "issuer_misconfigured",
                 f"The discovery document names the issuer {plain_text(document.get('issuer'), 200)!r}, "
                 f"but this app is configured for {self.identifier!r}.",
-                "Set ISSUER to exactly the 'issuer' value of the discovery document (watch for a trailing slash).",
+                "Set ISSUER to exactly the 'issuer' value of the discovery document "
+                "(watch for a trailing slash).",
                 502)
 
-    def endpoint(self, name: str, *, required: bool = True, recorder: FlowRecorder = NULL_RECORDER) -> str | None:
+    def endpoint(self, name: str, *, required: bool = True,
+                 recorder: FlowRecorder = NULL_RECORDER) -> str | None:
         """An endpoint URL from discovery, checked to be https (or loopback http).
 
         :param name: the metadata key, e.g. ``token_endpoint``.

@@ -1,4 +1,6 @@
-"""Ending a sign-in: token revocation (RFC 7009) and RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+"""Ending a sign-in: token revocation (RFC 7009) and RP-initiated logout.
+
+The logout URL is OpenID Connect RP-Initiated Logout 1.0 §2.
 
 Both are best effort by design: the user must be able to sign out of the
 app even while the issuer is down, so neither raises.

@@ -77,7 +77,7 @@ class FlowRecorder:
 
     @contextmanager
     def failures(self, step: str) -> Iterator[None]:
-        """Record any :class:`~common.errors.FlowError` raised inside as a failure of ``step``, and re-raise it."""
+        """Record a :class:`~common.errors.FlowError` raised inside as a failure of ``step``; re-raise it."""
         try:
             yield
         except FlowError as error:

@@ -209,6 +209,6 @@ class BrowserSignIn:
         return url
 
     def confirm_logout(self, returned_state: str) -> bool:
-        """True when the issuer's redirect after logout carries the ``state`` :meth:`sign_out` sent (single use)."""
+        """True when the issuer's redirect after logout carries the ``state`` of :meth:`sign_out` (once)."""
         expected = session.pop(self.logout_state_key, None)
         return bool(expected) and hmac.compare_digest(returned_state.encode(), expected.encode())

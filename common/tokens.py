@@ -37,14 +37,15 @@ TOKEN_ERROR_HINTS = {
         "private_key_jwt, that the public key registered for the client matches the private key). Retrying "
         "cannot help."),
     "unauthorized_client": (
-        "This client is not allowed this grant type at the issuer: enable the grant in the client's registration "
-        "(a service needs Client Credentials, a trusted app the Resource Owner Password grant)."),
+        "This client is not allowed this grant type at the issuer: enable the grant in the client's "
+        "registration (a service needs Client Credentials, a trusted app the Resource Owner Password "
+        "grant)."),
     "invalid_scope": (
-        "Ask only for scopes the authorization server defines and allows this client: a custom scope must exist "
-        "and be allowed by an access-policy rule; `openid` is never granted with client credentials."),
+        "Ask only for scopes the authorization server defines and allows this client: a custom scope must "
+        "exist and be allowed by an access-policy rule; `openid` is never granted with client credentials."),
     "access_denied": (
-        "No access policy of the authorization server allowed this request (Okta: \"Policy evaluation failed for "
-        "this request\"): add a rule for this client that allows the grant and the scope."),
+        "No access policy of the authorization server allowed this request (Okta: \"Policy evaluation failed "
+        "for this request\"): add a rule for this client that allows the grant and the scope."),
     "unsupported_grant_type": "The issuer does not offer this grant type to this client.",
 }
 
@@ -75,8 +76,8 @@ class TokenEndpointError(FlowError):
             "token_error",
             f"The token endpoint refused the request ({issuer_error}"
             f"{': ' + issuer_description if issuer_description else ''}).",
-            TOKEN_ERROR_HINTS.get(issuer_error, "Start again; if it keeps failing, check the client's registration "
-                                                "at the issuer."),
+            TOKEN_ERROR_HINTS.get(issuer_error, "Start again; if it keeps failing, check the client's "
+                                                "registration at the issuer."),
             status,
         )
         self.issuer_error = issuer_error
@@ -191,8 +192,8 @@ def refresh_tokens(client: Client, refresh_token: str, *, expected_sub: str | No
                           "token_request.refresh")
     tokens = _token_set(client, data, refresh_token=refresh_token)
     if tokens.id_token:
-        tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None, access_token=tokens.access_token,
-                                             expected_sub=expected_sub)
+        tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None,
+                                             access_token=tokens.access_token, expected_sub=expected_sub)
     elif previous is not None:
         tokens.id_token, tokens.id_claims = previous.id_token, dict(previous.id_claims)
     return tokens
@@ -243,13 +244,15 @@ def _token_request(client: Client, params: dict, step: str) -> dict:
         access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise FlowError("token_error", "The token endpoint answered without an access token.",
-                            "The issuer's answer is not a valid OAuth 2.0 token response (RFC 6749 §5.1).", 502)
+                            "The issuer's answer is not a valid OAuth 2.0 token response (RFC 6749 §5.1).",
+                            502)
         token_type = data.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             # RFC 6749 §7.1: a client must not use a token type it does not
             # understand; we only speak RFC 6750 Bearer (case-insensitive).
             raise FlowError(
-                "token_error", f"The token endpoint issued a token of type {plain_text(token_type, 40)!r}, not Bearer.",
+                "token_error",
+                f"The token endpoint issued a token of type {plain_text(token_type, 40)!r}, not Bearer.",
                 "This app only supports Bearer tokens (RFC 6750).", 502)
     return data
 
@@ -262,8 +265,8 @@ def _token_set(client: Client, data: Mapping[str, Any], refresh_token: str | Non
     """
     lifetime = lifetime_of(data.get("expires_in"))
     if lifetime is None and data.get("expires_in") is not None:
-        client.recorder.step("token_response.unusable_lifetime", expires_in=plain_text(data.get("expires_in"), 40),
-                             max_expires_in=MAX_EXPIRES_IN)
+        client.recorder.step("token_response.unusable_lifetime",
+                             expires_in=plain_text(data.get("expires_in"), 40), max_expires_in=MAX_EXPIRES_IN)
     new_refresh = data.get("refresh_token")
     id_token = data.get("id_token")
     return TokenSet(

@@ -1,9 +1,9 @@
 """One function per command of the native-app simulator.
 
-Each function takes a :class:`Context` (settings, token store, flow log,
-output streams) and returns an exit code, or raises :class:`CommandError`
-with a one-line message and the exit code that says what kind of failure it
-was.  Each protocol step is a function of ``common/`` named after it
+Each function takes a :class:`~native_sim.context.Context` (settings, token
+store, flow log, output streams) and returns an exit code, or raises
+:class:`~native_sim.context.CommandError` with a one-line message and the
+exit code that says what kind of failure it was.  Each protocol step is a function of ``common/`` named after it
 (:mod:`common.authorization`, :mod:`common.tokens`, :mod:`common.id_token`,
 :mod:`common.logout`); what is here is what is specific to a native app: the
 loopback redirect, the system browser, and keeping tokens between runs.
@@ -16,8 +16,6 @@ import json
 import sys
 import time
 import webbrowser
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TextIO
 
 from common import api
@@ -28,77 +26,15 @@ from common.config import Settings
 from common.errors import FlowError
 from common.http import http_session
 from common.id_token import validate_id_token
-from common.inspector import FlowLog, shorten
+from common.inspector import shorten
 from common.issuer import Issuer
 from common.logout import revoke_token
 from common.recorder import FlowRecorder
 from common.tokens import TokenEndpointError, TokenSet, exchange_code, password_grant, refresh_tokens
 
+from .context import EXIT_SIGNED_OUT, EXIT_TIMEOUT, LOGIN_AGAIN, NATIVE, TRUSTED, CommandError, Context
 from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
-from .storage import TokenStore
-
-# -- exit codes (documented in ``--help``): 0-3 are common.cli's ------------
-EXIT_TIMEOUT = 4        # the user never finished signing in
-EXIT_SIGNED_OUT = 5     # not signed in, or the refresh token expired / was revoked
-
-#: How the stored record names the two clients.
-NATIVE, TRUSTED = "native", "trusted"
-
-LOGIN_AGAIN = "Run `python -m native_sim login` to sign in again."
-
-
-class CommandError(Exception):
-    """A command failed; ``str(error)`` is the one line shown to the user.
-
-    :param message: one sentence (or two) saying what happened and what to do.
-    :param exit_code: one of the ``EXIT_*`` codes.
-    :param error: the OAuth error code, when there is one.
-    """
-
-    def __init__(self, message: str, exit_code: int, error: str | None = None):
-        super().__init__(" ".join(message.split()))
-        self.exit_code = exit_code
-        self.error = error
-
-
-@dataclass
-class Context:
-    """What every command needs.
-
-    :param settings: the validated settings.
-    :param store: where tokens live between runs.
-    :param log: the flow log, when ``--explain`` asked for it.
-    """
-
-    settings: Settings
-    store: TokenStore
-    log: FlowLog | None = None
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    _explained: int = 0
-
-    def say(self, text: str = "") -> None:
-        """A line for the user, flushed at once (tests and pipes read it live)."""
-        print(text, file=self.out, flush=True)
-
-    def warn(self, text: str) -> None:
-        """A warning on standard error."""
-        print(f"native_sim: warning: {text}", file=self.err, flush=True)
-
-    @property
-    def recorder(self) -> FlowRecorder:
-        """The flow recorder for ``--explain`` (records nothing without it)."""
-        return FlowRecorder(self.log)
-
-    def explain(self) -> None:
-        """Print the protocol steps recorded since the last call (``--explain``)."""
-        if self.log is None:
-            return
-        fresh = [step for step in self.log.to_list() if step.get("n", 0) > self._explained]
-        if fresh:
-            self._explained = max(step.get("n", 0) for step in fresh)
-            print(FlowLog.from_list(fresh, max_steps=len(fresh)).render_text(), file=self.out, flush=True)
-
+from .summary import expiry, token_summary, who
 
 # -- the clients ------------------------------------------------------------
 
@@ -137,22 +73,9 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     :param timeout: seconds to wait for the user (default ``LOGIN_TIMEOUT``).
     """
     settings = ctx.settings
-    timeout = settings.login_timeout if timeout is None else timeout
-    if timeout > settings.login_timeout:
-        # The callback check refuses a sign-in older than LOGIN_TIMEOUT anyway.
-        raise CommandError(f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).",
-                           EXIT_USAGE)
-    port = settings.native_redirect_port
-    try:
-        listener = LoopbackListener(port, on_refused=lambda reason: ctx.warn(reason + "; still waiting"))
-    except OSError as exc:
-        raise CommandError(
-            f"Cannot listen on {LOOPBACK_HOST}:{port} ({exc.strerror}). Stop the program using that port, "
-            "or set NATIVE_REDIRECT_PORT to another registered port (0 = any free port, if the issuer allows it).",
-            EXIT_USAGE) from None
-
-    with listener:
-        # The loopback listener is open first: the redirect URI names its port.
+    timeout = _login_timeout(settings, timeout)
+    # The loopback listener is open first: the redirect URI names its port.
+    with _open_listener(ctx) as listener:
         redirect_uri = settings.native_redirect_uri(listener.port)
         client = native_client(settings, redirect_uri, recorder=ctx.recorder)
         # Fresh state, nonce and PKCE S256 challenge; the verifier and the
@@ -173,13 +96,7 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
         # The user signs in at the issuer; one redirect later the browser
         # delivers the answer to the listener, which accepts only the one
         # with our state, thanks the user, and closes.
-        try:
-            params = listener.wait(timeout)
-        except LoginTimeout:
-            raise CommandError(
-                f"Timed out: nobody finished signing in within {timeout:g} seconds, so nothing was stored. "
-                "Run `python -m native_sim login` again when you are ready.",
-                EXIT_TIMEOUT, "login_timeout") from None
+        params = _wait_for_answer(listener, timeout)
     # The listener is closed: from here on nothing listens on the port.
 
     # ``pending`` (state, nonce, PKCE verifier) lived only in this process and
@@ -193,9 +110,42 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
                                          access_token=tokens.access_token)
     _save(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
-    ctx.say(f"Signed in as {_who(tokens)}. {_token_summary(tokens)}")
+    ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")
     return EXIT_OK
+
+
+def _login_timeout(settings: Settings, timeout: float | None) -> float:
+    """``--timeout``, or ``LOGIN_TIMEOUT``; never longer (the callback check would refuse the answer)."""
+    timeout = settings.login_timeout if timeout is None else timeout
+    if timeout > settings.login_timeout:
+        raise CommandError(
+            f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).", EXIT_USAGE)
+    return timeout
+
+
+def _open_listener(ctx: Context) -> LoopbackListener:
+    """The loopback listener on ``NATIVE_REDIRECT_PORT`` (RFC 8252 §7.3); a clear error when it is taken."""
+    port = ctx.settings.native_redirect_port
+    try:
+        return LoopbackListener(port, on_refused=lambda reason: ctx.warn(reason + "; still waiting"))
+    except OSError as exc:
+        raise CommandError(
+            f"Cannot listen on {LOOPBACK_HOST}:{port} ({exc.strerror}). Stop the program using that port, "
+            "or set NATIVE_REDIRECT_PORT to another registered port (0 = any free port, if the issuer "
+            "allows it).",
+            EXIT_USAGE) from None
+
+
+def _wait_for_answer(listener: LoopbackListener, timeout: float) -> dict[str, str]:
+    """The one authorization response the listener accepted, or a time-out error."""
+    try:
+        return listener.wait(timeout)
+    except LoginTimeout:
+        raise CommandError(
+            f"Timed out: nobody finished signing in within {timeout:g} seconds, so nothing was stored. "
+            "Run `python -m native_sim login` again when you are ready.",
+            EXIT_TIMEOUT, "login_timeout") from None
 
 
 # -- password-login: the trusted-app mode ----------------------------------------
@@ -222,7 +172,6 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
         instead of prompting on the terminal: for scripts and tests.
     """
     settings = ctx.settings
-    stdin = stdin or sys.stdin
     if not settings.trusted_mode:
         raise CommandError(
             "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
@@ -239,6 +188,30 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
             "grant_types_supported). Use `python -m native_sim login` instead.", EXIT_REFUSED,
             "unsupported_grant_type")
 
+    username, password = _credentials(ctx, username, password_stdin, stdin or sys.stdin)
+    try:
+        # The password goes straight to the token endpoint, once.
+        tokens = password_grant(client, username, password, USER_SCOPE)
+    except TokenEndpointError as exc:
+        raise _password_refused(settings, exc) from None
+    finally:
+        del password  # not kept a moment longer than the request needed it
+    if not tokens.id_token:
+        raise CommandError("The issuer returned no ID token although the request asked for openid.",
+                           EXIT_REFUSED, "invalid_id_token")
+    # The ID token is validated like any other; there was no authorization
+    # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
+    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None,
+                                         access_token=tokens.access_token)
+    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
+    ctx.explain()
+    ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
+    ctx.say(f"Tokens stored in {ctx.store.description}.")
+    return EXIT_OK
+
+
+def _credentials(ctx: Context, username: str | None, password_stdin: bool, stdin: TextIO) -> tuple[str, str]:
+    """The user name (prompted for when not given) and the password (without echo, or one stdin line)."""
     if not username:
         print("Username: ", end="", file=ctx.err, flush=True)
         username = stdin.readline().strip()
@@ -250,35 +223,22 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
         password = getpass.getpass("Password: ", stream=ctx.err)
     if not password:
         raise CommandError("No password given.", EXIT_USAGE)
+    return username, password
 
-    try:
-        # The password goes straight to the token endpoint, once.
-        tokens = password_grant(client, username, password, USER_SCOPE)
-    except TokenEndpointError as exc:
-        issuer_error = exc.issuer_error
-        if issuer_error == "invalid_grant":
-            # RFC 6749 §5.2: the resource owner credentials are invalid.
-            raise CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
-                               EXIT_REFUSED, issuer_error) from None
-        if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
-            raise CommandError(
-                f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
-                f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
-                "authorization server's access policy, or use `login`.", EXIT_REFUSED, issuer_error) from None
-        raise
-    finally:
-        del password  # not kept a moment longer than the request needed it
-    if not tokens.id_token:
-        raise CommandError("The issuer returned no ID token although the request asked for openid.",
-                           EXIT_REFUSED, "invalid_id_token")
-    # The ID token is validated like any other; there was no authorization
-    # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
-    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None, access_token=tokens.access_token)
-    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
-    ctx.explain()
-    ctx.say(f"Signed in as {_who(tokens)} (trusted mode, password grant). {_token_summary(tokens)}")
-    ctx.say(f"Tokens stored in {ctx.store.description}.")
-    return EXIT_OK
+
+def _password_refused(settings: Settings, exc: TokenEndpointError) -> Exception:
+    """What to tell the user when the token endpoint refused the password grant (RFC 6749 §5.2)."""
+    issuer_error = exc.issuer_error
+    if issuer_error == "invalid_grant":
+        # RFC 6749 §5.2: the resource owner credentials are invalid.
+        return CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
+                            EXIT_REFUSED, issuer_error)
+    if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
+        return CommandError(
+            f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
+            f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
+            "authorization server's access policy, or use `login`.", EXIT_REFUSED, issuer_error)
+    return exc
 
 
 # -- commands on the stored tokens ---------------------------------------------
@@ -294,7 +254,7 @@ def refresh(ctx: Context) -> int:
     new = _refresh(ctx, record, tokens)
     rotated = "rotated: the old one no longer works" if new.refresh_token != tokens.refresh_token \
         else "kept: the issuer did not rotate it"
-    ctx.say(f"Tokens refreshed. The access token {_expiry(new.expires_at)}. The refresh token was {rotated}.")
+    ctx.say(f"Tokens refreshed. The access token {expiry(new.expires_at)}. The refresh token was {rotated}.")
     return EXIT_OK
 
 
@@ -310,20 +270,23 @@ def call_api(ctx: Context) -> int:
         tokens = _refresh(ctx, record, tokens)
     url = f"{ctx.settings.api_url}/api/messages"
     try:
-        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings), recorder=ctx.recorder)
+        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings),
+                              recorder=ctx.recorder)
     finally:
         ctx.explain()
     if answer.status in (401, 403):
         # RFC 6750 §3: the reason is in WWW-Authenticate.
         raise CommandError(
-            f"The API refused the access token (HTTP {answer.status}: {answer.www_authenticate or 'no reason given'}). "
+            f"The API refused the access token (HTTP {answer.status}: "
+            f"{answer.www_authenticate or 'no reason given'}). "
             "Try `python -m native_sim refresh`, or sign in again.", EXIT_REFUSED, "invalid_token")
     if answer.status >= 500:
         raise CommandError(f"The API failed (HTTP {answer.status}).", EXIT_UNREACHABLE)
     if answer.status >= 400:
         raise CommandError(f"The API answered HTTP {answer.status}.", EXIT_REFUSED)
     ctx.say(f"GET {url} -> HTTP {answer.status}")
-    ctx.say(json.dumps(answer.body, indent=2, ensure_ascii=False) if not isinstance(answer.body, str) else answer.body)
+    body = answer.body
+    ctx.say(body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
@@ -339,11 +302,11 @@ def whoami(ctx: Context) -> int:
         ("name", claims.get("name")),
         ("email", claims.get("email")),
         ("scopes", tokens.scope),
-        ("access token", f"{shorten(tokens.access_token)}, {_expiry(tokens.expires_at)}"),
+        ("access token", f"{shorten(tokens.access_token)}, {expiry(tokens.expires_at)}"),
         ("refresh token", shorten(tokens.refresh_token, head=4, tail=0) if tokens.refresh_token else "none"),
         ("stored in", ctx.store.description),
     ]
-    ctx.say(f"Signed in as {_who(tokens)}")
+    ctx.say(f"Signed in as {who(tokens)}")
     for label, value in rows:
         if value:
             ctx.say(f"  {label + ':':<15} {value}")
@@ -384,9 +347,10 @@ def logout(ctx: Context) -> int:
     ctx.say(f"Signed out: {revoked}the stored tokens were deleted from {ctx.store.description}.")
     if failure:
         raise CommandError(
-            f"Signed out locally, but the issuer did not confirm the revocation ({failure}); the refresh token "
-            "stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
-    ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a password.")
+            f"Signed out locally, but the issuer did not confirm the revocation ({failure}); the refresh "
+            "token stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
+    ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a "
+            "password.")
     return EXIT_OK
 
 
@@ -397,7 +361,9 @@ def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
     record = ctx.store.load()
     if record is None or not isinstance(record.get("tokens"), dict):
         raise CommandError(f"Not signed in. {LOGIN_AGAIN}", EXIT_SIGNED_OUT, "not_signed_in")
-    expected_client = ctx.settings.trusted_client_id if record.get("client") == TRUSTED else ctx.settings.native_client_id
+    settings = ctx.settings
+    trusted = record.get("client") == TRUSTED
+    expected_client = settings.trusted_client_id if trusted else settings.native_client_id
     if record.get("issuer") != ctx.settings.issuer or record.get("client_id") != expected_client:
         raise CommandError(
             f"The stored tokens belong to another issuer or client ({record.get('issuer')}, "
@@ -439,27 +405,6 @@ def _save(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
         "tokens": tokens.to_dict(),
         "saved_at": int(time.time()),
     })
-
-
-def _who(tokens: TokenSet) -> str:
-    claims = tokens.id_claims or {}
-    return str(claims.get("email") or claims.get("preferred_username") or claims.get("name") or claims.get("sub") or "(unknown user)")
-
-
-def _expiry(expires_at: float | None) -> str:
-    if not expires_at:
-        return "no expiry given"
-    when = datetime.fromtimestamp(expires_at).strftime("%Y-%m-%d %H:%M:%S")
-    remaining = expires_at - time.time()
-    if remaining <= 0:
-        return f"expired at {when}"
-    return f"expires at {when} (in {int(remaining // 60)} min {int(remaining % 60)} s)"
-
-
-def _token_summary(tokens: TokenSet) -> str:
-    refresh = "a refresh token came with it" if tokens.refresh_token \
-        else "no refresh token came with it (offline_access was not granted)"
-    return f"The access token {_expiry(tokens.expires_at)}; {refresh}."
 
 
 def describe_flow_error(exc: FlowError) -> tuple[str, int]:

@@ -114,11 +114,13 @@ def bearer_token_from_request() -> str:
     # query at all, costs nothing; this runs on every API request.)
     if request.query_string and "access_token" in request.args:
         raise invalid_request(
-            "Access tokens are not accepted in the URL; send them in the Authorization header (RFC 6750 section 2.1)."
+            "Access tokens are not accepted in the URL; send them in the Authorization header "
+            "(RFC 6750 section 2.1)."
         )
     if request.content_length and request.mimetype == "application/x-www-form-urlencoded" \
             and "access_token" in request.form:
-        raise invalid_request("Access tokens are not accepted in the request body; send them in the Authorization header.")
+        raise invalid_request("Access tokens are not accepted in the request body; send them in the "
+                              "Authorization header.")
 
     header = request.headers.get("Authorization")
     if not header:
@@ -131,9 +133,11 @@ def bearer_token_from_request() -> str:
     token = token.strip()
     # The size check comes before anything else touches the token.
     if len(token) > MAX_TOKEN_LENGTH:
-        raise invalid_token(f"The token is {len(token)} characters long; at most {MAX_TOKEN_LENGTH} are accepted.")
+        raise invalid_token(f"The token is {len(token)} characters long; "
+                            f"at most {MAX_TOKEN_LENGTH} are accepted.")
     if not token or not _B64TOKEN.fullmatch(token):
-        raise invalid_request("The Authorization header is malformed: expected 'Bearer' followed by one token.")
+        raise invalid_request("The Authorization header is malformed: expected 'Bearer' followed by one "
+                              "token.")
     return token
 
 
@@ -152,7 +156,9 @@ def scopes_from(claims: Mapping[str, Any]) -> tuple[str, ...]:
             continue
         value = claims[name]
         items = value.split() if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s) for s in items):
+        well_formed = isinstance(items, list) and all(isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s)
+                                                      for s in items)
+        if not well_formed:
             raise invalid_token(f"The token's {name!r} claim is not a list of scopes.")
         return tuple(items)
     return ()
@@ -202,7 +208,8 @@ def refuse_id_token(header: Mapping[str, Any], claims: Mapping[str, Any]) -> Non
     """
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
-        raise invalid_token(f"The token's type {str(typ)[:40]!r} is not an access token type (at+jwt or JWT).")
+        raise invalid_token(f"The token's type {str(typ)[:40]!r} is not an access token type "
+                            "(at+jwt or JWT).")
     for name in ID_TOKEN_ONLY_CLAIMS:
         if name in claims:
             raise invalid_token(f"This is an ID token (it has {name!r}), not an access token.")
@@ -385,8 +392,8 @@ class IntrospectionValidator:
 def init_validation(app) -> None:
     """Create this process's validator (one per gunicorn worker) from the settings."""
     settings: Settings = app.config["SETTINGS"]
-    validator = IntrospectionValidator(settings) if settings.api_validation == "introspection" else JWTValidator(settings)
-    app.extensions["token_validator"] = validator
+    validator_class = IntrospectionValidator if settings.api_validation == "introspection" else JWTValidator
+    app.extensions["token_validator"] = validator_class(settings)
 
 
 def validate_access_token(token: str) -> AccessToken:
@@ -443,8 +450,8 @@ def require_scope(scope: str | Callable[[Settings], str]) -> Callable:
                 # this; 403 tells the client that a new token *with* these
                 # scopes would work, unlike 401.  The challenge's ``scope``
                 # attribute is the space-delimited list needed (§3).
-                raise insufficient_scope(" ".join(needed.split()),
-                                         f"This route needs the scopes {needed!r}; the token lacks {' '.join(missing)!r}.")
+                raise insufficient_scope(" ".join(needed.split()), f"This route needs the scopes {needed!r}; "
+                                                                   f"the token lacks {' '.join(missing)!r}.")
             return view(*args, **kwargs)
 
         return wrapped

@@ -81,8 +81,10 @@ def build_client(settings: Settings, *, http: requests.Session | None = None) ->
                           token_endpoint_auth_method="private_key_jwt",
                           private_key_path=settings.service_private_key)
         except (OSError, ValueError) as error:
-            raise ConfigError("SERVICE_PRIVATE_KEY", f"{settings.service_private_key!r} is not a usable private key "
-                              f"({type(error).__name__})", "Point it at a PEM or JWK private key, e.g. one written by "
+            raise ConfigError("SERVICE_PRIVATE_KEY",
+                              f"{settings.service_private_key!r} is not a usable private key "
+                              f"({type(error).__name__})",
+                              "Point it at a PEM or JWK private key, e.g. one written by "
                               "`python -m service_app keygen`") from None
     return Client(issuer, client_id=settings.service_client_id, client_secret=settings.service_client_secret,
                   token_endpoint_auth_method="client_secret_basic")
@@ -105,8 +107,9 @@ class ServiceClient:
     :param backoff: the retry policy for an unreachable issuer.
     """
 
-    def __init__(self, settings: Settings, *, store: CachedTokenBackend | None = None, scope: str | None = None,
-                 http: requests.Session | None = None, backoff: Backoff | None = None):
+    def __init__(self, settings: Settings, *, store: CachedTokenBackend | None = None,
+                 scope: str | None = None, http: requests.Session | None = None,
+                 backoff: Backoff | None = None):
         self.settings = settings
         self.scope = scope or settings.service_scope
         self.http = http or http_session(settings)
@@ -129,7 +132,8 @@ class ServiceClient:
             # The issuer's answer (invalid_client, invalid_scope ...) becomes
             # the error code, so the command line's one line names it.  Not
             # an IssuerUnreachable: the token cache never retries a refusal.
-            detail = error.issuer_error + (f": {error.issuer_description}" if error.issuer_description else "")
+            described = f": {error.issuer_description}" if error.issuer_description else ""
+            detail = error.issuer_error + described
             raise FlowError(error.issuer_error, f"The issuer refused the token request: {detail}",
                             error.hint, 400) from None
         recorder.token("service.access_token", token.access_token, [])
@@ -174,8 +178,8 @@ class ServiceClient:
             raise FlowError(
                 "invalid_token",
                 f"The API refused a fresh access token too (401): {answer.www_authenticate}",
-                "The API and the issuer disagree: check that API_AUDIENCE is the authorization server's audience "
-                "and that the API trusts the same ISSUER.",
+                "The API and the issuer disagree: check that API_AUDIENCE is the authorization server's "
+                "audience and that the API trusts the same ISSUER.",
                 502,
             )
         if answer.status == 403:

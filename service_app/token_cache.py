@@ -234,7 +234,8 @@ class Backoff:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def run(self, attempt: Callable[[int], TokenSet], on_retry: Callable[[int, float, Exception], None] | None = None) -> TokenSet:
+    def run(self, attempt: Callable[[int], TokenSet],
+            on_retry: Callable[[int, float, Exception], None] | None = None) -> TokenSet:
         """Call ``attempt(n)`` until it succeeds, fails for good, or tries run out."""
         for number in range(1, self.attempts + 1):
             try:
@@ -312,7 +313,8 @@ class TokenCache:
             cached = self.store.load()
             if cached and cached.fresh(self.clock()):
                 return cached, False  # another process was quicker
-            token = self.backoff.run(lambda number: self.fetch(log), on_retry=lambda n, pause, error: _log_retry(log, n, pause, error))
+            token = self.backoff.run(lambda number: self.fetch(log),
+                                     on_retry=lambda n, pause, error: _log_retry(log, n, pause, error))
             cached = CachedToken(token, self.clock())
             self.store.save(cached)
             return cached, True

@@ -24,7 +24,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 
-from common.authorization import USER_SCOPE, build_authorization_request, check_authorization_response, single_valued
+from common.authorization import (
+    USER_SCOPE,
+    build_authorization_request,
+    check_authorization_response,
+    single_valued,
+)
 from common.client import Client
 from common.id_token import validate_id_token
 from common.inspector import FlowLog
@@ -44,7 +49,8 @@ def oidc_client() -> Client:
 
 def browser_sign_in(log: FlowLog | None = None) -> BrowserSignIn:
     """This request's sign-in state, narrating into the session's flow log (or into ``log``)."""
-    return BrowserSignIn(oidc_client(), post_logout_redirect_uri=settings_of(current_app).web_post_logout_redirect_uri,
+    settings = settings_of(current_app)
+    return BrowserSignIn(oidc_client(), post_logout_redirect_uri=settings.web_post_logout_redirect_uri,
                          log=log)
 
 
@@ -128,7 +134,10 @@ def callback():
         # The answer must belong to a sign-in this browser started (state),
         # come from our issuer (RFC 9207 iss), and only then may the issuer's
         # own error be shown; a sign-in older than LOGIN_TIMEOUT is refused.
-        code = check_authorization_response(client, params, entry["pending"] if entry else sign_in.newest_pending())
+        # (An answer that names none of our sign-ins is compared with the
+        # newest one, for the precise error: state_mismatch or state_missing.)
+        code = check_authorization_response(client, params,
+                                            entry["pending"] if entry else sign_in.newest_pending())
 
         # Server to server: the code, our redirect_uri and the PKCE
         # code_verifier (RFC 7636 §4.5), the client authenticated with HTTP
