@@ -97,6 +97,7 @@ STEPS: dict[str, tuple[str, str]] = {
         "The API refused the token (401): one fresh token, one retry",
         "RFC 6750 §3.1: invalid_token. The cached token is discarded (only if no other request replaced it "
         "already) and the call is repeated once with a new token."),
+    "service.call_failed": ("The call failed", ""),
     "service.issuer_retry": (
         "Issuer unreachable (try {number}); waiting {pause:.1f} s",
         "{reason} A timeout or 5xx says nothing about our request, so it is retried a bounded number of "

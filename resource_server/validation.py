@@ -99,19 +99,15 @@ def bearer_token_from_request() -> str:
 
     Only the ``Authorization: Bearer`` header is accepted.  A token in the
     query string (§2.3) ends up in server logs, browser history and
-    ``Referer`` headers: RFC 6750 §2.3 says it SHOULD NOT be used and
-    §5.3 "Don't pass bearer tokens in page URLs", and RFC 9700 §4.3.2
-    (access token in browser history) says clients MUST NOT pass access
-    tokens in a URI query parameter; a
-    form-body token (§2.2) has no place on a GET API.  Both are refused as
-    ``invalid_request`` so that the mistake is visible instead of silently
-    looking like "no token".
+    ``Referer`` headers (§5.3 "Don't pass bearer tokens in page URLs";
+    RFC 9700 §4.3.2: clients MUST NOT); a form-body token (§2.2) has no
+    place on a GET API.  Both are refused as ``invalid_request``, so that the
+    mistake is visible instead of silently looking like "no token".
 
     :raises BearerError: no token (401, no error code), a token in the URL
         or body, or a malformed header (400), an oversized token (401).
     """
-    # (The raw query string is looked at first so that the common case, no
-    # query at all, costs nothing; this runs on every API request.)
+    # (The raw query string first: no query at all, the common case, costs nothing.)
     if request.query_string and "access_token" in request.args:
         raise invalid_request(
             "Access tokens are not accepted in the URL; send them in the Authorization header "
