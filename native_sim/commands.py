@@ -3,7 +3,9 @@
 Each function takes a :class:`~native_sim.context.Context` (settings, token
 store, flow log, output streams) and returns an exit code, or raises
 :class:`~native_sim.context.CommandError` with a one-line message and the
-exit code that says what kind of failure it was.  Each protocol step is a function of ``common/`` named after it
+exit code that says what kind of failure it was.
+
+Each protocol step is a function of ``common/`` named after it
 (:mod:`common.authorization`, :mod:`common.tokens`, :mod:`common.id_token`,
 :mod:`common.logout`); what is here is what is specific to a native app: the
 loopback redirect, the system browser, and keeping tokens between runs.

@@ -24,3 +24,8 @@ def complete_sign_in(client: Client, params, pending, *, log: FlowLog | None = N
         tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending.get("nonce"),
                                              access_token=tokens.access_token)
     return tokens
+
+
+def error_of(excinfo) -> str:
+    """The error code of the :class:`common.errors.FlowError` that ``pytest.raises`` caught."""
+    return excinfo.value.error

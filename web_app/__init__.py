@@ -11,8 +11,8 @@ Every other client app in the suite is a variation of this one.
 
 from __future__ import annotations
 
-from common.config import origin_of
 from common.client import Client
+from common.config import origin_of
 from common.issuer import Issuer
 from common.web import create_base_app, settings_of
 

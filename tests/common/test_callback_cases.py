@@ -46,7 +46,8 @@ def client_for(case: dict) -> Client:
 
 
 def answer_of(case: dict) -> list[tuple[str, str]]:
-    query = case["query"].replace("{state}", TABLE["state"]).replace("{issuer}", quote(TABLE["issuer"], safe=""))
+    query = case["query"].replace("{state}", TABLE["state"])
+    query = query.replace("{issuer}", quote(TABLE["issuer"], safe=""))
     return parse_qsl(query, keep_blank_values=True)
 
 

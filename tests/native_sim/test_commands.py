@@ -6,11 +6,11 @@ import io
 
 import pytest
 
+from common.authorization import build_authorization_request
 from common.cli import EXIT_UNREACHABLE
 from common.config import load_settings
 from common.errors import FlowError
 from common.inspector import FlowLog
-from common.authorization import build_authorization_request
 from native_sim import commands
 from native_sim.storage import FileTokenStore
 from tests.fake_issuer import Reply

@@ -21,8 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from common.config import load_settings
 from common.client import Client
+from common.config import load_settings
 from common.introspection import introspect as introspect_token
 from common.issuer import Issuer
 from native_sim.storage import TOKEN_FILE_NAME

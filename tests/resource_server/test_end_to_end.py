@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from common.config import load_settings
 from common.client import Client
+from common.config import load_settings
 from common.id_token import validate_id_token
 from common.issuer import Issuer
 from common.tokens import client_credentials, password_grant

@@ -14,13 +14,21 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 import requests
 
-from common.config import load_settings
 from common.client import Client
+from common.config import load_settings
 from common.introspection import introspect
 from common.issuer import Issuer
 from common.session import load_stored_session
 from common.tokens import TokenSet
-from tests.web_app.conftest import at_issuer, demo_user, element_text, extra_users, form_csrf, sign_in, start_sign_in
+from tests.web_app.conftest import (
+    at_issuer,
+    demo_user,
+    element_text,
+    extra_users,
+    form_csrf,
+    sign_in,
+    start_sign_in,
+)
 
 COOKIE = "web_app_session"
 
