@@ -30,11 +30,6 @@ class FlowRecorder:
     def __init__(self, log: FlowLog | None = None):
         self.log = log
 
-    @property
-    def active(self) -> bool:
-        """True when steps are kept (worth building what only the inspector shows)."""
-        return self.log is not None
-
     def step(self, step: str, *, request: Mapping[str, Any] | None = None,
              response: Mapping[str, Any] | None = None, checks: list[dict] | None = None,
              error: FlowError | None = None, **values) -> None:
