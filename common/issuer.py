@@ -126,11 +126,6 @@ class Issuer:
                 raise FlowError("issuer_misconfigured", f"The issuer's {name} is not a URL.", "", 502)
             return require_secure_url(url, name)
 
-    def supports(self, name: str) -> bool:
-        """True when the discovery document sets the boolean ``name`` to true (e.g. RFC 9207's
-        ``authorization_response_iss_parameter_supported``)."""
-        return self.metadata().get(name) is True
-
     @property
     def keyset(self) -> KeySet:
         """The issuer's JWKS (from ``jwks_uri``), cached.
