@@ -31,7 +31,7 @@ from common.id_token import validate_id_token
 from common.inspector import shorten
 from common.issuer import Issuer
 from common.logout import revoke_token
-from common.recorder import FlowRecorder
+from common.recorder import NULL_RECORDER, FlowRecorder
 from common.tokens import TokenEndpointError, TokenSet, exchange_code, password_grant, refresh_tokens
 
 from .context import EXIT_SIGNED_OUT, EXIT_TIMEOUT, LOGIN_AGAIN, NATIVE, TRUSTED, CommandError, Context
@@ -41,17 +41,17 @@ from .summary import expiry, token_summary, who
 # -- the clients ------------------------------------------------------------
 
 def native_client(settings: Settings, redirect_uri: str | None = None, *,
-                  recorder: FlowRecorder | None = None) -> Client:
+                  recorder: FlowRecorder = NULL_RECORDER) -> Client:
     """The public client of ``login``: no secret (RFC 8252 §8.4), PKCE instead."""
     return Client(Issuer(settings), client_id=settings.native_client_id, redirect_uri=redirect_uri,
-                  token_endpoint_auth_method="none", recorder=recorder or FlowRecorder())
+                  token_endpoint_auth_method="none", recorder=recorder)
 
 
-def trusted_client(settings: Settings, *, recorder: FlowRecorder | None = None) -> Client:
+def trusted_client(settings: Settings, *, recorder: FlowRecorder = NULL_RECORDER) -> Client:
     """The confidential client of ``password-login``, authenticated with HTTP Basic (RFC 6749 §2.3.1)."""
     return Client(Issuer(settings), client_id=settings.trusted_client_id,
                   client_secret=settings.trusted_client_secret,
-                  token_endpoint_auth_method="client_secret_basic", recorder=recorder or FlowRecorder())
+                  token_endpoint_auth_method="client_secret_basic", recorder=recorder)
 
 
 def client_for(ctx: Context, record: dict[str, Any]) -> Client:

@@ -30,16 +30,18 @@ def test_a_failure_lands_on_its_step_or_on_a_step_of_its_own():
     recorder = FlowRecorder(log)
     recorder.step("callback")
     recorder.failure("callback", FlowError("state_mismatch", "not ours"))
-    assert len(log) == 1 and log.steps[-1]["error"] == {"error": "state_mismatch", "description": "not ours"}
+    assert len(log) == 1
+    assert log.steps[-1]["error"] == {"error": "state_mismatch", "description": "not ours"}
     with pytest.raises(FlowError):
         with recorder.failures("token_response"):
             raise FlowError("invalid_id_token", "no ID token")
-    assert log.steps[-1]["title"] == "Token response" and log.steps[-1]["error"]["error"] == "invalid_id_token"
+    assert log.steps[-1]["title"] == "Token response"
+    assert log.steps[-1]["error"]["error"] == "invalid_id_token"
 
 
 @pytest.mark.parametrize("step", sorted(STEPS))
 def test_every_text_of_the_table_can_be_filled_in(step):
-    values = {"url": "https://api.test/x", "expires_in": "soon", "max_expires_in": 1, "seconds": 3, "number": 1,
-              "pause": 0.5, "reason": "down."}
+    values = {"url": "https://api.test/x", "expires_in": "soon", "max_expires_in": 1, "seconds": 3,
+              "number": 1, "pause": 0.5, "reason": "down."}
     title, explanation = narration(step, **values)
     assert title and "{" not in title and "{" not in explanation
