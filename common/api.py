@@ -18,7 +18,7 @@ import requests
 
 from .errors import FlowError
 from .http import http_session
-from .inspector import FlowLog
+from .recorder import NULL_RECORDER, FlowRecorder
 
 #: Longest non-JSON answer kept (and shown): an error page from a proxy can be long.
 MAX_TEXT_BODY = 4000
@@ -46,20 +46,19 @@ class ApiAnswer:
 
 
 def call_api(url: str, access_token: str, *, http: requests.Session | None = None,
-             log: FlowLog | None = None) -> ApiAnswer:
+             recorder: FlowRecorder = NULL_RECORDER) -> ApiAnswer:
     """``GET url`` with ``Authorization: Bearer access_token`` (RFC 6750 §2.1).
 
-    The step is recorded in ``log`` with the Authorization header redacted
-    (the inspector never shows a usable token).
+    The step is recorded with the Authorization header redacted (the
+    inspector never shows a usable token).
 
     :param url: the API route, e.g. ``API_URL + "/api/messages"``.
     :param access_token: the access token, sent as it was issued.
     :param http: a session with a timeout (default: :func:`common.http.http_session`).
-    :param log: the flow inspector log, or ``None``.
+    :param recorder: the flow recorder (default: records nothing).
     :return: the answer, whatever its status.
     :raises FlowError: ``api_unreachable`` when the API cannot be reached or does not answer in time.
     """
-    title = f"Call the API: GET {url}"
     headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
     try:
         # No redirects: the token goes only to the URL we chose, not wherever
@@ -68,16 +67,11 @@ def call_api(url: str, access_token: str, *, http: requests.Session | None = Non
     except requests.RequestException as exc:
         error = FlowError("api_unreachable", f"The API at {url} could not be reached ({type(exc).__name__}).",
                           "Check that the resource server is running at API_URL, then try again.", 502)
-        if log is not None:
-            log.fail(title, error)
+        recorder.failure("api_call", error, url=url)
         raise error from None
     answer = ApiAnswer(response.status_code, _body_of(response), response.headers.get("WWW-Authenticate", ""))
-    if log is not None:
-        log.step(title, "The access token goes in the Authorization header as a Bearer token (RFC 6750 §2.1); "
-                 "the resource server validates it on its own (signature, issuer, audience, expiry, scope) and "
-                 "answers.",
-                 request={"method": "GET", "url": url, "headers": headers},
-                 response={"status": answer.status, "body": answer.body})
+    recorder.step("api_call", request={"method": "GET", "url": url, "headers": headers},
+                  response={"status": answer.status, "body": answer.body}, url=url)
     return answer
 
 

@@ -12,19 +12,19 @@ verifiers, client assertions and ``Authorization`` headers become
 ``[redacted]``; tokens are shortened to their first and last characters
 (refresh tokens, long-lived credentials, to their first four only).
 
-Additions beyond the contract: ``FlowLog(steps=None, max_steps=20)``,
-``FlowLog.fail(title, error)``, ``FlowLog.clear()``, ``redact_url(url)``,
-``shorten(token, head=8, tail=3)`` and :data:`MAX_STEPS`.
+The protocol code does not write here directly: it reports named steps to
+the :class:`common.recorder.FlowRecorder` it was handed, which writes them
+into a :class:`FlowLog` with the texts of :mod:`common.narration`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
-
-from .jwks import MAX_HEADER_SEGMENT, b64url_json
 
 #: Steps kept per log: older ones fall off the front.
 MAX_STEPS = 20
@@ -36,7 +36,8 @@ SECRET_KEYS = frozenset({
 })
 
 #: Keys whose values are tokens: shown shortened.
-TOKEN_KEYS = frozenset({"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token"})
+TOKEN_KEYS = frozenset({"access_token", "id_token", "code", "token", "id_token_hint", "logout_token",
+                        "subject_token"})
 
 #: Long-lived credentials: only a prefix is shown.
 REFRESH_KEYS = frozenset({"refresh_token"})
@@ -66,6 +67,9 @@ MAX_URL = 2048
 
 #: Longest payload segment :func:`decode_unverified` decodes (for display only).
 MAX_DISPLAY_SEGMENT = 16384
+
+#: Longest header segment :func:`decode_unverified` decodes (a real one is under 200 characters).
+MAX_DISPLAY_HEADER = 2048
 
 
 def shorten(token: Any, head: int = 8, tail: int = 3) -> str:
@@ -180,16 +184,27 @@ def decode_unverified(token: str) -> tuple[dict, dict]:
     parts = token.split(".") if isinstance(token, str) else []
     if len(parts) != 3:
         raise ValueError("not a JWT (expected three dot-separated parts)")
-    try:
-        # Capped before parsing, like decode_jwt does: only a display, but
-        # deeply nested JSON would otherwise raise RecursionError here.
-        header = b64url_json(parts[0], max_length=MAX_HEADER_SEGMENT)
-        claims = b64url_json(parts[1], max_length=MAX_DISPLAY_SEGMENT)
-    except (ValueError, UnicodeError) as exc:
-        raise ValueError(f"not a JWT ({exc})") from None
+    # Capped before parsing, like common.jwks.decode_jwt does: only a display,
+    # but deeply nested JSON would otherwise raise RecursionError here.
+    header = _segment_json(parts[0], MAX_DISPLAY_HEADER)
+    claims = _segment_json(parts[1], MAX_DISPLAY_SEGMENT)
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise ValueError("not a JWT (header or payload is not a JSON object)")
     return header, claims
+
+
+def _segment_json(segment: str, max_length: int) -> Any:
+    """One base64url JSON segment of a compact JWS (RFC 7515 §2), decoded for display.
+
+    :raises ValueError: too long, not base64url, not UTF-8 or not JSON (nesting too deep included).
+    """
+    if len(segment) > max_length:
+        raise ValueError(f"not a JWT (segment longer than {max_length} characters)")
+    try:
+        raw = base64.urlsafe_b64decode(segment.encode("ascii") + b"=" * (-len(segment) % 4))
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeError, binascii.Error, RecursionError) as exc:
+        raise ValueError(f"not a JWT ({type(exc).__name__})") from None
 
 
 class FlowLog:
@@ -233,7 +248,8 @@ class FlowLog:
         :return: the recorded step (already cleaned).
         """
         self._counter += 1
-        entry: dict[str, Any] = {"n": self._counter, "title": title, "explanation": explanation, "at": int(time.time())}
+        entry: dict[str, Any] = {"n": self._counter, "title": title, "explanation": explanation,
+                                 "at": int(time.time())}
         if request is not None:
             url = redact_url(str(request.get("url", "")))
             if len(url) > MAX_URL:
@@ -280,7 +296,8 @@ class FlowLog:
         """Record that a step failed (a :class:`common.errors.FlowError` or text)."""
         code = getattr(error, "error", "error")
         description = getattr(error, "description", str(error))
-        return self.step(title, "This step failed, so the flow stopped here.", error={"error": code, "description": description})
+        return self.step(title, "This step failed, so the flow stopped here.",
+                         error={"error": code, "description": description})
 
     def clear(self) -> None:
         """Forget every step (at sign-out)."""
@@ -299,7 +316,8 @@ class FlowLog:
         """The steps as plain text for a terminal (``--explain``)."""
         lines: list[str] = []
         for s in self.steps:
-            lines.append(f"── Step {s.get('n')}: {s.get('title')} " + "─" * max(0, 50 - len(str(s.get('title')))))
+            title = str(s.get("title"))
+            lines.append(f"── Step {s.get('n')}: {title} " + "─" * max(0, 50 - len(title)))
             lines.append(f"   {s.get('explanation', '')}")
             req = s.get("request")
             if req:
@@ -312,10 +330,11 @@ class FlowLog:
                 lines.append(f"   ← HTTP {resp.get('status')}")
                 body = resp.get("body")
                 if body not in (None, "", {}):
-                    text = json.dumps(body, indent=2, ensure_ascii=False) if not isinstance(body, str) else body
+                    text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
                     lines.extend("       " + line for line in text.splitlines())
             for check in s.get("checks") or []:
-                lines.append(f"     {'✔' if check.get('ok') else '✘'} {check.get('check')}: {check.get('detail')}")
+                mark = "✔" if check.get("ok") else "✘"
+                lines.append(f"     {mark} {check.get('check')}: {check.get('detail')}")
             jwt = s.get("jwt")
             if jwt:
                 lines.append(f"   JWT header: {json.dumps(jwt.get('header'), ensure_ascii=False)}")

@@ -23,7 +23,8 @@ The other commands (``call-api``, ``refresh``, ``whoami``, ``logout``) work on
 the tokens either mode stored.  Run ``python -m native_sim --help``.
 
 Modules: :mod:`.loopback` (the redirect listener), :mod:`.storage` (where
-tokens live between runs), :mod:`.commands` (one function per command) and
-:mod:`.__main__` (the command line).  The protocol itself lives in
-:mod:`common.oidc`, shared with every other app.
+tokens live between runs), :mod:`.commands` (one function per command),
+:mod:`.context` (what every command shares), :mod:`.summary` (how a sign-in
+is described) and :mod:`.__main__` (the command line).  The protocol itself lives in
+:mod:`common` (one module per protocol step), shared with every other app.
 """

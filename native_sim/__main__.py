@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     # the sub-parser from resetting a value given before the command.
     explain = argparse.ArgumentParser(add_help=False)
     explain.add_argument("--explain", action="store_true", default=argparse.SUPPRESS,
-                         help="print each protocol step (requests, responses, decoded tokens), secrets redacted")
+                         help="print each protocol step (requests, responses, decoded tokens), "
+                              "secrets redacted")
 
     parser = argparse.ArgumentParser(
         prog="python -m native_sim", description=DESCRIPTION, epilog=EXIT_CODES,
@@ -56,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=summary, epilog=EXIT_CODES,
                               formatter_class=argparse.RawDescriptionHelpFormatter, parents=[explain])
 
-    login = command("login", "sign in with Authorization Code + PKCE through the system browser and a loopback redirect")
+    login = command("login", "sign in with Authorization Code + PKCE through the system browser and a "
+                             "loopback redirect")
     login.add_argument("--no-browser", action="store_true",
-                       help="do not open a browser: print the authorization URL (on a line of its own) and wait")
+                       help="do not open a browser: print the authorization URL (on a line of its own) "
+                            "and wait")
     login.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                        help="how long to wait for the sign-in to finish (default and maximum: LOGIN_TIMEOUT)")
 
@@ -68,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     password.add_argument("--password-stdin", action="store_true",
                           help="read the password from standard input instead of prompting without echo")
 
-    command("call-api", "call the resource server's GET /api/messages (refreshing an expired access token first)")
+    command("call-api", "call the resource server's GET /api/messages (refreshing an expired access token "
+                        "first)")
     command("refresh", "get fresh tokens with the refresh token (the issuer may rotate it)")
     command("whoami", "show who is signed in and the stored tokens (shortened, never in full)")
     command("logout", "revoke the refresh token at the issuer and delete the stored tokens")

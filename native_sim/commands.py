@@ -1,11 +1,14 @@
 """One function per command of the native-app simulator.
 
-Each function takes a :class:`Context` (settings, token store, flow log,
-output streams) and returns an exit code, or raises :class:`CommandError`
-with a one-line message and the exit code that says what kind of failure it
-was.  The protocol work is done by :class:`common.oidc.OIDCClient`; what is
-here is what is specific to a native app: the loopback redirect, the system
-browser, and keeping tokens between runs.
+Each function takes a :class:`~native_sim.context.Context` (settings, token
+store, flow log, output streams) and returns an exit code, or raises
+:class:`~native_sim.context.CommandError` with a one-line message and the
+exit code that says what kind of failure it was.
+
+Each protocol step is a function of ``common/`` named after it
+(:mod:`common.authorization`, :mod:`common.tokens`, :mod:`common.id_token`,
+:mod:`common.logout`); what is here is what is specific to a native app: the
+loopback redirect, the system browser, and keeping tokens between runs.
 """
 
 from __future__ import annotations
@@ -15,97 +18,47 @@ import json
 import sys
 import time
 import webbrowser
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TextIO
 
 from common import api
+from common.authorization import USER_SCOPE, build_authorization_request, check_authorization_response
 from common.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
+from common.client import Client
 from common.config import Settings
 from common.errors import FlowError
 from common.http import http_session
-from common.inspector import FlowLog, shorten
-from common.oidc import USER_SCOPE, OIDCClient, TokenEndpointError, TokenSet
+from common.id_token import validate_id_token
+from common.inspector import shorten
+from common.issuer import Issuer
+from common.logout import revoke_token
+from common.recorder import NULL_RECORDER, FlowRecorder
+from common.tokens import TokenEndpointError, TokenSet, exchange_code, password_grant, refresh_tokens
 
+from .context import EXIT_SIGNED_OUT, EXIT_TIMEOUT, LOGIN_AGAIN, NATIVE, TRUSTED, CommandError, Context
 from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
-from .storage import TokenStore
-
-# -- exit codes (documented in ``--help``): 0-3 are common.cli's ------------
-EXIT_TIMEOUT = 4        # the user never finished signing in
-EXIT_SIGNED_OUT = 5     # not signed in, or the refresh token expired / was revoked
-
-#: How the stored record names the two clients.
-NATIVE, TRUSTED = "native", "trusted"
-
-LOGIN_AGAIN = "Run `python -m native_sim login` to sign in again."
-
-
-class CommandError(Exception):
-    """A command failed; ``str(error)`` is the one line shown to the user.
-
-    :param message: one sentence (or two) saying what happened and what to do.
-    :param exit_code: one of the ``EXIT_*`` codes.
-    :param error: the OAuth error code, when there is one.
-    """
-
-    def __init__(self, message: str, exit_code: int, error: str | None = None):
-        super().__init__(" ".join(message.split()))
-        self.exit_code = exit_code
-        self.error = error
-
-
-@dataclass
-class Context:
-    """What every command needs.
-
-    :param settings: the validated settings.
-    :param store: where tokens live between runs.
-    :param log: the flow log, when ``--explain`` asked for it.
-    """
-
-    settings: Settings
-    store: TokenStore
-    log: FlowLog | None = None
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    _explained: int = 0
-
-    def say(self, text: str = "") -> None:
-        """A line for the user, flushed at once (tests and pipes read it live)."""
-        print(text, file=self.out, flush=True)
-
-    def warn(self, text: str) -> None:
-        """A warning on standard error."""
-        print(f"native_sim: warning: {text}", file=self.err, flush=True)
-
-    def explain(self) -> None:
-        """Print the protocol steps recorded since the last call (``--explain``)."""
-        if self.log is None:
-            return
-        fresh = [step for step in self.log.to_list() if step.get("n", 0) > self._explained]
-        if fresh:
-            self._explained = max(step.get("n", 0) for step in fresh)
-            print(FlowLog.from_list(fresh, max_steps=len(fresh)).render_text(), file=self.out, flush=True)
-
+from .summary import expiry, token_summary, who
 
 # -- the clients ------------------------------------------------------------
 
-def native_client(settings: Settings, redirect_uri: str | None = None) -> OIDCClient:
+def native_client(settings: Settings, redirect_uri: str | None = None, *,
+                  recorder: FlowRecorder = NULL_RECORDER) -> Client:
     """The public client of ``login``: no secret (RFC 8252 §8.4), PKCE instead."""
-    return OIDCClient(settings, client_id=settings.native_client_id, redirect_uri=redirect_uri,
-                      token_endpoint_auth_method="none")
+    return Client(Issuer(settings), client_id=settings.native_client_id, redirect_uri=redirect_uri,
+                  token_endpoint_auth_method="none", recorder=recorder)
 
 
-def trusted_client(settings: Settings) -> OIDCClient:
+def trusted_client(settings: Settings, *, recorder: FlowRecorder = NULL_RECORDER) -> Client:
     """The confidential client of ``password-login``, authenticated with HTTP Basic (RFC 6749 §2.3.1)."""
-    return OIDCClient(settings, client_id=settings.trusted_client_id,
-                      client_secret=settings.trusted_client_secret,
-                      token_endpoint_auth_method="client_secret_basic")
+    return Client(Issuer(settings), client_id=settings.trusted_client_id,
+                  client_secret=settings.trusted_client_secret,
+                  token_endpoint_auth_method="client_secret_basic", recorder=recorder)
 
 
-def client_for(settings: Settings, record: dict[str, Any]) -> OIDCClient:
+def client_for(ctx: Context, record: dict[str, Any]) -> Client:
     """The client the stored tokens were issued to: a refresh token is bound to it (RFC 6749 §6)."""
-    return trusted_client(settings) if record.get("client") == TRUSTED else native_client(settings)
+    if record.get("client") == TRUSTED:
+        return trusted_client(ctx.settings, recorder=ctx.recorder)
+    return native_client(ctx.settings, recorder=ctx.recorder)
 
 
 # -- login: Authorization Code + PKCE through the system browser --------------
@@ -113,41 +66,28 @@ def client_for(settings: Settings, record: dict[str, Any]) -> OIDCClient:
 def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = None) -> int:
     """Sign in with the Authorization Code flow and PKCE (RFC 6749 §4.1, RFC 7636, RFC 8252).
 
-    1. Open the loopback listener first: the redirect URI names its port.
-    2. Build the authorization request (fresh ``state``, ``nonce``, PKCE
-       S256 verifier and challenge) and send the user's *system* browser
-       to it (RFC 8252 §6), or print the URL with ``--no-browser``.
-    3. The user signs in at the issuer; one redirect later the browser
-       delivers ``code`` and ``state`` to the listener, which accepts only
-       the response with our ``state``, thanks the user, and closes.
-    4. Exchange the code with the PKCE verifier and no secret, validate
-       the ID token (OpenID Connect Core 3.1.3.7), store the tokens.
+    The steps, in order, are written out below: open the loopback listener,
+    build the authorization request, send the system browser to it, wait
+    for the answer, check it, exchange the code, validate the ID token,
+    store the tokens.
 
     :param open_browser: ``False`` for ``--no-browser``.
     :param timeout: seconds to wait for the user (default ``LOGIN_TIMEOUT``).
     """
     settings = ctx.settings
-    timeout = settings.login_timeout if timeout is None else timeout
-    if timeout > settings.login_timeout:
-        # The callback check refuses a sign-in older than LOGIN_TIMEOUT anyway.
-        raise CommandError(f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).",
-                           EXIT_USAGE)
-    port = settings.native_redirect_port
-    try:
-        listener = LoopbackListener(port, on_refused=lambda reason: ctx.warn(reason + "; still waiting"))
-    except OSError as exc:
-        raise CommandError(
-            f"Cannot listen on {LOOPBACK_HOST}:{port} ({exc.strerror}). Stop the program using that port, "
-            "or set NATIVE_REDIRECT_PORT to another registered port (0 = any free port, if the issuer allows it).",
-            EXIT_USAGE) from None
-
-    with listener:
+    timeout = _login_timeout(settings, timeout)
+    # The loopback listener is open first: the redirect URI names its port.
+    with _open_listener(ctx) as listener:
         redirect_uri = settings.native_redirect_uri(listener.port)
-        client = native_client(settings, redirect_uri)
-        authorization_url, pending = client.build_authorization_request(USER_SCOPE, log=ctx.log)
+        client = native_client(settings, redirect_uri, recorder=ctx.recorder)
+        # Fresh state, nonce and PKCE S256 challenge; the verifier and the
+        # rest of ``pending`` stay in this process only.
+        authorization_url, pending = build_authorization_request(client, USER_SCOPE)
         ctx.explain()
         listener.start(pending["state"])
 
+        # The user's *system* browser (RFC 8252 §6), never an embedded view
+        # that could read the password; or the URL printed with --no-browser.
         ctx.say(f"Listening for the sign-in response on {redirect_uri}")
         ctx.say("Sign in at this URL:")
         ctx.say(authorization_url)
@@ -155,23 +95,59 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
             ctx.say("(No browser could be started: open the URL above yourself.)")
         ctx.say(f"Waiting up to {timeout:g} seconds for you to finish signing in...")
 
-        try:
-            params = listener.wait(timeout)
-        except LoginTimeout:
-            raise CommandError(
-                f"Timed out: nobody finished signing in within {timeout:g} seconds, so nothing was stored. "
-                "Run `python -m native_sim login` again when you are ready.",
-                EXIT_TIMEOUT, "login_timeout") from None
+        # The user signs in at the issuer; one redirect later the browser
+        # delivers the answer to the listener, which accepts only the one
+        # with our state, thanks the user, and closes.
+        params = _wait_for_answer(listener, timeout)
     # The listener is closed: from here on nothing listens on the port.
 
     # ``pending`` (state, nonce, PKCE verifier) lived only in this process and
     # the listener accepted one response, so it is used exactly once.
-    tokens = client.handle_callback(params, pending, log=ctx.log)
+    # The answer: our state, our issuer (RFC 9207), no error, a code.
+    code = check_authorization_response(client, params, pending)
+    # The code and the PKCE verifier, and no secret: a public client (RFC 8252 §8.4).
+    tokens = exchange_code(client, code, pending)
+    # Who signed in (OpenID Connect Core 3.1.3.7), bound to our nonce.
+    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending["nonce"],
+                                         access_token=tokens.access_token)
     _save(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
-    ctx.say(f"Signed in as {_who(tokens)}. {_token_summary(tokens)}")
+    ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")
     return EXIT_OK
+
+
+def _login_timeout(settings: Settings, timeout: float | None) -> float:
+    """``--timeout``, or ``LOGIN_TIMEOUT``; never longer (the callback check would refuse the answer)."""
+    timeout = settings.login_timeout if timeout is None else timeout
+    if timeout > settings.login_timeout:
+        raise CommandError(
+            f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).", EXIT_USAGE)
+    return timeout
+
+
+def _open_listener(ctx: Context) -> LoopbackListener:
+    """The loopback listener on ``NATIVE_REDIRECT_PORT`` (RFC 8252 §7.3); a clear error when it is taken."""
+    port = ctx.settings.native_redirect_port
+    try:
+        return LoopbackListener(port, on_refused=lambda reason: ctx.warn(reason + "; still waiting"))
+    except OSError as exc:
+        raise CommandError(
+            f"Cannot listen on {LOOPBACK_HOST}:{port} ({exc.strerror}). Stop the program using that port, "
+            "or set NATIVE_REDIRECT_PORT to another registered port (0 = any free port, if the issuer "
+            "allows it).",
+            EXIT_USAGE) from None
+
+
+def _wait_for_answer(listener: LoopbackListener, timeout: float) -> dict[str, str]:
+    """The one authorization response the listener accepted, or a time-out error."""
+    try:
+        return listener.wait(timeout)
+    except LoginTimeout:
+        raise CommandError(
+            f"Timed out: nobody finished signing in within {timeout:g} seconds, so nothing was stored. "
+            "Run `python -m native_sim login` again when you are ready.",
+            EXIT_TIMEOUT, "login_timeout") from None
 
 
 # -- password-login: the trusted-app mode ----------------------------------------
@@ -198,14 +174,13 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
         instead of prompting on the terminal: for scripts and tests.
     """
     settings = ctx.settings
-    stdin = stdin or sys.stdin
     if not settings.trusted_mode:
         raise CommandError(
             "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
             "Owner Password grant for the trusted client at the issuer).", EXIT_USAGE, "trusted_mode_off")
     ctx.warn(PASSWORD_GRANT_WARNING)
 
-    client = trusted_client(settings)
+    client = trusted_client(settings, recorder=ctx.recorder)
     # RFC 8414 §2: an issuer that leaves "password" out of
     # grant_types_supported does not offer it; say so before asking anyone
     # to type a password.
@@ -215,6 +190,30 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
             "grant_types_supported). Use `python -m native_sim login` instead.", EXIT_REFUSED,
             "unsupported_grant_type")
 
+    username, password = _credentials(ctx, username, password_stdin, stdin or sys.stdin)
+    try:
+        # The password goes straight to the token endpoint, once.
+        tokens = password_grant(client, username, password, USER_SCOPE)
+    except TokenEndpointError as exc:
+        raise _password_refused(settings, exc) from None
+    finally:
+        del password  # not kept a moment longer than the request needed it
+    if not tokens.id_token:
+        raise CommandError("The issuer returned no ID token although the request asked for openid.",
+                           EXIT_REFUSED, "invalid_id_token")
+    # The ID token is validated like any other; there was no authorization
+    # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
+    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None,
+                                         access_token=tokens.access_token)
+    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
+    ctx.explain()
+    ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
+    ctx.say(f"Tokens stored in {ctx.store.description}.")
+    return EXIT_OK
+
+
+def _credentials(ctx: Context, username: str | None, password_stdin: bool, stdin: TextIO) -> tuple[str, str]:
+    """The user name (prompted for when not given) and the password (without echo, or one stdin line)."""
     if not username:
         print("Username: ", end="", file=ctx.err, flush=True)
         username = stdin.readline().strip()
@@ -226,31 +225,22 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
         password = getpass.getpass("Password: ", stream=ctx.err)
     if not password:
         raise CommandError("No password given.", EXIT_USAGE)
+    return username, password
 
-    try:
-        tokens = client.password_grant(username, password, USER_SCOPE, log=ctx.log)
-    except TokenEndpointError as exc:
-        issuer_error = exc.issuer_error
-        if issuer_error == "invalid_grant":
-            # RFC 6749 §5.2: the resource owner credentials are invalid.
-            raise CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
-                               EXIT_REFUSED, issuer_error) from None
-        if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
-            raise CommandError(
-                f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
-                f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
-                "authorization server's access policy, or use `login`.", EXIT_REFUSED, issuer_error) from None
-        raise
-    finally:
-        del password  # not kept a moment longer than the request needed it
-    if not tokens.id_token:
-        raise CommandError("The issuer returned no ID token although the request asked for openid.",
-                           EXIT_REFUSED, "invalid_id_token")
-    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
-    ctx.explain()
-    ctx.say(f"Signed in as {_who(tokens)} (trusted mode, password grant). {_token_summary(tokens)}")
-    ctx.say(f"Tokens stored in {ctx.store.description}.")
-    return EXIT_OK
+
+def _password_refused(settings: Settings, exc: TokenEndpointError) -> Exception:
+    """What to tell the user when the token endpoint refused the password grant (RFC 6749 §5.2)."""
+    issuer_error = exc.issuer_error
+    if issuer_error == "invalid_grant":
+        # RFC 6749 §5.2: the resource owner credentials are invalid.
+        return CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
+                            EXIT_REFUSED, issuer_error)
+    if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
+        return CommandError(
+            f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
+            f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
+            "authorization server's access policy, or use `login`.", EXIT_REFUSED, issuer_error)
+    return exc
 
 
 # -- commands on the stored tokens ---------------------------------------------
@@ -266,7 +256,7 @@ def refresh(ctx: Context) -> int:
     new = _refresh(ctx, record, tokens)
     rotated = "rotated: the old one no longer works" if new.refresh_token != tokens.refresh_token \
         else "kept: the issuer did not rotate it"
-    ctx.say(f"Tokens refreshed. The access token {_expiry(new.expires_at)}. The refresh token was {rotated}.")
+    ctx.say(f"Tokens refreshed. The access token {expiry(new.expires_at)}. The refresh token was {rotated}.")
     return EXIT_OK
 
 
@@ -282,20 +272,23 @@ def call_api(ctx: Context) -> int:
         tokens = _refresh(ctx, record, tokens)
     url = f"{ctx.settings.api_url}/api/messages"
     try:
-        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings), log=ctx.log)
+        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings),
+                              recorder=ctx.recorder)
     finally:
         ctx.explain()
     if answer.status in (401, 403):
         # RFC 6750 §3: the reason is in WWW-Authenticate.
         raise CommandError(
-            f"The API refused the access token (HTTP {answer.status}: {answer.www_authenticate or 'no reason given'}). "
+            f"The API refused the access token (HTTP {answer.status}: "
+            f"{answer.www_authenticate or 'no reason given'}). "
             "Try `python -m native_sim refresh`, or sign in again.", EXIT_REFUSED, "invalid_token")
     if answer.status >= 500:
         raise CommandError(f"The API failed (HTTP {answer.status}).", EXIT_UNREACHABLE)
     if answer.status >= 400:
         raise CommandError(f"The API answered HTTP {answer.status}.", EXIT_REFUSED)
     ctx.say(f"GET {url} -> HTTP {answer.status}")
-    ctx.say(json.dumps(answer.body, indent=2, ensure_ascii=False) if not isinstance(answer.body, str) else answer.body)
+    body = answer.body
+    ctx.say(body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
@@ -311,11 +304,11 @@ def whoami(ctx: Context) -> int:
         ("name", claims.get("name")),
         ("email", claims.get("email")),
         ("scopes", tokens.scope),
-        ("access token", f"{shorten(tokens.access_token)}, {_expiry(tokens.expires_at)}"),
+        ("access token", f"{shorten(tokens.access_token)}, {expiry(tokens.expires_at)}"),
         ("refresh token", shorten(tokens.refresh_token, head=4, tail=0) if tokens.refresh_token else "none"),
         ("stored in", ctx.store.description),
     ]
-    ctx.say(f"Signed in as {_who(tokens)}")
+    ctx.say(f"Signed in as {who(tokens)}")
     for label, value in rows:
         if value:
             ctx.say(f"  {label + ':':<15} {value}")
@@ -335,16 +328,16 @@ def logout(ctx: Context) -> int:
     tokens = TokenSet.from_dict(record.get("tokens") or {"access_token": ""})
     failure = None
     if record.get("issuer") == ctx.settings.issuer:
-        client = client_for(ctx.settings, record)
+        client = client_for(ctx, record)
         # revoke_token is best effort and never raises (sign-out must finish);
         # it returns True, or why the issuer did not confirm.
         outcomes = []
         if tokens.refresh_token:
-            outcomes.append(client.revoke_token(tokens.refresh_token, "refresh_token", log=ctx.log))
+            outcomes.append(revoke_token(client, tokens.refresh_token, "refresh_token"))
         if tokens.access_token:
             # A JWT access token stays valid for local validation until it
             # expires; revoking it still helps resource servers that introspect.
-            outcomes.append(client.revoke_token(tokens.access_token, "access_token", log=ctx.log))
+            outcomes.append(revoke_token(client, tokens.access_token, "access_token"))
         ctx.explain()
         failure = next((outcome for outcome in outcomes if outcome is not True), None)
         revoked = "" if failure else "the tokens were revoked at the issuer and "
@@ -356,9 +349,10 @@ def logout(ctx: Context) -> int:
     ctx.say(f"Signed out: {revoked}the stored tokens were deleted from {ctx.store.description}.")
     if failure:
         raise CommandError(
-            f"Signed out locally, but the issuer did not confirm the revocation ({failure}); the refresh token "
-            "stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
-    ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a password.")
+            f"Signed out locally, but the issuer did not confirm the revocation ({failure}); the refresh "
+            "token stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
+    ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a "
+            "password.")
     return EXIT_OK
 
 
@@ -369,7 +363,9 @@ def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
     record = ctx.store.load()
     if record is None or not isinstance(record.get("tokens"), dict):
         raise CommandError(f"Not signed in. {LOGIN_AGAIN}", EXIT_SIGNED_OUT, "not_signed_in")
-    expected_client = ctx.settings.trusted_client_id if record.get("client") == TRUSTED else ctx.settings.native_client_id
+    settings = ctx.settings
+    trusted = record.get("client") == TRUSTED
+    expected_client = settings.trusted_client_id if trusted else settings.native_client_id
     if record.get("issuer") != ctx.settings.issuer or record.get("client_id") != expected_client:
         raise CommandError(
             f"The stored tokens belong to another issuer or client ({record.get('issuer')}, "
@@ -382,11 +378,11 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
     if not tokens.refresh_token:
         raise CommandError(f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
                            EXIT_SIGNED_OUT, "no_refresh_token")
-    client = client_for(ctx.settings, record)
+    client = client_for(ctx, record)
     try:
         # previous=tokens: a new ID token must be about the same user, and the
         # sign-in's ID token is kept when the issuer sends none (OIDC Core 12.2).
-        new = client.refresh_tokens(tokens.refresh_token, log=ctx.log, previous=tokens)
+        new = refresh_tokens(client, tokens.refresh_token, previous=tokens)
     except TokenEndpointError as exc:
         if exc.issuer_error == "invalid_grant":
             # RFC 6749 §5.2: expired, revoked, or already used (rotation).
@@ -411,27 +407,6 @@ def _save(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
         "tokens": tokens.to_dict(),
         "saved_at": int(time.time()),
     })
-
-
-def _who(tokens: TokenSet) -> str:
-    claims = tokens.id_claims or {}
-    return str(claims.get("email") or claims.get("preferred_username") or claims.get("name") or claims.get("sub") or "(unknown user)")
-
-
-def _expiry(expires_at: float | None) -> str:
-    if not expires_at:
-        return "no expiry given"
-    when = datetime.fromtimestamp(expires_at).strftime("%Y-%m-%d %H:%M:%S")
-    remaining = expires_at - time.time()
-    if remaining <= 0:
-        return f"expired at {when}"
-    return f"expires at {when} (in {int(remaining // 60)} min {int(remaining % 60)} s)"
-
-
-def _token_summary(tokens: TokenSet) -> str:
-    refresh = "a refresh token came with it" if tokens.refresh_token \
-        else "no refresh token came with it (offline_access was not granted)"
-    return f"The access token {_expiry(tokens.expires_at)}; {refresh}."
 
 
 def describe_flow_error(exc: FlowError) -> tuple[str, int]:

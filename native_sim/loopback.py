@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 #: RFC 8252 §7.3 and §8.3: the IPv4 loopback literal, not "localhost".
 LOOPBACK_HOST = "127.0.0.1"
 
-#: The redirect path of DESIGN.md: ``http://127.0.0.1:{port}/callback``.
+#: The fixed redirect path (README.md): ``http://127.0.0.1:{port}/callback``.
 CALLBACK_PATH = "/callback"
 
 
@@ -122,7 +122,8 @@ class LoopbackListener:
                     "match), so it was ignored. The terminal is still waiting for the real one.", None)
         with self._lock:
             if self._accepted:
-                return 409, "Already used", "This sign-in response was already received; return to the terminal.", None
+                return (409, "Already used",
+                        "This sign-in response was already received; return to the terminal.", None)
             self._accepted = True
         if "error" in params:
             return (200, "Sign-in not completed",
@@ -201,7 +202,8 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>{title} · native_sim</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem; color: #1d2330; }}
+body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem;
+       color: #1d2330; }}
 h1 {{ font-size: 1.4rem; }}
 </style>
 </head>

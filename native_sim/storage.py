@@ -13,7 +13,7 @@ tokens go where the operating system protects them best:
    ``NATIVE_TOKEN_DIR`` when that is set (which also forces the file store).
 
 What is stored is one *record*: which issuer and which client the tokens
-belong to, and :meth:`common.oidc.TokenSet.to_dict` — nothing else (no
+belong to, and :meth:`common.tokens.TokenSet.to_dict` — nothing else (no
 password, no PKCE verifier, no authorization code).
 """
 

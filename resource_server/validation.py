@@ -34,11 +34,13 @@ from typing import Any, Callable, Mapping
 
 from flask import current_app, g, request
 
+from common.client import Client
 from common.config import Settings
 from common.errors import FlowError
 from common.http import IssuerUnreachable
+from common.introspection import introspect
+from common.issuer import Issuer
 from common.jwks import InvalidToken, KeysUnavailable, check_registered_claims, decode_jwt
-from common.oidc import OIDCClient
 from common.web import settings_of
 
 from .errors import BearerError, insufficient_scope, invalid_request, invalid_token
@@ -97,26 +99,24 @@ def bearer_token_from_request() -> str:
 
     Only the ``Authorization: Bearer`` header is accepted.  A token in the
     query string (§2.3) ends up in server logs, browser history and
-    ``Referer`` headers: RFC 6750 §2.3 says it SHOULD NOT be used and
-    §5.3 "Don't pass bearer tokens in page URLs", and RFC 9700 §4.3.2
-    (access token in browser history) says clients MUST NOT pass access
-    tokens in a URI query parameter; a
-    form-body token (§2.2) has no place on a GET API.  Both are refused as
-    ``invalid_request`` so that the mistake is visible instead of silently
-    looking like "no token".
+    ``Referer`` headers (§5.3 "Don't pass bearer tokens in page URLs";
+    RFC 9700 §4.3.2: clients MUST NOT); a form-body token (§2.2) has no
+    place on a GET API.  Both are refused as ``invalid_request``, so that the
+    mistake is visible instead of silently looking like "no token".
 
     :raises BearerError: no token (401, no error code), a token in the URL
         or body, or a malformed header (400), an oversized token (401).
     """
-    # (The raw query string is looked at first so that the common case, no
-    # query at all, costs nothing; this runs on every API request.)
+    # (The raw query string first: no query at all, the common case, costs nothing.)
     if request.query_string and "access_token" in request.args:
         raise invalid_request(
-            "Access tokens are not accepted in the URL; send them in the Authorization header (RFC 6750 section 2.1)."
+            "Access tokens are not accepted in the URL; send them in the Authorization header "
+            "(RFC 6750 section 2.1)."
         )
     if request.content_length and request.mimetype == "application/x-www-form-urlencoded" \
             and "access_token" in request.form:
-        raise invalid_request("Access tokens are not accepted in the request body; send them in the Authorization header.")
+        raise invalid_request("Access tokens are not accepted in the request body; send them in the "
+                              "Authorization header.")
 
     header = request.headers.get("Authorization")
     if not header:
@@ -129,9 +129,11 @@ def bearer_token_from_request() -> str:
     token = token.strip()
     # The size check comes before anything else touches the token.
     if len(token) > MAX_TOKEN_LENGTH:
-        raise invalid_token(f"The token is {len(token)} characters long; at most {MAX_TOKEN_LENGTH} are accepted.")
+        raise invalid_token(f"The token is {len(token)} characters long; "
+                            f"at most {MAX_TOKEN_LENGTH} are accepted.")
     if not token or not _B64TOKEN.fullmatch(token):
-        raise invalid_request("The Authorization header is malformed: expected 'Bearer' followed by one token.")
+        raise invalid_request("The Authorization header is malformed: expected 'Bearer' followed by one "
+                              "token.")
     return token
 
 
@@ -150,7 +152,9 @@ def scopes_from(claims: Mapping[str, Any]) -> tuple[str, ...]:
             continue
         value = claims[name]
         items = value.split() if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s) for s in items):
+        well_formed = isinstance(items, list) and all(isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s)
+                                                      for s in items)
+        if not well_formed:
             raise invalid_token(f"The token's {name!r} claim is not a list of scopes.")
         return tuple(items)
     return ()
@@ -200,32 +204,13 @@ def refuse_id_token(header: Mapping[str, Any], claims: Mapping[str, Any]) -> Non
     """
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
-        raise invalid_token(f"The token's type {str(typ)[:40]!r} is not an access token type (at+jwt or JWT).")
+        raise invalid_token(f"The token's type {str(typ)[:40]!r} is not an access token type "
+                            "(at+jwt or JWT).")
     for name in ID_TOKEN_ONLY_CLAIMS:
         if name in claims:
             raise invalid_token(f"This is an ID token (it has {name!r}), not an access token.")
     if "nonce" in claims and "scp" not in claims and "scope" not in claims:
         raise invalid_token("This is an ID token (it has a nonce and no scopes), not an access token.")
-
-
-# -- the issuer, as both modes see it -------------------------------------------------
-
-
-def issuer_client(settings: Settings) -> OIDCClient:
-    """The shared OIDC client, used here only for discovery, keys and introspection.
-
-    The resource server never asks for tokens, but it needs the same
-    protocol plumbing every client has: discovery with the exact ``issuer``
-    check (OIDC Discovery §4.3), the issuer's cached key set, and the
-    authenticated introspection call (RFC 7662 §2.1).  In JWT mode it has no
-    client credentials, so it is a public client in name only.
-    """
-    if settings.api_validation == "introspection":
-        return OIDCClient(settings, client_id=settings.api_introspection_client_id,
-                          client_secret=settings.api_introspection_client_secret,
-                          token_endpoint_auth_method="client_secret_basic")
-    # JWT mode sends nothing to the issuer but GETs, so the client id is never used.
-    return OIDCClient(settings, client_id=settings.api_audience, token_endpoint_auth_method="none")
 
 
 # -- mode 1: local JWT validation ------------------------------------------------------
@@ -249,9 +234,11 @@ class JWTValidator:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        # Discovery happens on first use, not here: the API must start even
-        # if the issuer comes up later.
-        self.client = issuer_client(settings)
+        # The issuer's discovery document (with the exact ``issuer`` check,
+        # OIDC Discovery §4.3) and its cached key set, shared with every
+        # client code path.  Discovery happens on first use, not here: the
+        # API must start even if the issuer comes up later.
+        self.issuer = Issuer(settings)
         self._verified: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
 
     def validate(self, token: str) -> AccessToken:
@@ -288,7 +275,7 @@ class JWTValidator:
         try:
             # 1. Signature with the issuer's key for this kid, algorithm pinned
             #    (none/HMAC refused, jku/x5u/jwk headers ignored, size capped).
-            header, claims = decode_jwt(token, self.client.keyset, algorithms=ACCESS_TOKEN_ALGORITHMS,
+            header, claims = decode_jwt(token, self.issuer.keyset, algorithms=ACCESS_TOKEN_ALGORITHMS,
                                         max_length=MAX_TOKEN_LENGTH)
             # 2. iss exact, aud contains API_AUDIENCE, exp/nbf/iat with leeway.
             check_registered_claims(claims, issuer=settings.issuer, audience=settings.api_audience,
@@ -332,7 +319,11 @@ class IntrospectionValidator:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = issuer_client(settings)
+        # The resource server's own registration, for the authenticated
+        # introspection call (RFC 7662 §2.1).
+        self.client = Client(Issuer(settings), client_id=settings.api_introspection_client_id,
+                             client_secret=settings.api_introspection_client_secret,
+                             token_endpoint_auth_method="client_secret_basic")
         self._cache: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -354,7 +345,7 @@ class IntrospectionValidator:
             self._cache.pop(key, None)
 
         # RFC 7662 §2.1, authenticated with our client credentials (Basic).
-        answer = self.client.introspect(token, "access_token")
+        answer = introspect(self.client, token, "access_token")
         access_token = self._check_answer(answer, now)
         until = now + self.CACHE_SECONDS
         if access_token.expires_at is not None:
@@ -397,8 +388,8 @@ class IntrospectionValidator:
 def init_validation(app) -> None:
     """Create this process's validator (one per gunicorn worker) from the settings."""
     settings: Settings = app.config["SETTINGS"]
-    validator = IntrospectionValidator(settings) if settings.api_validation == "introspection" else JWTValidator(settings)
-    app.extensions["token_validator"] = validator
+    validator_class = IntrospectionValidator if settings.api_validation == "introspection" else JWTValidator
+    app.extensions["token_validator"] = validator_class(settings)
 
 
 def validate_access_token(token: str) -> AccessToken:
@@ -455,8 +446,8 @@ def require_scope(scope: str | Callable[[Settings], str]) -> Callable:
                 # this; 403 tells the client that a new token *with* these
                 # scopes would work, unlike 401.  The challenge's ``scope``
                 # attribute is the space-delimited list needed (§3).
-                raise insufficient_scope(" ".join(needed.split()),
-                                         f"This route needs the scopes {needed!r}; the token lacks {' '.join(missing)!r}.")
+                raise insufficient_scope(" ".join(needed.split()), f"This route needs the scopes {needed!r}; "
+                                                                   f"the token lacks {' '.join(missing)!r}.")
             return view(*args, **kwargs)
 
         return wrapped

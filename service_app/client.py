@@ -17,9 +17,10 @@ How the service proves who it is, is the one choice to make:
   Chosen when ``SERVICE_PRIVATE_KEY`` is set.
 
 The protocol work (the token request, the client assertion) is done by
-:class:`common.oidc.OIDCClient`; this module adds what is specific to a
-service: the shared token cache, one retry after a ``401`` from the API,
-and error messages that say what to fix at the issuer.
+:func:`common.tokens.client_credentials` with a :class:`common.client.Client`;
+this module adds what is specific to a service: the shared token cache, one
+retry after a ``401`` from the API, and error messages that say what to fix
+at the issuer.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from typing import Any
 import requests
 
 from common import api
+from common.client import Client
 from common.config import ConfigError, Settings
 from common.errors import FlowError
 from common.http import http_session
-from common.oidc import TOKEN_ERROR_HINTS, OIDCClient, TokenEndpointError
+from common.issuer import Issuer
+from common.recorder import FlowRecorder
+from common.tokens import TOKEN_ERROR_HINTS, TokenEndpointError, client_credentials
 
-from .token_cache import Backoff, CachedToken, TokenCache, TokenStore
+from .token_cache import Backoff, CachedToken, CachedTokenBackend, TokenCache
 
 #: The API route that requires ``SERVICE_SCOPE``.
 API_PATH = "/api/custom"
@@ -62,26 +66,28 @@ class ApiResult:
                 "token_fetched": self.token_fetched, "retried": self.retried}
 
 
-def build_oidc_client(settings: Settings, *, http: requests.Session | None = None) -> OIDCClient:
+def build_client(settings: Settings, *, http: requests.Session | None = None) -> Client:
     """The service's OAuth client: ``private_key_jwt`` with a key, else ``client_secret_basic``.
 
     :param settings: the validated settings (``SERVICE_*``).
     :param http: the outbound session (with its timeout).
     """
+    issuer = Issuer(settings, http=http)
     if settings.service_private_key:
         # RFC 7523 §2.2: no secret at all; each token request carries a
         # fresh assertion signed with this key.
         try:
-            return OIDCClient(settings, client_id=settings.service_client_id,
-                              token_endpoint_auth_method="private_key_jwt",
-                              private_key_path=settings.service_private_key, http=http)
+            return Client(issuer, client_id=settings.service_client_id,
+                          token_endpoint_auth_method="private_key_jwt",
+                          private_key_path=settings.service_private_key)
         except (OSError, ValueError) as error:
-            raise ConfigError("SERVICE_PRIVATE_KEY", f"{settings.service_private_key!r} is not a usable private key "
-                              f"({type(error).__name__})", "Point it at a PEM or JWK private key, e.g. one written by "
+            raise ConfigError("SERVICE_PRIVATE_KEY",
+                              f"{settings.service_private_key!r} is not a usable private key "
+                              f"({type(error).__name__})",
+                              "Point it at a PEM or JWK private key, e.g. one written by "
                               "`python -m service_app keygen`") from None
-    return OIDCClient(settings, client_id=settings.service_client_id,
-                      client_secret=settings.service_client_secret,
-                      token_endpoint_auth_method="client_secret_basic", http=http)
+    return Client(issuer, client_id=settings.service_client_id, client_secret=settings.service_client_secret,
+                  token_endpoint_auth_method="client_secret_basic")
 
 
 def auth_method(settings: Settings) -> str:
@@ -101,12 +107,13 @@ class ServiceClient:
     :param backoff: the retry policy for an unreachable issuer.
     """
 
-    def __init__(self, settings: Settings, *, store: TokenStore | None = None, scope: str | None = None,
-                 http: requests.Session | None = None, backoff: Backoff | None = None):
+    def __init__(self, settings: Settings, *, store: CachedTokenBackend | None = None,
+                 scope: str | None = None, http: requests.Session | None = None,
+                 backoff: Backoff | None = None):
         self.settings = settings
         self.scope = scope or settings.service_scope
         self.http = http or http_session(settings)
-        self.oidc = build_oidc_client(settings, http=self.http)
+        self.client = build_client(settings, http=self.http)
         self.cache = TokenCache(self.request_token, store=store, backoff=backoff)
 
     def request_token(self, log=None):
@@ -116,33 +123,28 @@ class ServiceClient:
         The issuer's refusal becomes a :class:`FlowError` that names its
         answer and says what to change at the issuer.
         """
+        recorder = FlowRecorder(log)
         try:
-            token = self.oidc.client_credentials(self.scope, log=log)
+            token = client_credentials(self.client.with_recorder(recorder), self.scope)
         except TokenEndpointError as error:
             if error.issuer_error not in TOKEN_ERROR_HINTS:
                 raise
             # The issuer's answer (invalid_client, invalid_scope ...) becomes
             # the error code, so the command line's one line names it.  Not
             # an IssuerUnreachable: the token cache never retries a refusal.
-            detail = error.issuer_error + (f": {error.issuer_description}" if error.issuer_description else "")
+            described = f": {error.issuer_description}" if error.issuer_description else ""
+            detail = error.issuer_error + described
             raise FlowError(error.issuer_error, f"The issuer refused the token request: {detail}",
                             error.hint, 400) from None
-        if log is not None:
-            log.add_jwt(token.access_token, [], title="The access token (decoded for display)", explanation=(
-                "To the service the access token is opaque: it only sends it on. Decoded here to show what the "
-                "API will check: iss, aud, exp, and the scopes in scp / scope; cid is this client. There is "
-                "no user, so sub is the client too."))
+        recorder.token("service.access_token", token.access_token, [])
         return token
 
     def token(self, log=None) -> tuple[CachedToken, bool]:
         """A valid access token, from the cache or (once) from the issuer."""
         cached, fetched = self.cache.get(log=log)
-        if log is not None and not fetched:
-            log.step(
-                "Access token from the cache",
-                f"The cached token is still valid for {max(0, int(cached.expires_at - self.cache.clock()))} s, "
-                "so no token request is needed: a service asks the issuer once per token lifetime, not once per call.",
-            )
+        if not fetched:
+            FlowRecorder(log).step("service.cached_token",
+                                   seconds=max(0, int(cached.expires_at - self.cache.clock())))
         return cached, fetched
 
     def call_api(self, path: str = API_PATH, *, log=None) -> ApiResult:
@@ -160,28 +162,24 @@ class ServiceClient:
             ``api_error``), the issuer refused, or ``api_unreachable``.
         """
         url = self.settings.api_url + path
+        recorder = FlowRecorder(log)
         cached, fetched = self.token(log)
-        answer = api.call_api(url, cached.token.access_token, http=self.http, log=log)
+        answer = api.call_api(url, cached.token.access_token, http=self.http, recorder=recorder)
         retried = False
         if answer.status == 401:
             retried = True
-            if log is not None:
-                log.step(
-                    "The API refused the token (401): one fresh token, one retry",
-                    "RFC 6750 §3.1: invalid_token. The cached token is discarded (only if no other request "
-                    "replaced it already) and the call is repeated once with a new token.",
-                    response={"status": 401, "body": {"WWW-Authenticate": answer.www_authenticate}},
-                )
+            recorder.step("service.api_refused_token",
+                          response={"status": 401, "body": {"WWW-Authenticate": answer.www_authenticate}})
             self.cache.invalidate(cached.token.access_token)
             cached, fetched_again = self.token(log)
             fetched = fetched or fetched_again
-            answer = api.call_api(url, cached.token.access_token, http=self.http, log=log)
+            answer = api.call_api(url, cached.token.access_token, http=self.http, recorder=recorder)
         if answer.status == 401:
             raise FlowError(
                 "invalid_token",
                 f"The API refused a fresh access token too (401): {answer.www_authenticate}",
-                "The API and the issuer disagree: check that API_AUDIENCE is the authorization server's audience "
-                "and that the API trusts the same ISSUER.",
+                "The API and the issuer disagree: check that API_AUDIENCE is the authorization server's "
+                "audience and that the API trusts the same ISSUER.",
                 502,
             )
         if answer.status == 403:

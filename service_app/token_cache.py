@@ -21,7 +21,7 @@ Three rules make the cache safe under load:
   it is still the cached one, so that many callers hit by the same ``401``
   cause one new token, not one each.
 
-Where the token lives is a :class:`TokenStore`: :class:`MemoryStore` for a
+Where the token lives is a :class:`CachedTokenBackend`: :class:`MemoryStore` for a
 single process (the command line), :class:`RedisStore` when several
 processes (gunicorn workers) should share one token.
 """
@@ -41,7 +41,8 @@ from typing import Callable, ContextManager, Iterator, Protocol
 import redis
 
 from common.http import IssuerUnreachable
-from common.oidc import TokenSet
+from common.recorder import FlowRecorder
+from common.tokens import TokenSet
 
 #: Refresh this many seconds before the token expires, at most ...
 MAX_REFRESH_MARGIN = 60.0
@@ -88,7 +89,7 @@ class CachedToken:
         return cls(TokenSet.from_dict(data["token"]), float(data["fetched_at"]))
 
 
-class TokenStore(Protocol):
+class CachedTokenBackend(Protocol):
     """Where the cached token lives."""
 
     def load(self) -> CachedToken | None: ...
@@ -233,7 +234,8 @@ class Backoff:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def run(self, attempt: Callable[[int], TokenSet], on_retry: Callable[[int, float, Exception], None] | None = None) -> TokenSet:
+    def run(self, attempt: Callable[[int], TokenSet],
+            on_retry: Callable[[int, float, Exception], None] | None = None) -> TokenSet:
         """Call ``attempt(n)`` until it succeeds, fails for good, or tries run out."""
         for number in range(1, self.attempts + 1):
             try:
@@ -258,7 +260,7 @@ class TokenCache:
     :param clock: ``time.time``, replaceable in tests.
     """
 
-    def __init__(self, fetch: Callable[[object], TokenSet], *, store: TokenStore | None = None,
+    def __init__(self, fetch: Callable[[object], TokenSet], *, store: CachedTokenBackend | None = None,
                  backoff: Backoff | None = None, clock: Callable[[], float] = time.time):
         self.fetch = fetch
         self.store = store or MemoryStore()
@@ -311,7 +313,8 @@ class TokenCache:
             cached = self.store.load()
             if cached and cached.fresh(self.clock()):
                 return cached, False  # another process was quicker
-            token = self.backoff.run(lambda number: self.fetch(log), on_retry=lambda n, pause, error: _log_retry(log, n, pause, error))
+            token = self.backoff.run(lambda number: self.fetch(log),
+                                     on_retry=lambda n, pause, error: _log_retry(log, n, pause, error))
             cached = CachedToken(token, self.clock())
             self.store.save(cached)
             return cached, True
@@ -326,9 +329,6 @@ class TokenCache:
 
 
 def _log_retry(log, number: int, pause: float, error: Exception) -> None:
-    if log is not None:
-        log.step(
-            f"Issuer unreachable (try {number}); waiting {pause:.1f} s",
-            f"{getattr(error, 'description', error)} A timeout or 5xx says nothing about our request, "
-            "so it is retried a bounded number of times with growing, jittered pauses.",
-        )
+    """Narrate one back-off pause (the texts are in common/narration.py)."""
+    FlowRecorder(log).step("service.issuer_retry", number=number, pause=pause,
+                           reason=getattr(error, "description", error))

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, redirect, render_template, session, ur
 
 from common.errors import FlowError
 from common.inspector import FlowLog, decode_unverified, redact, shorten
+from common.recorder import FlowRecorder
 from common.web import require_csrf, settings_of
 
 from .client import API_PATH, auth_method
@@ -82,7 +83,7 @@ def call_api():
         result = service_client().call_api(log=log)
         session["last_result"] = {**result.summary(), "at": int(time.time())}
     except FlowError as error:
-        log.fail("The call failed", error)
+        FlowRecorder(log).failure("service.call_failed", error)
         session["last_result"] = {
             "ok": False, "error": error.error, "description": error.description,
             "hint": error.hint, "at": int(time.time()),

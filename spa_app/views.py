@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from common.oidc import USER_SCOPE
+from common.authorization import USER_SCOPE
 from common.web import settings_of
 
 bp = Blueprint("spa", __name__)

@@ -36,7 +36,7 @@ Usage::
 
     def test_x(fake_issuer):
         fake_issuer.fail("token", 503)
-        client = OIDCClient(load_settings({"ISSUER": fake_issuer.issuer}), client_id=fake_issuer.client_id, ...)
+        client = Client(Issuer(load_settings({"ISSUER": fake_issuer.issuer})), client_id=fake_issuer.client_id, ...)
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from flask import Flask
 
+from common.client import Client
 from common.config import load_settings, origin_of
 from common.errors import init_error_pages
-from common.oidc import OIDCClient
+from common.issuer import Issuer
 from common.web import (
     default_csp,
     init_health,
@@ -41,8 +42,8 @@ def create_app(test_config=None):
     init_health(app)
     # One client per process: discovery and the JWKS are cached inside it,
     # so all requests a worker serves share them.
-    app.extensions["oidc_client"] = OIDCClient(
-        settings,
+    app.extensions["oidc_client"] = Client(
+        Issuer(settings),
         client_id=settings.web_client_id,
         client_secret=settings.web_client_secret,
         redirect_uri=settings.web_redirect_uri,

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from common import api
-from common.errors import FlowError
-from common.inspector import FlowLog
-from common.oidc import TokenSet
-from common.session import save_session_now, session_lock, stored_session_value
+from common.signin import BrowserSignIn
 from common.web import require_csrf, settings_of
 
-from .auth import (
-    load_flow_log,
-    login_required,
-    oidc_client,
-    save_flow_log,
-    sign_in_again,
-    signed_in_tokens,
-)
+from .auth import browser_sign_in, login_required, sign_in_again
 
 bp = Blueprint("views", __name__)
 
@@ -40,7 +29,7 @@ CLAIM_ORDER = ("sub", "name", "given_name", "family_name", "preferred_username",
 def load_signed_in_state():
     """Note whether this browser session is signed in (like flaskr's ``load_logged_in_user``)."""
     if request.endpoint != "health.healthz":
-        g.signed_in = session.get("tokens") is not None
+        g.signed_in = browser_sign_in().signed_in
 
 
 @bp.app_context_processor
@@ -83,13 +72,13 @@ def index():
     ``post_logout_redirect_uri``), with the ``state`` we sent; a match
     confirms that the issuer really ended its session.
     """
+    sign_in = browser_sign_in()
     returned_state = request.args.get("state")
     if returned_state is not None:
-        expected = session.pop("logout_state", None)
-        if expected and hmac.compare_digest(returned_state.encode(), expected.encode()):
+        if sign_in.confirm_logout(returned_state):
             flash("You are signed out, here and at the issuer.", "info")
         return redirect(url_for("index"))
-    tokens = signed_in_tokens()
+    tokens = sign_in.tokens()
     return render_template("web_app/index.html", claims=tokens.id_claims if tokens else None)
 
 
@@ -97,7 +86,7 @@ def index():
 @login_required
 def profile():
     """The signed-in user's claims, from the validated ID token (OIDC Core §5.1)."""
-    return render_template("web_app/profile.html", tokens=signed_in_tokens(), api_result=None)
+    return render_template("web_app/profile.html", tokens=browser_sign_in().tokens(), api_result=None)
 
 
 @bp.post("/call-api")
@@ -113,23 +102,26 @@ def call_api():
     user's sign-in is over and they are asked to sign in again.
     """
     require_csrf()
-    log = load_flow_log()
-    tokens = signed_in_tokens()
+    sign_in = browser_sign_in()
+    tokens = sign_in.tokens()
     refreshed = False
     if tokens.expired():
-        tokens = _refresh(tokens, log)
+        # Renewed under the session's lock (common/signin.py), so that two
+        # tabs never spend the same refresh token.
+        tokens = sign_in.refresh(tokens)
         if tokens is None:
             return sign_in_again("Your sign-in has expired and could not be renewed. Please sign in again.")
         refreshed = True
 
-    answer = _get_api(tokens.access_token, log)
+    answer = _get_api(sign_in, tokens.access_token)
     if answer.status == 401 and not refreshed and tokens.refresh_token:
-        tokens = _refresh(tokens, log)
+        tokens = sign_in.refresh(tokens)
         if tokens is None:
-            return sign_in_again("The API no longer accepts your sign-in and it could not be renewed. Please sign in again.")
-        answer = _get_api(tokens.access_token, log)
+            return sign_in_again("The API no longer accepts your sign-in and it could not be renewed. "
+                                 "Please sign in again.")
+        answer = _get_api(sign_in, tokens.access_token)
 
-    save_flow_log(log)
+    sign_in.save_flow_log()
     api_result = {"status": answer.status, "body": _readable_body(answer)}
     return render_template("web_app/profile.html", tokens=tokens, api_result=api_result)
 
@@ -138,52 +130,16 @@ def call_api():
 @login_required
 def inspector():
     """The flow inspector: every protocol step of this user's sign-in and API calls."""
-    return render_template("web_app/inspector.html", steps=load_flow_log().to_list())
+    return render_template("web_app/inspector.html", steps=browser_sign_in().log.to_list())
 
 
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _refresh(tokens: TokenSet, log: FlowLog) -> TokenSet | None:
-    """Renew the tokens with the refresh token; ``None`` when the user must sign in again.
-
-    Only a refusal (``invalid_grant``: the refresh token expired, was
-    revoked or was reused) ends the sign-in.  An issuer that cannot be
-    reached or misbehaves is not a reason to sign the user out: that error
-    goes to the error page and the session stays as it was.
-    """
-    if not tokens.refresh_token:
-        return None
-    # One refresh per browser session at a time, across workers: two tabs
-    # calling the API with the same expired token would otherwise both
-    # present the refresh token, and an issuer with reuse detection
-    # (RFC 9700 §4.14.2) revokes the whole sign-in at the second use.
-    with session_lock(current_app, session, "refresh"):
-        stored = stored_session_value(current_app, session, "tokens")
-        if stored is None:
-            return None  # signed out (in another tab) while we waited
-        if stored.get("access_token") != tokens.access_token:
-            # Another request renewed the tokens while we waited: use its result.
-            session["tokens"] = stored
-            return TokenSet.from_dict(stored)
-        try:
-            # previous=tokens: the new ID token must be about the same user, and
-            # the sign-in's ID token is kept when the issuer sends none.
-            fresh = oidc_client().refresh_tokens(tokens.refresh_token, log=log, previous=tokens)
-        except FlowError as error:
-            if error.error == "issuer_unreachable" or error.status >= 500:
-                raise
-            current_app.logger.info("refresh failed: %s", error)
-            return None
-        session["tokens"] = fresh.to_dict()
-        # Published before the lock is released, for the request waiting on it.
-        save_session_now(current_app, session)
-    return fresh
-
-
-def _get_api(access_token: str, log: FlowLog) -> api.ApiAnswer:
-    """GET the API's route with ``Authorization: Bearer`` (RFC 6750 §2.1)."""
-    return api.call_api(settings_of(current_app).api_url + API_PATH, access_token, http=oidc_client().http, log=log)
+def _get_api(sign_in: BrowserSignIn, access_token: str) -> api.ApiAnswer:
+    """GET the API's route with ``Authorization: Bearer`` (RFC 6750 §2.1), narrated into the flow log."""
+    return api.call_api(settings_of(current_app).api_url + API_PATH, access_token, http=sign_in.client.http,
+                        recorder=sign_in.client.recorder)
 
 
 def _readable_body(answer: api.ApiAnswer) -> str:

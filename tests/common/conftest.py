@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from common.authorization import build_authorization_request
+from common.client import Client
 from common.config import load_settings
-from common.oidc import OIDCClient
+from common.issuer import Issuer
 
 REDIRECT_URI = "http://localhost:5001/authorization-code/callback"
 
@@ -20,8 +22,8 @@ def settings(fake_issuer):
 @pytest.fixture
 def client(settings, fake_issuer):
     """A confidential client (client_secret_basic) registered at the fake issuer."""
-    return OIDCClient(settings, client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret,
-                      redirect_uri=REDIRECT_URI)
+    return Client(Issuer(settings), client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret,
+                  redirect_uri=REDIRECT_URI)
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def sign_in(client, fake_issuer):
     """Run the browser half of a sign-in: returns ``(callback_params, pending)``."""
 
     def run(scope="openid profile email offline_access", **kwargs):
-        url, pending = client.build_authorization_request(scope, **kwargs)
+        url, pending = build_authorization_request(client, scope, **kwargs)
         return fake_issuer.authorize(url), pending
 
     return run

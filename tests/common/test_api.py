@@ -10,6 +10,7 @@ from common.api import MAX_TEXT_BODY, call_api
 from common.errors import FlowError
 from common.http import http_session
 from common.inspector import FlowLog
+from common.recorder import FlowRecorder
 from tests.fake_issuer import Reply
 from tests.support import free_port
 
@@ -24,7 +25,7 @@ def http():
 def test_bearer_token_in_the_header_and_redacted_in_the_log(fake_issuer, http):
     fake_issuer.script("api", Reply(200, {"messages": []}))
     log = FlowLog()
-    answer = call_api(fake_issuer.url("api"), TOKEN, http=http, log=log)
+    answer = call_api(fake_issuer.url("api"), TOKEN, http=http, recorder=FlowRecorder(log))
     assert fake_issuer.last("api").headers["Authorization"] == f"Bearer {TOKEN}"
     assert answer.status == 200 and answer.ok and isinstance(answer.body, dict)
     step = log.steps[-1]
@@ -62,6 +63,6 @@ def test_unreachable_api(fake_issuer, http, hang):
         url = f"http://127.0.0.1:{free_port()}/api/messages"
     log = FlowLog()
     with pytest.raises(FlowError) as info:
-        call_api(url, TOKEN, http=http, log=log)
+        call_api(url, TOKEN, http=http, recorder=FlowRecorder(log))
     assert info.value.error == "api_unreachable" and info.value.status == 502 and info.value.hint
     assert log.steps[-1]["error"]["error"] == "api_unreachable"

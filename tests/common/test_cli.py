@@ -7,7 +7,7 @@ import pytest
 from common.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
 from common.errors import FlowError
 from common.http import IssuerUnreachable
-from common.oidc import TokenEndpointError
+from common.tokens import TokenEndpointError
 
 
 @pytest.mark.parametrize("error,code", [

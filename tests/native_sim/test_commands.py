@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from common.authorization import build_authorization_request
 from common.cli import EXIT_UNREACHABLE
 from common.config import load_settings
 from common.errors import FlowError
@@ -13,6 +14,7 @@ from common.inspector import FlowLog
 from native_sim import commands
 from native_sim.storage import FileTokenStore
 from tests.fake_issuer import Reply
+from tests.relying_party import complete_sign_in
 from tests.support import free_port
 
 NATIVE_CLIENT_ID = "public-client"  # registered at the test issuer without a secret
@@ -26,14 +28,14 @@ def ctx(fake_issuer, tmp_path):
     context = commands.Context(settings=settings, store=FileTokenStore(tmp_path / "tokens"),
                                log=FlowLog(max_steps=100), out=io.StringIO(), err=io.StringIO())
     client = commands.native_client(settings, "http://127.0.0.1:5003/callback")
-    url, pending = client.build_authorization_request("openid profile email offline_access")
-    tokens = client.handle_callback(fake_issuer.authorize(url), pending)
+    url, pending = build_authorization_request(client, "openid profile email offline_access")
+    tokens = complete_sign_in(client, fake_issuer.authorize(url), pending)
     commands._save(context, commands.NATIVE, NATIVE_CLIENT_ID, tokens)
     return context
 
 
 def test_refresh_without_a_new_id_token_keeps_the_sign_ins(ctx, fake_issuer):
-    """OIDC Core §12.2, now done by OIDCClient.refresh_tokens(previous=...)."""
+    """OIDC Core §12.2, now done by common.tokens.refresh_tokens(previous=...)."""
     _, before = commands._load(ctx)
     fake_issuer.token_extra["id_token"] = None
     assert commands.refresh(ctx) == 0

@@ -21,8 +21,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from common.client import Client
 from common.config import load_settings
-from common.oidc import OIDCClient
+from common.introspection import introspect as introspect_token
+from common.issuer import Issuer
 from native_sim.storage import TOKEN_FILE_NAME
 from tests.native_sim.conftest import cli_env, run_cli
 
@@ -85,11 +87,11 @@ def introspect(suite_env, record: dict, token: str, hint: str) -> dict:
     """Ask the issuer about a token, as the client it was issued to (RFC 7662 §2.1)."""
     settings = load_settings(suite_env)
     if record["client"] == "trusted":
-        client = OIDCClient(settings, client_id=settings.trusted_client_id,
-                            client_secret=settings.trusted_client_secret)
+        client = Client(Issuer(settings), client_id=settings.trusted_client_id,
+                        client_secret=settings.trusted_client_secret)
     else:
-        client = OIDCClient(settings, client_id=settings.native_client_id, token_endpoint_auth_method="none")
-    return client.introspect(token, hint)
+        client = Client(Issuer(settings), client_id=settings.native_client_id, token_endpoint_auth_method="none")
+    return introspect_token(client, token, hint)
 
 
 @pytest.mark.browser

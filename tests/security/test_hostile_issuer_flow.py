@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from common.errors import FlowError
+from common.userinfo import userinfo
 from tests.security.conftest import PAYLOAD, NativeDriver, callback_params
 
 EVIL_ISSUER = "http://evil.test/oauth2/default"
@@ -271,6 +272,6 @@ def test_userinfo_with_another_sub_is_refused(web_driver, issuer):
     client = web_driver.app.extensions["oidc_client"]
     access_token = next(iter(issuer.access_tokens))
     with pytest.raises(FlowError) as info:
-        client.userinfo(access_token, expected_sub=issuer.user["sub"])
+        userinfo(client, access_token, expected_sub=issuer.user["sub"])
     assert info.value.error == "invalid_userinfo"
     assert issuer.count("userinfo") == 1 and issuer.count("api") == 0

@@ -12,7 +12,7 @@ from tests.fake_issuer import cached_rsa_key
 
 
 def _keyset(web_driver):
-    return web_driver.app.extensions["oidc_client"].keyset
+    return web_driver.app.extensions["oidc_client"].issuer.keyset
 
 
 def test_rotated_kid_is_accepted_after_one_refetch(web_driver, issuer):

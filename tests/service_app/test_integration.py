@@ -17,7 +17,7 @@ from common.config import load_settings
 from common.errors import FlowError
 from common.http import IssuerUnreachable
 from common.inspector import FlowLog, decode_unverified
-from common.oidc import TokenSet
+from common.tokens import TokenSet
 from service_app.client import ServiceClient
 from service_app.token_cache import Backoff, CachedToken, MemoryStore
 
@@ -79,9 +79,9 @@ def test_a_replayed_assertion_is_refused_and_not_retried(jwt_stack, jwt_proxy, m
     client.call_api()
     captured = jwt_proxy.token_bodies[0]["client_assertion"][0]
     # The service itself replays the captured assertion on its next token request.
-    import common.oidc
+    import common.client
 
-    monkeypatch.setattr(common.oidc, "client_assertion", lambda *args, **kwargs: captured)
+    monkeypatch.setattr(common.client, "client_assertion", lambda *args, **kwargs: captured)
     replaying = ServiceClient(settings_for(jwt_stack), backoff=quick_backoff())
     with pytest.raises(FlowError) as refused:
         replaying.call_api()

@@ -10,7 +10,7 @@ import redis
 
 from common.errors import FlowError
 from common.http import IssuerUnreachable
-from common.oidc import TokenSet
+from common.tokens import TokenSet
 from service_app.token_cache import Backoff, CachedToken, MemoryStore, RedisStore, TokenCache
 
 

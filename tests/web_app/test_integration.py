@@ -14,10 +14,21 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 import requests
 
+from common.client import Client
 from common.config import load_settings
-from common.oidc import OIDCClient, TokenSet
+from common.introspection import introspect
+from common.issuer import Issuer
 from common.session import load_stored_session
-from tests.web_app.conftest import at_issuer, demo_user, element_text, extra_users, form_csrf, sign_in, start_sign_in
+from common.tokens import TokenSet
+from tests.web_app.conftest import (
+    at_issuer,
+    demo_user,
+    element_text,
+    extra_users,
+    form_csrf,
+    sign_in,
+    start_sign_in,
+)
 
 COOKIE = "web_app_session"
 
@@ -30,11 +41,11 @@ def stored_tokens(env: dict, http: requests.Session) -> TokenSet:
     return TokenSet.from_dict(load_stored_session(raw)["tokens"])
 
 
-def web_client(env: dict) -> OIDCClient:
+def web_client(env: dict) -> Client:
     """The web app's own client registration, for introspection from the test."""
     settings = load_settings(env)
-    return OIDCClient(settings, client_id=settings.web_client_id, client_secret=settings.web_client_secret,
-                      redirect_uri=settings.web_redirect_uri)
+    return Client(Issuer(settings), client_id=settings.web_client_id, client_secret=settings.web_client_secret,
+                  redirect_uri=settings.web_redirect_uri)
 
 
 def test_sign_in_profile_and_api(web_app, suite_env):
@@ -80,7 +91,7 @@ def test_sign_out_revokes_and_ends_the_issuer_session(web_app, suite_env):
     profile = sign_in(http, base, username, password)
     tokens = stored_tokens(suite_env, http)
     client = web_client(suite_env)
-    assert client.introspect(tokens.refresh_token, "refresh_token")["active"] is True
+    assert introspect(client, tokens.refresh_token, "refresh_token")["active"] is True
     old_sid = http.cookies.get(COOKIE)
 
     response = http.post(base + "/logout", data={"csrf_token": form_csrf(profile.text)}, allow_redirects=False)
@@ -92,7 +103,7 @@ def test_sign_out_revokes_and_ends_the_issuer_session(web_app, suite_env):
     assert query["state"][0]
 
     # Revoked at the issuer, and gone from Redis.
-    assert client.introspect(tokens.refresh_token, "refresh_token")["active"] is False
+    assert introspect(client, tokens.refresh_token, "refresh_token")["active"] is False
     assert not redis.Redis.from_url(suite_env["REDIS_URL"]).exists(f"web_app:session:{old_sid}")
 
     # The issuer ends its session and sends the browser home with our state.

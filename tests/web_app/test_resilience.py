@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from common.introspection import introspect
+from common.logout import revoke_token
 from tests.web_app.conftest import demo_user, element_text, form_csrf, sign_in
 from tests.web_app.test_integration import stored_tokens, web_client
 
@@ -47,7 +49,7 @@ def test_refresh_after_expiry_with_rotation(short_suite):
     # Rotation: a new refresh token replaced the old one, which is now dead.
     assert second.refresh_token != first.refresh_token
     client = web_client(short_suite.env)
-    assert client.introspect(first.refresh_token, "refresh_token")["active"] is False
+    assert introspect(client, first.refresh_token, "refresh_token")["active"] is False
     # The profile still knows the user (the ID token from the sign-in is kept).
     assert second.sub == first.sub
 
@@ -62,7 +64,7 @@ def test_refresh_after_expiry_with_rotation(short_suite):
 def test_failed_refresh_asks_to_sign_in_again(short_suite):
     http, page = _signed_in(short_suite)
     tokens = stored_tokens(short_suite.env, http)
-    web_client(short_suite.env).revoke_token(tokens.refresh_token)
+    revoke_token(web_client(short_suite.env), tokens.refresh_token)
     _wait_until_expired(tokens)
 
     answer = http.post(short_suite.web_base_url + "/call-api", data={"csrf_token": form_csrf(page.text)})
