@@ -115,10 +115,6 @@ def init_error_pages(app: Flask, *, answer: str = "html") -> None:
     app.register_error_handler(InternalServerError, answer_server_error)
 
 
-#: The name the apps used before :func:`init_error_pages` (``answer="html"``).
-register_error_handlers = init_error_pages
-
-
 def answer_flow_error(exc: FlowError) -> Response:
     """A failed protocol step: what happened, and what to do about it."""
     return error_response(exc.error, exc.description, exc.hint, exc.status)

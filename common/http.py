@@ -19,7 +19,7 @@ offers small helpers the rest of ``common/`` uses:
   :class:`IssuerUnreachable` with a hint.
 
 ``http_session`` accepts optional ``settings=`` or ``timeout=`` keyword arguments;
-with neither it reads ``Settings.http_timeout`` through ``load_settings()``.
+with neither it uses the default of ``HTTP_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import requests
 import urllib3
 from requests.cookies import extract_cookies_to_jar
 
-from .config import Settings, load_settings
+from .config import DEFAULTS, Settings
 from .errors import FlowError
 
 #: Sent on every request so that issuer logs show who called.
@@ -208,7 +208,7 @@ def http_session(settings: Settings | None = None, *, timeout: float | None = No
     :return: a :class:`requests.Session` whose every request has a timeout.
     """
     if timeout is None:
-        timeout = (settings or load_settings()).http_timeout
+        timeout = settings.http_timeout if settings is not None else float(DEFAULTS["HTTP_TIMEOUT"])
     return TimeoutSession(timeout)
 
 

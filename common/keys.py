@@ -6,7 +6,7 @@ issuer holds only the public key, so nothing reusable travels or is stored
 there.  This module loads that key (PEM or JWK file), publishes its public
 half (with ``kid`` = RFC 7638 thumbprint) and signs client assertions.
 
-Used by :class:`common.oidc.OIDCClient` and by the service app's key
+Used by :class:`common.client.Client` and by the service app's key
 generator (:func:`generate_private_key`, :func:`private_key_pem`).
 """
 

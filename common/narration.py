@@ -84,6 +84,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "Instead of checking the token's signature ourselves, we ask the issuer whether it is active "
         "(RFC 7662)."),
     # -- the service app (RFC 6749 §4.4) -------------------------------------------------------------------
+    "service.client_credentials": (
+        "Client Credentials: the service authenticates as itself",
+        "No user and no browser: the service sends its own credentials ({auth_method}) to the issuer's "
+        "token endpoint and asks for the scope {scope!r} (RFC 6749 §4.4)."),
     "service.access_token": (
         "The access token (decoded for display)",
         "To the service the access token is opaque: it only sends it on. Decoded here to show what the API "

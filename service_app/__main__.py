@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_call(args) -> int:
     """Get a token, call the API once, print the answer (and the steps with --explain)."""
     from common.inspector import FlowLog
+    from common.recorder import FlowRecorder
 
     from .client import ServiceClient, auth_method
 
@@ -67,11 +68,7 @@ def cmd_call(args) -> int:
     client = ServiceClient(settings, scope=args.scope)
     log = FlowLog(max_steps=100) if args.explain else None
     if log is not None:
-        log.step(
-            "Client Credentials: the service authenticates as itself",
-            f"No user and no browser: the service sends its own credentials ({auth_method(settings)}) "
-            f"to the issuer's token endpoint and asks for the scope {client.scope!r} (RFC 6749 §4.4).",
-        )
+        FlowRecorder(log).step("service.client_credentials", auth_method=auth_method(settings), scope=client.scope)
     try:
         result = client.call_api(args.path, log=log)
     finally:

@@ -1,4 +1,4 @@
-"""docker-compose.yml is valid and describes the suite DESIGN.md lists.
+"""docker-compose.yml is valid and describes the suite the README lists.
 
 No Docker engine is needed: ``docker-compose config`` only parses and
 validates the file (Debian's docker-compose package, installed by

@@ -112,12 +112,12 @@ def test_error_without_iss_when_advertised_is_refused(client, sign_in):
 def test_error_page_escapes_description(client, sign_in):
     from flask import Flask
 
-    from common.errors import register_error_handlers
+    from common.errors import init_error_pages
 
     _, pending = sign_in()
     app = Flask(__name__, template_folder="../../common/templates")
     app.jinja_env.globals["url_for"] = lambda *a, **k: "/style.css"
-    register_error_handlers(app)
+    init_error_pages(app, answer="html")
 
     @app.route("/cb")
     def callback():

@@ -42,6 +42,7 @@ def test_a_failure_lands_on_its_step_or_on_a_step_of_its_own():
 @pytest.mark.parametrize("step", sorted(STEPS))
 def test_every_text_of_the_table_can_be_filled_in(step):
     values = {"url": "https://api.test/x", "expires_in": "soon", "max_expires_in": 1, "seconds": 3,
-              "number": 1, "pause": 0.5, "reason": "down."}
+              "number": 1, "pause": 0.5, "reason": "down.", "auth_method": "client_secret_basic",
+              "scope": "customScope"}
     title, explanation = narration(step, **values)
     assert title and "{" not in title and "{" not in explanation
