@@ -6,7 +6,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench screenshots check-config system-deps redis-dep clean
+.PHONY: run test lint bench screenshots check-config system-deps redis-dep clean
 
 ## Virtualenv with the pinned requirements (re-installed when they change).
 $(STAMP): requirements.txt
@@ -53,8 +53,14 @@ check-config: $(STAMP)
 run: $(STAMP) redis-dep
 	@$(PYTHON) -m common.launcher
 
-## Every test: unit, integration (real processes, real Redis) and browser (Chromium).
-test: $(STAMP) system-deps
+## The house style (pyproject.toml's [tool.ruff]): lint rules and formatting.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## Every test: the style check, then unit, integration (real processes, real
+## Redis) and browser (Chromium).
+test: $(STAMP) system-deps lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 ## Bench-only packages (a peer validator, profilers), kept out of requirements.txt.

@@ -62,14 +62,16 @@ def print_table(results: list[Result], failures: dict[str, str], quick: bool) ->
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join("-" * w for w in widths)
     print()
-    print(f"Benchmarks{' (--quick: smoke run, figures not meaningful)' if quick else ''}: "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"Benchmarks{' (--quick: smoke run, figures not meaningful)' if quick else ''}: "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
     print(f"Machine: {machine()}")
     print(line)
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)))
     print(line)
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)))
     print(line)
     print("\nDetails and how each figure is measured:")
     for number, key in enumerate(ORDER, 1):
@@ -86,10 +88,18 @@ def print_table(results: list[Result], failures: dict[str, str], quick: bool) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: tiny durations and counts (for the test suite); figures not meaningful")
-    parser.add_argument("--only", nargs="+", choices=ORDER, metavar="NAME",
-                        help=f"measure only these figures ({', '.join(ORDER)})")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: tiny durations and counts (for the test suite); figures not meaningful",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=ORDER,
+        metavar="NAME",
+        help=f"measure only these figures ({', '.join(ORDER)})",
+    )
     args = parser.parse_args(argv)
     scale = Scale(quick=args.quick)
     wanted = set(args.only or ORDER)

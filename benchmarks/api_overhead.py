@@ -30,7 +30,9 @@ def wrk(url: str, seconds: float, connections: int, headers: dict[str, str] | No
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
-    out = subprocess.run(argv + [url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    out = subprocess.run(
+        argv + [url], capture_output=True, text=True, timeout=seconds + 30, check=True
+    ).stdout
     if "Non-2xx or 3xx responses" in out:
         raise RuntimeError(f"wrk saw error answers from {url}:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -67,10 +69,15 @@ def run(scale: Scale) -> Result:
         figure=f"{ratio:.2f}x",
         goal=f">= {GOAL:.2f}x",
         met=ratio >= GOAL,
-        details=[f"round {i + 1}: /healthz {o:,.0f} req/s, /api/messages {t:,.0f} req/s"
-                 for i, (o, t) in enumerate(pairs)],
-        how=(f"wrk -t1 -c{connections}, {rounds} alternating rounds of {seconds} s per route against one "
-             "gunicorn resource server (2 workers x 4 threads, as the Procfile); /api/messages with a real client-credentials token "
-             "in -H 'Authorization: Bearer'; median of per-round ratios. Steady state: the same token on every "
-             "request, as a client sends it."),
+        details=[
+            f"round {i + 1}: /healthz {o:,.0f} req/s, /api/messages {t:,.0f} req/s"
+            for i, (o, t) in enumerate(pairs)
+        ],
+        how=(
+            f"wrk -t1 -c{connections}, {rounds} alternating rounds of {seconds} s per route against one "
+            "gunicorn resource server (2 workers x 4 threads, as the Procfile); /api/messages with a real "
+            "client-credentials token in -H 'Authorization: Bearer'; median of per-round ratios. "
+            "Steady state: the same token on every "
+            "request, as a client sends it."
+        ),
     )

@@ -33,14 +33,16 @@ GOAL_SECONDS = 5.0
 def launcher_env(ports: dict[str, int]) -> dict[str, str]:
     """The launcher's environment: this one, with every component's URL on its free port."""
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ISSUER"}}
-    env.update({
-        "ISSUER": f"http://127.0.0.1:{ports['issuer']}/oauth2/default",
-        "WEB_BASE_URL": f"http://127.0.0.1:{ports['web']}",
-        "SPA_BASE_URL": f"http://127.0.0.1:{ports['spa']}",
-        "SERVICE_BASE_URL": f"http://127.0.0.1:{ports['service']}",
-        "API_URL": f"http://127.0.0.1:{ports['api']}",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ISSUER": f"http://127.0.0.1:{ports['issuer']}/oauth2/default",
+            "WEB_BASE_URL": f"http://127.0.0.1:{ports['web']}",
+            "SPA_BASE_URL": f"http://127.0.0.1:{ports['spa']}",
+            "SERVICE_BASE_URL": f"http://127.0.0.1:{ports['service']}",
+            "API_URL": f"http://127.0.0.1:{ports['api']}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -55,8 +57,9 @@ def health_urls(env: dict[str, str]) -> list[str]:
     ]
 
 
-def wait_until_healthy(proc: subprocess.Popen, health: list[str], started: float, timeout: float,
-                       output: list[str]) -> None:
+def wait_until_healthy(
+    proc: subprocess.Popen, health: list[str], started: float, timeout: float, output: list[str]
+) -> None:
     """Poll every health URL every 20 ms until all answer; fail if the launcher exits or time runs out."""
     pending = list(health)
     http = requests.Session()
@@ -107,9 +110,15 @@ def launch_once(timeout: float = 60.0) -> tuple[float, float | None]:
     instance = tempfile.mkdtemp(prefix="bench-launcher-")
     output: list[str] = []
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "common.launcher", "--instance", instance],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "common.launcher", "--instance", instance],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
     try:
@@ -132,11 +141,15 @@ def run(scale: Scale) -> Result:
         figure=f"{seconds:.2f} s",
         goal=f"<= {GOAL_SECONDS:.0f} s",
         met=seconds <= GOAL_SECONDS,
-        details=[f"runs: {', '.join(f'{e:.2f} s' for e, _ in results)}; "
-                 "launcher's own line (after Redis is up): "
-                 f"{', '.join(f'{o:.1f} s' for o in own) or 'not printed'}"],
-        how=(f"median of {runs} run(s) of python -m common.launcher (dependencies installed; "
-             "embedded Redis; issuer, API, web, SPA and service apps under gunicorn on free ports), "
-             "from process start until all five health URLs answer (polled every 20 ms); "
-             "then SIGTERM and wait."),
+        details=[
+            f"runs: {', '.join(f'{e:.2f} s' for e, _ in results)}; "
+            "launcher's own line (after Redis is up): "
+            f"{', '.join(f'{o:.1f} s' for o in own) or 'not printed'}"
+        ],
+        how=(
+            f"median of {runs} run(s) of python -m common.launcher (dependencies installed; "
+            "embedded Redis; issuer, API, web, SPA and service apps under gunicorn on free ports), "
+            "from process start until all five health URLs answer (polled every 20 ms); "
+            "then SIGTERM and wait."
+        ),
     )

@@ -30,8 +30,9 @@ from .support import Result, Scale, Suite
 THREADS = 32
 
 
-def call_until_renewal(client: ServiceClient, max_calls_per_thread: int,
-                       join_seconds: float) -> tuple[int, dict[int, int], float]:
+def call_until_renewal(
+    client: ServiceClient, max_calls_per_thread: int, join_seconds: float
+) -> tuple[int, dict[int, int], float]:
     """Let THREADS threads call the API together until the cached token nears its renewal point.
 
     :return: the number of calls, the count of each HTTP status, and the wall-clock seconds.
@@ -77,10 +78,14 @@ def measure(lifetime: int, max_calls_per_thread: int) -> tuple[int, dict[int, in
     issuer_port = free_port()
     proxy = CountingProxy(issuer_port).start()
     try:
-        suite = Suite(components=("api",), workers=2, env={
-            "ISSUER": f"{proxy.url}/oauth2/default",
-            "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": str(lifetime),
-        })
+        suite = Suite(
+            components=("api",),
+            workers=2,
+            env={
+                "ISSUER": f"{proxy.url}/oauth2/default",
+                "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": str(lifetime),
+            },
+        )
         suite.ports["issuer"] = issuer_port
         with suite:
             suite.env["ISSUER"] = f"{proxy.url}/oauth2/default"
@@ -106,10 +111,14 @@ def run(scale: Scale) -> Result:
         figure=f"{calls:,} calls / {token_requests} token request(s)",
         goal="all calls on one token",
         met=token_requests == 1 and calls > 0,
-        details=[f"{per_token:,.0f} calls per token request; {calls / wall:,.0f} calls/s over {wall:.1f} s; "
-                 f"token lifetime {lifetime} s"],
-        how=(f"{THREADS} threads share one ServiceClient (in-memory single-flight cache) and call "
-             f"/api/custom until 0.1 s before the cache's renewal point of a {lifetime} s token "
-             "(90% of its lifetime); token requests counted at the issuer side by a counting reverse "
-             "proxy in front of the real dev issuer."),
+        details=[
+            f"{per_token:,.0f} calls per token request; {calls / wall:,.0f} calls/s over {wall:.1f} s; "
+            f"token lifetime {lifetime} s"
+        ],
+        how=(
+            f"{THREADS} threads share one ServiceClient (in-memory single-flight cache) and call "
+            f"/api/custom until 0.1 s before the cache's renewal point of a {lifetime} s token "
+            "(90% of its lifetime); token requests counted at the issuer side by a counting reverse "
+            "proxy in front of the real dev issuer."
+        ),
     )

@@ -87,8 +87,14 @@ def signing_ms(rounds: int) -> float:
 
     key = RSAKey.generate_key(2048, private=True)
     header = {"alg": "RS256", "kid": "bench", "typ": "JWT"}
-    claims = {"iss": "http://127.0.0.1/oauth2/default", "sub": "00u-bench", "aud": "api://default",
-              "iat": int(time.time()), "exp": int(time.time()) + 3600, "scp": ["openid", "profile"]}
+    claims = {
+        "iss": "http://127.0.0.1/oauth2/default",
+        "sub": "00u-bench",
+        "aud": "api://default",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 3600,
+        "scp": ["openid", "profile"],
+    }
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -161,8 +167,13 @@ class Load:
     @classmethod
     def for_scale(cls, scale: Scale) -> "Load":
         """The phases' sizes for this scale."""
-        return cls(warm_up=scale.pick(8, 2), sequential=scale.pick(30, 3), clients=scale.pick(4, 2),
-                   concurrent_seconds=scale.pick(15, 2), concurrent_max=scale.pick(400, 10))
+        return cls(
+            warm_up=scale.pick(8, 2),
+            sequential=scale.pick(30, 3),
+            clients=scale.pick(4, 2),
+            concurrent_seconds=scale.pick(15, 2),
+            concurrent_max=scale.pick(400, 10),
+        )
 
 
 @dataclass
@@ -189,8 +200,10 @@ def sequential_sign_ins(suite: Suite, store: redis.Redis, count: int) -> Sequent
         size, phase.entries = session_bytes(store, client)
         phase.sizes.append(size)
     time.sleep(0.2)  # the last access-log lines
-    phase.parts = own_times(parse_access_log(suite.log_path("web"))[web_before:],
-                            parse_access_log(suite.log_path("issuer"))[issuer_before:])
+    phase.parts = own_times(
+        parse_access_log(suite.log_path("web"))[web_before:],
+        parse_access_log(suite.log_path("issuer"))[issuer_before:],
+    )
     if not phase.parts["own"]:
         raise RuntimeError("no sign-in found in the access logs")
     return phase
@@ -234,8 +247,14 @@ def concurrent_sign_ins(web_url: str, load: Load) -> tuple[list[float], float]:
     return latencies, wall
 
 
-def sign_in_result(load: Load, sequential: SequentialPhase, latencies: list[float], wall: float,
-                   hash_ms: float, sign_ms: float) -> Result:
+def sign_in_result(
+    load: Load,
+    sequential: SequentialPhase,
+    latencies: list[float],
+    wall: float,
+    hash_ms: float,
+    sign_ms: float,
+) -> Result:
     """Figure 3: the apps' own time per sign-in, with the end-to-end latencies and the crypto costs."""
     parts = sequential.parts
     own_p50 = median(parts["own"])
@@ -260,12 +279,14 @@ def sign_in_result(load: Load, sequential: SequentialPhase, latencies: list[floa
             f"(/login p50 {median(parts['login']):.1f} ms, callback p50 {median(parts['callback']):.1f} ms "
             "incl. the token request)",
         ],
-        how=(f"{load.sequential} sequential then {load.clients} concurrent clients "
-             f"(<= {load.concurrent_seconds} s, <= {load.concurrent_max} sign-ins), each sign-in a new "
-             "visitor doing GET /login, the issuer's form, the callback, over HTTP to gunicorn "
-             "(2 workers x 4 threads each); own time = web app's /login + callback from its access log "
-             "(%(D)s) minus the issuer's time on the web app's token request; hash and signing timed "
-             "in process with the issuer's own functions."),
+        how=(
+            f"{load.sequential} sequential then {load.clients} concurrent clients "
+            f"(<= {load.concurrent_seconds} s, <= {load.concurrent_max} sign-ins), each sign-in a new "
+            "visitor doing GET /login, the issuer's form, the callback, over HTTP to gunicorn "
+            "(2 workers x 4 threads each); own time = web app's /login + callback from its access log "
+            "(%(D)s) minus the issuer's time on the web app's token request; hash and signing timed "
+            "in process with the issuer's own functions."
+        ),
     )
 
 
@@ -280,11 +301,14 @@ def session_result(sequential: SequentialPhase) -> Result:
         figure=f"{size:,} bytes",
         goal=f"<= {SESSION_GOAL_BYTES // 1024} KiB",
         met=size <= SESSION_GOAL_BYTES,
-        details=[f"min {min(sizes):,}, median {size:,}, max {max(sizes):,} bytes over {len(sizes)} sign-ins",
-                 "largest session entries (JSON bytes): "
-                 + ", ".join(f"{name} {length:,}" for name, length in largest)],
-        how=("Redis MEMORY USAGE (SAMPLES 0) of the web app's session key right after each sequential "
-             "sign-in."),
+        details=[
+            f"min {min(sizes):,}, median {size:,}, max {max(sizes):,} bytes over {len(sizes)} sign-ins",
+            "largest session entries (JSON bytes): "
+            + ", ".join(f"{name} {length:,}" for name, length in largest),
+        ],
+        how=(
+            "Redis MEMORY USAGE (SAMPLES 0) of the web app's session key right after each sequential sign-in."
+        ),
     )
 
 

@@ -85,8 +85,9 @@ def parse_access_log(path: Path) -> list[dict]:
         if len(parts) != 5 or not parts[4].strip().isdigit():
             continue
         method, path_, status, agent, micros = parts
-        rows.append({"method": method, "path": path_, "status": int(status), "agent": agent,
-                     "ms": int(micros) / 1000})
+        rows.append(
+            {"method": method, "path": path_, "status": int(status), "agent": agent, "ms": int(micros) / 1000}
+        )
     return rows
 
 
@@ -102,8 +103,13 @@ class Suite:
     :param access_logs: write a timed access log per component (see :data:`ACCESS_LOG_FORMAT`).
     """
 
-    def __init__(self, components=("api",), env: dict[str, str] | None = None, workers: int = 2,
-                 access_logs: bool = False):
+    def __init__(
+        self,
+        components=("api",),
+        env: dict[str, str] | None = None,
+        workers: int = 2,
+        access_logs: bool = False,
+    ):
         self.components = components
         self.extra_env = env or {}
         self.workers = workers
@@ -121,8 +127,15 @@ class Suite:
         extra = []
         if self.access_logs:
             extra = ["--access-logfile", str(self.log_path(name)), "--access-logformat", ACCESS_LOG_FORMAT]
-        service = gunicorn(f"bench-{name}", factory, self.env, self.ports[name], workers=workers,
-                           health_path=health, extra=extra)
+        service = gunicorn(
+            f"bench-{name}",
+            factory,
+            self.env,
+            self.ports[name],
+            workers=workers,
+            health_path=health,
+            extra=extra,
+        )
         service.log_path = self.tmp / f"{name}.log"
         return service.start()
 
@@ -139,10 +152,16 @@ class Suite:
                 "SERVICE_BASE_URL": f"http://127.0.0.1:{free_port()}",
                 **self.extra_env,
             }
-            self.services["issuer"] = self._gunicorn("issuer", "dev_issuer:create_app()",
-                                                     "/oauth2/default/.well-known/openid-configuration", self.workers)
+            self.services["issuer"] = self._gunicorn(
+                "issuer",
+                "dev_issuer:create_app()",
+                "/oauth2/default/.well-known/openid-configuration",
+                self.workers,
+            )
             if "api" in self.components:
-                self.services["api"] = self._gunicorn("api", "resource_server:create_app()", "/healthz", self.workers)
+                self.services["api"] = self._gunicorn(
+                    "api", "resource_server:create_app()", "/healthz", self.workers
+                )
             if "web" in self.components:
                 self.services["web"] = self._gunicorn("web", "web_app:create_app()", "/healthz", self.workers)
         except Exception:
@@ -178,7 +197,8 @@ class Suite:
             f"{settings.issuer}/v1/token",
             data={"grant_type": "client_credentials", "scope": settings.service_scope},
             auth=(settings.service_client_id, settings.service_client_secret),
-            headers={"User-Agent": BENCH_USER_AGENT}, timeout=10,
+            headers={"User-Agent": BENCH_USER_AGENT},
+            timeout=10,
         )
         answer.raise_for_status()
         return answer.json()["access_token"]

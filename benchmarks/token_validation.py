@@ -93,22 +93,42 @@ class KeyServer:
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
         now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(tls_key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                               critical=False)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(tls_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(tls_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(tls_key, hashes.SHA256())
+        )
         (self.tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (self.tmp / "key.pem").write_bytes(tls_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (self.tmp / "key.pem").write_bytes(
+            tls_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
     def jwks(self) -> dict:
         numbers = self.key.public_key().public_numbers()
-        return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
-                          "n": _int_b64(numbers.n), "e": _int_b64(numbers.e)}]}
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": self.kid,
+                    "n": _int_b64(numbers.n),
+                    "e": _int_b64(numbers.e),
+                }
+            ]
+        }
 
     def start(self) -> "KeyServer":
         self._certificate()
@@ -121,11 +141,15 @@ class KeyServer:
             def do_GET(self):
                 keys.requests += 1
                 if self.path.endswith("/.well-known/openid-configuration"):
-                    body = {"issuer": keys.issuer, "jwks_uri": keys.jwks_uri,
-                            "authorization_endpoint": keys.issuer + "/v1/authorize",
-                            "token_endpoint": keys.issuer + "/v1/token",
-                            "response_types_supported": ["code"], "subject_types_supported": ["public"],
-                            "id_token_signing_alg_values_supported": ["RS256"]}
+                    body = {
+                        "issuer": keys.issuer,
+                        "jwks_uri": keys.jwks_uri,
+                        "authorization_endpoint": keys.issuer + "/v1/authorize",
+                        "token_endpoint": keys.issuer + "/v1/token",
+                        "response_types_supported": ["code"],
+                        "subject_types_supported": ["public"],
+                        "id_token_signing_alg_values_supported": ["RS256"],
+                    }
                 elif self.path.endswith("/v1/keys"):
                     body = keys.jwks()
                 else:
@@ -155,11 +179,23 @@ class KeyServer:
         """An Okta-shaped access token (RS256, ``kid``; Okta's claims), freshly signed."""
         now = int(time.time())
         header = {"kid": self.kid, "alg": "RS256"}
-        claims = {"ver": 1, "jti": "AT." + uuid.uuid4().hex, "iss": self.issuer, "aud": AUDIENCE,
-                  "iat": now, "exp": now + lifetime, "cid": "0oa-bench-client", "uid": "00u-bench-user",
-                  "scp": ["openid", "profile", "email"], "sub": "bench.user@example.test"}
-        signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
-                         + b64url(json.dumps(claims, separators=(",", ":")).encode()))
+        claims = {
+            "ver": 1,
+            "jti": "AT." + uuid.uuid4().hex,
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + lifetime,
+            "cid": "0oa-bench-client",
+            "uid": "00u-bench-user",
+            "scp": ["openid", "profile", "email"],
+            "sub": "bench.user@example.test",
+        }
+        signing_input = (
+            b64url(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + b64url(json.dumps(claims, separators=(",", ":")).encode())
+        )
         signature = self.key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
         return signing_input + "." + b64url(signature)
 
@@ -175,6 +211,7 @@ def make_floor(keys: KeyServer):
         signing_input, _, signature = token.rpartition(".")
         public_key.verify(b64url_decode(signature), signing_input.encode("ascii"), pkcs1, sha256)
         return json.loads(b64url_decode(signing_input.partition(".")[2]))
+
     return validate
 
 
@@ -186,6 +223,7 @@ def make_joserfc(keys: KeyServer):
 
     def validate(token: str) -> dict:
         return json.loads(jws.deserialize_compact(token, key, algorithms=["RS256"]).payload)
+
     return validate
 
 
@@ -205,8 +243,15 @@ def make_pyjwt(keys: KeyServer):
 
     def validate(token: str) -> dict:
         key = client.get_signing_key_from_jwt(token)
-        return jwt.decode(token, key.key, algorithms=["RS256"], audience=AUDIENCE, issuer=keys.issuer,
-                          options={"require": ["iss", "aud", "exp", "iat"]})
+        return jwt.decode(
+            token,
+            key.key,
+            algorithms=["RS256"],
+            audience=AUDIENCE,
+            issuer=keys.issuer,
+            options={"require": ["iss", "aud", "exp", "iat"]},
+        )
+
     return validate
 
 
@@ -219,8 +264,13 @@ def make_okta(keys: KeyServer):
     return verifier.verify_sync
 
 
-VALIDATORS = {"floor": make_floor, "joserfc": make_joserfc, "ours": make_ours, "PyJWT": make_pyjwt,
-              "okta-jwt-verifier": make_okta}
+VALIDATORS = {
+    "floor": make_floor,
+    "joserfc": make_joserfc,
+    "ours": make_ours,
+    "PyJWT": make_pyjwt,
+    "okta-jwt-verifier": make_okta,
+}
 
 
 def _time_validators(keys: KeyServer, scale: Scale) -> tuple[dict[str, list[float]], list[str]]:
@@ -256,7 +306,7 @@ def _time_validators(keys: KeyServer, scale: Scale) -> tuple[dict[str, list[floa
         # Every validator gets the same never-seen chunk, one after the
         # other in a rotating order, so that a burst of load from
         # elsewhere on the machine hits all five alike.
-        order = names[number % len(names):] + names[:number % len(names)]
+        order = names[number % len(names) :] + names[: number % len(names)]
         for name in order:
             validate = validators[name]
             started = time.thread_time()
@@ -294,12 +344,15 @@ def run(scale: Scale) -> Result:
         figure=f"{ours:.0f} us = {ours / floor:.2f}x floor",
         goal=f"<= {GOAL_VS_FLOOR}x floor, faster than both peers",
         met=met,
-        details=[f"{name:<18} {value:8.1f} us/token  {value / floor:5.2f}x floor"
-                 for name, value in micros.items()]
+        details=[
+            f"{name:<18} {value:8.1f} us/token  {value / floor:5.2f}x floor" for name, value in micros.items()
+        ]
         + [f"{name:<18} not installed: pip install -r benchmarks/requirements.txt" for name in missing],
-        how=(f"in process, {chunks} chunks x {chunk_size} never-seen RS256 tokens, each chunk through all "
-             "five validators in rotating order after an untimed warm-up; keys fetched over real loopback "
-             "HTTPS (discovery + JWKS, each library its own way; floor and joserfc are handed the key); this "
-             "thread's CPU time, median over chunks of mean us/token. Floor = bare cryptography RSA-SHA256 "
-             "verify + base64url/JSON decode of the payload; joserfc = bare jws.deserialize_compact + JSON."),
+        how=(
+            f"in process, {chunks} chunks x {chunk_size} never-seen RS256 tokens, each chunk through all "
+            "five validators in rotating order after an untimed warm-up; keys fetched over real loopback "
+            "HTTPS (discovery + JWKS, each library its own way; floor and joserfc are handed the key); this "
+            "thread's CPU time, median over chunks of mean us/token. Floor = bare cryptography RSA-SHA256 "
+            "verify + base64url/JSON decode of the payload; joserfc = bare jws.deserialize_compact + JSON."
+        ),
     )

@@ -45,8 +45,13 @@ class ApiAnswer:
         return 200 <= self.status < 300
 
 
-def call_api(url: str, access_token: str, *, http: requests.Session | None = None,
-             recorder: FlowRecorder = NULL_RECORDER) -> ApiAnswer:
+def call_api(
+    url: str,
+    access_token: str,
+    *,
+    http: requests.Session | None = None,
+    recorder: FlowRecorder = NULL_RECORDER,
+) -> ApiAnswer:
     """``GET url`` with ``Authorization: Bearer access_token`` (RFC 6750 §2.1).
 
     The step is recorded with the Authorization header redacted (the
@@ -65,13 +70,21 @@ def call_api(url: str, access_token: str, *, http: requests.Session | None = Non
         # an answer points (RFC 6750 §5.3: don't hand bearer tokens around).
         response = (http or http_session()).get(url, headers=headers, allow_redirects=False)
     except requests.RequestException as exc:
-        error = FlowError("api_unreachable", f"The API at {url} could not be reached ({type(exc).__name__}).",
-                          "Check that the resource server is running at API_URL, then try again.", 502)
+        error = FlowError(
+            "api_unreachable",
+            f"The API at {url} could not be reached ({type(exc).__name__}).",
+            "Check that the resource server is running at API_URL, then try again.",
+            502,
+        )
         recorder.failure("api_call", error, url=url)
         raise error from None
     answer = ApiAnswer(response.status_code, _body_of(response), response.headers.get("WWW-Authenticate", ""))
-    recorder.step("api_call", request={"method": "GET", "url": url, "headers": headers},
-                  response={"status": answer.status, "body": answer.body}, url=url)
+    recorder.step(
+        "api_call",
+        request={"method": "GET", "url": url, "headers": headers},
+        response={"status": answer.status, "body": answer.body},
+        url=url,
+    )
     return answer
 
 

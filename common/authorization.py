@@ -30,17 +30,30 @@ from .untrusted import error_code, plain_text
 USER_SCOPE = "openid profile email offline_access"
 
 #: Parameters the caller's ``extra`` may not set: the request's own.
-_RESERVED = ("state", "nonce", "code_challenge", "code_challenge_method", "client_id", "redirect_uri",
-             "response_type", "scope")
+_RESERVED = (
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+)
 
 #: An authorization response as it arrives: a MultiDict (Flask's ``request.args``),
 #: a list of ``(name, value)`` pairs, or a mapping of single values.
 AuthorizationResponse = Union[Mapping[str, Any], Iterable[tuple[str, str]]]
 
 
-def build_authorization_request(client: Client, scope: str, *, response_type: str = "code",
-                                extra: Mapping[str, str] | None = None,
-                                redirect_uri: str | None = None) -> tuple[str, dict]:
+def build_authorization_request(
+    client: Client,
+    scope: str,
+    *,
+    response_type: str = "code",
+    extra: Mapping[str, str] | None = None,
+    redirect_uri: str | None = None,
+) -> tuple[str, dict]:
     """The URL the browser is sent to, with fresh ``state``, ``nonce`` and PKCE (RFC 6749 §4.1.1).
 
     * ``state`` (RFC 6749 §10.12) ties the answer to this browser session,
@@ -68,15 +81,35 @@ def build_authorization_request(client: Client, scope: str, *, response_type: st
     if "code" in response_type.split():
         params["code_challenge"] = code_challenge_s256(verifier)
         params["code_challenge_method"] = "S256"
-    url = prepare_grant_uri(authorization_endpoint, client.client_id, response_type,
-                            redirect_uri=redirect_uri, scope=scope, state=state, **params)
-    pending = {"state": state, "nonce": nonce, "code_verifier": verifier, "redirect_uri": redirect_uri,
-               "created_at": int(time.time()), "scope": scope}
-    shown = {"response_type": response_type, "client_id": client.client_id, "redirect_uri": redirect_uri,
-             "scope": scope, "state": state, "nonce": nonce,
-             **{k: v for k, v in params.items() if k != "nonce"}}
-    client.recorder.step("authorization_request",
-                         request={"method": "GET", "url": authorization_endpoint, "params": shown})
+    url = prepare_grant_uri(
+        authorization_endpoint,
+        client.client_id,
+        response_type,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=state,
+        **params,
+    )
+    pending = {
+        "state": state,
+        "nonce": nonce,
+        "code_verifier": verifier,
+        "redirect_uri": redirect_uri,
+        "created_at": int(time.time()),
+        "scope": scope,
+    }
+    shown = {
+        "response_type": response_type,
+        "client_id": client.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "nonce": nonce,
+        **{k: v for k, v in params.items() if k != "nonce"},
+    }
+    client.recorder.step(
+        "authorization_request", request={"method": "GET", "url": authorization_endpoint, "params": shown}
+    )
     return url, pending
 
 
@@ -97,13 +130,18 @@ def single_valued(response: AuthorizationResponse) -> dict[str, str]:
         pairs = list(response)
     params = dict(pairs)
     if len(params) != len(pairs):
-        raise FlowError("invalid_request", "A parameter appears more than once in the issuer's answer.",
-                        "Start the sign-in again from this app; this answer was not used.", 400)
+        raise FlowError(
+            "invalid_request",
+            "A parameter appears more than once in the issuer's answer.",
+            "Start the sign-in again from this app; this answer was not used.",
+            400,
+        )
     return params
 
 
-def check_authorization_response(client: Client, response: AuthorizationResponse,
-                                  pending: dict | None) -> str:
+def check_authorization_response(
+    client: Client, response: AuthorizationResponse, pending: dict | None
+) -> str:
     """Check that the authorization response answers the request we made; return its code.
 
     In this order, because each check decides whether the next may trust
@@ -134,8 +172,9 @@ def check_authorization_response(client: Client, response: AuthorizationResponse
     """
     params = single_valued(response)
     checks: list[dict] = []
-    client.recorder.step("callback", request={"method": "GET", "url": "(our redirect URI)", "params": params},
-                         checks=checks)
+    client.recorder.step(
+        "callback", request={"method": "GET", "url": "(our redirect URI)", "params": params}, checks=checks
+    )
     with client.recorder.failures("callback"):
         _check_state(params, pending)
         _check_issuer(client, params)
@@ -143,11 +182,16 @@ def check_authorization_response(client: Client, response: AuthorizationResponse
         age = _check_age(client, pending)
         code = params.get("code")
         if not code:
-            raise FlowError("invalid_request", "The issuer's answer carries no authorization code.",
-                            "Start the sign-in again.", 400)
+            raise FlowError(
+                "invalid_request",
+                "The issuer's answer carries no authorization code.",
+                "Start the sign-in again.",
+                400,
+            )
     checks.append({"check": "state", "ok": True, "detail": "matches the sign-in this browser started"})
-    checks.append({"check": "age", "ok": True,
-                   "detail": f"{int(age)} s old (limit {client.settings.login_timeout} s)"})
+    checks.append(
+        {"check": "age", "ok": True, "detail": f"{int(age)} s old (limit {client.settings.login_timeout} s)"}
+    )
     if params.get("iss") is not None:
         checks.append({"check": "iss (RFC 9207)", "ok": True, "detail": "exactly the configured issuer"})
     return code
@@ -157,17 +201,26 @@ def _check_state(params: Mapping[str, str], pending: dict | None) -> None:
     """1. The answer belongs to a sign-in this browser started, and to no other (RFC 6749 §10.12)."""
     sent_state = params.get("state")
     if not sent_state:
-        raise FlowError("state_missing", "The issuer's answer carries no 'state' parameter.",
-                        "Start the sign-in again from this app.", 400)
+        raise FlowError(
+            "state_missing",
+            "The issuer's answer carries no 'state' parameter.",
+            "Start the sign-in again from this app.",
+            400,
+        )
     if not isinstance(pending, Mapping) or not pending.get("state") or not pending.get("code_verifier"):
-        raise FlowError("state_missing",
-                        "No sign-in was in progress in this browser session (or it was already completed).",
-                        "Start the sign-in again from this app; do not reuse an old callback link.", 400)
+        raise FlowError(
+            "state_missing",
+            "No sign-in was in progress in this browser session (or it was already completed).",
+            "Start the sign-in again from this app; do not reuse an old callback link.",
+            400,
+        )
     if not hmac.compare_digest(str(sent_state).encode(), str(pending["state"]).encode()):
-        raise FlowError("state_mismatch",
-                        "The answer's 'state' does not match the sign-in this browser started.",
-                        "Start the sign-in again; if you opened two sign-ins at once, "
-                        "finish only the latest.", 400)
+        raise FlowError(
+            "state_mismatch",
+            "The answer's 'state' does not match the sign-in this browser started.",
+            "Start the sign-in again; if you opened two sign-ins at once, finish only the latest.",
+            400,
+        )
 
 
 def _check_issuer(client: Client, params: Mapping[str, str]) -> None:
@@ -180,25 +233,32 @@ def _check_issuer(client: Client, params: Mapping[str, str]) -> None:
     metadata = client.metadata()
     sent_iss = params.get("iss")
     if metadata.get("authorization_response_iss_parameter_supported") is True and sent_iss is None:
-        raise FlowError("iss_mismatch",
-                        "The issuer promises an 'iss' parameter on the callback, but it is missing.",
-                        "Start the sign-in again; if it keeps happening the callback is being tampered with.",
-                        400)
+        raise FlowError(
+            "iss_mismatch",
+            "The issuer promises an 'iss' parameter on the callback, but it is missing.",
+            "Start the sign-in again; if it keeps happening the callback is being tampered with.",
+            400,
+        )
     ours = client.issuer.identifier
     if sent_iss is not None and sent_iss != ours:
-        raise FlowError("iss_mismatch",
-                        f"The callback came from issuer {plain_text(sent_iss, 200)!r}, not {ours!r}.",
-                        "Start the sign-in again; the answer came from a different issuer "
-                        "than the one we asked.", 400)
+        raise FlowError(
+            "iss_mismatch",
+            f"The callback came from issuer {plain_text(sent_iss, 200)!r}, not {ours!r}.",
+            "Start the sign-in again; the answer came from a different issuer than the one we asked.",
+            400,
+        )
 
 
 def _check_for_error(params: Mapping[str, str]) -> None:
     """3. RFC 6749 §4.1.2.1: the issuer's refusal (the user said no, the login failed), as plain text."""
     if params.get("error"):
         description = plain_text(params.get("error_description") or "The issuer did not grant the request.")
-        raise FlowError(error_code(params["error"], "authorization_error"),
-                        f"The issuer answered: {description}",
-                        "Try signing in again. If you cancelled on purpose, nothing else is needed.", 400)
+        raise FlowError(
+            error_code(params["error"], "authorization_error"),
+            f"The issuer answered: {description}",
+            "Try signing in again. If you cancelled on purpose, nothing else is needed.",
+            400,
+        )
 
 
 def _check_age(client: Client, pending: dict) -> float:
@@ -209,6 +269,7 @@ def _check_age(client: Client, pending: dict) -> float:
         age = float("inf")
     limit = client.settings.login_timeout
     if not age <= limit:
-        raise FlowError("login_expired", f"The sign-in took longer than {limit} seconds.",
-                        "Start the sign-in again.", 400)
+        raise FlowError(
+            "login_expired", f"The sign-in took longer than {limit} seconds.", "Start the sign-in again.", 400
+        )
     return age

@@ -11,8 +11,8 @@ from .errors import FlowError
 from .http import IssuerUnreachable
 
 EXIT_OK = 0
-EXIT_REFUSED = 1      # the issuer or the API said no (access_denied, invalid_client, invalid_token ...)
-EXIT_USAGE = 2        # bad command line or configuration (including an issuer that does not match ISSUER)
+EXIT_REFUSED = 1  # the issuer or the API said no (access_denied, invalid_client, invalid_token ...)
+EXIT_USAGE = 2  # bad command line or configuration (including an issuer that does not match ISSUER)
 EXIT_UNREACHABLE = 3  # the issuer or the API could not be reached
 
 #: Error codes that mean "could not be reached": trying again later may work.

@@ -48,9 +48,17 @@ class Client:
     :param recorder: where the steps are narrated (default: nowhere).
     """
 
-    def __init__(self, issuer: Issuer, *, client_id: str, client_secret: str | None = None,
-                 redirect_uri: str | None = None, token_endpoint_auth_method: str = "client_secret_basic",
-                 private_key_path: str | None = None, recorder: FlowRecorder = NULL_RECORDER):
+    def __init__(
+        self,
+        issuer: Issuer,
+        *,
+        client_id: str,
+        client_secret: str | None = None,
+        redirect_uri: str | None = None,
+        token_endpoint_auth_method: str = "client_secret_basic",
+        private_key_path: str | None = None,
+        recorder: FlowRecorder = NULL_RECORDER,
+    ):
         if token_endpoint_auth_method not in AUTH_METHODS:
             raise ValueError(f"unsupported token_endpoint_auth_method {token_endpoint_auth_method!r}")
         if token_endpoint_auth_method.startswith("client_secret") and not client_secret:
@@ -99,8 +107,12 @@ class Client:
         if self.auth_method == "private_key_jwt":
             # RFC 7523 §2.2: a short JWT signed with our private key stands in
             # for the secret; the issuer checks it with our registered public key.
-            params = {**params, "client_id": self.client_id, "client_assertion_type": JWT_BEARER_ASSERTION,
-                      "client_assertion": client_assertion(self.private_key, self.client_id, endpoint_url)}
+            params = {
+                **params,
+                "client_id": self.client_id,
+                "client_assertion_type": JWT_BEARER_ASSERTION,
+                "client_assertion": client_assertion(self.private_key, self.client_id, endpoint_url),
+            }
             return urlencode(params), headers
         # Authlib encodes client_secret_basic (Authorization header),
         # client_secret_post (form fields) and none (client_id only).
@@ -108,9 +120,17 @@ class Client:
         _, headers, body = auth.prepare("POST", endpoint_url, headers, urlencode(params))
         return body, headers
 
-    def post_form(self, endpoint_name: str, params: dict, *, what: str, step: str,
-                  error: str = "token_error", extra_headers: Mapping[str, str] | None = None,
-                  body_required: bool = True) -> tuple[int, dict]:
+    def post_form(
+        self,
+        endpoint_name: str,
+        params: dict,
+        *,
+        what: str,
+        step: str,
+        error: str = "token_error",
+        extra_headers: Mapping[str, str] | None = None,
+        body_required: bool = True,
+    ) -> tuple[int, dict]:
         """POST an authenticated form to one of the issuer's endpoints, and narrate it as ``step``.
 
         :param what: the endpoint's name in messages ("token endpoint").
@@ -120,30 +140,49 @@ class Client:
         :raises IssuerUnreachable: network error, timeout, 5xx, redirect, non-JSON body.
         """
         url = self.endpoint(endpoint_name)
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
-                   **(extra_headers or {})}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+            **(extra_headers or {}),
+        }
         body, headers = self.authenticate(params, headers, url)
-        request = {"method": "POST", "url": url, "headers": headers,
-                   "params": dict(parse_qsl(body, keep_blank_values=True))}
+        request = {
+            "method": "POST",
+            "url": url,
+            "headers": headers,
+            "params": dict(parse_qsl(body, keep_blank_values=True)),
+        }
         try:
-            status, data = self._exchange(url, body, headers, what=what, error=error,
-                                          body_required=body_required)
+            status, data = self._exchange(
+                url, body, headers, what=what, error=error, body_required=body_required
+            )
         except FlowError as exc:
             self.recorder.step(step, request=request, error=exc)
             raise
         self.recorder.step(step, request=request, response={"status": status, "body": data})
         return status, data
 
-    def _exchange(self, url: str, body: str, headers: dict, *, what: str, error: str,
-                  body_required: bool) -> tuple[int, dict]:
+    def _exchange(
+        self, url: str, body: str, headers: dict, *, what: str, error: str, body_required: bool
+    ) -> tuple[int, dict]:
         """Send the form; decode the answer (never following a redirect: RFC 6749 §3.2 has none)."""
-        response = send(self.http, "POST", url, what, error="issuer_unreachable", data=body, headers=headers,
-                        allow_redirects=False)
+        response = send(
+            self.http,
+            "POST",
+            url,
+            what,
+            error="issuer_unreachable",
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+        )
         status = response.status_code
         if 300 <= status < 400:
-            raise IssuerUnreachable(f"The issuer's {what} answered with a redirect (HTTP {status}).",
-                                    "Check the issuer's endpoint URLs in its discovery document.",
-                                    error=error)
+            raise IssuerUnreachable(
+                f"The issuer's {what} answered with a redirect (HTTP {status}).",
+                "Check the issuer's endpoint URLs in its discovery document.",
+                error=error,
+            )
         try:
             return status, parse_json_response(response, what, error=error, allow_error_status=True)
         except IssuerUnreachable:

@@ -49,8 +49,11 @@ def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
         )
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(name, f"{value!r} is not an http(s) URL",
-                          "Set it to an absolute URL such as http://localhost:5001")
+        raise ConfigError(
+            name,
+            f"{value!r} is not an http(s) URL",
+            "Set it to an absolute URL such as http://localhost:5001",
+        )
     if parts.query or parts.fragment:
         raise ConfigError(name, f"{value!r} has a query or fragment", "Remove everything from '?' or '#' on")
     try:
@@ -61,8 +64,11 @@ def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
     if parts.scheme == "http" and not local:
         # RFC 9700 §2.6 / RFC 6749 §3.1.2.1: tokens and codes only over TLS,
         # except on the loopback interface where nothing leaves the machine.
-        raise ConfigError(name, f"{value!r} uses plain http for a non-local host",
-                          "Use https:// for anything that is not localhost")
+        raise ConfigError(
+            name,
+            f"{value!r} uses plain http for a non-local host",
+            "Use https:// for anything that is not localhost",
+        )
     if not path_allowed and parts.path not in {"", "/"}:
         raise ConfigError(name, f"{value!r} has a path", "Give only the origin, e.g. http://localhost:5001")
     return value if path_allowed else value.rstrip("/")
@@ -80,8 +86,11 @@ def _check_text(name: str, value: str, *, required: bool = True, secret: bool = 
     # A real secret or password may well contain "<", "{" or "...": only
     # ids and names are checked for copy-paste placeholders.
     if not secret and _PLACEHOLDER.search(value):
-        raise ConfigError(name, f"{value!r} still contains a placeholder",
-                          f"Copy the real value from your issuer's console into {name}")
+        raise ConfigError(
+            name,
+            f"{value!r} still contains a placeholder",
+            f"Copy the real value from your issuer's console into {name}",
+        )
     return value
 
 
@@ -118,8 +127,11 @@ def choice(*choices: str) -> Check:
     def check(name: str, value: str, raw: Mapping[str, str]) -> str:
         value = value.strip().lower()
         if value not in choices:
-            raise ConfigError(name, f"{value!r} is not one of {sorted(choices)}",
-                              f"Set {name} to one of {', '.join(sorted(choices))}")
+            raise ConfigError(
+                name,
+                f"{value!r} is not one of {sorted(choices)}",
+                f"Set {name} to one of {', '.join(sorted(choices))}",
+            )
         return value
 
     return check
@@ -143,8 +155,11 @@ def is_dev_issuer(issuer: str) -> bool:
 def check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
     value = value.strip()
     if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(name, f"{value!r} is not a Redis URL",
-                          "Use redis://host:port/db, or leave it unset for the embedded Redis")
+        raise ConfigError(
+            name,
+            f"{value!r} is not a Redis URL",
+            "Use redis://host:port/db, or leave it unset for the embedded Redis",
+        )
     return value
 
 
@@ -155,8 +170,11 @@ def check_directory(name: str, value: str, raw: Mapping[str, str]) -> str:
         return ""
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
-        raise ConfigError(name, f"{value!r} is not a directory",
-                          "Point it at a directory (it is created if missing), or leave it empty")
+        raise ConfigError(
+            name,
+            f"{value!r} is not a directory",
+            "Point it at a directory (it is created if missing), or leave it empty",
+        )
     return str(path.resolve())
 
 
@@ -186,8 +204,11 @@ def check_private_key(name: str, value: str, raw: Mapping[str, str]) -> str:
     if not path.is_absolute():
         path = PROJECT_ROOT / path
     if not path.is_file():
-        raise ConfigError(name, f"{value!r} is not a readable file",
-                          "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`")
+        raise ConfigError(
+            name,
+            f"{value!r} is not a readable file",
+            "Point it at a PEM or JWK file, e.g. one written by `python -m service_app keygen`",
+        )
     return str(path)
 
 
@@ -195,11 +216,15 @@ def check_scope(name: str, value: str, raw: Mapping[str, str]) -> str:
     value = _check_text(name, value)
     # RFC 6749 §3.3: scope tokens are printable ASCII without space, '"' or '\'.
     if not all(re.fullmatch(r"[\x21\x23-\x5B\x5D-\x7E]+", token) for token in value.split()):
-        raise ConfigError(name, f"{value!r} is not a valid scope list",
-                          "Use space-separated scope names such as customScope")
+        raise ConfigError(
+            name,
+            f"{value!r} is not a valid scope list",
+            "Use space-separated scope names such as customScope",
+        )
     if "openid" in value.split():
-        raise ConfigError(name, "asks for openid",
-                          "A service has no user: ask only for custom scopes (e.g. customScope)")
+        raise ConfigError(
+            name, "asks for openid", "A service has no user: ask only for custom scopes (e.g. customScope)"
+        )
     return value
 
 
@@ -207,9 +232,12 @@ def check_introspection_client(name: str, value: str, raw: Mapping[str, str]) ->
     value = _check_text(name, value, required=False)
     if not value and raw["API_VALIDATION"].strip().lower() == "introspection":
         # RFC 7662 §2.1: the introspection endpoint authenticates its caller.
-        raise ConfigError(name, "is empty but API_VALIDATION=introspection",
-                          "Set the client id (and API_INTROSPECTION_CLIENT_SECRET) the resource server uses "
-                          "at the introspection endpoint")
+        raise ConfigError(
+            name,
+            "is empty but API_VALIDATION=introspection",
+            "Set the client id (and API_INTROSPECTION_CLIENT_SECRET) the resource server uses "
+            "at the introspection endpoint",
+        )
     return value
 
 
@@ -219,7 +247,10 @@ def check_users(name: str, value: str, raw: Mapping[str, str]) -> tuple[tuple[st
     for item in filter(None, (part.strip() for part in value.split(","))):
         username, sep, password = item.partition(":")
         if not sep or not username or not password:
-            raise ConfigError(name, f"{item!r} is not username:password",
-                              "Write user@example.com:password pairs separated by commas")
+            raise ConfigError(
+                name,
+                f"{item!r} is not username:password",
+                "Write user@example.com:password pairs separated by commas",
+            )
         users.append((username, password))
     return tuple(users)

@@ -62,8 +62,15 @@ def wants_json() -> bool:
     return best == "application/json" and accepted[best] > accepted["text/html"]
 
 
-def json_error(error: str, description: str, status: int, *, hint: str = "",
-               headers: Mapping[str, str] | None = None, **members: str) -> Response:
+def json_error(
+    error: str,
+    description: str,
+    status: int,
+    *,
+    hint: str = "",
+    headers: Mapping[str, str] | None = None,
+    **members: str,
+) -> Response:
     """An RFC 6749 §5.2 / RFC 6750 §3 style JSON error body.
 
     :param members: more members of the body (``scope=...`` for ``insufficient_scope``).
@@ -77,16 +84,34 @@ def json_error(error: str, description: str, status: int, *, hint: str = "",
     return _with_headers(response, headers)
 
 
-def error_page(error: str, description: str, hint: str, status: int, retry_url: str | None = None,
-               headers: Mapping[str, str] | None = None) -> Response:
+def error_page(
+    error: str,
+    description: str,
+    hint: str,
+    status: int,
+    retry_url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     """The shared HTML error page (``common/error.html``)."""
-    html = render_template("common/error.html", error=error, description=description, hint=hint,
-                           status=status, retry_url=retry_url or "/")
+    html = render_template(
+        "common/error.html",
+        error=error,
+        description=description,
+        hint=hint,
+        status=status,
+        retry_url=retry_url or "/",
+    )
     return _with_headers(Response(html, status=status, mimetype="text/html"), headers)
 
 
-def error_response(error: str, description: str, hint: str, status: int, retry_url: str | None = None,
-                   headers: Mapping[str, str] | None = None) -> Response:
+def error_response(
+    error: str,
+    description: str,
+    hint: str,
+    status: int,
+    retry_url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     """One error as JSON or as the shared page, whichever the caller wants (:func:`wants_json`)."""
     if wants_json():
         return json_error(error, description, status, hint=hint, headers=headers)

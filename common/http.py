@@ -76,8 +76,9 @@ class IssuerUnreachable(FlowError):
         reports a failed token request (``token_error``).
     """
 
-    def __init__(self, description: str, hint: str = "", *, error: str = "issuer_unreachable",
-                 status: int = 502):
+    def __init__(
+        self, description: str, hint: str = "", *, error: str = "issuer_unreachable", status: int = 502
+    ):
         super().__init__(
             error,
             description,
@@ -189,8 +190,9 @@ def _read_chunks(response: requests.Response, deadline: float) -> bytearray:
         except (TimeoutError, urllib3.exceptions.ReadTimeoutError):
             raise ResponseTooSlow("the answer was not complete in time", response=response) from None
         except (OSError, urllib3.exceptions.HTTPError) as exc:
-            raise requests.ConnectionError(f"reading the answer failed ({type(exc).__name__})",
-                                           response=response) from None
+            raise requests.ConnectionError(
+                f"reading the answer failed ({type(exc).__name__})", response=response
+            ) from None
         if not chunk:
             break
         body += chunk
@@ -253,8 +255,13 @@ def require_secure_url(url: str, what: str) -> str:
     )
 
 
-def parse_json_response(response: requests.Response, what: str, *, error: str = "issuer_unreachable",
-                        allow_error_status: bool = False) -> dict[str, Any]:
+def parse_json_response(
+    response: requests.Response,
+    what: str,
+    *,
+    error: str = "issuer_unreachable",
+    allow_error_status: bool = False,
+) -> dict[str, Any]:
     """Decode an issuer answer that must be a JSON object.
 
     :param response: the answer.
@@ -296,8 +303,9 @@ def parse_json_response(response: requests.Response, what: str, *, error: str = 
     return body
 
 
-def send(http: requests.Session, method: str, url: str, what: str, *, error: str = "issuer_unreachable",
-         **kwargs) -> requests.Response:
+def send(
+    http: requests.Session, method: str, url: str, what: str, *, error: str = "issuer_unreachable", **kwargs
+) -> requests.Response:
     """Send one request, turning network failures into :class:`IssuerUnreachable`.
 
     :param http: the session (with its default timeout).
@@ -324,8 +332,9 @@ def send(http: requests.Session, method: str, url: str, what: str, *, error: str
         ) from None
 
 
-def get_json(http: requests.Session, url: str, what: str, *,
-             error: str = "issuer_unreachable") -> dict[str, Any]:
+def get_json(
+    http: requests.Session, url: str, what: str, *, error: str = "issuer_unreachable"
+) -> dict[str, Any]:
     """GET a JSON object from the issuer (discovery, JWKS).
 
     :param http: the session (with its default timeout).

@@ -14,8 +14,15 @@ from .http import IssuerUnreachable
 from .jwks import InvalidToken, KeysUnavailable, check_registered_claims, decode_jwt, token_hash
 
 
-def validate_id_token(client: Client, id_token: str, *, nonce: str | None, access_token: str | None = None,
-                      require_at_hash: bool = False, expected_sub: str | None = None) -> dict:
+def validate_id_token(
+    client: Client,
+    id_token: str,
+    *,
+    nonce: str | None,
+    access_token: str | None = None,
+    require_at_hash: bool = False,
+    expected_sub: str | None = None,
+) -> dict:
     """Validate an ID token (OpenID Connect Core 3.1.3.7) and return its claims.
 
     Signature with the issuer's JWKS (pinned algorithms), ``iss`` exact,
@@ -33,12 +40,26 @@ def validate_id_token(client: Client, id_token: str, *, nonce: str | None, acces
     """
     checks: list[dict] = []
     try:
-        header, claims = decode_jwt(id_token, client.issuer.keyset,
-                                    algorithms=client.issuer.id_token_algorithms())
-        checks.append({"check": "signature", "ok": True, "detail": f"{header['alg']} signature verified with "
-                                                                   f"the issuer's key {header.get('kid')!r}"})
-        _check_claims(client, header, claims, checks, nonce=nonce, access_token=access_token,
-                      require_at_hash=require_at_hash, expected_sub=expected_sub)
+        header, claims = decode_jwt(
+            id_token, client.issuer.keyset, algorithms=client.issuer.id_token_algorithms()
+        )
+        checks.append(
+            {
+                "check": "signature",
+                "ok": True,
+                "detail": f"{header['alg']} signature verified with the issuer's key {header.get('kid')!r}",
+            }
+        )
+        _check_claims(
+            client,
+            header,
+            claims,
+            checks,
+            nonce=nonce,
+            access_token=access_token,
+            require_at_hash=require_at_hash,
+            expected_sub=expected_sub,
+        )
     except KeysUnavailable as exc:
         # Not the token's fault: the keys could not be fetched, so this is
         # "try again later", not "this token is forged".
@@ -49,9 +70,12 @@ def validate_id_token(client: Client, id_token: str, *, nonce: str | None, acces
     except InvalidToken as exc:
         # exc.checks holds the failed check (and, from check_registered_claims, those before it).
         error = FlowError(
-            "invalid_id_token", f"The ID token was rejected: {exc.reason}",
+            "invalid_id_token",
+            f"The ID token was rejected: {exc.reason}",
             "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER "
-            "and the client id.", 400)
+            "and the client id.",
+            400,
+        )
         failed = [check for check in exc.checks if check not in checks]
         client.recorder.token("id_token", id_token, checks + failed, error)
         raise error from None
@@ -59,8 +83,17 @@ def validate_id_token(client: Client, id_token: str, *, nonce: str | None, acces
     return claims
 
 
-def _check_claims(client: Client, header: dict, claims: dict, checks: list[dict], *, nonce: str | None,
-                  access_token: str | None, require_at_hash: bool, expected_sub: str | None) -> None:
+def _check_claims(
+    client: Client,
+    header: dict,
+    claims: dict,
+    checks: list[dict],
+    *,
+    nonce: str | None,
+    access_token: str | None,
+    require_at_hash: bool,
+    expected_sub: str | None,
+) -> None:
     """The claim checks of OIDC Core 3.1.3.7 on a token whose signature is verified.
 
     Appends each passed check to ``checks``.
@@ -68,9 +101,15 @@ def _check_claims(client: Client, header: dict, claims: dict, checks: list[dict]
     :raises InvalidToken: at the first check that fails (carrying that check).
     """
     # 3.1.3.7 steps 2-3 and 9-10: iss exact, aud contains us, exp and iat.
-    checks.extend(check_registered_claims(
-        claims, issuer=client.issuer.identifier, audience=client.client_id,
-        leeway=client.settings.clock_leeway, require=("iss", "sub", "aud", "exp", "iat")))
+    checks.extend(
+        check_registered_claims(
+            claims,
+            issuer=client.issuer.identifier,
+            audience=client.client_id,
+            leeway=client.settings.clock_leeway,
+            require=("iss", "sub", "aud", "exp", "iat"),
+        )
+    )
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise InvalidToken("The ID token's subject (sub) is not a non-empty string.", check="sub")
     _check_authorized_party(client, claims, checks)
@@ -78,8 +117,9 @@ def _check_claims(client: Client, header: dict, claims: dict, checks: list[dict]
     if nonce is not None:
         sent = claims.get("nonce")
         if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
-            raise InvalidToken("The ID token's nonce is missing or differs from the one this sign-in sent.",
-                               check="nonce")
+            raise InvalidToken(
+                "The ID token's nonce is missing or differs from the one this sign-in sent.", check="nonce"
+            )
         checks.append({"check": "nonce", "ok": True, "detail": "matches the nonce of this sign-in"})
     if access_token is not None and ("at_hash" in claims or require_at_hash):
         _check_at_hash(header, claims, access_token)
@@ -97,8 +137,9 @@ def _check_authorized_party(client: Client, claims: dict, checks: list[dict]) ->
         raise InvalidToken("The ID token has several audiences but no authorized party (azp).", check="azp")
     if "azp" in claims:
         if claims["azp"] != client.client_id:
-            raise InvalidToken(f"The ID token was issued to {claims['azp']!r} (azp), not to this client.",
-                               check="azp")
+            raise InvalidToken(
+                f"The ID token was issued to {claims['azp']!r} (azp), not to this client.", check="azp"
+            )
         checks.append({"check": "azp", "ok": True, "detail": "authorized party is this client"})
 
 
@@ -111,5 +152,6 @@ def _check_at_hash(header: dict, claims: dict, access_token: str) -> None:
     # hostile at_hash must be rejected, not crash the callback.
     sent = claims["at_hash"]
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode("utf-8"), expected.encode()):
-        raise InvalidToken("The ID token's at_hash does not match the access token it came with.",
-                           check="at_hash")
+        raise InvalidToken(
+            "The ID token's at_hash does not match the access token it came with.", check="at_hash"
+        )

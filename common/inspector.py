@@ -30,14 +30,25 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 MAX_STEPS = 20
 
 #: Keys whose values are replaced entirely (compared case-insensitively).
-SECRET_KEYS = frozenset({
-    "client_secret", "password", "code_verifier", "client_assertion", "authorization",
-    "proxy-authorization", "cookie", "set-cookie", "secret_key", "private_key",
-})
+SECRET_KEYS = frozenset(
+    {
+        "client_secret",
+        "password",
+        "code_verifier",
+        "client_assertion",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "secret_key",
+        "private_key",
+    }
+)
 
 #: Keys whose values are tokens: shown shortened.
-TOKEN_KEYS = frozenset({"access_token", "id_token", "code", "token", "id_token_hint", "logout_token",
-                        "subject_token"})
+TOKEN_KEYS = frozenset(
+    {"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token"}
+)
 
 #: Long-lived credentials: only a prefix is shown.
 REFRESH_KEYS = frozenset({"refresh_token"})
@@ -82,7 +93,7 @@ def shorten(token: Any, head: int = 8, tail: int = 3) -> str:
     text = "" if token is None else str(token)
     if len(text) <= head + tail + 4:
         # Too short to shorten meaningfully: still never show it whole.
-        return f"{text[:min(head, len(text) // 2)]}…({len(text)} chars)"
+        return f"{text[: min(head, len(text) // 2)]}…({len(text)} chars)"
     end = text[-tail:] if tail else ""
     return f"{text[:head]}…({len(text)} chars)…{end}" if tail else f"{text[:head]}…({len(text)} chars)"
 
@@ -131,8 +142,13 @@ def _fit(entry: dict) -> dict:
     characters, nested, still add up; what the reader needs most (title,
     explanation, status, checks, error) is kept.
     """
-    for section, part in (("response", "body"), ("jwt", "claims"), ("request", "params"),
-                          ("request", "headers"), ("jwt", "header")):
+    for section, part in (
+        ("response", "body"),
+        ("jwt", "claims"),
+        ("request", "params"),
+        ("request", "headers"),
+        ("jwt", "header"),
+    ):
         if _json_size(entry) <= MAX_STEP_CHARS:
             break
         holder = entry.get(section)
@@ -231,9 +247,17 @@ class FlowLog:
     def __iter__(self):
         return iter(self.steps)
 
-    def step(self, title: str, explanation: str, *, request: Mapping[str, Any] | None = None,
-             response: Mapping[str, Any] | None = None, jwt: Mapping[str, Any] | None = None,
-             error: Mapping[str, Any] | None = None, checks: list[dict] | None = None) -> dict:
+    def step(
+        self,
+        title: str,
+        explanation: str,
+        *,
+        request: Mapping[str, Any] | None = None,
+        response: Mapping[str, Any] | None = None,
+        jwt: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        checks: list[dict] | None = None,
+    ) -> dict:
         """Record one step.
 
         :param title: a short heading ("Token request").
@@ -248,8 +272,12 @@ class FlowLog:
         :return: the recorded step (already cleaned).
         """
         self._counter += 1
-        entry: dict[str, Any] = {"n": self._counter, "title": title, "explanation": explanation,
-                                 "at": int(time.time())}
+        entry: dict[str, Any] = {
+            "n": self._counter,
+            "title": title,
+            "explanation": explanation,
+            "at": int(time.time()),
+        }
         if request is not None:
             url = redact_url(str(request.get("url", "")))
             if len(url) > MAX_URL:
@@ -266,14 +294,22 @@ class FlowLog:
         if checks is not None:
             entry["checks"] = checks
         if error is not None:
-            entry["error"] = {"error": str(error.get("error", "error"))[:MAX_TEXT],
-                              "description": str(error.get("description", ""))[:4 * MAX_TEXT]}
+            entry["error"] = {
+                "error": str(error.get("error", "error"))[:MAX_TEXT],
+                "description": str(error.get("description", ""))[: 4 * MAX_TEXT],
+            }
         self.steps.append(_fit(entry))
         del self.steps[: -self.max_steps]
         return entry
 
-    def add_jwt(self, token: str, checks: Iterable[Mapping[str, Any]], *, title: str | None = None,
-                explanation: str | None = None) -> dict:
+    def add_jwt(
+        self,
+        token: str,
+        checks: Iterable[Mapping[str, Any]],
+        *,
+        title: str | None = None,
+        explanation: str | None = None,
+    ) -> dict:
         """Attach a decoded JWT and its validation checks to the last step (or a new one).
 
         :param token: the JWT (decoded here without verification, for display).
@@ -296,8 +332,11 @@ class FlowLog:
         """Record that a step failed (a :class:`common.errors.FlowError` or text)."""
         code = getattr(error, "error", "error")
         description = getattr(error, "description", str(error))
-        return self.step(title, "This step failed, so the flow stopped here.",
-                         error={"error": code, "description": description})
+        return self.step(
+            title,
+            "This step failed, so the flow stopped here.",
+            error={"error": code, "description": description},
+        )
 
     def clear(self) -> None:
         """Forget every step (at sign-out)."""
@@ -363,8 +402,11 @@ def _clean_jwt(jwt: Mapping[str, Any]) -> dict:
         "claims": _clean(dict(jwt.get("claims") or {})),
         "checks": [
             # A detail may quote the token (its kid, its iss): cut like any text.
-            {"check": str(c.get("check"))[:MAX_TEXT], "ok": bool(c.get("ok")),
-             "detail": _clean(str(c.get("detail", "")))}
+            {
+                "check": str(c.get("check"))[:MAX_TEXT],
+                "ok": bool(c.get("ok")),
+                "detail": _clean(str(c.get("detail", ""))),
+            }
             for c in (jwt.get("checks") or [])
         ],
     }

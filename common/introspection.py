@@ -19,13 +19,19 @@ def introspect(client: Client, token: str, token_type_hint: str | None = None) -
     params = {"token": token}
     if token_type_hint:
         params["token_type_hint"] = token_type_hint
-    status, data = client.post_form("introspection_endpoint", params, what="introspection endpoint",
-                                    step="introspection")
+    status, data = client.post_form(
+        "introspection_endpoint", params, what="introspection endpoint", step="introspection"
+    )
     with client.recorder.failures("introspection"):
         if status >= 400:
-            raise FlowError("token_error", f"The introspection endpoint refused our request (HTTP {status}).",
-                            "Check the introspection client's id and secret.", 502)
+            raise FlowError(
+                "token_error",
+                f"The introspection endpoint refused our request (HTTP {status}).",
+                "Check the introspection client's id and secret.",
+                502,
+            )
         if not isinstance(data.get("active"), bool):
-            raise FlowError("token_error", "The introspection answer has no boolean 'active' member.", "",
-                            502)
+            raise FlowError(
+                "token_error", "The introspection answer has no boolean 'active' member.", "", 502
+            )
     return data if data["active"] else {"active": False}

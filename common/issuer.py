@@ -50,9 +50,16 @@ class Issuer:
     :param jwks_refetch_cooldown: minimum seconds between refetches for an unknown ``kid``.
     """
 
-    def __init__(self, settings: Settings, *, http: requests.Session | None = None,
-                 algorithms: tuple[str, ...] = SAFE_ALGORITHMS, metadata_ttl: float = 3600,
-                 jwks_ttl: float = 300, jwks_refetch_cooldown: float = 30):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: requests.Session | None = None,
+        algorithms: tuple[str, ...] = SAFE_ALGORITHMS,
+        metadata_ttl: float = 3600,
+        jwks_ttl: float = 300,
+        jwks_refetch_cooldown: float = 30,
+    ):
         self.settings = settings
         self.identifier: str = settings.issuer
         self.http = http or http_session(settings)
@@ -92,8 +99,11 @@ class Issuer:
                 self._check_identifier(document)
             self._metadata, self._metadata_at = document, time.monotonic()
             shown = {k: document[k] for k in SHOWN_METADATA if k in document}
-            recorder.step("discovery", request={"method": "GET", "url": self.discovery_url},
-                          response={"status": 200, "body": shown})
+            recorder.step(
+                "discovery",
+                request={"method": "GET", "url": self.discovery_url},
+                response={"status": 200, "body": shown},
+            )
             return document
 
     def _check_identifier(self, document: dict) -> None:
@@ -105,10 +115,12 @@ class Issuer:
                 f"but this app is configured for {self.identifier!r}.",
                 "Set ISSUER to exactly the 'issuer' value of the discovery document "
                 "(watch for a trailing slash).",
-                502)
+                502,
+            )
 
-    def endpoint(self, name: str, *, required: bool = True,
-                 recorder: FlowRecorder = NULL_RECORDER) -> str | None:
+    def endpoint(
+        self, name: str, *, required: bool = True, recorder: FlowRecorder = NULL_RECORDER
+    ) -> str | None:
         """An endpoint URL from discovery, checked to be https (or loopback http).
 
         :param name: the metadata key, e.g. ``token_endpoint``.
@@ -120,8 +132,12 @@ class Issuer:
             if not url:
                 if not required:
                     return None
-                raise FlowError("issuer_misconfigured", f"The issuer does not advertise a {name}.",
-                                "Check the issuer's discovery document; this flow needs that endpoint.", 502)
+                raise FlowError(
+                    "issuer_misconfigured",
+                    f"The issuer does not advertise a {name}.",
+                    "Check the issuer's discovery document; this flow needs that endpoint.",
+                    502,
+                )
             if not isinstance(url, str):
                 raise FlowError("issuer_misconfigured", f"The issuer's {name} is not a URL.", "", 502)
             return require_secure_url(url, name)
@@ -138,12 +154,14 @@ class Issuer:
         if self._keyset is None or self._keyset_source is not metadata:
             jwks_uri = self.endpoint("jwks_uri")
             if self._keyset is None or self._keyset.jwks_uri != jwks_uri:
-                self._keyset = KeySet(jwks_uri, http=self.http, ttl=self.jwks_ttl,
-                                      refetch_cooldown=self.jwks_refetch_cooldown)
+                self._keyset = KeySet(
+                    jwks_uri, http=self.http, ttl=self.jwks_ttl, refetch_cooldown=self.jwks_refetch_cooldown
+                )
             self._keyset_source = metadata
         return self._keyset
 
     def id_token_algorithms(self) -> tuple[str, ...]:
         """Algorithms accepted for ID tokens: local allow-list ∩ advertised (RS256 always)."""
-        return negotiate_algorithms(self.metadata().get("id_token_signing_alg_values_supported"),
-                                    self.allowed_algorithms)
+        return negotiate_algorithms(
+            self.metadata().get("id_token_signing_alg_values_supported"), self.allowed_algorithms
+        )

@@ -46,9 +46,19 @@ from joserfc.util import urlsafe_b64decode
 from .http import IssuerUnreachable, get_json, http_session
 from .jwt_claims import InvalidToken, check_registered_claims
 
-__all__ = ["KeySet", "decode_jwt", "InvalidToken", "KeysUnavailable", "check_registered_claims",
-           "SAFE_ALGORITHMS", "MAX_HEADER_SEGMENT", "negotiate_algorithms", "token_hash",
-           "b64url_decode", "b64url_json"]
+__all__ = [
+    "KeySet",
+    "decode_jwt",
+    "InvalidToken",
+    "KeysUnavailable",
+    "check_registered_claims",
+    "SAFE_ALGORITHMS",
+    "MAX_HEADER_SEGMENT",
+    "negotiate_algorithms",
+    "token_hash",
+    "b64url_decode",
+    "b64url_json",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +69,15 @@ SAFE_ALGORITHMS = ("RS256", "PS256", "ES256")
 
 #: The key type (and curve) each algorithm :func:`decode_jwt` can accept needs (RFC 7518 §3.1).
 _ALG_KEY = {
-    "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
-    "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
-    "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
 }
 
 #: Longest encoded JWS header accepted (characters).  A real header
@@ -122,8 +138,9 @@ def b64url_json(segment: str, *, max_length: int | None = None) -> Any:
 # -- algorithms and token hashes -------------------------------------------------------------------
 
 
-def negotiate_algorithms(advertised: Iterable[str] | None,
-                         allowed: Iterable[str] = ("RS256",)) -> tuple[str, ...]:
+def negotiate_algorithms(
+    advertised: Iterable[str] | None, allowed: Iterable[str] = ("RS256",)
+) -> tuple[str, ...]:
     """The algorithms to accept: our local allow-list, narrowed by what the issuer advertises.
 
     RS256 is the OpenID Connect default (Core 15.1) and is always accepted when
@@ -158,8 +175,9 @@ def token_hash(value: str, alg: str) -> str:
         # at_hash, and must fail as a refused token, not a UnicodeEncodeError.
         octets = value.encode("ascii")
     except (UnicodeEncodeError, AttributeError):
-        raise InvalidToken("The token is not an ASCII string, so its hash cannot match.",
-                           check="at_hash") from None
+        raise InvalidToken(
+            "The token is not an ASCII string, so its hash cannot match.", check="at_hash"
+        ) from None
     raw = digest(octets).digest()
     return base64.urlsafe_b64encode(raw[: len(raw) // 2]).rstrip(b"=").decode("ascii")
 
@@ -202,9 +220,16 @@ class KeySet:
     :param max_keys: keys beyond this many are ignored.
     """
 
-    def __init__(self, jwks_uri: str, *, http: requests.Session | None = None, ttl: float = 300,
-                 refetch_cooldown: float = 30, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 50):
+    def __init__(
+        self,
+        jwks_uri: str,
+        *,
+        http: requests.Session | None = None,
+        ttl: float = 300,
+        refetch_cooldown: float = 30,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 50,
+    ):
         self.jwks_uri = jwks_uri
         self.http = http or http_session()
         self.ttl = ttl
@@ -223,8 +248,9 @@ class KeySet:
 
     def _unavailable(self, problem: str, reason: str) -> None:
         """A fetch failed: keep the cached keys, or raise :class:`KeysUnavailable` if there are none."""
-        log.warning("JWKS fetch from %s failed: %s; keeping %d cached key(s)", self.jwks_uri, problem,
-                    len(self._keys))
+        log.warning(
+            "JWKS fetch from %s failed: %s; keeping %d cached key(s)", self.jwks_uri, problem, len(self._keys)
+        )
         if not self._keys:
             raise KeysUnavailable(reason, check="signature")
 
@@ -234,8 +260,9 @@ class KeySet:
         try:
             document = get_json(self.http, self.jwks_uri, "key set (jwks_uri)")
         except IssuerUnreachable as exc:
-            self._unavailable(exc.description,
-                              f"The issuer's signing keys could not be fetched: {exc.description}")
+            self._unavailable(
+                exc.description, f"The issuer's signing keys could not be fetched: {exc.description}"
+            )
             return
         raw_keys = document.get("keys")
         if not isinstance(raw_keys, list):
@@ -293,9 +320,14 @@ class KeySet:
     def _find(self, kid: str | None, alg: str) -> Key | None:
         """The key named by ``kid`` whose ``kty``, ``crv`` and ``alg`` fit ``alg`` (RFC 7517 §4)."""
         kty, crv = _ALG_KEY[alg]
-        candidates = [key for jwk, key in self._keys
-                      if (kid is None or jwk.get("kid") == kid) and jwk.get("kty") == kty
-                      and (crv is None or jwk.get("crv") == crv) and jwk.get("alg") in (None, alg)]
+        candidates = [
+            key
+            for jwk, key in self._keys
+            if (kid is None or jwk.get("kid") == kid)
+            and jwk.get("kty") == kty
+            and (crv is None or jwk.get("crv") == crv)
+            and jwk.get("alg") in (None, alg)
+        ]
         if kid is None:
             # Without a kid only an unambiguous key set will do.
             return candidates[0] if len(candidates) == 1 else None
@@ -316,7 +348,8 @@ class KeySet:
             if key is not None:
                 return key
         raise InvalidToken(
-            f"No signing key with kid {kid!r} in the issuer's key set." if kid is not None
+            f"No signing key with kid {kid!r} in the issuer's key set."
+            if kid is not None
             else "The token has no kid and the issuer's key set does not have exactly one fitting key.",
             check="kid",
         )
@@ -348,18 +381,21 @@ def _extract(token: Any, max_length: int) -> jws.CompactSignature:
     if not isinstance(token, str) or not token:
         raise InvalidToken("No token was given.", check="format")
     if len(token) > max_length:
-        raise InvalidToken(f"The token is {len(token)} characters long; at most {max_length} are accepted.",
-                           check="size")
+        raise InvalidToken(
+            f"The token is {len(token)} characters long; at most {max_length} are accepted.", check="size"
+        )
     if token.count(".") != 2:
         # Five parts would be an encrypted JWT (JWE); nothing here issues those.
-        raise InvalidToken("The token is not a signed JWT (it does not have three dot-separated parts).",
-                           check="format")
+        raise InvalidToken(
+            "The token is not a signed JWT (it does not have three dot-separated parts).", check="format"
+        )
     if token.index(".") > MAX_HEADER_SEGMENT:
         # Capped before parsing: the whole-token cap alone would let a header
         # nest JSON deeply enough to exhaust the parser; a hostile header must
         # cost a 401 (RFC 6750 §3.1), not a worker's time.
-        raise InvalidToken(f"The token header is longer than {MAX_HEADER_SEGMENT} characters.",
-                           check="format")
+        raise InvalidToken(
+            f"The token header is longer than {MAX_HEADER_SEGMENT} characters.", check="format"
+        )
     try:
         # Every registry has the same size limits, the only part extract uses.
         return jws.extract_compact(token.encode("utf-8"), registry=_REGISTRIES["RS256"])
@@ -369,8 +405,9 @@ def _extract(token: Any, max_length: int) -> jws.CompactSignature:
         # joserfc's header decoder is a bare json.loads: JSON nested deeply
         # enough raises RecursionError, and a JSON string for a header can
         # raise TypeError.  Either is a malformed token (RFC 6750 §3.1), not a 500.
-        raise InvalidToken("The token's header is not base64url-encoded JSON, or its payload not base64url.",
-                           check="format") from None
+        raise InvalidToken(
+            "The token's header is not base64url-encoded JSON, or its payload not base64url.", check="format"
+        ) from None
 
 
 def _check_header(header: Any, allowed: tuple[str, ...]) -> tuple[str, str | None]:
@@ -379,8 +416,9 @@ def _check_header(header: Any, allowed: tuple[str, ...]) -> tuple[str, str | Non
         raise InvalidToken("The token header is not a JSON object.", check="format")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in allowed:
-        raise InvalidToken(f"The token's algorithm {alg!r} is not accepted (accepted: {', '.join(allowed)}).",
-                           check="alg")
+        raise InvalidToken(
+            f"The token's algorithm {alg!r} is not accepted (accepted: {', '.join(allowed)}).", check="alg"
+        )
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise InvalidToken("The token's kid is not a string.", check="kid")
@@ -388,13 +426,15 @@ def _check_header(header: Any, allowed: tuple[str, ...]) -> tuple[str, str | Non
         # RFC 7515 §4.1.11: we understand no extensions, so we must refuse.
         # joserfc would accept the ones it knows, RFC 7797's unencoded
         # payload ("b64": false) among them; no issuer signs tokens that way.
-        raise InvalidToken("The token carries critical header extensions we do not understand.",
-                           check="format")
+        raise InvalidToken(
+            "The token carries critical header extensions we do not understand.", check="format"
+        )
     return alg, kid
 
 
-def decode_jwt(token: str, keyset: KeySet, *, algorithms: Iterable[str] = ("RS256",),
-               max_length: int = 8192) -> tuple[dict, dict]:
+def decode_jwt(
+    token: str, keyset: KeySet, *, algorithms: Iterable[str] = ("RS256",), max_length: int = 8192
+) -> tuple[dict, dict]:
     """Verify a compact JWS signature with the issuer's keys and return header and claims.
 
     Only the signature is checked here (RFC 7515 §5.2); claims are checked by

@@ -53,8 +53,9 @@ def _check_audience(claims: Mapping[str, Any], audience: str | Iterable[str], ch
     return f"audience contains {' or '.join(sorted(set(wanted)))}"
 
 
-def _check_times(claims: Mapping[str, Any], now: float, leeway: float, checks: list[dict],
-                 explain: bool) -> None:
+def _check_times(
+    claims: Mapping[str, Any], now: float, leeway: float, checks: list[dict], explain: bool
+) -> None:
     """``exp`` in the future, ``nbf`` and ``iat`` not, with leeway (RFC 7519 §4.1.4-4.1.6)."""
     if "exp" in claims:
         exp = claims["exp"]
@@ -78,17 +79,25 @@ def _check_times(claims: Mapping[str, Any], now: float, leeway: float, checks: l
         if not _is_number(iat):
             _failed(checks, "iat", "The token's issue time (iat) is not a number.")
         if iat > now + leeway:
-            _failed(checks, "iat",
-                    f"The token claims to be issued {int(iat - now)} s in the future "
-                    f"(leeway {int(leeway)} s).")
+            _failed(
+                checks,
+                "iat",
+                f"The token claims to be issued {int(iat - now)} s in the future (leeway {int(leeway)} s).",
+            )
         if explain:
             checks.append({"check": "iat", "ok": True, "detail": "issued in the past (iat)"})
 
 
-def check_registered_claims(claims: Mapping[str, Any], *, issuer: str, audience: str | Iterable[str] | None,
-                            leeway: float, now: float | None = None,
-                            require: Iterable[str] = ("iss", "aud", "exp", "iat"),
-                            explain: bool = True) -> list[dict]:
+def check_registered_claims(
+    claims: Mapping[str, Any],
+    *,
+    issuer: str,
+    audience: str | Iterable[str] | None,
+    leeway: float,
+    now: float | None = None,
+    require: Iterable[str] = ("iss", "aud", "exp", "iat"),
+    explain: bool = True,
+) -> list[dict]:
     """Check the registered claims shared by ID tokens and access tokens (RFC 7519 §4.1).
 
     * ``iss`` must equal ``issuer`` exactly (OpenID Connect Core 3.1.3.7 step 2;
@@ -118,9 +127,11 @@ def check_registered_claims(claims: Mapping[str, Any], *, issuer: str, audience:
             _failed(checks, name, f"The token has no {name!r} claim.")
     if "iss" in claims or "iss" in require:
         if claims.get("iss") != issuer:
-            _failed(checks, "iss",
-                    f"The token was issued by {claims.get('iss')!r}, "
-                    f"not by the configured issuer {issuer!r}.")
+            _failed(
+                checks,
+                "iss",
+                f"The token was issued by {claims.get('iss')!r}, not by the configured issuer {issuer!r}.",
+            )
         if explain:
             checks.append({"check": "iss", "ok": True, "detail": "issuer is exactly the configured issuer"})
     if audience is not None:

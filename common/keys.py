@@ -79,8 +79,14 @@ def private_key_pem(key: RSAKey | ECKey) -> bytes:
     return key.as_pem(private=True)
 
 
-def client_assertion(key: RSAKey | ECKey, client_id: str, audience: str, *,
-                     lifetime: int = ASSERTION_LIFETIME, now: float | None = None) -> str:
+def client_assertion(
+    key: RSAKey | ECKey,
+    client_id: str,
+    audience: str,
+    *,
+    lifetime: int = ASSERTION_LIFETIME,
+    now: float | None = None,
+) -> str:
     """A ``private_key_jwt`` client assertion (RFC 7523 §2.2 and §3, OpenID Connect Core 9).
 
     ``iss`` and ``sub`` are the client id, ``aud`` the token endpoint, ``jti``
@@ -95,8 +101,14 @@ def client_assertion(key: RSAKey | ECKey, client_id: str, audience: str, *,
     """
     now = int(time.time() if now is None else now)
     lifetime = max(1, min(int(lifetime), 300))
-    claims = {"iss": client_id, "sub": client_id, "aud": audience, "jti": secrets.token_urlsafe(16),
-              "iat": now, "exp": now + lifetime}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + lifetime,
+    }
     alg = signing_alg(key)
     header = {"alg": alg, "typ": "JWT", "kid": key.thumbprint()}
     return jwt.encode(header, claims, key, algorithms=[alg])

@@ -70,10 +70,27 @@ def start_embedded_redis(directory: Path, preferred_port: int = 6380) -> tuple[s
     port = next(p for p in range(preferred_port, preferred_port + 50) if _port_free(p))
     directory.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--dbfilename", "dump.rdb", "--save", "60 1", "--appendonly", "no", "--protected-mode", "yes",
-         "--logfile", str(directory / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(directory / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -167,8 +184,13 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.launcher", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only validate the settings and exit")
-    parser.add_argument("--instance", type=Path, default=INSTANCE, metavar="DIR",
-                        help="where the embedded Redis keeps its files (default: instance/)")
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        default=INSTANCE,
+        metavar="DIR",
+        help="where the embedded Redis keeps its files (default: instance/)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(component="launcher")
@@ -189,12 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     if not redis_url:
         redis_proc, redis_url = start_embedded_redis(args.instance / "redis")
         env["REDIS_URL"] = redis_url
-        print(f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})",
-              flush=True)
+        print(
+            f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})",
+            flush=True,
+        )
 
     env.update(binds)
-    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT),
-              "start", *names]
+    honcho = [
+        str(VENV_BIN / "honcho"),
+        "-f",
+        str(PROJECT_ROOT / "Procfile"),
+        "-d",
+        str(PROJECT_ROOT),
+        "start",
+        *names,
+    ]
     started = time.monotonic()
     # `kill` (SIGTERM) stops the suite as gracefully as Ctrl-C does, so no
     # gunicorn or Redis is left behind.
@@ -203,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         missing = wait_healthy(health, procs)
         if missing:
-            print(f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)",
-                  file=sys.stderr)
+            print(
+                f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)",
+                file=sys.stderr,
+            )
         else:
             print(f"launcher: every component healthy in {time.monotonic() - started:.1f} s", flush=True)
             print_table(settings, names, redis_url)

@@ -35,8 +35,13 @@ def revoke_token(client: Client, token: str, token_type_hint: str = "refresh_tok
             client.recorder.step("revocation.no_endpoint")
             return True
         status, data = client.post_form(
-            "revocation_endpoint", {"token": token, "token_type_hint": token_type_hint},
-            what="revocation endpoint", step="revocation", error="issuer_unreachable", body_required=False)
+            "revocation_endpoint",
+            {"token": token, "token_type_hint": token_type_hint},
+            what="revocation endpoint",
+            step="revocation",
+            error="issuer_unreachable",
+            body_required=False,
+        )
     except (FlowError, requests.RequestException) as exc:
         logger.warning("token revocation failed: %s", exc)
         return getattr(exc, "description", None) or f"the revocation failed ({type(exc).__name__})"
@@ -49,8 +54,9 @@ def revoke_token(client: Client, token: str, token_type_hint: str = "refresh_tok
     return True
 
 
-def end_session_url(client: Client, id_token_hint: str | None, post_logout_redirect_uri: str | None,
-                    state: str | None) -> str | None:
+def end_session_url(
+    client: Client, id_token_hint: str | None, post_logout_redirect_uri: str | None, state: str | None
+) -> str | None:
     """The issuer's logout URL (OpenID Connect RP-Initiated Logout 1.0 §2).
 
     The browser is sent there so that the user's session *at the issuer*

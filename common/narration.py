@@ -18,94 +18,115 @@ STEPS: dict[str, tuple[str, str]] = {
     "discovery": (
         "Discovery",
         "We read the issuer's public configuration to learn its endpoints and keys (OpenID Connect "
-        "Discovery). Its 'issuer' matches the configured one exactly."),
+        "Discovery). Its 'issuer' matches the configured one exactly.",
+    ),
     # -- the browser flow (RFC 6749 §4.1, OIDC Core 3.1) ----------------------------------------------
     "authorization_request": (
         "Authorization request",
         "The browser now goes to the issuer's authorization endpoint. The user signs in there, never here. "
         "'state' ties the answer to this browser session (against CSRF), 'nonce' ties the ID token to it, "
         "and 'code_challenge' is the hash of a secret (the PKCE code_verifier) that only this app knows, "
-        "so a stolen authorization code is useless to anyone else."),
+        "so a stolen authorization code is useless to anyone else.",
+    ),
     "callback": (
         "Callback",
         "One redirect later the browser is back at our redirect URI with the issuer's answer in the query "
-        "string. Before using it we check that it answers the request we made."),
+        "string. Before using it we check that it answers the request we made.",
+    ),
     "token_request.authorization_code": (
         "Token request (authorization code)",
         "Our server now talks to the issuer directly, not through the browser: it sends the one-time code, "
         "proves who it is (client authentication) and sends the PKCE code_verifier. The issuer hashes the "
-        "verifier and compares it with the code_challenge of the authorization request."),
+        "verifier and compares it with the code_challenge of the authorization request.",
+    ),
     "token_response": ("Token response", ""),
     "token_response.unusable_lifetime": (
         "Token response",
         "The token response's expires_in ({expires_in}) is not a usable lifetime (RFC 6749 §5.1: seconds; "
         "accepted up to {max_expires_in} s, one year), so the access token's expiry is treated as unknown: "
-        "it is used until the API refuses it."),
+        "it is used until the API refuses it.",
+    ),
     "id_token": (
         "ID token validation",
         "The ID token tells us who signed in. We trust it only after checking the issuer's signature and "
-        "every claim below (OpenID Connect Core 3.1.3.7)."),
+        "every claim below (OpenID Connect Core 3.1.3.7).",
+    ),
     # -- after sign-in ----------------------------------------------------------------------------------
     "token_request.refresh": (
         "Token request (refresh)",
         "The access token is (nearly) expired, so we ask the issuer for a new one with the refresh token, "
         "without sending the user anywhere. A rotating issuer also sends a new refresh token; the old one is "
-        "then dead."),
+        "then dead.",
+    ),
     "userinfo": (
         "UserInfo request",
         "We ask the issuer's UserInfo endpoint for the user's profile, presenting the access token as a "
-        "Bearer token. The answer's 'sub' must be the ID token's 'sub'."),
+        "Bearer token. The answer's 'sub' must be the ID token's 'sub'.",
+    ),
     "api_call": (
         "Call the API: GET {url}",
         "The access token goes in the Authorization header as a Bearer token (RFC 6750 §2.1); the resource "
-        "server validates it on its own (signature, issuer, audience, expiry, scope) and answers."),
+        "server validates it on its own (signature, issuer, audience, expiry, scope) and answers.",
+    ),
     "revocation": (
         "Revocation",
         "At sign-out we tell the issuer to revoke the refresh token (RFC 7009), so that nobody can use it "
-        "any more, even if it leaked."),
+        "any more, even if it leaked.",
+    ),
     "revocation.no_endpoint": (
-        "Revocation", "The issuer has no revocation endpoint, so the token simply expires."),
+        "Revocation",
+        "The issuer has no revocation endpoint, so the token simply expires.",
+    ),
     "end_session": (
         "Sign-out at the issuer",
         "The browser now goes to the issuer's end-session endpoint, so the user's session there ends too "
         "(RP-Initiated Logout). 'id_token_hint' says who is signing out; afterwards the issuer sends the "
-        "browser back to post_logout_redirect_uri with our 'state'."),
+        "browser back to post_logout_redirect_uri with our 'state'.",
+    ),
     # -- grants without a browser -------------------------------------------------------------------------
     "token_request.client_credentials": (
         "Token request (client credentials)",
         "A service has no user: it authenticates as itself at the token endpoint and asks for the scope it "
-        "needs. The access token it gets back is about the client, not a person."),
+        "needs. The access token it gets back is about the client, not a person.",
+    ),
     "token_request.password": (
         "Token request (password)",
         "The trusted app sends the user's username and password straight to the token endpoint (deprecated: "
-        "the app sees the password). The password is not shown here."),
+        "the app sees the password). The password is not shown here.",
+    ),
     "introspection": (
         "Token introspection",
         "Instead of checking the token's signature ourselves, we ask the issuer whether it is active "
-        "(RFC 7662)."),
+        "(RFC 7662).",
+    ),
     # -- the service app (RFC 6749 §4.4) -------------------------------------------------------------------
     "service.client_credentials": (
         "Client Credentials: the service authenticates as itself",
         "No user and no browser: the service sends its own credentials ({auth_method}) to the issuer's "
-        "token endpoint and asks for the scope {scope!r} (RFC 6749 §4.4)."),
+        "token endpoint and asks for the scope {scope!r} (RFC 6749 §4.4).",
+    ),
     "service.access_token": (
         "The access token (decoded for display)",
         "To the service the access token is opaque: it only sends it on. Decoded here to show what the API "
         "will check: iss, aud, exp, and the scopes in scp / scope; cid is this client. There is no user, so "
-        "sub is the client too."),
+        "sub is the client too.",
+    ),
     "service.cached_token": (
         "Access token from the cache",
         "The cached token is still valid for {seconds} s, so no token request is needed: a service asks the "
-        "issuer once per token lifetime, not once per call."),
+        "issuer once per token lifetime, not once per call.",
+    ),
     "service.api_refused_token": (
         "The API refused the token (401): one fresh token, one retry",
         "RFC 6750 §3.1: invalid_token. The cached token is discarded (only if no other request replaced it "
-        "already) and the call is repeated once with a new token."),
+        "already) and the call is repeated once with a new token.",
+    ),
     "service.call_failed": ("The call failed", ""),
     "service.issuer_retry": (
         "Issuer unreachable (try {number}); waiting {pause:.1f} s",
         "{reason} A timeout or 5xx says nothing about our request, so it is retried a bounded number of "
-        "times with growing, jittered pauses."),
+        "times with growing, jittered pauses.",
+    ),
 }
 
 

@@ -30,9 +30,16 @@ class FlowRecorder:
     def __init__(self, log: FlowLog | None = None):
         self.log = log
 
-    def step(self, step: str, *, request: Mapping[str, Any] | None = None,
-             response: Mapping[str, Any] | None = None, checks: list[dict] | None = None,
-             error: FlowError | None = None, **values) -> None:
+    def step(
+        self,
+        step: str,
+        *,
+        request: Mapping[str, Any] | None = None,
+        response: Mapping[str, Any] | None = None,
+        checks: list[dict] | None = None,
+        error: FlowError | None = None,
+        **values,
+    ) -> None:
         """Record ``step`` (a :data:`common.narration.STEPS` name) with what was sent and received.
 
         :param checks: checks that are not about a JWT; the list may keep growing after this call.
@@ -42,11 +49,18 @@ class FlowRecorder:
         if self.log is None:
             return
         title, explanation = narration(step, **values)
-        self.log.step(title, explanation, request=request, response=response, checks=checks,
-                      error=_error_dict(error) if error is not None else None)
+        self.log.step(
+            title,
+            explanation,
+            request=request,
+            response=response,
+            checks=checks,
+            error=_error_dict(error) if error is not None else None,
+        )
 
-    def token(self, step: str, token: str, checks: Iterable[Mapping[str, Any]],
-              error: FlowError | None = None) -> None:
+    def token(
+        self, step: str, token: str, checks: Iterable[Mapping[str, Any]], error: FlowError | None = None
+    ) -> None:
         """Record a JWT (decoded for display) with the checks it passed and, maybe, the one it failed."""
         if self.log is None:
             return

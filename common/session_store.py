@@ -141,8 +141,9 @@ class RedisSession(CallbackDict, SessionMixin):
         concurrent request) and so wrote nothing.
     """
 
-    def __init__(self, initial: dict | None = None, sid: str = "", *, stored: bool = False,
-                 permanent: bool = False):
+    def __init__(
+        self, initial: dict | None = None, sid: str = "", *, stored: bool = False, permanent: bool = False
+    ):
         def on_update(self) -> None:
             self.modified = True
             self.accessed = True

@@ -57,8 +57,14 @@ class BrowserSignIn:
     :param log: a fresh log to narrate into instead of the session's (a new sign-in starts one).
     """
 
-    def __init__(self, client: Client, *, post_logout_redirect_uri: str | None, key_prefix: str = "",
-                 log: FlowLog | None = None):
+    def __init__(
+        self,
+        client: Client,
+        *,
+        post_logout_redirect_uri: str | None,
+        key_prefix: str = "",
+        log: FlowLog | None = None,
+    ):
         self.post_logout_redirect_uri = post_logout_redirect_uri
         self.tokens_key = key_prefix + "tokens"
         self.pending_key = key_prefix + "pending_logins"

@@ -35,24 +35,39 @@ TOKEN_ERROR_HINTS = {
     "invalid_client": (
         "The issuer did not accept this client's credentials: check the client id and secret (or, with "
         "private_key_jwt, that the public key registered for the client matches the private key). Retrying "
-        "cannot help."),
+        "cannot help."
+    ),
     "unauthorized_client": (
         "This client is not allowed this grant type at the issuer: enable the grant in the client's "
         "registration (a service needs Client Credentials, a trusted app the Resource Owner Password "
-        "grant)."),
+        "grant)."
+    ),
     "invalid_scope": (
         "Ask only for scopes the authorization server defines and allows this client: a custom scope must "
-        "exist and be allowed by an access-policy rule; `openid` is never granted with client credentials."),
+        "exist and be allowed by an access-policy rule; `openid` is never granted with client credentials."
+    ),
     "access_denied": (
-        "No access policy of the authorization server allowed this request (Okta: \"Policy evaluation failed "
-        "for this request\"): add a rule for this client that allows the grant and the scope."),
+        'No access policy of the authorization server allowed this request (Okta: "Policy evaluation failed '
+        'for this request"): add a rule for this client that allows the grant and the scope.'
+    ),
     "unsupported_grant_type": "The issuer does not offer this grant type to this client.",
 }
 
 #: ID-token claims worth keeping in a session (OpenID Connect Core 5.1);
 #: the rest stays in the issuer, so the session stays small.
-KEPT_CLAIMS = ("sub", "name", "preferred_username", "email", "email_verified", "given_name", "family_name",
-               "auth_time", "sid", "exp", "iat")
+KEPT_CLAIMS = (
+    "sub",
+    "name",
+    "preferred_username",
+    "email",
+    "email_verified",
+    "given_name",
+    "family_name",
+    "auth_time",
+    "sid",
+    "exp",
+    "iat",
+)
 
 
 class TokenEndpointError(FlowError):
@@ -76,8 +91,10 @@ class TokenEndpointError(FlowError):
             "token_error",
             f"The token endpoint refused the request ({issuer_error}"
             f"{': ' + issuer_description if issuer_description else ''}).",
-            TOKEN_ERROR_HINTS.get(issuer_error, "Start again; if it keeps failing, check the client's "
-                                                "registration at the issuer."),
+            TOKEN_ERROR_HINTS.get(
+                issuer_error,
+                "Start again; if it keeps failing, check the client's registration at the issuer.",
+            ),
             status,
         )
         self.issuer_error = issuer_error
@@ -154,20 +171,28 @@ def exchange_code(client: Client, code: str, pending: Mapping[str, Any]) -> Toke
     :raises FlowError: ``token_error`` (a :class:`TokenEndpointError` when the issuer refused),
         ``invalid_id_token`` or ``issuer_unreachable``.
     """
-    params = {"grant_type": "authorization_code", "code": code,
-              "redirect_uri": pending.get("redirect_uri") or client.redirect_uri,
-              "code_verifier": pending["code_verifier"]}
+    params = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": pending.get("redirect_uri") or client.redirect_uri,
+        "code_verifier": pending["code_verifier"],
+    }
     tokens = _token_set(client, _token_request(client, params, "token_request.authorization_code"))
     if "openid" in str(pending.get("scope", "")).split() and not tokens.id_token:
-        error = FlowError("invalid_id_token", "The issuer sent no ID token although 'openid' was requested.",
-                          "Check that the client is allowed the 'openid' scope at the issuer.", 502)
+        error = FlowError(
+            "invalid_id_token",
+            "The issuer sent no ID token although 'openid' was requested.",
+            "Check that the client is allowed the 'openid' scope at the issuer.",
+            502,
+        )
         client.recorder.failure("token_response", error)
         raise error
     return tokens
 
 
-def refresh_tokens(client: Client, refresh_token: str, *, expected_sub: str | None = None,
-                   previous: TokenSet | None = None) -> TokenSet:
+def refresh_tokens(
+    client: Client, refresh_token: str, *, expected_sub: str | None = None, previous: TokenSet | None = None
+) -> TokenSet:
     """Get fresh tokens with a refresh token (RFC 6749 §6, OIDC Core 12).
 
     With rotation (RFC 9700 §4.14.2) the issuer returns a new refresh token
@@ -188,12 +213,14 @@ def refresh_tokens(client: Client, refresh_token: str, *, expected_sub: str | No
     """
     if expected_sub is None and previous is not None:
         expected_sub = previous.sub
-    data = _token_request(client, {"grant_type": "refresh_token", "refresh_token": refresh_token},
-                          "token_request.refresh")
+    data = _token_request(
+        client, {"grant_type": "refresh_token", "refresh_token": refresh_token}, "token_request.refresh"
+    )
     tokens = _token_set(client, data, refresh_token=refresh_token)
     if tokens.id_token:
-        tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None,
-                                             access_token=tokens.access_token, expected_sub=expected_sub)
+        tokens.id_claims = validate_id_token(
+            client, tokens.id_token, nonce=None, access_token=tokens.access_token, expected_sub=expected_sub
+        )
     elif previous is not None:
         tokens.id_token, tokens.id_claims = previous.id_token, dict(previous.id_claims)
     return tokens
@@ -208,8 +235,9 @@ def client_credentials(client: Client, scope: str) -> TokenSet:
     :param scope: e.g. ``customScope``.
     :raises FlowError: ``token_error`` or ``issuer_unreachable``.
     """
-    data = _token_request(client, {"grant_type": "client_credentials", "scope": scope},
-                          "token_request.client_credentials")
+    data = _token_request(
+        client, {"grant_type": "client_credentials", "scope": scope}, "token_request.client_credentials"
+    )
     return _token_set(client, data)
 
 
@@ -224,8 +252,11 @@ def password_grant(client: Client, username: str, password: str, scope: str) -> 
 
     :raises FlowError: ``token_error`` (e.g. wrong password) or ``issuer_unreachable``.
     """
-    data = _token_request(client, {"grant_type": "password", "username": username, "password": password,
-                                   "scope": scope}, "token_request.password")
+    data = _token_request(
+        client,
+        {"grant_type": "password", "username": username, "password": password, "scope": scope},
+        "token_request.password",
+    )
     return _token_set(client, data)
 
 
@@ -239,13 +270,19 @@ def _token_request(client: Client, params: dict, step: str) -> dict:
         if status >= 400 or "error" in data:
             # RFC 6749 §5.2: error, error_description; pass the code on, as text.
             issuer_error = error_code(data.get("error", f"HTTP {status}"), "invalid_response")
-            raise TokenEndpointError(issuer_error, plain_text(data.get("error_description") or ""),
-                                     400 if issuer_error == "invalid_grant" else 502)
+            raise TokenEndpointError(
+                issuer_error,
+                plain_text(data.get("error_description") or ""),
+                400 if issuer_error == "invalid_grant" else 502,
+            )
         access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token:
-            raise FlowError("token_error", "The token endpoint answered without an access token.",
-                            "The issuer's answer is not a valid OAuth 2.0 token response (RFC 6749 §5.1).",
-                            502)
+            raise FlowError(
+                "token_error",
+                "The token endpoint answered without an access token.",
+                "The issuer's answer is not a valid OAuth 2.0 token response (RFC 6749 §5.1).",
+                502,
+            )
         token_type = data.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             # RFC 6749 §7.1: a client must not use a token type it does not
@@ -253,7 +290,9 @@ def _token_request(client: Client, params: dict, step: str) -> dict:
             raise FlowError(
                 "token_error",
                 f"The token endpoint issued a token of type {plain_text(token_type, 40)!r}, not Bearer.",
-                "This app only supports Bearer tokens (RFC 6750).", 502)
+                "This app only supports Bearer tokens (RFC 6750).",
+                502,
+            )
     return data
 
 
@@ -265,8 +304,11 @@ def _token_set(client: Client, data: Mapping[str, Any], refresh_token: str | Non
     """
     lifetime = lifetime_of(data.get("expires_in"))
     if lifetime is None and data.get("expires_in") is not None:
-        client.recorder.step("token_response.unusable_lifetime",
-                             expires_in=plain_text(data.get("expires_in"), 40), max_expires_in=MAX_EXPIRES_IN)
+        client.recorder.step(
+            "token_response.unusable_lifetime",
+            expires_in=plain_text(data.get("expires_in"), 40),
+            max_expires_in=MAX_EXPIRES_IN,
+        )
     new_refresh = data.get("refresh_token")
     id_token = data.get("id_token")
     return TokenSet(

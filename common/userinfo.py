@@ -25,20 +25,29 @@ def userinfo(client: Client, access_token: str, *, expected_sub: str) -> dict:
         headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
         response = send(client.http, "GET", url, "UserInfo endpoint", headers=headers, allow_redirects=False)
         if response.status_code in (401, 403):
-            raise FlowError("token_error",
-                            f"The UserInfo endpoint refused the access token (HTTP {response.status_code}).",
-                            "The access token may have expired or been revoked; sign in again.", 401)
+            raise FlowError(
+                "token_error",
+                f"The UserInfo endpoint refused the access token (HTTP {response.status_code}).",
+                "The access token may have expired or been revoked; sign in again.",
+                401,
+            )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type == "application/jwt" and response.status_code == 200:
             claims = _signed_claims(client, response.text.strip())
         else:
             claims = parse_json_response(response, "UserInfo endpoint")
-        client.recorder.step("userinfo", request={"method": "GET", "url": url, "headers": headers},
-                             response={"status": response.status_code, "body": claims})
+        client.recorder.step(
+            "userinfo",
+            request={"method": "GET", "url": url, "headers": headers},
+            response={"status": response.status_code, "body": claims},
+        )
         if claims.get("sub") != expected_sub:
-            raise FlowError("invalid_userinfo",
-                            "The UserInfo answer is about a different user (sub) than the ID token.",
-                            "Sign in again; the answer was not used.", 502)
+            raise FlowError(
+                "invalid_userinfo",
+                "The UserInfo answer is about a different user (sub) than the ID token.",
+                "Sign in again; the answer was not used.",
+                502,
+            )
     return claims
 
 
@@ -46,9 +55,18 @@ def _signed_claims(client: Client, jwt: str) -> dict:
     """OIDC Core 5.3.2: a signed UserInfo response, verified like a token."""
     try:
         _, claims = decode_jwt(jwt, client.issuer.keyset, algorithms=client.issuer.id_token_algorithms())
-        check_registered_claims(claims, issuer=client.issuer.identifier, audience=client.client_id,
-                                leeway=client.settings.clock_leeway, require=())
+        check_registered_claims(
+            claims,
+            issuer=client.issuer.identifier,
+            audience=client.client_id,
+            leeway=client.settings.clock_leeway,
+            require=(),
+        )
     except InvalidToken as exc:
-        raise FlowError("invalid_userinfo", f"The signed UserInfo response was rejected: {exc.reason}",
-                        "Sign in again.", 502) from None
+        raise FlowError(
+            "invalid_userinfo",
+            f"The signed UserInfo response was rejected: {exc.reason}",
+            "Sign in again.",
+            502,
+        ) from None
     return claims

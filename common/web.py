@@ -34,8 +34,14 @@ MAX_CONTENT_LENGTH = 64 * 1024
 # -- settings -----------------------------------------------------------------------------------------------
 
 
-def init_settings(app: Flask, settings: Settings, *, app_name: str, base_url: str | None,
-                  test_config: Mapping[str, object] | None = None) -> None:
+def init_settings(
+    app: Flask,
+    settings: Settings,
+    *,
+    app_name: str,
+    base_url: str | None,
+    test_config: Mapping[str, object] | None = None,
+) -> None:
     """Attach the component's validated settings to ``app`` (read them with :func:`settings_of`).
 
     :param app_name: short name: cookie name, Redis key prefix, log prefix.
@@ -45,12 +51,18 @@ def init_settings(app: Flask, settings: Settings, *, app_name: str, base_url: st
         that are neither settings nor Flask's own defaults become Flask
         config keys (settings were already read by ``load_settings``).
     """
-    app.config.update(SETTINGS=settings, APP_NAME=app_name, BASE_URL=base_url,
-                      MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH)
+    app.config.update(
+        SETTINGS=settings, APP_NAME=app_name, BASE_URL=base_url, MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH
+    )
     if settings.declares("SECRET_KEY"):
         app.config["SECRET_KEY"] = settings.secret_key
-    app.config.update({key: value for key, value in (test_config or {}).items()
-                       if key.isupper() and key not in DEFAULTS and key not in app.config})
+    app.config.update(
+        {
+            key: value
+            for key, value in (test_config or {}).items()
+            if key.isupper() and key not in DEFAULTS and key not in app.config
+        }
+    )
     app.logger.setLevel(logging.INFO)
 
 
@@ -86,7 +98,10 @@ def init_server_session(app: Flask, settings: Settings) -> None:
 #: makes ``common/templates`` (``common/base.html``, ``common/error.html``)
 #: available to every app's templates.
 common_static = Blueprint(
-    "common_static", __name__, static_folder="static", static_url_path="/_common/static",
+    "common_static",
+    __name__,
+    static_folder="static",
+    static_url_path="/_common/static",
     template_folder="templates",
 )
 
@@ -145,8 +160,9 @@ CALLBACK_PREFIXES = ("/authorization-code/", "/login/")
 NO_STORE = ("callbacks", "pages")
 
 
-def init_security_headers(app: Flask, *, csp: str | Callable[[], str] | None = None,
-                          no_store: str = "callbacks") -> None:
+def init_security_headers(
+    app: Flask, *, csp: str | Callable[[], str] | None = None, no_store: str = "callbacks"
+) -> None:
     """Headers every answer carries (OWASP secure-headers project; README, "Security checks").
 
     ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
@@ -198,8 +214,10 @@ def require_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf_token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(400, description="The form was stale or did not come from this site. "
-                               "Reload the page and try again.")
+        abort(
+            400,
+            description="The form was stale or did not come from this site. Reload the page and try again.",
+        )
 
 
 # -- redirects ------------------------------------------------------------------
@@ -224,4 +242,3 @@ def safe_next(target: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc:
         return default
     return target
-

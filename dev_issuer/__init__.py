@@ -48,15 +48,23 @@ def create_app(test_config=None):
     settings = load_settings(test_config, component="dev_issuer")
     clients = register_clients(settings)
     app = Flask(__name__)
-    init_settings(app, settings, app_name="dev_issuer", base_url=settings.issuer_base_url,
-                  test_config=test_config)
+    init_settings(
+        app, settings, app_name="dev_issuer", base_url=settings.issuer_base_url, test_config=test_config
+    )
     init_server_session(app, settings)  # the issuer's own sign-in session (SSO)
     init_templates(app, title="Dev issuer")
     init_error_pages(app, answer="html")
     # The sign-in form's redirect chain ends at a client's redirect URI, and
     # CSP form-action applies to every hop of it: allow exactly those.
-    form_action = " ".join(sorted({origin_and_wildcard(uri) for c in clients.values()
-                                   for uri in c.redirect_uris + c.post_logout_redirect_uris}))
+    form_action = " ".join(
+        sorted(
+            {
+                origin_and_wildcard(uri)
+                for c in clients.values()
+                for uri in c.redirect_uris + c.post_logout_redirect_uris
+            }
+        )
+    )
     init_security_headers(app, csp=default_csp(form_action=form_action))
     init_health(app)
     redis_client = connect_redis(settings.redis_url)

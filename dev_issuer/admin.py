@@ -45,8 +45,9 @@ def apps():
 @bp.route("/admin/keys")
 def keys():
     """The signing keys and their roles, with the rotation button."""
-    return render_template("dev_issuer/keys.html", summary=state().keyring.summary(),
-                           can_rotate=is_loopback(request.remote_addr))
+    return render_template(
+        "dev_issuer/keys.html", summary=state().keyring.summary(), can_rotate=is_loopback(request.remote_addr)
+    )
 
 
 @bp.route("/admin/keys/rotate", methods=["POST"])

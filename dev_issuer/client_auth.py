@@ -62,13 +62,15 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if exp > now + self.MAX_LIFETIME + self.leeway:
             raise InvalidClientError(
                 description=f"The client assertion expires too far ahead: 'exp' may be at most "
-                            f"{self.MAX_LIFETIME} s away.")
+                f"{self.MAX_LIFETIME} s away."
+            )
         if iat > now + self.leeway:
             raise InvalidClientError(description="The client assertion was issued in the future ('iat').")
         if iat < now - self.MAX_LIFETIME - self.leeway:
             raise InvalidClientError(
                 description=f"The client assertion is too old: 'iat' may be at most {self.MAX_LIFETIME} s "
-                            "ago.")
+                "ago."
+            )
         super().verify_claims(claims)
 
     def validate_jti(self, claims, jti):

@@ -49,8 +49,9 @@ def oauth_error(error: str, description: str, status: int = 400, headers: dict |
 
 def post_only(name: str):
     """Token, introspection and revocation requests are POSTs (RFC 6749 §3.2)."""
-    return oauth_error("invalid_request", f"The {name} endpoint accepts only POST with a form body.", 405,
-                       {"Allow": "POST"})
+    return oauth_error(
+        "invalid_request", f"The {name} endpoint accepts only POST with a form body.", 405, {"Allow": "POST"}
+    )
 
 
 def invalid_client_credentials(description: str):
@@ -83,8 +84,11 @@ def authorization_error(error: OAuth2Error, grant=None):
     if error.redirect_uri:
         mode = getattr(grant.request, "response_mode", None) if grant is not None else None
         mode = mode or ("fragment" if error.redirect_fragment else "query")
-        params = [("error", error.error), ("error_description", description),
-                  ("state", request.values.get("state"))]
+        params = [
+            ("error", error.error),
+            ("error_description", description),
+            ("state", request.values.get("state")),
+        ]
         response = authorization_response(error.redirect_uri, params, mode)
         return authorization_server().handle_response(*response)
     return error_response(error.error, description, AUTHORIZATION_HINT, 400, retry_url=url_for("admin.apps"))
@@ -97,5 +101,10 @@ def logout_error(error: OAuth2Error | ValueError):
     client whose registered ``post_logout_redirect_uri`` could be trusted.
     """
     description = error.get_error_description() if isinstance(error, OAuth2Error) else str(error)
-    return error_response("invalid_request", f"This sign-out request is not valid: {description}",
-                          LOGOUT_HINT, 400, retry_url=url_for("admin.home"))
+    return error_response(
+        "invalid_request",
+        f"This sign-out request is not valid: {description}",
+        LOGOUT_HINT,
+        400,
+        retry_url=url_for("admin.home"),
+    )

@@ -54,7 +54,8 @@ class CodeChallenge(rfc7636.CodeChallenge):
         challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
         if grant.request.client.is_public and not challenge:
             raise InvalidRequestError(
-                "PKCE is required for public clients: send code_challenge and code_challenge_method=S256.")
+                "PKCE is required for public clients: send code_challenge and code_challenge_method=S256."
+            )
         if challenge and method != "S256":
             raise InvalidRequestError("code_challenge_method must be S256; plain is not accepted.")
         return super().validate_code_challenge(grant, redirect_uri)
@@ -103,16 +104,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         nonce = data.get("nonce")
         if nonce:
             state().store.first_use("nonce", f"{request.client.client_id}:{nonce}", ID_TOKEN_LIFETIME * 2)
-        state().store.save_code(code, {
-            "client_id": request.client.client_id,
-            "redirect_uri": request.payload.redirect_uri,
-            "scope": request.scope,
-            "username": request.user.username,
-            "nonce": nonce,
-            "code_challenge": data.get("code_challenge"),
-            "code_challenge_method": data.get("code_challenge_method"),
-            "auth_time": getattr(request, "auth_time", None) or int(time.time()),
-        })
+        state().store.save_code(
+            code,
+            {
+                "client_id": request.client.client_id,
+                "redirect_uri": request.payload.redirect_uri,
+                "scope": request.scope,
+                "username": request.user.username,
+                "nonce": nonce,
+                "code_challenge": data.get("code_challenge"),
+                "code_challenge_method": data.get("code_challenge_method"),
+                "auth_time": getattr(request, "auth_time", None) or int(time.time()),
+            },
+        )
 
     def query_authorization_code(self, code, client):
         """Find the code this client presents, without using it up yet.
@@ -158,7 +162,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if not fresh:
             state().store.revoke_family(family)
             raise InvalidGrantError(
-                "The authorization code was already used; the tokens issued for it are now revoked.")
+                "The authorization code was already used; the tokens issued for it are now revoked."
+            )
         self.request.family = family
         self.request.auth_time = code.data.get("auth_time")
 
@@ -249,7 +254,8 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         scope = self.request.client.get_allowed_scope(self.request.payload.scope)
         if scope is None:
             raise InvalidScopeError(
-                "Ask for scopes this app may have, e.g. openid profile email offline_access.")
+                "Ask for scopes this app may have, e.g. openid profile email offline_access."
+            )
         self.request.scope = scope
         self.request.auth_time = int(time.time())
 
@@ -272,7 +278,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             # There is no user, so there is nobody for an ID token or
             # userinfo to describe (Okta answers the same).
             raise InvalidScopeError(
-                "A service has no user: openid, profile, email and offline_access cannot be granted.")
+                "A service has no user: openid, profile, email and offline_access cannot be granted."
+            )
         if not requested:
             # RFC 6749 §3.3: without a scope, the client's default applies.
             self.request.scope = " ".join(client.scopes)
@@ -328,7 +335,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not state().store.claim_refresh_token(token):
             state().store.revoke_family(token.family)
             raise InvalidGrantError(
-                "This refresh token was already used, so every token of its grant is now revoked.")
+                "This refresh token was already used, so every token of its grant is now revoked."
+            )
         self.request.auth_time = token.data.get("auth_time")
 
     def authenticate_user(self, refresh_token):

@@ -29,8 +29,14 @@ bp = Blueprint("oauth", __name__)
 
 #: Endpoints a browser app on the SPA's origin calls with fetch() (the
 #: README's "Trusted Origins").  Nothing else is opened to other origins.
-CORS_ENDPOINTS = {"oauth.token", "oauth.keys", "oauth.userinfo", "oauth.revoke",
-                  "oauth.openid_configuration", "oauth.oauth_authorization_server"}
+CORS_ENDPOINTS = {
+    "oauth.token",
+    "oauth.keys",
+    "oauth.userinfo",
+    "oauth.revoke",
+    "oauth.openid_configuration",
+    "oauth.oauth_authorization_server",
+}
 
 
 def metadata() -> dict:
@@ -50,21 +56,50 @@ def metadata() -> dict:
         "response_modes_supported": ["query", "fragment", "form_post"],
         # The password grant is offered only in trusted mode (it is off unless
         # enabled: RFC 9700 §2.4), so a client can see up front that it is missing.
-        "grant_types_supported": ["authorization_code", "implicit", "refresh_token",
-                                  *(["password"] if settings.trusted_mode else []), "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code",
+            "implicit",
+            "refresh_token",
+            *(["password"] if settings.trusted_mode else []),
+            "client_credentials",
+        ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access", *settings.service_scope.split()],
         "token_endpoint_auth_methods_supported": [
-            "client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none",
+        ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
-                                                          "none"],
-        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "amr",
-                             "name",
-                             "given_name", "family_name", "preferred_username", "locale", "zoneinfo", "email",
-                             "email_verified", "ver", "jti"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "claims_supported": [
+            "iss",
+            "sub",
+            "aud",
+            "iat",
+            "exp",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "amr",
+            "name",
+            "given_name",
+            "family_name",
+            "preferred_username",
+            "locale",
+            "zoneinfo",
+            "email",
+            "email_verified",
+            "ver",
+            "jti",
+        ],
         "code_challenge_methods_supported": ["S256"],
         "request_parameter_supported": False,
         # Discovery §3: omitted, this would default to true.
@@ -143,16 +178,20 @@ def unsupported_parameter_error(grant) -> OAuth2Error | None:
     non-negative integer (3.1.2.1); anything else is refused rather than
     ignored, since ignoring it would skip the re-authentication asked for.
     """
-    where = {"redirect_uri": grant.redirect_uri,
-             "redirect_fragment": getattr(grant, "ERROR_RESPONSE_FRAGMENT", False)}
+    where = {
+        "redirect_uri": grant.redirect_uri,
+        "redirect_fragment": getattr(grant, "ERROR_RESPONSE_FRAGMENT", False),
+    }
     if "request" in request.values:
         return RequestNotSupportedError(
             "Request objects ('request') are not supported here: send the parameters as plain query "
             "parameters.",
-            **where)
+            **where,
+        )
     if "request_uri" in request.values:
         return RequestURINotSupportedError(
-            "'request_uri' is not supported here: send the parameters as plain query parameters.", **where)
+            "'request_uri' is not supported here: send the parameters as plain query parameters.", **where
+        )
     max_age = request.values.get("max_age")
     if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 10):
         return InvalidRequestError("max_age must be a non-negative whole number of seconds.", **where)
@@ -202,8 +241,10 @@ def authorize():
     if user is None:
         if "none" in prompts:
             return authorization_error(
-                LoginRequiredError(redirect_uri=grant.redirect_uri,
-                                   redirect_fragment=getattr(grant, "ERROR_RESPONSE_FRAGMENT", False)),
+                LoginRequiredError(
+                    redirect_uri=grant.redirect_uri,
+                    redirect_fragment=getattr(grant, "ERROR_RESPONSE_FRAGMENT", False),
+                ),
                 grant,
             )
         # The user now signs in at the issuer; the sign-in page sends them
@@ -277,5 +318,8 @@ def logout():
     response = authorization_server().create_endpoint_response("end_session", validated)
     if response is not None:
         return response
-    return render_template("dev_issuer/logged_out.html", redirected=False,
-                           requested_uri=request.values.get("post_logout_redirect_uri"))
+    return render_template(
+        "dev_issuer/logged_out.html",
+        redirected=False,
+        requested_uri=request.values.get("post_logout_redirect_uri"),
+    )

@@ -48,8 +48,15 @@ def authorization_response(redirect_uri: str, params: list, mode: str):
             "default-src 'none'; script-src 'self'; style-src 'self'; base-uri 'none'; "
             f"frame-ancestors 'none'; form-action {origin_of(redirect_uri)}"
         )
-        return 200, body, [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", csp),
-                           ("Cache-Control", "no-store")]
+        return (
+            200,
+            body,
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Security-Policy", csp),
+                ("Cache-Control", "no-store"),
+            ],
+        )
     uri = add_params_to_uri(redirect_uri, params, fragment=(mode == "fragment"))
     return 302, "", [("Location", uri), ("Cache-Control", "no-store")]
 
@@ -64,8 +71,10 @@ def validate_redirect_uri(request, client):
     redirect_uri = request.payload.redirect_uri
     if not redirect_uri:
         raise InvalidRequestError(
-            "Missing redirect_uri: it is required and must match a registered one exactly.")
+            "Missing redirect_uri: it is required and must match a registered one exactly."
+        )
     if not client.check_redirect_uri(redirect_uri):
         raise InvalidRequestError(
-            "The redirect_uri is not registered for this client (exact match required).")
+            "The redirect_uri is not registered for this client (exact match required)."
+        )
     return redirect_uri

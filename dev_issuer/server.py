@@ -64,8 +64,12 @@ class LoopbackIssuerRequest(FlaskOAuth2Request):
 
     def __init__(self, request, issuer_origin: str):
         # What FlaskOAuth2Request.__init__ does, but with the issuer's origin.
-        OAuth2Request.__init__(self, method=request.method, uri=issuer_origin + request.full_path.rstrip("?"),
-                               headers=request.headers)
+        OAuth2Request.__init__(
+            self,
+            method=request.method,
+            uri=issuer_origin + request.full_path.rstrip("?"),
+            headers=request.headers,
+        )
         self._request = request
         self.payload = FlaskOAuth2Payload(request)
 
@@ -108,8 +112,9 @@ def config_oauth(app: Flask, issuer_state: IssuerState) -> IssuerAuthorizationSe
     server.register_token_generator("default", generate_token)
     server.register_client_auth_method("private_key_jwt", PrivateKeyJWT())
 
-    server.register_grant(AuthorizationCodeGrant,
-                          [CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
+    server.register_grant(
+        AuthorizationCodeGrant, [CodeChallenge(required=True), OpenIDCode(require_nonce=False)]
+    )
     server.register_grant(ImplicitGrant)
     server.register_grant(OpenIDImplicitGrant)
     server.register_grant(PasswordGrant, [OpenIDToken()])

@@ -122,8 +122,9 @@ class Store:
 
     PREFIX = "dev_issuer:"
 
-    def __init__(self, client: redis.Redis, settings: Settings, clients: dict[str, Client],
-                 users: dict[str, User]):
+    def __init__(
+        self, client: redis.Redis, settings: Settings, clients: dict[str, Client], users: dict[str, User]
+    ):
         self.redis = client
         self.settings = settings
         self.clients = clients
@@ -189,9 +190,14 @@ class Store:
         digest = storage_digest(code)
         # The marker (and the code's record) live as long as the tokens can,
         # so that a replay can still find and revoke them.
-        result = self.redis.eval(self._REDEEM_CODE, 2,
-                                 self._key("code", digest), self._key("code_used", digest),
-                                 new_id(), self.settings.dev_issuer_refresh_token_lifetime)
+        result = self.redis.eval(
+            self._REDEEM_CODE,
+            2,
+            self._key("code", digest),
+            self._key("code_used", digest),
+            new_id(),
+            self.settings.dev_issuer_refresh_token_lifetime,
+        )
         if not result:
             return False, None
         won, family = result

@@ -129,14 +129,19 @@ def save_token(token, request):
         "scope": token.get("scope", ""),
         "family": family,
     }
-    store.save_access_token(claims["jti"],
-                            {**common, "sub": claims["sub"], "iat": claims["iat"], "exp": claims["exp"]})
+    store.save_access_token(
+        claims["jti"], {**common, "sub": claims["sub"], "iat": claims["iat"], "exp": claims["exp"]}
+    )
     if "refresh_token" in token:
         now = int(time.time())
         store.save_refresh_token(
             token["refresh_token"],
-            {**common, "iat": now, "exp": now + state().settings.dev_issuer_refresh_token_lifetime,
-             "auth_time": getattr(request, "auth_time", None)},
+            {
+                **common,
+                "iat": now,
+                "exp": now + state().settings.dev_issuer_refresh_token_lifetime,
+                "auth_time": getattr(request, "auth_time", None),
+            },
         )
 
 
@@ -173,8 +178,13 @@ class IdTokenMixin:
         return {"alg": "RS256", "kid": signing_key().kid, "typ": "JWT"}
 
     def get_client_claims(self, client):
-        return {"iss": state().settings.issuer, "aud": client.get_client_id(), "ver": 1,
-                "jti": "ID." + new_id(), "amr": ["pwd"]}
+        return {
+            "iss": state().settings.issuer,
+            "aud": client.get_client_id(),
+            "ver": 1,
+            "jti": "ID." + new_id(),
+            "amr": ["pwd"],
+        }
 
     def get_compatible_claims(self, request):
         claims = super().get_compatible_claims(request)

@@ -44,35 +44,62 @@ def build_parser() -> argparse.ArgumentParser:
     # --explain is accepted before or after the command name; SUPPRESS keeps
     # the sub-parser from resetting a value given before the command.
     explain = argparse.ArgumentParser(add_help=False)
-    explain.add_argument("--explain", action="store_true", default=argparse.SUPPRESS,
-                         help="print each protocol step (requests, responses, decoded tokens), "
-                              "secrets redacted")
+    explain.add_argument(
+        "--explain",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print each protocol step (requests, responses, decoded tokens), secrets redacted",
+    )
 
     parser = argparse.ArgumentParser(
-        prog="python -m native_sim", description=DESCRIPTION, epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[explain])
+        prog="python -m native_sim",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[explain],
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=summary, description=summary, epilog=EXIT_CODES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter, parents=[explain])
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[explain],
+        )
 
-    login = command("login", "sign in with Authorization Code + PKCE through the system browser and a "
-                             "loopback redirect")
-    login.add_argument("--no-browser", action="store_true",
-                       help="do not open a browser: print the authorization URL (on a line of its own) "
-                            "and wait")
-    login.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                       help="how long to wait for the sign-in to finish (default and maximum: LOGIN_TIMEOUT)")
+    login = command(
+        "login", "sign in with Authorization Code + PKCE through the system browser and a loopback redirect"
+    )
+    login.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="do not open a browser: print the authorization URL (on a line of its own) and wait",
+    )
+    login.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long to wait for the sign-in to finish (default and maximum: LOGIN_TIMEOUT)",
+    )
 
-    password = command("password-login", "trusted mode: sign in with username and password (Resource Owner "
-                                         "Password grant, deprecated by RFC 9700; needs TRUSTED_MODE=true)")
+    password = command(
+        "password-login",
+        "trusted mode: sign in with username and password (Resource Owner "
+        "Password grant, deprecated by RFC 9700; needs TRUSTED_MODE=true)",
+    )
     password.add_argument("--username", help="the user name (prompted for when omitted)")
-    password.add_argument("--password-stdin", action="store_true",
-                          help="read the password from standard input instead of prompting without echo")
+    password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of prompting without echo",
+    )
 
-    command("call-api", "call the resource server's GET /api/messages (refreshing an expired access token "
-                        "first)")
+    command(
+        "call-api", "call the resource server's GET /api/messages (refreshing an expired access token first)"
+    )
     command("refresh", "get fresh tokens with the refresh token (the issuer may rotate it)")
     command("whoami", "show who is signed in and the stored tokens (shortened, never in full)")
     command("logout", "revoke the refresh token at the issuer and delete the stored tokens")
@@ -102,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"native_sim: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    ctx = commands.Context(settings=settings, store=open_token_store(settings),
-                           log=FlowLog(max_steps=200) if explain else None)
+    ctx = commands.Context(
+        settings=settings, store=open_token_store(settings), log=FlowLog(max_steps=200) if explain else None
+    )
     try:
         if args.command == "login":
             return commands.login(ctx, open_browser=not args.no_browser, timeout=args.timeout)

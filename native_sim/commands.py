@@ -40,18 +40,29 @@ from .summary import expiry, token_summary, who
 
 # -- the clients ------------------------------------------------------------
 
-def native_client(settings: Settings, redirect_uri: str | None = None, *,
-                  recorder: FlowRecorder = NULL_RECORDER) -> Client:
+
+def native_client(
+    settings: Settings, redirect_uri: str | None = None, *, recorder: FlowRecorder = NULL_RECORDER
+) -> Client:
     """The public client of ``login``: no secret (RFC 8252 §8.4), PKCE instead."""
-    return Client(Issuer(settings), client_id=settings.native_client_id, redirect_uri=redirect_uri,
-                  token_endpoint_auth_method="none", recorder=recorder)
+    return Client(
+        Issuer(settings),
+        client_id=settings.native_client_id,
+        redirect_uri=redirect_uri,
+        token_endpoint_auth_method="none",
+        recorder=recorder,
+    )
 
 
 def trusted_client(settings: Settings, *, recorder: FlowRecorder = NULL_RECORDER) -> Client:
     """The confidential client of ``password-login``, authenticated with HTTP Basic (RFC 6749 §2.3.1)."""
-    return Client(Issuer(settings), client_id=settings.trusted_client_id,
-                  client_secret=settings.trusted_client_secret,
-                  token_endpoint_auth_method="client_secret_basic", recorder=recorder)
+    return Client(
+        Issuer(settings),
+        client_id=settings.trusted_client_id,
+        client_secret=settings.trusted_client_secret,
+        token_endpoint_auth_method="client_secret_basic",
+        recorder=recorder,
+    )
 
 
 def client_for(ctx: Context, record: dict[str, Any]) -> Client:
@@ -62,6 +73,7 @@ def client_for(ctx: Context, record: dict[str, Any]) -> Client:
 
 
 # -- login: Authorization Code + PKCE through the system browser --------------
+
 
 def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = None) -> int:
     """Sign in with the Authorization Code flow and PKCE (RFC 6749 §4.1, RFC 7636, RFC 8252).
@@ -108,8 +120,9 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     # The code and the PKCE verifier, and no secret: a public client (RFC 8252 §8.4).
     tokens = exchange_code(client, code, pending)
     # Who signed in (OpenID Connect Core 3.1.3.7), bound to our nonce.
-    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending["nonce"],
-                                         access_token=tokens.access_token)
+    tokens.id_claims = validate_id_token(
+        client, tokens.id_token, nonce=pending["nonce"], access_token=tokens.access_token
+    )
     _save(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
@@ -122,7 +135,8 @@ def _login_timeout(settings: Settings, timeout: float | None) -> float:
     timeout = settings.login_timeout if timeout is None else timeout
     if timeout > settings.login_timeout:
         raise CommandError(
-            f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).", EXIT_USAGE)
+            f"--timeout cannot be longer than LOGIN_TIMEOUT ({settings.login_timeout} seconds).", EXIT_USAGE
+        )
     return timeout
 
 
@@ -136,7 +150,8 @@ def _open_listener(ctx: Context) -> LoopbackListener:
             f"Cannot listen on {LOOPBACK_HOST}:{port} ({exc.strerror}). Stop the program using that port, "
             "or set NATIVE_REDIRECT_PORT to another registered port (0 = any free port, if the issuer "
             "allows it).",
-            EXIT_USAGE) from None
+            EXIT_USAGE,
+        ) from None
 
 
 def _wait_for_answer(listener: LoopbackListener, timeout: float) -> dict[str, str]:
@@ -147,7 +162,9 @@ def _wait_for_answer(listener: LoopbackListener, timeout: float) -> dict[str, st
         raise CommandError(
             f"Timed out: nobody finished signing in within {timeout:g} seconds, so nothing was stored. "
             "Run `python -m native_sim login` again when you are ready.",
-            EXIT_TIMEOUT, "login_timeout") from None
+            EXIT_TIMEOUT,
+            "login_timeout",
+        ) from None
 
 
 # -- password-login: the trusted-app mode ----------------------------------------
@@ -159,8 +176,9 @@ PASSWORD_GRANT_WARNING = (
 )
 
 
-def password_login(ctx: Context, *, username: str | None = None, password_stdin: bool = False,
-                   stdin: TextIO | None = None) -> int:
+def password_login(
+    ctx: Context, *, username: str | None = None, password_stdin: bool = False, stdin: TextIO | None = None
+) -> int:
     """Sign in with the Resource Owner Password grant (RFC 6749 §4.3), as a "trusted app".
 
     The client authenticates with HTTP Basic (``TRUSTED_CLIENT_ID`` /
@@ -177,7 +195,10 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
     if not settings.trusted_mode:
         raise CommandError(
             "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
-            "Owner Password grant for the trusted client at the issuer).", EXIT_USAGE, "trusted_mode_off")
+            "Owner Password grant for the trusted client at the issuer).",
+            EXIT_USAGE,
+            "trusted_mode_off",
+        )
     ctx.warn(PASSWORD_GRANT_WARNING)
 
     client = trusted_client(settings, recorder=ctx.recorder)
@@ -187,8 +208,10 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
     if "password" not in (client.metadata().get("grant_types_supported") or []):
         raise CommandError(
             "The issuer does not offer the Resource Owner Password grant (it is not in its "
-            "grant_types_supported). Use `python -m native_sim login` instead.", EXIT_REFUSED,
-            "unsupported_grant_type")
+            "grant_types_supported). Use `python -m native_sim login` instead.",
+            EXIT_REFUSED,
+            "unsupported_grant_type",
+        )
 
     username, password = _credentials(ctx, username, password_stdin, stdin or sys.stdin)
     try:
@@ -199,12 +222,16 @@ def password_login(ctx: Context, *, username: str | None = None, password_stdin:
     finally:
         del password  # not kept a moment longer than the request needed it
     if not tokens.id_token:
-        raise CommandError("The issuer returned no ID token although the request asked for openid.",
-                           EXIT_REFUSED, "invalid_id_token")
+        raise CommandError(
+            "The issuer returned no ID token although the request asked for openid.",
+            EXIT_REFUSED,
+            "invalid_id_token",
+        )
     # The ID token is validated like any other; there was no authorization
     # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
-    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None,
-                                         access_token=tokens.access_token)
+    tokens.id_claims = validate_id_token(
+        client, tokens.id_token, nonce=None, access_token=tokens.access_token
+    )
     _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
@@ -233,17 +260,22 @@ def _password_refused(settings: Settings, exc: TokenEndpointError) -> Exception:
     issuer_error = exc.issuer_error
     if issuer_error == "invalid_grant":
         # RFC 6749 §5.2: the resource owner credentials are invalid.
-        return CommandError("Wrong username or password: the issuer refused them (invalid_grant).",
-                            EXIT_REFUSED, issuer_error)
+        return CommandError(
+            "Wrong username or password: the issuer refused them (invalid_grant).", EXIT_REFUSED, issuer_error
+        )
     if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
         return CommandError(
             f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
             f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
-            "authorization server's access policy, or use `login`.", EXIT_REFUSED, issuer_error)
+            "authorization server's access policy, or use `login`.",
+            EXIT_REFUSED,
+            issuer_error,
+        )
     return exc
 
 
 # -- commands on the stored tokens ---------------------------------------------
+
 
 def refresh(ctx: Context) -> int:
     """Get fresh tokens with the refresh token (RFC 6749 §6).
@@ -254,8 +286,11 @@ def refresh(ctx: Context) -> int:
     """
     record, tokens = _load(ctx)
     new = _refresh(ctx, record, tokens)
-    rotated = "rotated: the old one no longer works" if new.refresh_token != tokens.refresh_token \
+    rotated = (
+        "rotated: the old one no longer works"
+        if new.refresh_token != tokens.refresh_token
         else "kept: the issuer did not rotate it"
+    )
     ctx.say(f"Tokens refreshed. The access token {expiry(new.expires_at)}. The refresh token was {rotated}.")
     return EXIT_OK
 
@@ -272,8 +307,9 @@ def call_api(ctx: Context) -> int:
         tokens = _refresh(ctx, record, tokens)
     url = f"{ctx.settings.api_url}/api/messages"
     try:
-        answer = api.call_api(url, tokens.access_token, http=http_session(ctx.settings),
-                              recorder=ctx.recorder)
+        answer = api.call_api(
+            url, tokens.access_token, http=http_session(ctx.settings), recorder=ctx.recorder
+        )
     finally:
         ctx.explain()
     if answer.status in (401, 403):
@@ -281,7 +317,10 @@ def call_api(ctx: Context) -> int:
         raise CommandError(
             f"The API refused the access token (HTTP {answer.status}: "
             f"{answer.www_authenticate or 'no reason given'}). "
-            "Try `python -m native_sim refresh`, or sign in again.", EXIT_REFUSED, "invalid_token")
+            "Try `python -m native_sim refresh`, or sign in again.",
+            EXIT_REFUSED,
+            "invalid_token",
+        )
     if answer.status >= 500:
         raise CommandError(f"The API failed (HTTP {answer.status}).", EXIT_UNREACHABLE)
     if answer.status >= 400:
@@ -342,21 +381,28 @@ def logout(ctx: Context) -> int:
         failure = next((outcome for outcome in outcomes if outcome is not True), None)
         revoked = "" if failure else "the tokens were revoked at the issuer and "
     else:
-        ctx.warn(f"the stored tokens belong to {record.get('issuer')}, not the configured issuer; "
-                 "they were not revoked")
+        ctx.warn(
+            f"the stored tokens belong to {record.get('issuer')}, not the configured issuer; "
+            "they were not revoked"
+        )
         revoked = ""
     ctx.store.delete()
     ctx.say(f"Signed out: {revoked}the stored tokens were deleted from {ctx.store.description}.")
     if failure:
         raise CommandError(
             f"Signed out locally, but the issuer did not confirm the revocation ({failure}); the refresh "
-            "token stays valid until it expires.", EXIT_UNREACHABLE, "revocation_failed")
-    ctx.say("Your browser may still be signed in at the issuer, so the next `login` may not ask for a "
-            "password.")
+            "token stays valid until it expires.",
+            EXIT_UNREACHABLE,
+            "revocation_failed",
+        )
+    ctx.say(
+        "Your browser may still be signed in at the issuer, so the next `login` may not ask for a password."
+    )
     return EXIT_OK
 
 
 # -- helpers -------------------------------------------------------------------
+
 
 def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
     """The stored record and its tokens, or :class:`CommandError` (exit 5) when there are none."""
@@ -369,15 +415,21 @@ def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
     if record.get("issuer") != ctx.settings.issuer or record.get("client_id") != expected_client:
         raise CommandError(
             f"The stored tokens belong to another issuer or client ({record.get('issuer')}, "
-            f"{record.get('client_id')}). {LOGIN_AGAIN}", EXIT_SIGNED_OUT, "not_signed_in")
+            f"{record.get('client_id')}). {LOGIN_AGAIN}",
+            EXIT_SIGNED_OUT,
+            "not_signed_in",
+        )
     return record, TokenSet.from_dict(record["tokens"])
 
 
 def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet:
     """Refresh, store the result, and turn a refused refresh token into "sign in again"."""
     if not tokens.refresh_token:
-        raise CommandError(f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
-                           EXIT_SIGNED_OUT, "no_refresh_token")
+        raise CommandError(
+            f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
+            EXIT_SIGNED_OUT,
+            "no_refresh_token",
+        )
     client = client_for(ctx, record)
     try:
         # previous=tokens: a new ID token must be about the same user, and the
@@ -390,7 +442,10 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
             ctx.store.delete()
             raise CommandError(
                 f"Your sign-in has expired: the issuer refused the refresh token (invalid_grant: "
-                f"{exc.description}). {LOGIN_AGAIN}", EXIT_SIGNED_OUT, exc.error) from None
+                f"{exc.description}). {LOGIN_AGAIN}",
+                EXIT_SIGNED_OUT,
+                exc.error,
+            ) from None
         raise
     finally:
         ctx.explain()
@@ -400,13 +455,15 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
 
 def _save(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
     """Store only what later commands need: whose tokens, and the tokens."""
-    ctx.store.save({
-        "issuer": ctx.settings.issuer,
-        "client": client,
-        "client_id": client_id,
-        "tokens": tokens.to_dict(),
-        "saved_at": int(time.time()),
-    })
+    ctx.store.save(
+        {
+            "issuer": ctx.settings.issuer,
+            "client": client,
+            "client_id": client_id,
+            "tokens": tokens.to_dict(),
+            "saved_at": int(time.time()),
+        }
+    )
 
 
 def describe_flow_error(exc: FlowError) -> tuple[str, int]:

@@ -18,8 +18,8 @@ from common.recorder import FlowRecorder
 from .storage import TokenStore
 
 # -- exit codes (documented in ``--help``): 0-3 are common.cli's ------------
-EXIT_TIMEOUT = 4        # the user never finished signing in
-EXIT_SIGNED_OUT = 5     # not signed in, or the refresh token expired / was revoked
+EXIT_TIMEOUT = 4  # the user never finished signing in
+EXIT_SIGNED_OUT = 5  # not signed in, or the refresh token expired / was revoked
 
 #: How the stored record names the two clients.
 NATIVE, TRUSTED = "native", "trusted"

@@ -68,8 +68,12 @@ class LoopbackListener:
         """Start serving, accepting only a response that carries ``expected_state``."""
         self._expected_state = expected_state
         # A short poll interval: close() waits for the serving loop to notice.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="loopback-listener", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="loopback-listener",
+            daemon=True,
+        )
         self._thread.start()
 
     def wait(self, timeout: float) -> dict[str, str]:
@@ -117,18 +121,30 @@ class LoopbackListener:
         params = {name: values[0] for name, values in raw.items()}
         state = params.get("state", "")
         if not state or not hmac.compare_digest(state.encode(), (self._expected_state or "").encode()):
-            return (400, "Unknown sign-in response",
-                    "This response does not belong to the sign-in the terminal started (its state does not "
-                    "match), so it was ignored. The terminal is still waiting for the real one.", None)
+            return (
+                400,
+                "Unknown sign-in response",
+                "This response does not belong to the sign-in the terminal started (its state does not "
+                "match), so it was ignored. The terminal is still waiting for the real one.",
+                None,
+            )
         with self._lock:
             if self._accepted:
-                return (409, "Already used",
-                        "This sign-in response was already received; return to the terminal.", None)
+                return (
+                    409,
+                    "Already used",
+                    "This sign-in response was already received; return to the terminal.",
+                    None,
+                )
             self._accepted = True
         if "error" in params:
-            return (200, "Sign-in not completed",
-                    f"The issuer answered {params['error']!s}. Return to the terminal for the details; "
-                    "you can close this window.", params)
+            return (
+                200,
+                "Sign-in not completed",
+                f"The issuer answered {params['error']!s}. Return to the terminal for the details; "
+                "you can close this window.",
+                params,
+            )
         return 200, "Sign-in received", "You can close this window and return to the terminal.", params
 
     def _finish(self, params: dict[str, str]) -> None:

@@ -101,8 +101,10 @@ class FileTokenStore(TokenStore):
                 # Someone loosened the mode: tighten it, and say so, since the
                 # tokens may have been readable by others in the meantime.
                 os.fchmod(fd, 0o600)
-                _warn(f"{self.path} was readable by other users; its mode is now 0600 "
-                      "(run `logout` and sign in again if you share this machine)")
+                _warn(
+                    f"{self.path} was readable by other users; its mode is now 0600 "
+                    "(run `logout` and sign in again if you share this machine)"
+                )
             try:
                 record = json.load(handle)
             except ValueError:

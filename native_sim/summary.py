@@ -28,6 +28,9 @@ def expiry(expires_at: float | None) -> str:
 
 def token_summary(tokens: TokenSet) -> str:
     """One sentence about the access token's expiry and whether a refresh token came."""
-    refresh = "a refresh token came with it" if tokens.refresh_token \
+    refresh = (
+        "a refresh token came with it"
+        if tokens.refresh_token
         else "no refresh token came with it (offline_access was not granted)"
+    )
     return f"The access token {expiry(tokens.expires_at)}; {refresh}."

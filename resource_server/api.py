@@ -38,8 +38,11 @@ def messages():
     return {
         "messages": [
             {"date": now, "text": f"Hello, {token.sub}. Your access token was accepted."},
-            {"date": now, "text": f"It was issued to client {token.client_id or '(unknown)'} "
-                                  f"with the scopes: {' '.join(token.scopes) or '(none)'}."},
+            {
+                "date": now,
+                "text": f"It was issued to client {token.client_id or '(unknown)'} "
+                f"with the scopes: {' '.join(token.scopes) or '(none)'}.",
+            },
         ],
         "sub": token.sub,
         "client_id": token.client_id,

@@ -35,8 +35,10 @@ def init_cors(app: Flask, allowed_origin: str) -> None:
             return None
         if request.headers.get("Origin") != allowed_origin:
             # No CORS headers: the browser will refuse the real request.
-            response = jsonify(error="origin_not_allowed",
-                               error_description="This API accepts cross-origin calls only from the SPA.")
+            response = jsonify(
+                error="origin_not_allowed",
+                error_description="This API accepts cross-origin calls only from the SPA.",
+            )
             response.status_code = 403
             return response
         response = app.response_class(status=204)

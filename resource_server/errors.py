@@ -31,7 +31,7 @@ from common.web import settings_of
 #: RFC 6750 §3: the characters allowed inside ``error_description`` and
 #: ``scope`` (printable ASCII without ``"`` and ``\``).  Anything else would
 #: break the header or let a token's content inject header syntax.
-_UNSAFE = re.compile(r'[^\x20\x21\x23-\x5B\x5D-\x7E]')
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5B\x5D-\x7E]")
 
 
 class BearerError(Exception):
@@ -88,7 +88,9 @@ def bearer_error_response(error: BearerError) -> Response:
     """The JSON answer for a refused request, with its challenge header."""
     members = {"scope": error.scope} if error.scope else {}
     return json_error(
-        error.error or "unauthorized", error.description, error.status,
+        error.error or "unauthorized",
+        error.description,
+        error.status,
         headers={
             "WWW-Authenticate": www_authenticate(settings_of(current_app).api_audience, error),
             # A refusal is specific to this request's token: never cache it.

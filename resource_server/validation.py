@@ -113,10 +113,14 @@ def bearer_token_from_request() -> str:
             "Access tokens are not accepted in the URL; send them in the Authorization header "
             "(RFC 6750 section 2.1)."
         )
-    if request.content_length and request.mimetype == "application/x-www-form-urlencoded" \
-            and "access_token" in request.form:
-        raise invalid_request("Access tokens are not accepted in the request body; send them in the "
-                              "Authorization header.")
+    if (
+        request.content_length
+        and request.mimetype == "application/x-www-form-urlencoded"
+        and "access_token" in request.form
+    ):
+        raise invalid_request(
+            "Access tokens are not accepted in the request body; send them in the Authorization header."
+        )
 
     header = request.headers.get("Authorization")
     if not header:
@@ -129,11 +133,13 @@ def bearer_token_from_request() -> str:
     token = token.strip()
     # The size check comes before anything else touches the token.
     if len(token) > MAX_TOKEN_LENGTH:
-        raise invalid_token(f"The token is {len(token)} characters long; "
-                            f"at most {MAX_TOKEN_LENGTH} are accepted.")
+        raise invalid_token(
+            f"The token is {len(token)} characters long; at most {MAX_TOKEN_LENGTH} are accepted."
+        )
     if not token or not _B64TOKEN.fullmatch(token):
-        raise invalid_request("The Authorization header is malformed: expected 'Bearer' followed by one "
-                              "token.")
+        raise invalid_request(
+            "The Authorization header is malformed: expected 'Bearer' followed by one token."
+        )
     return token
 
 
@@ -152,8 +158,9 @@ def scopes_from(claims: Mapping[str, Any]) -> tuple[str, ...]:
             continue
         value = claims[name]
         items = value.split() if isinstance(value, str) else value
-        well_formed = isinstance(items, list) and all(isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s)
-                                                      for s in items)
+        well_formed = isinstance(items, list) and all(
+            isinstance(s, str) and _SCOPE_TOKEN.fullmatch(s) for s in items
+        )
         if not well_formed:
             raise invalid_token(f"The token's {name!r} claim is not a list of scopes.")
         return tuple(items)
@@ -204,8 +211,9 @@ def refuse_id_token(header: Mapping[str, Any], claims: Mapping[str, Any]) -> Non
     """
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
-        raise invalid_token(f"The token's type {str(typ)[:40]!r} is not an access token type "
-                            "(at+jwt or JWT).")
+        raise invalid_token(
+            f"The token's type {str(typ)[:40]!r} is not an access token type (at+jwt or JWT)."
+        )
     for name in ID_TOKEN_ONLY_CLAIMS:
         if name in claims:
             raise invalid_token(f"This is an ID token (it has {name!r}), not an access token.")
@@ -275,12 +283,19 @@ class JWTValidator:
         try:
             # 1. Signature with the issuer's key for this kid, algorithm pinned
             #    (none/HMAC refused, jku/x5u/jwk headers ignored, size capped).
-            header, claims = decode_jwt(token, self.issuer.keyset, algorithms=ACCESS_TOKEN_ALGORITHMS,
-                                        max_length=MAX_TOKEN_LENGTH)
+            header, claims = decode_jwt(
+                token, self.issuer.keyset, algorithms=ACCESS_TOKEN_ALGORITHMS, max_length=MAX_TOKEN_LENGTH
+            )
             # 2. iss exact, aud contains API_AUDIENCE, exp/nbf/iat with leeway.
-            check_registered_claims(claims, issuer=settings.issuer, audience=settings.api_audience,
-                                    leeway=settings.clock_leeway, now=now, require=("iss", "aud", "exp"),
-                                    explain=False)  # nobody reads the passed checks here
+            check_registered_claims(
+                claims,
+                issuer=settings.issuer,
+                audience=settings.api_audience,
+                leeway=settings.clock_leeway,
+                now=now,
+                require=("iss", "aud", "exp"),
+                explain=False,
+            )  # nobody reads the passed checks here
         except KeysUnavailable:
             raise  # not the token's fault: answered 503 by the caller
         except InvalidToken as exc:
@@ -321,9 +336,12 @@ class IntrospectionValidator:
         self.settings = settings
         # The resource server's own registration, for the authenticated
         # introspection call (RFC 7662 §2.1).
-        self.client = Client(Issuer(settings), client_id=settings.api_introspection_client_id,
-                             client_secret=settings.api_introspection_client_secret,
-                             token_endpoint_auth_method="client_secret_basic")
+        self.client = Client(
+            Issuer(settings),
+            client_id=settings.api_introspection_client_id,
+            client_secret=settings.api_introspection_client_secret,
+            token_endpoint_auth_method="client_secret_basic",
+        )
         self._cache: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -368,8 +386,14 @@ class IntrospectionValidator:
             # "active" already covers expiry, but the fields it returns must
             # still say the token is for us: an active token for another API
             # is not valid here.  aud is required: without it we cannot know.
-            check_registered_claims(answer, issuer=settings.issuer, audience=settings.api_audience,
-                                    leeway=settings.clock_leeway, now=now, require=("aud",))
+            check_registered_claims(
+                answer,
+                issuer=settings.issuer,
+                audience=settings.api_audience,
+                leeway=settings.clock_leeway,
+                now=now,
+                require=("aud",),
+            )
         except InvalidToken as exc:
             raise invalid_token(exc.reason) from None
         exp = answer.get("exp")
@@ -402,8 +426,12 @@ def validate_access_token(token: str) -> AccessToken:
     try:
         return validator.validate(token)
     except KeysUnavailable as exc:
-        raise FlowError("temporarily_unavailable", exc.reason,
-                        "The issuer's keys could not be fetched; try again in a moment.", 503) from None
+        raise FlowError(
+            "temporarily_unavailable",
+            exc.reason,
+            "The issuer's keys could not be fetched; try again in a moment.",
+            503,
+        ) from None
     except IssuerUnreachable as exc:
         raise FlowError("temporarily_unavailable", exc.description, exc.hint, 503) from None
 
@@ -446,8 +474,10 @@ def require_scope(scope: str | Callable[[Settings], str]) -> Callable:
                 # this; 403 tells the client that a new token *with* these
                 # scopes would work, unlike 401.  The challenge's ``scope``
                 # attribute is the space-delimited list needed (§3).
-                raise insufficient_scope(" ".join(needed.split()), f"This route needs the scopes {needed!r}; "
-                                                                   f"the token lacks {' '.join(missing)!r}.")
+                raise insufficient_scope(
+                    " ".join(needed.split()),
+                    f"This route needs the scopes {needed!r}; the token lacks {' '.join(missing)!r}.",
+                )
             return view(*args, **kwargs)
 
         return wrapped

@@ -25,8 +25,9 @@ def create_app(test_config=None):
     """Create and configure the service app's status page."""
     settings = load_settings(test_config, component="service_app")
     app = Flask(__name__)
-    init_settings(app, settings, app_name="service_app", base_url=settings.service_base_url,
-                  test_config=test_config)
+    init_settings(
+        app, settings, app_name="service_app", base_url=settings.service_base_url, test_config=test_config
+    )
     init_server_session(app, settings)
     init_templates(app, title="Service app (Client Credentials)")
     init_error_pages(app, answer="html")
@@ -42,8 +43,9 @@ def create_app(test_config=None):
     # single flight hold across processes.  The key names the issuer,
     # client, scope and authentication method, so that changing any of
     # them never serves a token obtained for another configuration.
-    identity = "|".join((settings.issuer, settings.service_client_id, settings.service_scope,
-                         auth_method(settings)))
+    identity = "|".join(
+        (settings.issuer, settings.service_client_id, settings.service_scope, auth_method(settings))
+    )
     store = RedisStore(
         app.config["SESSION_REDIS"],
         prefix=f"service_app:token:{hashlib.sha256(identity.encode()).hexdigest()[:12]}",

@@ -33,22 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     call = commands.add_parser(
-        "call", help="get an access token for SERVICE_SCOPE and call the API",
+        "call",
+        help="get an access token for SERVICE_SCOPE and call the API",
         description="Get an access token with grant_type=client_credentials and call the API's "
-                    "scope-protected route (API_URL/api/custom); print its answer.",
+        "scope-protected route (API_URL/api/custom); print its answer.",
     )
     call.add_argument("--explain", action="store_true", help="print each protocol step (secrets redacted)")
-    call.add_argument("--scope", help="ask for this scope instead of SERVICE_SCOPE (to see the issuer refuse one)")
+    call.add_argument(
+        "--scope", help="ask for this scope instead of SERVICE_SCOPE (to see the issuer refuse one)"
+    )
     call.add_argument("--path", default="/api/custom", help="the API route to call (default: /api/custom)")
 
     keygen = commands.add_parser(
-        "keygen", help="write a private key for private_key_jwt and print its public JWK",
+        "keygen",
+        help="write a private key for private_key_jwt and print its public JWK",
         description="Write a new private key (mode 0600) and print the public JWK to register at the issuer. "
-                    "Then set SERVICE_PRIVATE_KEY to the key file.",
+        "Then set SERVICE_PRIVATE_KEY to the key file.",
     )
-    keygen.add_argument("--out", type=Path, default=DEFAULT_KEY_PATH,
-                        help=f"where to write the private key (default: {DEFAULT_KEY_PATH.relative_to(PROJECT_ROOT)})")
-    keygen.add_argument("--kind", choices=("RSA", "EC"), default="RSA", help="RSA 2048 (RS256, default) or EC P-256 (ES256)")
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_KEY_PATH,
+        help=f"where to write the private key (default: {DEFAULT_KEY_PATH.relative_to(PROJECT_ROOT)})",
+    )
+    keygen.add_argument(
+        "--kind", choices=("RSA", "EC"), default="RSA", help="RSA 2048 (RS256, default) or EC P-256 (ES256)"
+    )
     keygen.add_argument("--force", action="store_true", help="overwrite an existing key file")
     return parser
 
@@ -68,7 +78,9 @@ def cmd_call(args) -> int:
     client = ServiceClient(settings, scope=args.scope)
     log = FlowLog(max_steps=100) if args.explain else None
     if log is not None:
-        FlowRecorder(log).step("service.client_credentials", auth_method=auth_method(settings), scope=client.scope)
+        FlowRecorder(log).step(
+            "service.client_credentials", auth_method=auth_method(settings), scope=client.scope
+        )
     try:
         result = client.call_api(args.path, log=log)
     finally:
@@ -84,7 +96,9 @@ def cmd_keygen(args) -> int:
 
     out: Path = args.out
     if out.exists() and not args.force:
-        raise ConfigError("--out", f"{out} already exists", "Pass --force to replace it, or choose another --out")
+        raise ConfigError(
+            "--out", f"{out} already exists", "Pass --force to replace it, or choose another --out"
+        )
     key = generate_private_key(args.kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Create the file with mode 0600 from the start: a private key must
@@ -96,9 +110,12 @@ def cmd_keygen(args) -> int:
         file.write(private_key_pem(key))
     jwk = public_jwk(key)
     print(json.dumps(jwk, indent=2))
-    print(f"Private key written to {out} (mode 0600). Register the public JWK above at the issuer "
-          f"(Okta: the app's Client Credentials → Public key / Private key → Add key), "
-          f"then set SERVICE_PRIVATE_KEY={out}", file=sys.stderr)
+    print(
+        f"Private key written to {out} (mode 0600). Register the public JWK above at the issuer "
+        f"(Okta: the app's Client Credentials → Public key / Private key → Add key), "
+        f"then set SERVICE_PRIVATE_KEY={out}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -114,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
         return EXIT_USAGE
     except FlowError as error:
-        print(f"error: {error.error}: {error.description}" + (f" Hint: {error.hint}" if error.hint else ""),
-              file=sys.stderr)
+        print(
+            f"error: {error.error}: {error.description}" + (f" Hint: {error.hint}" if error.hint else ""),
+            file=sys.stderr,
+        )
         return exit_code_for(error)
 
 

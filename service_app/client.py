@@ -62,8 +62,14 @@ class ApiResult:
 
     def summary(self) -> dict:
         """A small JSON-able record for the status page."""
-        return {"ok": self.ok, "status": self.status, "url": self.url, "body": self.body,
-                "token_fetched": self.token_fetched, "retried": self.retried}
+        return {
+            "ok": self.ok,
+            "status": self.status,
+            "url": self.url,
+            "body": self.body,
+            "token_fetched": self.token_fetched,
+            "retried": self.retried,
+        }
 
 
 def build_client(settings: Settings, *, http: requests.Session | None = None) -> Client:
@@ -77,17 +83,24 @@ def build_client(settings: Settings, *, http: requests.Session | None = None) ->
         # RFC 7523 §2.2: no secret at all; each token request carries a
         # fresh assertion signed with this key.
         try:
-            return Client(issuer, client_id=settings.service_client_id,
-                          token_endpoint_auth_method="private_key_jwt",
-                          private_key_path=settings.service_private_key)
+            return Client(
+                issuer,
+                client_id=settings.service_client_id,
+                token_endpoint_auth_method="private_key_jwt",
+                private_key_path=settings.service_private_key,
+            )
         except (OSError, ValueError) as error:
-            raise ConfigError("SERVICE_PRIVATE_KEY",
-                              f"{settings.service_private_key!r} is not a usable private key "
-                              f"({type(error).__name__})",
-                              "Point it at a PEM or JWK private key, e.g. one written by "
-                              "`python -m service_app keygen`") from None
-    return Client(issuer, client_id=settings.service_client_id, client_secret=settings.service_client_secret,
-                  token_endpoint_auth_method="client_secret_basic")
+            raise ConfigError(
+                "SERVICE_PRIVATE_KEY",
+                f"{settings.service_private_key!r} is not a usable private key ({type(error).__name__})",
+                "Point it at a PEM or JWK private key, e.g. one written by `python -m service_app keygen`",
+            ) from None
+    return Client(
+        issuer,
+        client_id=settings.service_client_id,
+        client_secret=settings.service_client_secret,
+        token_endpoint_auth_method="client_secret_basic",
+    )
 
 
 def auth_method(settings: Settings) -> str:
@@ -107,9 +120,15 @@ class ServiceClient:
     :param backoff: the retry policy for an unreachable issuer.
     """
 
-    def __init__(self, settings: Settings, *, store: CachedTokenBackend | None = None,
-                 scope: str | None = None, http: requests.Session | None = None,
-                 backoff: Backoff | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: CachedTokenBackend | None = None,
+        scope: str | None = None,
+        http: requests.Session | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.settings = settings
         self.scope = scope or settings.service_scope
         self.http = http or http_session(settings)
@@ -134,8 +153,9 @@ class ServiceClient:
             # an IssuerUnreachable: the token cache never retries a refusal.
             described = f": {error.issuer_description}" if error.issuer_description else ""
             detail = error.issuer_error + described
-            raise FlowError(error.issuer_error, f"The issuer refused the token request: {detail}",
-                            error.hint, 400) from None
+            raise FlowError(
+                error.issuer_error, f"The issuer refused the token request: {detail}", error.hint, 400
+            ) from None
         recorder.token("service.access_token", token.access_token, [])
         return token
 
@@ -143,8 +163,9 @@ class ServiceClient:
         """A valid access token, from the cache or (once) from the issuer."""
         cached, fetched = self.cache.get(log=log)
         if not fetched:
-            FlowRecorder(log).step("service.cached_token",
-                                   seconds=max(0, int(cached.expires_at - self.cache.clock())))
+            FlowRecorder(log).step(
+                "service.cached_token", seconds=max(0, int(cached.expires_at - self.cache.clock()))
+            )
         return cached, fetched
 
     def call_api(self, path: str = API_PATH, *, log=None) -> ApiResult:
@@ -168,8 +189,10 @@ class ServiceClient:
         retried = False
         if answer.status == 401:
             retried = True
-            recorder.step("service.api_refused_token",
-                          response={"status": 401, "body": {"WWW-Authenticate": answer.www_authenticate}})
+            recorder.step(
+                "service.api_refused_token",
+                response={"status": 401, "body": {"WWW-Authenticate": answer.www_authenticate}},
+            )
             self.cache.invalidate(cached.token.access_token)
             cached, fetched_again = self.token(log)
             fetched = fetched or fetched_again
@@ -191,8 +214,12 @@ class ServiceClient:
                 403,
             )
         if not answer.ok:
-            raise FlowError("api_error", f"The API answered HTTP {answer.status}.",
-                            "Check the resource server's log.", 502)
+            raise FlowError(
+                "api_error",
+                f"The API answered HTTP {answer.status}.",
+                "Check the resource server's log.",
+                502,
+            )
         # Counted for the status page: how many calls one token served.
         self.cache.count_call(cached.token.access_token)
         return ApiResult(url, answer.status, answer.body, cached, fetched, retried)

@@ -234,8 +234,11 @@ class Backoff:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def run(self, attempt: Callable[[int], TokenSet],
-            on_retry: Callable[[int, float, Exception], None] | None = None) -> TokenSet:
+    def run(
+        self,
+        attempt: Callable[[int], TokenSet],
+        on_retry: Callable[[int, float, Exception], None] | None = None,
+    ) -> TokenSet:
         """Call ``attempt(n)`` until it succeeds, fails for good, or tries run out."""
         for number in range(1, self.attempts + 1):
             try:
@@ -260,8 +263,14 @@ class TokenCache:
     :param clock: ``time.time``, replaceable in tests.
     """
 
-    def __init__(self, fetch: Callable[[object], TokenSet], *, store: CachedTokenBackend | None = None,
-                 backoff: Backoff | None = None, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        fetch: Callable[[object], TokenSet],
+        *,
+        store: CachedTokenBackend | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.fetch = fetch
         self.store = store or MemoryStore()
         self.backoff = backoff or Backoff()
@@ -313,8 +322,10 @@ class TokenCache:
             cached = self.store.load()
             if cached and cached.fresh(self.clock()):
                 return cached, False  # another process was quicker
-            token = self.backoff.run(lambda number: self.fetch(log),
-                                     on_retry=lambda n, pause, error: _log_retry(log, n, pause, error))
+            token = self.backoff.run(
+                lambda number: self.fetch(log),
+                on_retry=lambda n, pause, error: _log_retry(log, n, pause, error),
+            )
             cached = CachedToken(token, self.clock())
             self.store.save(cached)
             return cached, True
@@ -330,5 +341,6 @@ class TokenCache:
 
 def _log_retry(log, number: int, pause: float, error: Exception) -> None:
     """Narrate one back-off pause (the texts are in common/narration.py)."""
-    FlowRecorder(log).step("service.issuer_retry", number=number, pause=pause,
-                           reason=getattr(error, "description", error))
+    FlowRecorder(log).step(
+        "service.issuer_retry", number=number, pause=pause, reason=getattr(error, "description", error)
+    )

@@ -85,8 +85,11 @@ def call_api():
     except FlowError as error:
         FlowRecorder(log).failure("service.call_failed", error)
         session["last_result"] = {
-            "ok": False, "error": error.error, "description": error.description,
-            "hint": error.hint, "at": int(time.time()),
+            "ok": False,
+            "error": error.error,
+            "description": error.description,
+            "hint": error.hint,
+            "at": int(time.time()),
         }
     session["flow"] = log.to_list()
     return redirect(url_for("service.index"))

@@ -58,4 +58,3 @@ def config():
         http_timeout=settings.http_timeout,
         login_timeout=settings.login_timeout,
     )
-

@@ -66,7 +66,11 @@ def suite_env(redis_server, ports):
 def dev_issuer(suite_env, ports):
     """The development issuer under gunicorn with two workers."""
     service = gunicorn(
-        "dev_issuer", "dev_issuer:create_app()", suite_env, ports["issuer"], workers=2,
+        "dev_issuer",
+        "dev_issuer:create_app()",
+        suite_env,
+        ports["issuer"],
+        workers=2,
         health_path="/oauth2/default/.well-known/openid-configuration",
     ).start()
     yield service
@@ -82,8 +86,14 @@ def issuer_url(dev_issuer, suite_env):
 @pytest.fixture(scope="session")
 def resource_server(suite_env, ports, dev_issuer):
     """The resource server (API) under gunicorn."""
-    service = gunicorn("resource_server", "resource_server:create_app()", suite_env, ports["api"],
-                       workers=2, health_path="/healthz").start()
+    service = gunicorn(
+        "resource_server",
+        "resource_server:create_app()",
+        suite_env,
+        ports["api"],
+        workers=2,
+        health_path="/healthz",
+    ).start()
     yield service
     service.stop()
 
@@ -91,8 +101,9 @@ def resource_server(suite_env, ports, dev_issuer):
 @pytest.fixture(scope="session")
 def web_app(suite_env, ports, dev_issuer, resource_server):
     """The server-side web app under gunicorn with four workers."""
-    service = gunicorn("web_app", "web_app:create_app()", suite_env, ports["web"],
-                       workers=4, health_path="/healthz").start()
+    service = gunicorn(
+        "web_app", "web_app:create_app()", suite_env, ports["web"], workers=4, health_path="/healthz"
+    ).start()
     yield service
     service.stop()
 
@@ -100,8 +111,9 @@ def web_app(suite_env, ports, dev_issuer, resource_server):
 @pytest.fixture(scope="session")
 def spa_app(suite_env, ports, dev_issuer, resource_server):
     """The single-page app's server (static files and settings) under gunicorn."""
-    service = gunicorn("spa_app", "spa_app:create_app()", suite_env, ports["spa"],
-                       workers=2, health_path="/healthz").start()
+    service = gunicorn(
+        "spa_app", "spa_app:create_app()", suite_env, ports["spa"], workers=2, health_path="/healthz"
+    ).start()
     yield service
     service.stop()
 
@@ -109,8 +121,14 @@ def spa_app(suite_env, ports, dev_issuer, resource_server):
 @pytest.fixture(scope="session")
 def service_app(suite_env, ports, dev_issuer, resource_server):
     """The service app's status page under gunicorn."""
-    service = gunicorn("service_app", "service_app:create_app()", suite_env, ports["service"],
-                       workers=2, health_path="/healthz").start()
+    service = gunicorn(
+        "service_app",
+        "service_app:create_app()",
+        suite_env,
+        ports["service"],
+        workers=2,
+        health_path="/healthz",
+    ).start()
     yield service
     service.stop()
 
@@ -123,10 +141,18 @@ def _chromium_session(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                 "--disable-sync", "--window-size=1280,900",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(30)

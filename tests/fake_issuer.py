@@ -36,7 +36,8 @@ Usage::
 
     def test_x(fake_issuer):
         fake_issuer.fail("token", 503)
-        client = Client(Issuer(load_settings({"ISSUER": fake_issuer.issuer})), client_id=fake_issuer.client_id, ...)
+        issuer = Issuer(load_settings({"ISSUER": fake_issuer.issuer}))
+        client = Client(issuer, client_id=fake_issuer.client_id, ...)
 """
 
 from __future__ import annotations
@@ -178,8 +179,12 @@ class FakeIssuer:
             self.client_id: {"secret": self.client_secret, "jwk": None},
             "public-client": {"secret": None, "jwk": None},
         }
-        self.user = {"sub": "00u-fake-user-1", "name": "Test User", "email": "testuser1@example.com",
-                     "preferred_username": "testuser1@example.com"}
+        self.user = {
+            "sub": "00u-fake-user-1",
+            "name": "Test User",
+            "email": "testuser1@example.com",
+            "preferred_username": "testuser1@example.com",
+        }
         self.password = "fake-password"
         self.send_iss = True  # RFC 9207 iss on the authorization response
         self.rotate_refresh_tokens = True
@@ -228,7 +233,9 @@ class FakeIssuer:
 
         self.server = Server((self.host, 0), Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         return self
 
@@ -256,7 +263,9 @@ class FakeIssuer:
 
     # -- scripting ------------------------------------------------------------
 
-    def script(self, endpoint: str, reply: Reply | Callable[[FakeRequest], Reply | None], times: int | None = None) -> None:
+    def script(
+        self, endpoint: str, reply: Reply | Callable[[FakeRequest], Reply | None], times: int | None = None
+    ) -> None:
         """Answer ``endpoint`` with ``reply`` (or ``reply(request)``; ``None`` falls through
         to the default behaviour), the next ``times`` requests or for ever."""
         if endpoint not in PATHS.values():
@@ -276,8 +285,15 @@ class FakeIssuer:
 
     def html(self, endpoint: str, status: int = 200, times: int | None = None) -> None:
         """Answer with an HTML page (a captive portal or proxy error page)."""
-        self.script(endpoint, Reply(status, "<!doctype html><html><body><h1>Welcome</h1></body></html>",
-                                    {"Content-Type": "text/html"}), times)
+        self.script(
+            endpoint,
+            Reply(
+                status,
+                "<!doctype html><html><body><h1>Welcome</h1></body></html>",
+                {"Content-Type": "text/html"},
+            ),
+            times,
+        )
 
     def hang(self, endpoint: str, seconds: float = 3.0, times: int | None = None) -> None:
         """Answer only after ``seconds`` (longer than the client's timeout)."""
@@ -322,7 +338,9 @@ class FakeIssuer:
         return key
 
     def jwks(self) -> dict:
-        return {"keys": [{**k.as_dict(private=False), "use": "sig", "alg": _alg_for(k)} for k in self.published]}
+        return {
+            "keys": [{**k.as_dict(private=False), "use": "sig", "alg": _alg_for(k)} for k in self.published]
+        }
 
     # -- tokens ---------------------------------------------------------------
 
@@ -331,23 +349,45 @@ class FakeIssuer:
         key = key or self.signing_key
         hdr = {"alg": _alg_for(key), "kid": key.kid, **(header or {})}
         hdr = {k: v for k, v in hdr.items() if v is not None}
-        return jwt.encode(hdr, {k: v for k, v in claims.items() if v is not None}, key, algorithms=[hdr["alg"]])
+        return jwt.encode(
+            hdr, {k: v for k, v in claims.items() if v is not None}, key, algorithms=[hdr["alg"]]
+        )
 
     def id_token_defaults(self, **claims) -> dict:
         now = int(time.time())
-        return {"iss": self.issuer, "sub": self.user["sub"], "aud": self.client_id, "iat": now, "exp": now + 300,
-                "auth_time": now, "name": self.user["name"], "email": self.user["email"], **claims}
+        return {
+            "iss": self.issuer,
+            "sub": self.user["sub"],
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + 300,
+            "auth_time": now,
+            "name": self.user["name"],
+            "email": self.user["email"],
+            **claims,
+        }
 
     def mint_id_token(self, claims: dict | None = None, header: dict | None = None, key=None, **kw) -> str:
         """An ID token: sensible defaults overridden by ``claims`` (``None`` removes a claim)."""
         return self.mint({**self.id_token_defaults(), **(claims or {}), **kw}, header, key)
 
-    def mint_access_token(self, claims: dict | None = None, header: dict | None = None, key=None, **kw) -> str:
+    def mint_access_token(
+        self, claims: dict | None = None, header: dict | None = None, key=None, **kw
+    ) -> str:
         """An Okta-shaped access token (``api://default`` audience, ``scp``, ``cid``)."""
         now = int(time.time())
-        base = {"ver": 1, "jti": "AT." + secrets.token_urlsafe(8), "iss": self.issuer, "aud": "api://default",
-                "iat": now, "exp": now + 3600, "cid": self.client_id, "uid": self.user["sub"],
-                "scp": ["openid"], "sub": self.user["email"]}
+        base = {
+            "ver": 1,
+            "jti": "AT." + secrets.token_urlsafe(8),
+            "iss": self.issuer,
+            "aud": "api://default",
+            "iat": now,
+            "exp": now + 3600,
+            "cid": self.client_id,
+            "uid": self.user["sub"],
+            "scp": ["openid"],
+            "sub": self.user["email"],
+        }
         token = self.mint({**base, **(claims or {}), **kw}, header, key)
         self.access_tokens.add(token)
         return token
@@ -360,23 +400,42 @@ class FakeIssuer:
             endpoint = PATHS.get(parts.path, "unknown")
             length = int(handler.headers.get("Content-Length") or 0)
             raw = handler.rfile.read(length) if length else b""
-            form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)) \
-                if "form-urlencoded" in handler.headers.get("Content-Type", "") else {}
-            request = FakeRequest(endpoint, method, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
-                                  form, {k: v for k, v in handler.headers.items()})
+            form = (
+                dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+                if "form-urlencoded" in handler.headers.get("Content-Type", "")
+                else {}
+            )
+            request = FakeRequest(
+                endpoint,
+                method,
+                parts.path,
+                dict(parse_qsl(parts.query, keep_blank_values=True)),
+                form,
+                {k: v for k, v in handler.headers.items()},
+            )
             with self.lock:
                 self.counts[endpoint] += 1
                 self.requests.append(request)
             if method == "OPTIONS":
                 # A CORS preflight (Fetch standard): allow what the SPA sends.
-                reply = Reply(204, b"", {"Access-Control-Allow-Methods": "GET, POST",
-                                         "Access-Control-Allow-Headers": "Content-Type, Accept, Authorization"})
+                reply = Reply(
+                    204,
+                    b"",
+                    {
+                        "Access-Control-Allow-Methods": "GET, POST",
+                        "Access-Control-Allow-Headers": "Content-Type, Accept, Authorization",
+                    },
+                )
             else:
                 reply = self._scripted(endpoint, request) or self._default(endpoint, request)
             origin = request.headers.get("Origin")
             if origin and origin in self.cors_origins:
-                reply = Reply(reply.status, reply.body, {**reply.headers, "Access-Control-Allow-Origin": origin,
-                                                         "Vary": "Origin"}, reply.delay)
+                reply = Reply(
+                    reply.status,
+                    reply.body,
+                    {**reply.headers, "Access-Control-Allow-Origin": origin, "Vary": "Origin"},
+                    reply.delay,
+                )
             if reply.delay:
                 time.sleep(reply.delay)
             self._send(handler, reply)
@@ -433,11 +492,21 @@ class FakeIssuer:
             "introspection_endpoint": self.url("introspect"),
             "end_session_endpoint": self.url("end_session"),
             "response_types_supported": ["code", "token", "id_token", "id_token token"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password"],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "password",
+            ],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            ],
             "scopes_supported": ["openid", "profile", "email", "offline_access", "customScope"],
             "authorization_response_iss_parameter_supported": True,
         }
@@ -463,12 +532,19 @@ class FakeIssuer:
         if endpoint == "introspect" and request.method == "POST":
             token = request.form.get("token", "")
             active = token in self.access_tokens or token in self.refresh_tokens
-            return Reply(200, {"active": True, "client_id": self.client_id, "sub": self.user["sub"]} if active else {"active": False})
+            return Reply(
+                200,
+                {"active": True, "client_id": self.client_id, "sub": self.user["sub"]}
+                if active
+                else {"active": False},
+            )
         if endpoint == "api":
             auth = request.headers.get("Authorization", "")
             if auth.startswith("Bearer ") and auth[7:] in self.access_tokens:
                 return Reply(200, {"messages": [{"text": "hello from the fake API"}]})
-            return Reply(401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return Reply(
+                401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
         if endpoint == "end_session":
             target = request.query.get("post_logout_redirect_uri")
             if not target:
@@ -482,13 +558,18 @@ class FakeIssuer:
         q = request.query
         redirect_uri = q.get("redirect_uri", "")
         if q.get("client_id") not in self.clients or not redirect_uri:
-            return Reply(400, {"error": "invalid_request", "error_description": "unknown client or no redirect_uri"})
+            return Reply(
+                400, {"error": "invalid_request", "error_description": "unknown client or no redirect_uri"}
+            )
         response_types = set(q.get("response_type", "code").split())
         if "code" not in response_types and "id_token" in response_types:
             # The Implicit flow (OIDC Core 3.2.2.5): tokens in the fragment.
             access_token = self.mint_access_token({"cid": q["client_id"], "scp": q.get("scope", "").split()})
-            claims = self.id_token_defaults(aud=q["client_id"], nonce=q.get("nonce"),
-                                            at_hash=token_hash(access_token, _alg_for(self.id_token_key or self.signing_key)))
+            claims = self.id_token_defaults(
+                aud=q["client_id"],
+                nonce=q.get("nonce"),
+                at_hash=token_hash(access_token, _alg_for(self.id_token_key or self.signing_key)),
+            )
             claims.update(self.id_token_claims)
             params = {"id_token": self._id_token(claims), "state": q.get("state", "")}
             if "token" in response_types:
@@ -499,14 +580,21 @@ class FakeIssuer:
                 params = self.authorize_hook(params)
             return Reply(302, "", {"Location": f"{redirect_uri}#{urlencode(params)}"})
         code = secrets.token_urlsafe(16)
-        self.codes[code] = {"client_id": q["client_id"], "redirect_uri": redirect_uri, "nonce": q.get("nonce"),
-                            "code_challenge": q.get("code_challenge"), "scope": q.get("scope", "")}
+        self.codes[code] = {
+            "client_id": q["client_id"],
+            "redirect_uri": redirect_uri,
+            "nonce": q.get("nonce"),
+            "code_challenge": q.get("code_challenge"),
+            "scope": q.get("scope", ""),
+        }
         params = {"code": code, "state": q.get("state", "")}
         if self.send_iss:
             params["iss"] = self.issuer
         if self.authorize_hook is not None:
             params = self.authorize_hook(params)
-        return Reply(302, "", {"Location": f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(params)}"})
+        return Reply(
+            302, "", {"Location": f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(params)}"}
+        )
 
     def _id_token(self, claims: dict) -> str:
         """The ID token for ``claims``: signed as configured, or as ``id_token_transform`` makes it."""
@@ -536,14 +624,21 @@ class FakeIssuer:
             if not reg or not reg.get("jwk"):
                 return None
             try:
-                obj = jws.deserialize_compact(form["client_assertion"], import_key(reg["jwk"]), algorithms=["RS256", "ES256"])
+                obj = jws.deserialize_compact(
+                    form["client_assertion"], import_key(reg["jwk"]), algorithms=["RS256", "ES256"]
+                )
             except Exception:  # noqa: BLE001
                 return None
             claims = json.loads(obj.payload)
             self.assertions.append({"header": obj.headers(), "claims": claims})
             now = time.time()
-            if claims.get("iss") != form["client_id"] or claims.get("sub") != form["client_id"] \
-                    or claims.get("aud") != self.url("token") or not claims.get("jti") or claims.get("exp", 0) < now:
+            if (
+                claims.get("iss") != form["client_id"]
+                or claims.get("sub") != form["client_id"]
+                or claims.get("aud") != self.url("token")
+                or not claims.get("jti")
+                or claims.get("exp", 0) < now
+            ):
                 return None
             return form["client_id"]
         client_id = form.get("client_id", "")
@@ -558,12 +653,18 @@ class FakeIssuer:
         form = request.form
         client_id = self._authenticate_client(request)
         if client_id is None:
-            return Reply(401, {"error": "invalid_client", "error_description": "client authentication failed"})
+            return Reply(
+                401, {"error": "invalid_client", "error_description": "client authentication failed"}
+            )
         grant = form.get("grant_type")
         nonce, scope, sub_claims = None, form.get("scope", ""), True
         if grant == "authorization_code":
             code = self.codes.pop(form.get("code", ""), None)
-            if code is None or code["client_id"] != client_id or code["redirect_uri"] != form.get("redirect_uri"):
+            if (
+                code is None
+                or code["client_id"] != client_id
+                or code["redirect_uri"] != form.get("redirect_uri")
+            ):
                 return Reply(400, {"error": "invalid_grant", "error_description": "bad code"})
             verifier = form.get("code_verifier", "")
             challenge = _b64(hashlib.sha256(verifier.encode()).digest())
@@ -581,13 +682,25 @@ class FakeIssuer:
             sub_claims = False
         elif grant == "password":
             if form.get("username") != self.user["email"] or form.get("password") != self.password:
-                return Reply(400, {"error": "invalid_grant", "error_description": "wrong username or password"})
+                return Reply(
+                    400, {"error": "invalid_grant", "error_description": "wrong username or password"}
+                )
         else:
             return Reply(400, {"error": "unsupported_grant_type"})
 
-        access_token = self.mint_access_token({"cid": client_id, "scp": scope.split(),
-                                               **({} if sub_claims else {"sub": client_id, "uid": None})})
-        body: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600, "scope": scope}
+        access_token = self.mint_access_token(
+            {
+                "cid": client_id,
+                "scp": scope.split(),
+                **({} if sub_claims else {"sub": client_id, "uid": None}),
+            }
+        )
+        body: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": scope,
+        }
         if sub_claims and "offline_access" in scope.split() or grant == "refresh_token":
             if grant == "refresh_token" and not self.rotate_refresh_tokens:
                 pass
@@ -596,8 +709,11 @@ class FakeIssuer:
                 self.refresh_tokens[refresh] = {"scope": scope, "client_id": client_id}
                 body["refresh_token"] = refresh
         if sub_claims and "openid" in scope.split():
-            claims = self.id_token_defaults(aud=client_id, nonce=nonce,
-                                            at_hash=token_hash(access_token, _alg_for(self.id_token_key or self.signing_key)))
+            claims = self.id_token_defaults(
+                aud=client_id,
+                nonce=nonce,
+                at_hash=token_hash(access_token, _alg_for(self.id_token_key or self.signing_key)),
+            )
             claims.update(self.id_token_claims)
             body["id_token"] = self._id_token(claims)
         body.update(self.token_extra)
@@ -606,7 +722,9 @@ class FakeIssuer:
     def _userinfo(self, request: FakeRequest) -> Reply:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.access_tokens:
-            return Reply(401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return Reply(
+                401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
         return Reply(200, self.userinfo_claims if self.userinfo_claims is not None else dict(self.user))
 
 

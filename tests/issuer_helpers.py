@@ -38,7 +38,9 @@ def _hidden(page: str, name: str) -> str | None:
     return html.unescape(match.group(1)) if match else None
 
 
-def follow_on_issuer(session: requests.Session, response: requests.Response, issuer_origin: str) -> requests.Response:
+def follow_on_issuer(
+    session: requests.Session, response: requests.Response, issuer_origin: str
+) -> requests.Response:
     """Follow redirects while they stay on the issuer; return the first response that does not."""
     for _ in range(10):
         location = response.headers.get("Location")
@@ -58,7 +60,9 @@ def sign_in(session: requests.Session, authorize_url: str, username: str, passwo
         ``Location``), a form_post page (200), or an error page.
     """
     issuer_origin = _origin(authorize_url)
-    response = follow_on_issuer(session, session.get(authorize_url, allow_redirects=False, timeout=TIMEOUT), issuer_origin)
+    response = follow_on_issuer(
+        session, session.get(authorize_url, allow_redirects=False, timeout=TIMEOUT), issuer_origin
+    )
     page = response.text if response.status_code == 200 else ""
     if 'id="sign-in-form"' not in page:
         return response  # SSO session, or an error shown by the issuer
@@ -72,11 +76,16 @@ def sign_in(session: requests.Session, authorize_url: str, username: str, passwo
     return follow_on_issuer(session, posted, issuer_origin)
 
 
-def sign_in_and_get_redirect(session: requests.Session, authorize_url: str, username: str, password: str) -> str:
+def sign_in_and_get_redirect(
+    session: requests.Session, authorize_url: str, username: str, password: str
+) -> str:
     """Sign in at the issuer and return the ``Location`` aimed at the client (not followed)."""
     response = sign_in(session, authorize_url, username, password)
     if not response.is_redirect:
-        raise AssertionError(f"the issuer did not redirect to the client (HTTP {response.status_code}):\n{response.text[:2000]}")
+        raise AssertionError(
+            f"the issuer did not redirect to the client (HTTP {response.status_code}):\n"
+            f"{response.text[:2000]}"
+        )
     return urljoin(response.url, response.headers["Location"])
 
 

@@ -21,8 +21,9 @@ def complete_sign_in(client: Client, params, pending, *, log: FlowLog | None = N
     code = check_authorization_response(client, params, pending)
     tokens = exchange_code(client, code, pending)
     if tokens.id_token:
-        tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending.get("nonce"),
-                                             access_token=tokens.access_token)
+        tokens.id_claims = validate_id_token(
+            client, tokens.id_token, nonce=pending.get("nonce"), access_token=tokens.access_token
+        )
     return tokens
 
 

@@ -92,12 +92,28 @@ class RedisServer:
     def start(self) -> "RedisServer":
         binary = shutil.which("redis-server")
         if not binary:
-            raise RuntimeError("redis-server is not installed; `make test` installs it (apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server is not installed; `make test` installs it (apt-get install redis-server)"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -119,8 +135,15 @@ class Service:
     Stopped by PID (its whole process group) in :meth:`stop`.
     """
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int,
-                 health_path: str = "/", log_dir: Path | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        port: int,
+        health_path: str = "/",
+        log_dir: Path | None = None,
+    ):
         self.name = name
         self.argv = argv
         self.env = env
@@ -137,8 +160,9 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(self.argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         try:
             wait_for_http(self.url + self.health_path, timeout=timeout, proc=self.proc)
@@ -167,16 +191,37 @@ class Service:
         self.proc = None
 
 
-def gunicorn(name: str, factory: str, env: dict[str, str], port: int, workers: int = 2,
-             health_path: str = "/", extra: list[str] | None = None, threads: int = THREADS) -> Service:
+def gunicorn(
+    name: str,
+    factory: str,
+    env: dict[str, str],
+    port: int,
+    workers: int = 2,
+    health_path: str = "/",
+    extra: list[str] | None = None,
+    threads: int = THREADS,
+) -> Service:
     """A :class:`Service` running ``factory`` under gunicorn on ``127.0.0.1:port``.
 
     :param threads: threads per worker; more than one selects gunicorn's
         threaded worker, as the Procfile does (see :data:`THREADS`).
     """
-    argv = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-            "--threads", str(threads),
-            "--timeout", "30", "--graceful-timeout", "5", "--no-control-socket", *(extra or []), factory]
+    argv = [
+        str(VENV_BIN / "gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "5",
+        "--no-control-socket",
+        *(extra or []),
+        factory,
+    ]
     return Service(name, argv, env, port, health_path)
 
 
@@ -205,7 +250,9 @@ class WebStack:
     :param web_workers: gunicorn workers of the web app.
     """
 
-    def __init__(self, name: str, redis: RedisServer, env: dict[str, str] | None = None, web_workers: int = 2):
+    def __init__(
+        self, name: str, redis: RedisServer, env: dict[str, str] | None = None, web_workers: int = 2
+    ):
         self.redis = redis
         self.ports = {part: free_port() for part in ("issuer", "api", "web")}
         self.env = {
@@ -215,12 +262,30 @@ class WebStack:
             "API_URL": f"http://127.0.0.1:{self.ports['api']}",
             **(env or {}),
         }
-        self.issuer = gunicorn(f"{name}-dev_issuer", "dev_issuer:create_app()", self.env, self.ports["issuer"],
-                               workers=2, health_path="/healthz")
-        self.api = gunicorn(f"{name}-resource_server", "resource_server:create_app()", self.env, self.ports["api"],
-                            workers=2, health_path="/healthz")
-        self.web = gunicorn(f"{name}-web_app", "web_app:create_app()", self.env, self.ports["web"],
-                            workers=web_workers, health_path="/healthz")
+        self.issuer = gunicorn(
+            f"{name}-dev_issuer",
+            "dev_issuer:create_app()",
+            self.env,
+            self.ports["issuer"],
+            workers=2,
+            health_path="/healthz",
+        )
+        self.api = gunicorn(
+            f"{name}-resource_server",
+            "resource_server:create_app()",
+            self.env,
+            self.ports["api"],
+            workers=2,
+            health_path="/healthz",
+        )
+        self.web = gunicorn(
+            f"{name}-web_app",
+            "web_app:create_app()",
+            self.env,
+            self.ports["web"],
+            workers=web_workers,
+            health_path="/healthz",
+        )
 
     @property
     def web_base_url(self) -> str:

@@ -26,9 +26,12 @@ ROWS = {
 
 @pytest.mark.timeout(120)
 def test_quick_run_prints_all_six_figures_with_numbers():
-    assert shutil.which("wrk"), "wrk is not installed: `make test` and `make bench` install it (apt-get install wrk)"
-    run = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=110)
+    assert shutil.which("wrk"), (
+        "wrk is not installed: `make test` and `make bench` install it (apt-get install wrk)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=110
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = run.stdout
     for number, title in ROWS.items():

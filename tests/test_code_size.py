@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("common", "dev_issuer", "resource_server", "web_app", "spa_app", "native_sim", "service_app",
-            "benchmarks")
+PACKAGES = (
+    "common",
+    "dev_issuer",
+    "resource_server",
+    "web_app",
+    "spa_app",
+    "native_sim",
+    "service_app",
+    "benchmarks",
+)
 
 MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 350

@@ -23,18 +23,29 @@ def compose():
 
 
 def test_compose_file_validates(compose):
-    result = subprocess.run([compose, "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [compose, "-f", "docker-compose.yml", "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_compose_runs_every_component_with_healthchecks(compose):
-    result = subprocess.run([compose, "-f", "docker-compose.yml", "config", "--services"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [compose, "-f", "docker-compose.yml", "config", "--services"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == EXPECTED
-    config = subprocess.run([compose, "-f", "docker-compose.yml", "config"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60).stdout
+    config = subprocess.run(
+        [compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    ).stdout
     # Every service but Redis waits for what it needs to be healthy.
     assert config.count("condition: service_healthy") == 8
     assert config.count("healthcheck:") == len(EXPECTED)

@@ -29,16 +29,22 @@ def _listening(port: int) -> bool:
 def test_launcher_starts_the_suite_and_stops_everything(tmp_path, how):
     ports = {name: free_port() for name in ("issuer", "web", "spa", "service", "api")}
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "ISSUER"}}
-    env.update({
-        "ISSUER": f"http://localhost:{ports['issuer']}/oauth2/default",
-        "WEB_BASE_URL": f"http://localhost:{ports['web']}",
-        "SPA_BASE_URL": f"http://localhost:{ports['spa']}",
-        "SERVICE_BASE_URL": f"http://localhost:{ports['service']}",
-        "API_URL": f"http://localhost:{ports['api']}",
-    })
+    env.update(
+        {
+            "ISSUER": f"http://localhost:{ports['issuer']}/oauth2/default",
+            "WEB_BASE_URL": f"http://localhost:{ports['web']}",
+            "SPA_BASE_URL": f"http://localhost:{ports['spa']}",
+            "SERVICE_BASE_URL": f"http://localhost:{ports['service']}",
+            "API_URL": f"http://localhost:{ports['api']}",
+        }
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "common.launcher", "--instance", str(tmp_path)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     output = []

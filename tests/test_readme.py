@@ -22,7 +22,9 @@ def test_every_cited_test_exists():
     for path, name in cited:
         assert path is not None, f"::{name} cited without a file"
         source = (ROOT / path).read_text()
-        assert re.search(rf"^\s*def {name}\(", source, re.M), f"{path}::{name} is cited in README.md but does not exist"
+        assert re.search(rf"^\s*def {name}\(", source, re.M), (
+            f"{path}::{name} is cited in README.md but does not exist"
+        )
 
 
 def test_every_cited_test_file_exists():

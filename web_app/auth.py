@@ -50,8 +50,9 @@ def oidc_client() -> Client:
 def browser_sign_in(log: FlowLog | None = None) -> BrowserSignIn:
     """This request's sign-in state, narrating into the session's flow log (or into ``log``)."""
     settings = settings_of(current_app)
-    return BrowserSignIn(oidc_client(), post_logout_redirect_uri=settings.web_post_logout_redirect_uri,
-                         log=log)
+    return BrowserSignIn(
+        oidc_client(), post_logout_redirect_uri=settings.web_post_logout_redirect_uri, log=log
+    )
 
 
 def login_required(view):
@@ -136,8 +137,9 @@ def callback():
         # own error be shown; a sign-in older than LOGIN_TIMEOUT is refused.
         # (An answer that names none of our sign-ins is compared with the
         # newest one, for the precise error: state_mismatch or state_missing.)
-        code = check_authorization_response(client, params,
-                                            entry["pending"] if entry else sign_in.newest_pending())
+        code = check_authorization_response(
+            client, params, entry["pending"] if entry else sign_in.newest_pending()
+        )
 
         # Server to server: the code, our redirect_uri and the PKCE
         # code_verifier (RFC 7636 §4.5), the client authenticated with HTTP
@@ -147,8 +149,9 @@ def callback():
 
         # Who signed in (OIDC Core 3.1.3.7): the issuer's signature with a
         # pinned algorithm, iss, aud, azp, exp/iat, our nonce, at_hash.
-        tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=pending.get("nonce"),
-                                             access_token=tokens.access_token)
+        tokens.id_claims = validate_id_token(
+            client, tokens.id_token, nonce=pending.get("nonce"), access_token=tokens.access_token
+        )
     except Exception:
         if entry is not None:
             sign_in.forget_failed()
@@ -180,6 +183,9 @@ def logout():
     was_signed_in = sign_in.signed_in
     end_session_url = sign_in.sign_out()
     if not end_session_url and was_signed_in:
-        flash("You are signed out of this app. The issuer offers no sign-out endpoint (or could not be "
-              "reached), so your session there may remain.", "info")
+        flash(
+            "You are signed out of this app. The issuer offers no sign-out endpoint (or could not be "
+            "reached), so your session there may remain.",
+            "info",
+        )
     return redirect(end_session_url or url_for("index"))

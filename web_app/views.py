@@ -117,8 +117,9 @@ def call_api():
     if answer.status == 401 and not refreshed and tokens.refresh_token:
         tokens = sign_in.refresh(tokens)
         if tokens is None:
-            return sign_in_again("The API no longer accepts your sign-in and it could not be renewed. "
-                                 "Please sign in again.")
+            return sign_in_again(
+                "The API no longer accepts your sign-in and it could not be renewed. Please sign in again."
+            )
         answer = _get_api(sign_in, tokens.access_token)
 
     sign_in.save_flow_log()
@@ -138,8 +139,12 @@ def inspector():
 
 def _get_api(sign_in: BrowserSignIn, access_token: str) -> api.ApiAnswer:
     """GET the API's route with ``Authorization: Bearer`` (RFC 6750 §2.1), narrated into the flow log."""
-    return api.call_api(settings_of(current_app).api_url + API_PATH, access_token, http=sign_in.client.http,
-                        recorder=sign_in.client.recorder)
+    return api.call_api(
+        settings_of(current_app).api_url + API_PATH,
+        access_token,
+        http=sign_in.client.http,
+        recorder=sign_in.client.recorder,
+    )
 
 
 def _readable_body(answer: api.ApiAnswer) -> str:

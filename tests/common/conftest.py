@@ -15,15 +15,20 @@ REDIRECT_URI = "http://localhost:5001/authorization-code/callback"
 @pytest.fixture
 def settings(fake_issuer):
     """Settings pointing at the fake issuer, with a short HTTP timeout so hang tests are fast."""
-    return load_settings({"ISSUER": fake_issuer.issuer, "HTTP_TIMEOUT": "0.5", "CLOCK_LEEWAY": "60",
-                          "LOGIN_TIMEOUT": "600"})
+    return load_settings(
+        {"ISSUER": fake_issuer.issuer, "HTTP_TIMEOUT": "0.5", "CLOCK_LEEWAY": "60", "LOGIN_TIMEOUT": "600"}
+    )
 
 
 @pytest.fixture
 def client(settings, fake_issuer):
     """A confidential client (client_secret_basic) registered at the fake issuer."""
-    return Client(Issuer(settings), client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret,
-                  redirect_uri=REDIRECT_URI)
+    return Client(
+        Issuer(settings),
+        client_id=fake_issuer.client_id,
+        client_secret=fake_issuer.client_secret,
+        redirect_uri=REDIRECT_URI,
+    )
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from .conftest import REDIRECT_URI
 
 def test_authorization_request(client, fake_issuer):
     log = FlowLog()
-    url, pending = build_authorization_request(narrating(client, log), "openid profile",
-                                               extra={"state": "fixed", "prompt": "login"})
+    url, pending = build_authorization_request(
+        narrating(client, log), "openid profile", extra={"state": "fixed", "prompt": "login"}
+    )
     query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert url.startswith(fake_issuer.url("authorize") + "?")
     assert query["response_type"] == "code"
@@ -47,8 +48,17 @@ def test_error_parameter_is_passed_on_as_text(client, sign_in):
     _, pending = sign_in()
     log = FlowLog()
     with pytest.raises(FlowError) as info:
-        complete_sign_in(client, _issuer_error(client, pending, error="access_denied", error_description=(
-            "User said no <script>alert(1)</script>\r\nX-Injected: 1")), pending, log=log)
+        complete_sign_in(
+            client,
+            _issuer_error(
+                client,
+                pending,
+                error="access_denied",
+                error_description=("User said no <script>alert(1)</script>\r\nX-Injected: 1"),
+            ),
+            pending,
+            log=log,
+        )
     assert error_of(info) == "access_denied"
     assert "User said no" in info.value.description
     assert "\n" not in info.value.description and "\r" not in info.value.description
@@ -58,8 +68,11 @@ def test_error_parameter_is_passed_on_as_text(client, sign_in):
 def test_error_description_is_bounded(client, sign_in):
     _, pending = sign_in()
     with pytest.raises(FlowError) as info:
-        complete_sign_in(client, _issuer_error(client, pending, error="access_denied", error_description="x" * 5000),
-                               pending)
+        complete_sign_in(
+            client,
+            _issuer_error(client, pending, error="access_denied", error_description="x" * 5000),
+            pending,
+        )
     assert error_of(info) == "access_denied"
     assert 300 <= len(info.value.description) < 400
 
@@ -67,7 +80,9 @@ def test_error_description_is_bounded(client, sign_in):
 def test_hostile_error_code_is_replaced(client, sign_in):
     _, pending = sign_in()
     with pytest.raises(FlowError) as info:
-        complete_sign_in(client, _issuer_error(client, pending, error='<img src=x onerror=alert(1)>"'), pending)
+        complete_sign_in(
+            client, _issuer_error(client, pending, error='<img src=x onerror=alert(1)>"'), pending
+        )
     assert error_of(info) == "authorization_error"
 
 
@@ -103,8 +118,11 @@ def test_error_without_iss_when_advertised_is_refused(client, sign_in):
     """RFC 9207 §2.4: ``iss`` is checked in error responses too (they can be mixed up as well)."""
     _, pending = sign_in()
     with pytest.raises(FlowError) as info:
-        complete_sign_in(client, {"state": pending["state"], "error": "access_denied",
-                                "error_description": SPOOFED}, pending)
+        complete_sign_in(
+            client,
+            {"state": pending["state"], "error": "access_denied", "error_description": SPOOFED},
+            pending,
+        )
     assert error_of(info) == "iss_mismatch"
     assert "Call support" not in info.value.description
 
@@ -121,8 +139,13 @@ def test_error_page_escapes_description(client, sign_in):
 
     @app.route("/cb")
     def callback():
-        complete_sign_in(client, _issuer_error(client, pending, error="access_denied",
-                                             error_description="<script>alert(1)</script>"), pending)
+        complete_sign_in(
+            client,
+            _issuer_error(
+                client, pending, error="access_denied", error_description="<script>alert(1)</script>"
+            ),
+            pending,
+        )
 
     response = app.test_client().get("/cb", headers={"Accept": "text/html"})
     assert response.status_code == 400

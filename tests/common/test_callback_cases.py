@@ -39,10 +39,16 @@ class TableIssuer(Issuer):
 
 def client_for(case: dict) -> Client:
     settings = load_settings({"ISSUER": TABLE["issuer"]})
-    document = {"issuer": TABLE["issuer"],
-                "authorization_response_iss_parameter_supported": case["iss_supported"]}
-    return Client(TableIssuer(settings, document), client_id="table-client", client_secret="s",
-                  redirect_uri="https://app.test/callback")
+    document = {
+        "issuer": TABLE["issuer"],
+        "authorization_response_iss_parameter_supported": case["iss_supported"],
+    }
+    return Client(
+        TableIssuer(settings, document),
+        client_id="table-client",
+        client_secret="s",
+        redirect_uri="https://app.test/callback",
+    )
 
 
 def answer_of(case: dict) -> list[tuple[str, str]]:
@@ -53,8 +59,14 @@ def answer_of(case: dict) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("case", TABLE["cases"], ids=[case["name"] for case in TABLE["cases"]])
 def test_callback_case(case):
-    pending = {"state": TABLE["state"], "nonce": "n-1", "code_verifier": "v" * 43,
-               "redirect_uri": "https://app.test/callback", "created_at": int(time.time()), "scope": "openid"}
+    pending = {
+        "state": TABLE["state"],
+        "nonce": "n-1",
+        "code_verifier": "v" * 43,
+        "redirect_uri": "https://app.test/callback",
+        "created_at": int(time.time()),
+        "scope": "openid",
+    }
     client = client_for(case)
     if case["expect"] == "ok":
         assert check_authorization_response(client, answer_of(case), pending) == case["code"]

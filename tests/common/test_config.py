@@ -92,8 +92,9 @@ def test_https_issuer_and_trailing_slash_are_kept_exactly():
 
 
 def test_settings_round_trip_through_the_environment():
-    settings = load_settings({"DEV_ISSUER_EXTRA_USERS": "a@example.test:one,b@example.test:two",
-                              "TRUSTED_MODE": "yes"})
+    settings = load_settings(
+        {"DEV_ISSUER_EXTRA_USERS": "a@example.test:one,b@example.test:two", "TRUSTED_MODE": "yes"}
+    )
     assert load_settings(settings.as_environ()) == settings
 
 
@@ -258,8 +259,9 @@ def test_the_launcher_checks_every_component_it_starts(monkeypatch, capsys):
 ROOT = Path(__file__).resolve().parents[2]
 #: Modules of common/ not shared by every caller of the issuer (web.py guards its reads with ``declares``).
 _NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py"}
-_SHARED = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "common").rglob("*.py")
-                 if path.name not in _NOT_SHARED)
+_SHARED = sorted(
+    str(path.relative_to(ROOT)) for path in (ROOT / "common").rglob("*.py") if path.name not in _NOT_SHARED
+)
 #: component -> the source it runs (its package, and the shared code it calls).
 SOURCES = {
     "web_app": ["web_app", *_SHARED, "common/session.py"],

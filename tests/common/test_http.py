@@ -11,19 +11,38 @@ from common.errors import FlowError
 from common.http import IssuerUnreachable, get_json, http_session, is_local_or_test_host, require_secure_url
 
 
-@pytest.mark.parametrize("host,ok", [
-    ("localhost", True), ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("issuer.test", True),
-    ("example.com", False), ("10.0.0.1", False), ("test.example.com", False), ("", False), (None, False),
-])
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("issuer.test", True),
+        ("example.com", False),
+        ("10.0.0.1", False),
+        ("test.example.com", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_local_or_test_host(host, ok):
     assert is_local_or_test_host(host) is ok
 
 
-@pytest.mark.parametrize("url,ok", [
-    ("https://example.com/token", True), ("http://localhost:9000/token", True), ("http://[::1]:9000/t", True),
-    ("http://issuer.test/t", True), ("http://example.com/token", False), ("ftp://example.com/", False),
-    ("javascript:alert(1)", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "url,ok",
+    [
+        ("https://example.com/token", True),
+        ("http://localhost:9000/token", True),
+        ("http://[::1]:9000/t", True),
+        ("http://issuer.test/t", True),
+        ("http://example.com/token", False),
+        ("ftp://example.com/", False),
+        ("javascript:alert(1)", False),
+        ("", False),
+    ],
+)
 def test_require_secure_url(url, ok):
     if ok:
         assert require_secure_url(url, "endpoint") == url
@@ -87,8 +106,8 @@ class TricklingServer:
                     for start in range(0, len(self.body), self.chunk):
                         if self.stopped.wait(self.delay):
                             break
-                        conn.sendall(self.body[start:start + self.chunk])
-                        self.sent += len(self.body[start:start + self.chunk])
+                        conn.sendall(self.body[start : start + self.chunk])
+                        self.sent += len(self.body[start : start + self.chunk])
                 except OSError:
                     self.client_left = True
 
@@ -112,8 +131,12 @@ def trickle():
 
 
 def _head(status: str = "200 OK", **headers) -> bytes:
-    lines = [f"HTTP/1.1 {status}", "Content-Type: application/json", "Connection: close",
-             *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    lines = [
+        f"HTTP/1.1 {status}",
+        "Content-Type: application/json",
+        "Connection: close",
+        *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -137,8 +160,9 @@ def test_a_trickling_answer_is_cut_at_the_deadline(trickle):
 def test_a_trickling_redirect_body_is_under_the_same_deadline(trickle):
     """requests reads a redirect's body itself; that read is bounded as well."""
     body = b"x" * 40
-    server = trickle(_head("302 Found", Location="http://127.0.0.1:9/never", Content_Length=len(body)), body,
-                     delay=0.2)
+    server = trickle(
+        _head("302 Found", Location="http://127.0.0.1:9/never", Content_Length=len(body)), body, delay=0.2
+    )
     started = time.monotonic()
     with pytest.raises(IssuerUnreachable) as info:
         get_json(http_session(timeout=0.5), server.url, "discovery document")

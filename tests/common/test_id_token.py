@@ -27,19 +27,22 @@ def test_valid_id_token(client, fake_issuer):
     assert validate(client, fake_issuer)["sub"] == fake_issuer.user["sub"]
 
 
-@pytest.mark.parametrize("claims,check", [
-    ({"iss": "https://evil.test/oauth2/default"}, "iss"),
-    ({"aud": "someone-else"}, "aud"),
-    ({"aud": "someone-else", "azp": "test-client"}, "aud"),
-    ({"aud": ["test-client", "other"]}, "azp"),
-    ({"aud": ["test-client", "other"], "azp": "other"}, "azp"),
-    ({"azp": "other"}, "azp"),
-    ({"exp": ("now", -61)}, "exp"),
-    ({"iat": ("now", +120)}, "iat"),
-    ({"nonce": "wrong"}, "nonce"),
-    ({"nonce": None}, "nonce"),
-    ({"sub": None}, "sub"),
-])
+@pytest.mark.parametrize(
+    "claims,check",
+    [
+        ({"iss": "https://evil.test/oauth2/default"}, "iss"),
+        ({"aud": "someone-else"}, "aud"),
+        ({"aud": "someone-else", "azp": "test-client"}, "aud"),
+        ({"aud": ["test-client", "other"]}, "azp"),
+        ({"aud": ["test-client", "other"], "azp": "other"}, "azp"),
+        ({"azp": "other"}, "azp"),
+        ({"exp": ("now", -61)}, "exp"),
+        ({"iat": ("now", +120)}, "iat"),
+        ({"nonce": "wrong"}, "nonce"),
+        ({"nonce": None}, "nonce"),
+        ({"sub": None}, "sub"),
+    ],
+)
 def test_id_token_rejections(client, fake_issuer, claims, check):
     # Times are relative to when the test runs, not to when it was collected.
     now = int(time.time())
@@ -89,8 +92,12 @@ def test_at_hash_uses_the_algorithms_hash(settings, fake_issuer, sign_in):
     fake_issuer.publish(fake_issuer.key, ec)
     fake_issuer.id_token_key = ec
     fake_issuer.discovery_overrides["id_token_signing_alg_values_supported"] = ["RS256", "ES256"]
-    client = Client(Issuer(settings), client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret,
-                        redirect_uri=REDIRECT_URI)
+    client = Client(
+        Issuer(settings),
+        client_id=fake_issuer.client_id,
+        client_secret=fake_issuer.client_secret,
+        redirect_uri=REDIRECT_URI,
+    )
     url, pending = build_authorization_request(client, "openid")
     assert complete_sign_in(client, fake_issuer.authorize(url), pending).id_claims["sub"]
 

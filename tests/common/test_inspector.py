@@ -19,8 +19,14 @@ SECRETS = {
 
 
 def test_redact_secrets_and_headers():
-    cleaned = redact({**SECRETS, "Authorization": "Basic dGVzdDpzZWNyZXQ=", "grant_type": "authorization_code",
-                      "nested": {"password": "also-secret"}})
+    cleaned = redact(
+        {
+            **SECRETS,
+            "Authorization": "Basic dGVzdDpzZWNyZXQ=",
+            "grant_type": "authorization_code",
+            "nested": {"password": "also-secret"},
+        }
+    )
     for key in SECRETS:
         assert cleaned[key] == "[redacted]"
     assert cleaned["Authorization"] == "[redacted]"
@@ -62,10 +68,17 @@ def test_steps_are_bounded_and_round_trip():
 
 def test_step_redacts_request_and_response():
     log = FlowLog()
-    log.step("Token request", "explained",
-             request={"method": "POST", "url": "https://issuer.test/token",
-                      "headers": {"Authorization": "Basic c2VjcmV0"}, "params": dict(SECRETS)},
-             response={"status": 200, "body": {"access_token": "A" * 900, "refresh_token": "R" * 40}})
+    log.step(
+        "Token request",
+        "explained",
+        request={
+            "method": "POST",
+            "url": "https://issuer.test/token",
+            "headers": {"Authorization": "Basic c2VjcmV0"},
+            "params": dict(SECRETS),
+        },
+        response={"status": 200, "body": {"access_token": "A" * 900, "refresh_token": "R" * 40}},
+    )
     text = json.dumps(log.to_list()) + log.render_text()
     for value in [*SECRETS.values(), "c2VjcmV0", "A" * 900, "R" * 40]:
         assert value not in text
@@ -74,8 +87,14 @@ def test_step_redacts_request_and_response():
 def test_add_jwt_and_render_text(fake_issuer):
     log = FlowLog()
     token = fake_issuer.mint_id_token({"nonce": "n"})
-    log.add_jwt(token, [{"check": "nonce", "ok": True, "detail": "matches"},
-                        {"check": "aud", "ok": False, "detail": "wrong audience"}], title="ID token validation")
+    log.add_jwt(
+        token,
+        [
+            {"check": "nonce", "ok": True, "detail": "matches"},
+            {"check": "aud", "ok": False, "detail": "wrong audience"},
+        ],
+        title="ID token validation",
+    )
     step = log.steps[-1]
     assert step["jwt"]["header"]["kid"] == fake_issuer.key.kid
     assert step["jwt"]["claims"]["nonce"] == "n"
@@ -91,10 +110,17 @@ def test_decode_unverified():
 
 def test_template_renders_steps_escaped(fake_issuer):
     log = FlowLog()
-    log.step("Authorization request", "The browser now goes to the issuer.",
-             request={"method": "GET", "url": "https://issuer.test/authorize?state=x", "params": {"state": "x"}})
-    log.step("Callback", "<script>alert(1)</script>", error={"error": "access_denied", "description": "<b>no</b>"})
-    log.add_jwt(fake_issuer.mint_id_token(), [{"check": "iss", "ok": True, "detail": "exact"}], title="ID token")
+    log.step(
+        "Authorization request",
+        "The browser now goes to the issuer.",
+        request={"method": "GET", "url": "https://issuer.test/authorize?state=x", "params": {"state": "x"}},
+    )
+    log.step(
+        "Callback", "<script>alert(1)</script>", error={"error": "access_denied", "description": "<b>no</b>"}
+    )
+    log.add_jwt(
+        fake_issuer.mint_id_token(), [{"check": "iss", "ok": True, "detail": "exact"}], title="ID token"
+    )
     template_folder = Path(__file__).resolve().parents[2] / "common" / "templates"
     app = Flask(__name__, template_folder=str(template_folder))
     with app.app_context():
@@ -148,9 +174,12 @@ def test_each_step_has_a_total_size_bound():
 
     wide = {f"key{i}": ["v" * 290] * 20 for i in range(40)}
     log = FlowLog()
-    step = log.step("Token request", "explained", request={"method": "POST", "url": "https://issuer.test/t",
-                                                           "params": wide},
-                    response={"status": 200, "body": wide})
+    step = log.step(
+        "Token request",
+        "explained",
+        request={"method": "POST", "url": "https://issuer.test/t", "params": wide},
+        response={"status": 200, "body": wide},
+    )
     assert len(json.dumps(step)) <= MAX_STEP_CHARS
     assert step["title"] == "Token request" and step["response"]["status"] == 200
     assert "left out" in step["response"]["body"]

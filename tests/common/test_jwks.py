@@ -8,7 +8,14 @@ import time
 import pytest
 
 from common.http import http_session
-from common.jwks import InvalidToken, KeySet, KeysUnavailable, check_registered_claims, decode_jwt, negotiate_algorithms
+from common.jwks import (
+    InvalidToken,
+    KeySet,
+    KeysUnavailable,
+    check_registered_claims,
+    decode_jwt,
+    negotiate_algorithms,
+)
 from tests.fake_issuer import cached_rsa_key, hs256_token, new_ec_key, unsigned_token
 
 
@@ -29,7 +36,9 @@ def clock():
 
 @pytest.fixture
 def keyset(fake_issuer, clock):
-    return KeySet(fake_issuer.url("jwks"), http=http_session(timeout=0.5), ttl=300, refetch_cooldown=30, clock=clock)
+    return KeySet(
+        fake_issuer.url("jwks"), http=http_session(timeout=0.5), ttl=300, refetch_cooldown=30, clock=clock
+    )
 
 
 def test_valid_token_decodes(fake_issuer, keyset):
@@ -182,22 +191,27 @@ class TestRegisteredClaims:
         return {"iss": self.ISS, "aud": "client", "exp": self.NOW + 300, "iat": self.NOW, **kw}
 
     def check(self, claims, **kw):
-        return check_registered_claims(claims, issuer=self.ISS, audience="client", leeway=60, now=self.NOW, **kw)
+        return check_registered_claims(
+            claims, issuer=self.ISS, audience="client", leeway=60, now=self.NOW, **kw
+        )
 
     def test_accepts(self):
         assert {c["check"] for c in self.check(self.claims())} == {"iss", "aud", "exp", "iat"}
 
-    @pytest.mark.parametrize("changes,failed", [
-        ({"iss": ISS + "/"}, "iss"),
-        ({"aud": "other"}, "aud"),
-        ({"aud": ["other", "another"]}, "aud"),
-        ({"aud": 5}, "aud"),
-        ({"exp": NOW - 61}, "exp"),
-        ({"exp": "soon"}, "exp"),
-        ({"iat": NOW + 61}, "iat"),
-        ({"nbf": NOW + 61}, "nbf"),
-        ({"exp": None}, "exp"),
-    ])
+    @pytest.mark.parametrize(
+        "changes,failed",
+        [
+            ({"iss": ISS + "/"}, "iss"),
+            ({"aud": "other"}, "aud"),
+            ({"aud": ["other", "another"]}, "aud"),
+            ({"aud": 5}, "aud"),
+            ({"exp": NOW - 61}, "exp"),
+            ({"exp": "soon"}, "exp"),
+            ({"iat": NOW + 61}, "iat"),
+            ({"nbf": NOW + 61}, "nbf"),
+            ({"exp": None}, "exp"),
+        ],
+    )
     def test_rejects(self, changes, failed):
         claims = {k: v for k, v in self.claims(**changes).items() if v is not None}
         with pytest.raises(InvalidToken) as info:
@@ -210,8 +224,13 @@ class TestRegisteredClaims:
 
     def test_audience_list(self):
         self.check(self.claims(aud=["other", "client"]))
-        check_registered_claims(self.claims(aud="api://x"), issuer=self.ISS, audience={"api://x", "api://y"},
-                                leeway=0, now=self.NOW)
+        check_registered_claims(
+            self.claims(aud="api://x"),
+            issuer=self.ISS,
+            audience={"api://x", "api://y"},
+            leeway=0,
+            now=self.NOW,
+        )
 
 
 def _b64(data: bytes) -> str:
@@ -284,10 +303,17 @@ def test_b64url_decode_accepts_only_canonical_base64url():
     assert b64url_decode("") == b""
     assert b64url_decode("e30") == b"{}"
     assert b64url_decode("_-8") == b"\xff\xef"  # the URL-safe characters decode as 63 and 62
-    for bad in ("e30=", "e3+0", "e3/0", "e3 0", "e30\n", "e3!0", "e3é0",
-                "e31",  # stray low bits in the last character: a second spelling of "{}"
-                "e30AA",  # 4n+1 characters cannot be base64
-                ):
+    for bad in (
+        "e30=",
+        "e3+0",
+        "e3/0",
+        "e3 0",
+        "e30\n",
+        "e3!0",
+        "e3é0",
+        "e31",  # stray low bits in the last character: a second spelling of "{}"
+        "e30AA",  # 4n+1 characters cannot be base64
+    ):
         with pytest.raises(ValueError):
             b64url_decode(bad)
 
@@ -329,8 +355,10 @@ def test_padded_signature_is_refused(fake_issuer, keyset):
 def _rsa_jwks(*keys, alg=None):
     from tests.fake_issuer import Reply
 
-    return Reply(200, {"keys": [{**k.as_dict(private=False), "use": "sig", **({"alg": alg} if alg else {})}
-                                for k in keys]})
+    return Reply(
+        200,
+        {"keys": [{**k.as_dict(private=False), "use": "sig", **({"alg": alg} if alg else {})} for k in keys]},
+    )
 
 
 def _ps256_token(fake_issuer, key, salt_length):
@@ -339,8 +367,9 @@ def _ps256_token(fake_issuer, key, salt_length):
 
     head = _b64(json.dumps({"alg": "PS256", "kid": key.kid}).encode())
     body = _b64(json.dumps(fake_issuer.id_token_defaults()).encode())
-    signature = key.private_key.sign(f"{head}.{body}".encode(), padding.PSS(padding.MGF1(hashes.SHA256()), salt_length),
-                                     hashes.SHA256())
+    signature = key.private_key.sign(
+        f"{head}.{body}".encode(), padding.PSS(padding.MGF1(hashes.SHA256()), salt_length), hashes.SHA256()
+    )
     return f"{head}.{body}.{_b64(signature)}"
 
 

@@ -18,8 +18,10 @@ def test_the_null_recorder_records_nothing():
 
 def test_a_step_takes_its_title_and_explanation_from_the_table():
     log = FlowLog()
-    FlowRecorder(log).step("token_request.refresh", request={"method": "POST", "url": "https://issuer.test/t",
-                                                             "params": {"refresh_token": "r" * 40}})
+    FlowRecorder(log).step(
+        "token_request.refresh",
+        request={"method": "POST", "url": "https://issuer.test/t", "params": {"refresh_token": "r" * 40}},
+    )
     title, explanation = STEPS["token_request.refresh"]
     assert log.steps[-1]["title"] == title and log.steps[-1]["explanation"] == explanation
     assert "r" * 40 not in str(log.to_list())  # the inspector's redaction still applies
@@ -41,8 +43,16 @@ def test_a_failure_lands_on_its_step_or_on_a_step_of_its_own():
 
 @pytest.mark.parametrize("step", sorted(STEPS))
 def test_every_text_of_the_table_can_be_filled_in(step):
-    values = {"url": "https://api.test/x", "expires_in": "soon", "max_expires_in": 1, "seconds": 3,
-              "number": 1, "pause": 0.5, "reason": "down.", "auth_method": "client_secret_basic",
-              "scope": "customScope"}
+    values = {
+        "url": "https://api.test/x",
+        "expires_in": "soon",
+        "max_expires_in": 1,
+        "seconds": 3,
+        "number": 1,
+        "pause": 0.5,
+        "reason": "down.",
+        "auth_method": "client_secret_basic",
+        "scope": "customScope",
+    }
     title, explanation = narration(step, **values)
     assert title and "{" not in title and "{" not in explanation

@@ -28,8 +28,13 @@ def make_app(redis_url, app_name="demo_app", base_url="http://localhost:5999"):
     """A minimal app: writes and reads one value in its session."""
     test_config = {"REDIS_URL": redis_url, "WEB_BASE_URL": base_url}
     app = flask.Flask(__name__)
-    init_settings(app, load_settings(test_config, component="web_app"), app_name=app_name, base_url=base_url,
-                  test_config=test_config)
+    init_settings(
+        app,
+        load_settings(test_config, component="web_app"),
+        app_name=app_name,
+        base_url=base_url,
+        test_config=test_config,
+    )
     init_server_session(app, app.config["SETTINGS"])
     init_templates(app, title="Demo")
     init_error_pages(app, answer="html")
@@ -329,7 +334,9 @@ def test_a_slow_request_does_not_bring_back_a_signed_out_session(redis_server):
     new_sid = tab_b.get_cookie("demo_app_session").value
     assert new_sid != old_sid
     assert load_stored_session(_store(redis_server).get(f"demo_app:session:{new_sid}")) == {
-        "_permanent": True, "logout_state": "s"}
+        "_permanent": True,
+        "logout_state": "s",
+    }
     # The old cookie finds nothing: the sign-out holds.
     stale = app.test_client()
     stale.set_cookie("demo_app_session", old_sid, domain="localhost")
@@ -579,12 +586,22 @@ def test_no_private_api_of_a_dependency_is_used():
 
     for module in (common.session, common.session_store):
         tree = ast.parse(inspect.getsource(module))
-        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                    for alias in node.names}
-        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom)}
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            (node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
         assert not imported & {"flask_session", "pickle", "msgspec"}
-        private = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
-                   and node.attr.startswith("_") and not node.attr.startswith("__")
-                   and not (isinstance(node.value, ast.Name) and node.value.id == "self")]
+        private = [
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+        ]
         assert private == [], f"{module.__name__} reaches into {private}"

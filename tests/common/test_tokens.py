@@ -35,14 +35,23 @@ def test_full_sign_in(client, fake_issuer, sign_in):
     titles = [s["title"] for s in log.steps]
     assert titles[0] == "Callback" and "ID token validation" in titles
     checks = {c["check"]: c["ok"] for c in log.steps[-1]["jwt"]["checks"]}
-    assert checks == {"signature": True, "iss": True, "aud": True, "exp": True, "iat": True, "nonce": True, "at_hash": True}
+    assert checks == {
+        "signature": True,
+        "iss": True,
+        "aud": True,
+        "exp": True,
+        "iat": True,
+        "nonce": True,
+        "at_hash": True,
+    }
 
 
 def test_tokenset_round_trip_is_compact(client, sign_in):
     tokens = complete_sign_in(client, *sign_in())
     stored = tokens.to_dict()
-    assert TokenSet.from_dict(json.loads(json.dumps(stored))) == TokenSet(**{**tokens.__dict__, "id_claims": stored["id_claims"],
-                                                                               "expires_at": stored["expires_at"]})
+    assert TokenSet.from_dict(json.loads(json.dumps(stored))) == TokenSet(
+        **{**tokens.__dict__, "id_claims": stored["id_claims"], "expires_at": stored["expires_at"]}
+    )
     assert "at_hash" not in stored["id_claims"] and "aud" not in stored["id_claims"]
     assert len(json.dumps(stored)) < 4096
     assert not tokens.expired()
@@ -50,13 +59,22 @@ def test_tokenset_round_trip_is_compact(client, sign_in):
 
 
 def test_client_secret_post_and_public_client(settings, fake_issuer):
-    post = Client(Issuer(settings), client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret,
-                      redirect_uri=REDIRECT_URI, token_endpoint_auth_method="client_secret_post")
+    post = Client(
+        Issuer(settings),
+        client_id=fake_issuer.client_id,
+        client_secret=fake_issuer.client_secret,
+        redirect_uri=REDIRECT_URI,
+        token_endpoint_auth_method="client_secret_post",
+    )
     url, pending = build_authorization_request(post, "openid")
     complete_sign_in(post, fake_issuer.authorize(url), pending)
     assert fake_issuer.last("token").form["client_secret"] == fake_issuer.client_secret
-    public = Client(Issuer(settings), client_id="public-client", redirect_uri=REDIRECT_URI,
-                    token_endpoint_auth_method="none")
+    public = Client(
+        Issuer(settings),
+        client_id="public-client",
+        redirect_uri=REDIRECT_URI,
+        token_endpoint_auth_method="none",
+    )
     url, pending = build_authorization_request(public, "openid")
     tokens = complete_sign_in(public, fake_issuer.authorize(url), pending)
     assert tokens.id_claims["aud"] == "public-client"
@@ -74,16 +92,19 @@ def test_code_replay_is_token_error(client, sign_in):
     assert info.value.issuer_error == "invalid_grant"
 
 
-@pytest.mark.parametrize("script,expected", [
-    (lambda f: f.fail("token", 500), "token_error"),
-    (lambda f: f.fail("token", 503), "token_error"),
-    (lambda f: f.html("token"), "token_error"),
-    (lambda f: f.hang("token", 2), "issuer_unreachable"),
-    (lambda f: f.script("token", Reply(200, {"token_type": "Bearer", "expires_in": 10})), "token_error"),
-    (lambda f: f.script("token", Reply(200, {"access_token": "x", "token_type": "mac"})), "token_error"),
-    (lambda f: f.script("token", Reply(200, [1, 2])), "token_error"),
-    (lambda f: f.script("token", Reply(302, "", {"Location": "http://evil.test/"})), "token_error"),
-])
+@pytest.mark.parametrize(
+    "script,expected",
+    [
+        (lambda f: f.fail("token", 500), "token_error"),
+        (lambda f: f.fail("token", 503), "token_error"),
+        (lambda f: f.html("token"), "token_error"),
+        (lambda f: f.hang("token", 2), "issuer_unreachable"),
+        (lambda f: f.script("token", Reply(200, {"token_type": "Bearer", "expires_in": 10})), "token_error"),
+        (lambda f: f.script("token", Reply(200, {"access_token": "x", "token_type": "mac"})), "token_error"),
+        (lambda f: f.script("token", Reply(200, [1, 2])), "token_error"),
+        (lambda f: f.script("token", Reply(302, "", {"Location": "http://evil.test/"})), "token_error"),
+    ],
+)
 def test_token_endpoint_failures(client, fake_issuer, sign_in, script, expected):
     params, pending = sign_in()
     script(fake_issuer)
@@ -109,8 +130,10 @@ def test_missing_id_token_when_openid_requested(client, fake_issuer, sign_in):
     assert error_of(info) == "invalid_id_token"
 
 
-@pytest.mark.parametrize("expires_in", ["nan", float("nan"), 1e400, pytest.param(10**400, id="10**400"), 1e17, -5, 0,
-                                        True, "soon", [3600]])
+@pytest.mark.parametrize(
+    "expires_in",
+    ["nan", float("nan"), 1e400, pytest.param(10**400, id="10**400"), 1e17, -5, 0, True, "soon", [3600]],
+)
 def test_unusable_expires_in_means_unknown_expiry(client, fake_issuer, sign_in, expires_in):
     """RFC 6749 §5.1: expires_in is a lifetime in seconds; anything else must not break the sign-in.
 
@@ -173,7 +196,10 @@ def test_refresh_with_other_subject_refused(client, fake_issuer, sign_in):
 
 
 def test_refresh_without_id_token_keeps_the_previous_one(client, fake_issuer, sign_in):
-    """OIDC Core §12.2: a refresh response need not carry an ID token; the sign-in's still describes the user."""
+    """OIDC Core §12.2: a refresh response need not carry an ID token.
+
+    The sign-in's ID token still describes the user.
+    """
     tokens = complete_sign_in(client, *sign_in())
     fake_issuer.token_extra["id_token"] = None
     fresh = refresh_tokens(client, tokens.refresh_token, previous=tokens)
@@ -192,8 +218,12 @@ def test_client_credentials_with_private_key_jwt(settings, fake_issuer, tmp_path
     key_file = tmp_path / "service.pem"
     key_file.write_bytes(private_key_pem(generate_private_key()))
     fake_issuer.clients["service"] = {"secret": None, "jwk": public_jwk(key_file)}
-    client = Client(Issuer(settings), client_id="service", token_endpoint_auth_method="private_key_jwt",
-                        private_key_path=str(key_file))
+    client = Client(
+        Issuer(settings),
+        client_id="service",
+        token_endpoint_auth_method="private_key_jwt",
+        private_key_path=str(key_file),
+    )
     log = FlowLog()
     tokens = client_credentials(narrating(client, log), "customScope")
     assert tokens.access_token and tokens.id_token is None
@@ -207,13 +237,20 @@ def test_client_credentials_with_private_key_jwt(settings, fake_issuer, tmp_path
 
 
 def test_password_grant_never_logs_password(settings, fake_issuer):
-    client = Client(Issuer(settings), client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret)
+    client = Client(
+        Issuer(settings), client_id=fake_issuer.client_id, client_secret=fake_issuer.client_secret
+    )
     log = FlowLog()
     client = narrating(client, log)
     tokens = password_grant(client, fake_issuer.user["email"], fake_issuer.password, "openid profile")
-    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None, access_token=tokens.access_token)
+    tokens.id_claims = validate_id_token(
+        client, tokens.id_token, nonce=None, access_token=tokens.access_token
+    )
     assert tokens.id_claims["sub"] == fake_issuer.user["sub"]
-    assert fake_issuer.password not in json.dumps(log.to_list()) and fake_issuer.password not in log.render_text()
+    assert (
+        fake_issuer.password not in json.dumps(log.to_list())
+        and fake_issuer.password not in log.render_text()
+    )
     with pytest.raises(FlowError) as info:
         password_grant(client, fake_issuer.user["email"], "wrong", "openid")
     assert error_of(info) == "token_error"

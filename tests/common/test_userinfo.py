@@ -12,7 +12,9 @@ from tests.relying_party import complete_sign_in, error_of, narrating
 
 def test_userinfo(client, fake_issuer, sign_in):
     tokens = complete_sign_in(client, *sign_in())
-    assert userinfo(client, tokens.access_token, expected_sub=tokens.sub)["email"] == fake_issuer.user["email"]
+    assert (
+        userinfo(client, tokens.access_token, expected_sub=tokens.sub)["email"] == fake_issuer.user["email"]
+    )
     fake_issuer.userinfo_claims = {"sub": "someone-else", "email": "evil@example.com"}
     log = FlowLog()
     with pytest.raises(FlowError) as info:

@@ -21,8 +21,9 @@ def piece_app(component="spa_app", *, answer="html", test_config=None, **headers
     """An app made of the pieces, with a few routes of its own."""
     settings = load_settings(test_config, component=component)
     app = Flask(__name__)
-    init_settings(app, settings, app_name="demo_app", base_url="http://localhost:5996",
-                  test_config=test_config)
+    init_settings(
+        app, settings, app_name="demo_app", base_url="http://localhost:5996", test_config=test_config
+    )
     init_templates(app, title="Demo")
     init_error_pages(app, answer=answer)
     init_security_headers(app, **headers)
@@ -161,5 +162,3 @@ def test_healthz_registered_first_answers_even_if_the_app_defines_one():
     app = piece_app()
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="mine"))
     assert app.test_client().get("/healthz").get_json() == {"status": "ok"}
-
-

@@ -44,36 +44,63 @@ class Issuer:
         header = jwt.get_unverified_header(token)
         assert header["alg"] == "RS256" and header.get("kid"), header
         key = jwt.PyJWKSet.from_dict(self.jwks())[header["kid"]].key
-        return jwt.decode(token, key, algorithms=["RS256"], audience=audience, issuer=self.url,
-                          options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+        return jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=audience,
+            issuer=self.url,
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
 
     def authorize_url(self, client_id: str, redirect_uri: str, **params) -> str:
-        query = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code",
-                 "scope": "openid profile email offline_access", "state": "st-" + str(time.monotonic_ns()),
-                 "nonce": "n-" + str(time.monotonic_ns())}
+        query = {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": "openid profile email offline_access",
+            "state": "st-" + str(time.monotonic_ns()),
+            "nonce": "n-" + str(time.monotonic_ns()),
+        }
         query.update({k: v for k, v in params.items() if v is not None})
         return f"{self.endpoint('authorize')}?{urlencode(query)}"
 
     # -- whole flows, used by many tests ----------------------------------------
 
-    def code_flow(self, client: str = "web", session: requests.Session | None = None, scope: str | None = None,
-                  redirect_uri: str | None = None) -> dict:
+    def code_flow(
+        self,
+        client: str = "web",
+        session: requests.Session | None = None,
+        scope: str | None = None,
+        redirect_uri: str | None = None,
+    ) -> dict:
         """Authorization code + PKCE end to end; returns the token response plus what was sent."""
         s = self.settings
         session = session or requests.Session()
         client_id = {"web": s.web_client_id, "spa": s.spa_client_id, "native": s.native_client_id}[client]
-        redirect_uri = redirect_uri or {"web": s.web_redirect_uri, "spa": s.spa_redirect_uri,
-                                        "native": s.native_redirect_uri()}[client]
+        redirect_uri = (
+            redirect_uri
+            or {"web": s.web_redirect_uri, "spa": s.spa_redirect_uri, "native": s.native_redirect_uri()}[
+                client
+            ]
+        )
         verifier, challenge = pkce_pair()
-        url = self.authorize_url(client_id, redirect_uri, code_challenge=challenge, code_challenge_method="S256",
-                                 scope=scope)
+        url = self.authorize_url(
+            client_id, redirect_uri, code_challenge=challenge, code_challenge_method="S256", scope=scope
+        )
         location = sign_in_and_get_redirect(session, url, s.demo_username, s.demo_password)
         params = callback_params(location)
         assert "code" in params, params
         token = self.redeem(client, params["code"], redirect_uri, verifier)
         assert token.status_code == 200, token.text
-        return {**token.json(), "_code": params["code"], "_verifier": verifier, "_redirect_uri": redirect_uri,
-                "_nonce": parse_nonce(url), "_callback": params}
+        return {
+            **token.json(),
+            "_code": params["code"],
+            "_verifier": verifier,
+            "_redirect_uri": redirect_uri,
+            "_nonce": parse_nonce(url),
+            "_callback": params,
+        }
 
     def redeem(self, client: str, code: str, redirect_uri: str, verifier: str | None) -> requests.Response:
         s = self.settings
@@ -81,25 +108,38 @@ class Issuer:
         if verifier:
             data["code_verifier"] = verifier
         if client == "web":
-            return requests.post(self.endpoint("token"), data=data, auth=(s.web_client_id, s.web_client_secret),
-                                 timeout=TIMEOUT)
+            return requests.post(
+                self.endpoint("token"),
+                data=data,
+                auth=(s.web_client_id, s.web_client_secret),
+                timeout=TIMEOUT,
+            )
         data["client_id"] = {"spa": s.spa_client_id, "native": s.native_client_id}[client]
         return requests.post(self.endpoint("token"), data=data, timeout=TIMEOUT)
 
     def client_credentials(self, **data) -> requests.Response:
         s = self.settings
-        return requests.post(self.endpoint("token"), data={"grant_type": "client_credentials", **data},
-                             auth=(s.service_client_id, s.service_client_secret), timeout=TIMEOUT)
+        return requests.post(
+            self.endpoint("token"),
+            data={"grant_type": "client_credentials", **data},
+            auth=(s.service_client_id, s.service_client_secret),
+            timeout=TIMEOUT,
+        )
 
     def introspect(self, token: str, auth=None, client_id: str | None = None) -> dict:
         """Introspect as the web app (Basic), as ``auth``, or as public ``client_id``."""
         s = self.settings
         if client_id:
-            response = requests.post(self.endpoint("introspect"), data={"token": token, "client_id": client_id},
-                                     timeout=TIMEOUT)
+            response = requests.post(
+                self.endpoint("introspect"), data={"token": token, "client_id": client_id}, timeout=TIMEOUT
+            )
         else:
-            response = requests.post(self.endpoint("introspect"), data={"token": token},
-                                     auth=auth or (s.web_client_id, s.web_client_secret), timeout=TIMEOUT)
+            response = requests.post(
+                self.endpoint("introspect"),
+                data={"token": token},
+                auth=auth or (s.web_client_id, s.web_client_secret),
+                timeout=TIMEOUT,
+            )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -133,8 +173,11 @@ def service_key_pem(tmp_path_factory):
     """A private key file for the service's private_key_jwt, as SERVICE_PRIVATE_KEY names it."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = tmp_path_factory.mktemp("service-key") / "service.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return path
 
 
@@ -154,7 +197,13 @@ def second_issuer(suite_env, redis_server, service_key_pem):
         "SERVICE_PRIVATE_KEY": str(service_key_pem),
         "TRUSTED_MODE": "false",
     }
-    service = gunicorn("dev_issuer_second", "dev_issuer:create_app()", env, port, workers=2,
-                       health_path="/oauth2/default/.well-known/openid-configuration").start()
+    service = gunicorn(
+        "dev_issuer_second",
+        "dev_issuer:create_app()",
+        env,
+        port,
+        workers=2,
+        health_path="/oauth2/default/.well-known/openid-configuration",
+    ).start()
     yield _issuer(env["ISSUER"], env)
     service.stop()

@@ -42,9 +42,12 @@ def make_issuer(redis_url, monkeypatch):
 def service_token(app, base_url: str):
     """A client-credentials request to ``app``'s token endpoint, as addressed by ``base_url``."""
     settings = app.extensions[STATE_EXTENSION].settings
-    return app.test_client().post("/oauth2/default/v1/token", base_url=base_url,
-                                  data={"grant_type": "client_credentials"},
-                                  auth=(settings.service_client_id, settings.service_client_secret))
+    return app.test_client().post(
+        "/oauth2/default/v1/token",
+        base_url=base_url,
+        data={"grant_type": "client_credentials"},
+        auth=(settings.service_client_id, settings.service_client_secret),
+    )
 
 
 def test_create_app_sets_no_environment_switch(make_issuer):

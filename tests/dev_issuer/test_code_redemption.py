@@ -18,9 +18,13 @@ TIMEOUT = 10
 def fresh_code(issuer, client_id, redirect_uri, session):
     """A new code from the SSO session in ``session`` (signing in the first time)."""
     verifier, challenge = pkce_pair()
-    url = issuer.authorize_url(client_id, redirect_uri, code_challenge=challenge, code_challenge_method="S256")
+    url = issuer.authorize_url(
+        client_id, redirect_uri, code_challenge=challenge, code_challenge_method="S256"
+    )
     if not session.cookies:
-        location = sign_in_and_get_redirect(session, url, issuer.settings.demo_username, issuer.settings.demo_password)
+        location = sign_in_and_get_redirect(
+            session, url, issuer.settings.demo_username, issuer.settings.demo_password
+        )
     else:
         response = session.get(url, allow_redirects=False, timeout=TIMEOUT)
         assert response.status_code == 302, response.text
@@ -69,7 +73,7 @@ def test_concurrent_redemptions_one_wins_and_its_tokens_are_revoked(issuer):
         barrier = threading.Barrier(2)
         results = [None, None]
 
-        def redeem(i):
+        def redeem(i, code=code, verifier=verifier, barrier=barrier, results=results):
             barrier.wait(timeout=TIMEOUT)
             results[i] = issuer.redeem("web", code, s.web_redirect_uri, verifier)
 
@@ -82,6 +86,9 @@ def test_concurrent_redemptions_one_wins_and_its_tokens_are_revoked(issuer):
         assert statuses == [200, 400], (trial, [r.text for r in results])
         winner = next(r for r in results if r.status_code == 200).json()
         loser = next(r for r in results if r.status_code == 400).json()
-        assert loser["error"] == "invalid_grant" and "already used" in loser["error_description"], (trial, loser)
+        assert loser["error"] == "invalid_grant" and "already used" in loser["error_description"], (
+            trial,
+            loser,
+        )
         assert issuer.introspect(winner["access_token"])["active"] is False, trial
         assert issuer.introspect(winner["refresh_token"])["active"] is False, trial

@@ -15,9 +15,17 @@ def test_openid_configuration_fields(issuer):
     assert meta["authorization_response_iss_parameter_supported"] is True
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert set(meta["token_endpoint_auth_methods_supported"]) == {
-        "client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
-    assert {"openid", "profile", "email", "offline_access", issuer.settings.service_scope} <= set(meta["scopes_supported"])
-    assert {"authorization_code", "implicit", "refresh_token", "password", "client_credentials"} <= set(meta["grant_types_supported"])
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    }
+    assert {"openid", "profile", "email", "offline_access", issuer.settings.service_scope} <= set(
+        meta["scopes_supported"]
+    )
+    assert {"authorization_code", "implicit", "refresh_token", "password", "client_credentials"} <= set(
+        meta["grant_types_supported"]
+    )
     assert set(meta["response_modes_supported"]) == {"query", "fragment", "form_post"}
     assert meta["id_token_signing_alg_values_supported"] == ["RS256"]
 
@@ -39,15 +47,25 @@ def test_jwks_publishes_public_rsa_keys_only(issuer):
 
 def test_cors_only_for_the_spa_origin(issuer):
     spa = issuer.settings.spa_origin
-    for url in (issuer.endpoint("keys"), issuer.metadata["jwks_uri"], f"{issuer.url}/.well-known/openid-configuration"):
+    for url in (
+        issuer.endpoint("keys"),
+        issuer.metadata["jwks_uri"],
+        f"{issuer.url}/.well-known/openid-configuration",
+    ):
         ok = requests.get(url, headers={"Origin": spa}, timeout=TIMEOUT)
         assert ok.headers["Access-Control-Allow-Origin"] == spa
         other = requests.get(url, headers={"Origin": "http://evil.test"}, timeout=TIMEOUT)
         assert "Access-Control-Allow-Origin" not in other.headers
     for name in ("token", "userinfo", "revoke"):
-        preflight = requests.options(issuer.endpoint(name), timeout=TIMEOUT, headers={
-            "Origin": spa, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type"})
+        preflight = requests.options(
+            issuer.endpoint(name),
+            timeout=TIMEOUT,
+            headers={
+                "Origin": spa,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
         assert preflight.status_code in (200, 204)
         assert preflight.headers["Access-Control-Allow-Origin"] == spa
         assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
@@ -69,11 +87,21 @@ def test_applications_page_lists_every_client(issuer):
     assert 'href="/admin/apps"' in home.text
     page = requests.get(base + "/admin/apps", timeout=TIMEOUT).text
     s = issuer.settings
-    for kind, client_id in (("web", s.web_client_id), ("spa", s.spa_client_id), ("native", s.native_client_id),
-                            ("trusted", s.trusted_client_id), ("service", s.service_client_id)):
+    for kind, client_id in (
+        ("web", s.web_client_id),
+        ("spa", s.spa_client_id),
+        ("native", s.native_client_id),
+        ("trusted", s.trusted_client_id),
+        ("service", s.service_client_id),
+    ):
         assert f'id="app-{kind}"' in page
         assert client_id in page
-    for uri in (s.web_redirect_uri, s.web_post_logout_redirect_uri, s.spa_redirect_uri, s.native_redirect_uri()):
+    for uri in (
+        s.web_redirect_uri,
+        s.web_post_logout_redirect_uri,
+        s.spa_redirect_uri,
+        s.native_redirect_uri(),
+    ):
         assert uri in page
     assert "client_secret_basic" in page and "authorization_code" in page and "client_credentials" in page
     # Secrets are never shown.

@@ -13,13 +13,20 @@ TIMEOUT = 10
 
 def implicit_url(issuer, response_type, **params):
     s = issuer.settings
-    return issuer.authorize_url(s.spa_client_id, s.spa_redirect_uri, response_type=response_type,
-                                scope="openid profile email", **params)
+    return issuer.authorize_url(
+        s.spa_client_id,
+        s.spa_redirect_uri,
+        response_type=response_type,
+        scope="openid profile email",
+        **params,
+    )
 
 
 def test_token_in_fragment(issuer):
     s = issuer.settings
-    location = sign_in_and_get_redirect(requests.Session(), implicit_url(issuer, "token"), s.demo_username, s.demo_password)
+    location = sign_in_and_get_redirect(
+        requests.Session(), implicit_url(issuer, "token"), s.demo_username, s.demo_password
+    )
     assert location.startswith(s.spa_redirect_uri + "#") and "?" not in location
     params = callback_params(location)
     assert params["token_type"] == "Bearer" and "refresh_token" not in params and params["iss"] == issuer.url
@@ -30,7 +37,9 @@ def test_token_in_fragment(issuer):
 def test_id_token_token_in_fragment(issuer):
     s = issuer.settings
     url = implicit_url(issuer, "id_token token", nonce="implicit-nonce-1x")
-    params = callback_params(sign_in_and_get_redirect(requests.Session(), url, s.demo_username, s.demo_password))
+    params = callback_params(
+        sign_in_and_get_redirect(requests.Session(), url, s.demo_username, s.demo_password)
+    )
     id_claims = issuer.verify(params["id_token"], s.spa_client_id)
     assert id_claims["nonce"] == "implicit-nonce-1x"
     assert id_claims["at_hash"] == half_hash(params["access_token"])
@@ -58,7 +67,9 @@ def test_nonce_required_for_openid_implicit(issuer):
 
 
 def test_response_mode_query_refused_for_tokens(issuer):
-    response = requests.get(implicit_url(issuer, "token", response_mode="query"), allow_redirects=False, timeout=TIMEOUT)
+    response = requests.get(
+        implicit_url(issuer, "token", response_mode="query"), allow_redirects=False, timeout=TIMEOUT
+    )
     assert response.status_code == 302
     location = response.headers["Location"]
     assert "#" in location and "access_token" not in location

@@ -14,19 +14,59 @@ CASES = [
     ("token", "POST", {"data": {}}),
     ("token", "GET", {}),
     ("token", "POST", {"data": {"grant_type": "nonsense"}}),
-    ("token", "POST", {"data": {"grant_type": "authorization_code"}, "headers": {"Authorization": BAD_BASIC}}),
-    ("token", "POST", {"data": {"grant_type": "authorization_code"}, "headers": {"Authorization": "Basic %%%"}}),
-    ("token", "POST", {"data": {"grant_type": "authorization_code", "client_id": "dev-spa-app", "code": "x" * 5000}}),
-    ("token", "POST", {"data": {"grant_type": "refresh_token", "client_id": "dev-spa-app", "refresh_token": "\x00"}}),
-    ("token", "POST", {"data": {"grant_type": "password", "username": "a"}, "auth": ("dev-trusted-app", "wrong")}),
-    ("token", "POST", {"data": {"grant_type": "client_credentials",
-                                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                                "client_assertion": "not.a.jwt"}}),
-    ("token", "POST", {"data": {"grant_type": "client_credentials",
-                                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                                "client_assertion": "e30.e30.e30"}}),
+    (
+        "token",
+        "POST",
+        {"data": {"grant_type": "authorization_code"}, "headers": {"Authorization": BAD_BASIC}},
+    ),
+    (
+        "token",
+        "POST",
+        {"data": {"grant_type": "authorization_code"}, "headers": {"Authorization": "Basic %%%"}},
+    ),
+    (
+        "token",
+        "POST",
+        {"data": {"grant_type": "authorization_code", "client_id": "dev-spa-app", "code": "x" * 5000}},
+    ),
+    (
+        "token",
+        "POST",
+        {"data": {"grant_type": "refresh_token", "client_id": "dev-spa-app", "refresh_token": "\x00"}},
+    ),
+    (
+        "token",
+        "POST",
+        {"data": {"grant_type": "password", "username": "a"}, "auth": ("dev-trusted-app", "wrong")},
+    ),
+    (
+        "token",
+        "POST",
+        {
+            "data": {
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": "not.a.jwt",
+            }
+        },
+    ),
+    (
+        "token",
+        "POST",
+        {
+            "data": {
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": "e30.e30.e30",
+            }
+        },
+    ),
     ("token", "POST", {"json": {"grant_type": "client_credentials"}}),
-    ("token", "POST", {"data": b"\xff\xfe=\xff", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}),
+    (
+        "token",
+        "POST",
+        {"data": b"\xff\xfe=\xff", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+    ),
     ("introspect", "POST", {"data": {}}),
     ("introspect", "GET", {}),
     ("introspect", "POST", {"data": {"token": "x"}, "headers": {"Authorization": BAD_BASIC}}),
@@ -38,8 +78,16 @@ CASES = [
     ("authorize", "GET", {}),
     ("authorize", "GET", {"params": {"response_type": "code"}}),
     ("authorize", "GET", {"params": {"response_type": "weird", "client_id": "dev-web-app"}}),
-    ("authorize", "GET", {"params": [("client_id", "dev-web-app"), ("client_id", "dev-spa-app"), ("response_type", "code")]}),
-    ("authorize", "GET", {"params": {"response_type": "code", "client_id": "dev-web-app", "redirect_uri": "\x00:\\\\"}}),
+    (
+        "authorize",
+        "GET",
+        {"params": [("client_id", "dev-web-app"), ("client_id", "dev-spa-app"), ("response_type", "code")]},
+    ),
+    (
+        "authorize",
+        "GET",
+        {"params": {"response_type": "code", "client_id": "dev-web-app", "redirect_uri": "\x00:\\\\"}},
+    ),
     ("authorize", "POST", {"data": {"response_type": "id_token", "client_id": "dev-spa-app"}}),
     ("logout", "GET", {"params": {"id_token_hint": "e30.e30.e30"}}),
     ("logout", "GET", {"params": {"id_token_hint": "\x00", "client_id": "nobody"}}),
@@ -50,7 +98,9 @@ CASES = [
 
 @pytest.mark.parametrize("endpoint,method,kwargs", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_malformed_requests_answer_oauth_errors(issuer, endpoint, method, kwargs):
-    response = requests.request(method, issuer.endpoint(endpoint), allow_redirects=False, timeout=TIMEOUT, **kwargs)
+    response = requests.request(
+        method, issuer.endpoint(endpoint), allow_redirects=False, timeout=TIMEOUT, **kwargs
+    )
     assert response.status_code < 500, response.text[:500]
     if response.is_redirect:
         assert "error=" in response.headers["Location"]

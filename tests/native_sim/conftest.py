@@ -26,10 +26,19 @@ def cli_env(suite_env: dict[str, str], token_dir: Path, **overrides: str) -> dic
     }
 
 
-def run_cli(env: dict[str, str], *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    env: dict[str, str], *args: str, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """``python -m native_sim ARGS`` to completion."""
-    return subprocess.run([sys.executable, "-m", "native_sim", *args], cwd=ROOT, env=env, input=input,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "native_sim", *args],
+        cwd=ROOT,
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -54,11 +63,19 @@ class LoginRun:
     def __init__(self, env: dict[str, str], *extra: str):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "native_sim", "login", "--no-browser", *extra],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.out: list[str] = []
         self.err: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
-                         for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
         for reader in self._readers:
             reader.start()
 

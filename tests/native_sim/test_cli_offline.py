@@ -20,9 +20,16 @@ COMMANDS = ["login", "password-login", "call-api", "refresh", "whoami", "logout"
 def offline_env(tmp_path):
     """An environment whose issuer and API are a closed port on loopback: nothing answers."""
     dead = free_port()
-    return cli_env({"ISSUER": f"http://127.0.0.1:{dead}/oauth2/default", "API_URL": f"http://127.0.0.1:{dead}",
-                    "NATIVE_REDIRECT_PORT": "0", "TRUSTED_MODE": "true", "HTTP_TIMEOUT": "2"},
-                   tmp_path / "tokens")
+    return cli_env(
+        {
+            "ISSUER": f"http://127.0.0.1:{dead}/oauth2/default",
+            "API_URL": f"http://127.0.0.1:{dead}",
+            "NATIVE_REDIRECT_PORT": "0",
+            "TRUSTED_MODE": "true",
+            "HTTP_TIMEOUT": "2",
+        },
+        tmp_path / "tokens",
+    )
 
 
 def test_help_lists_every_command_and_the_exit_codes(offline_env):
@@ -49,7 +56,10 @@ def test_unknown_command_is_a_usage_error(offline_env):
 def test_not_signed_in(offline_env, name):
     result = run_cli(offline_env, name)
     assert result.returncode == 5
-    assert result.stderr.strip() == "native_sim: Not signed in. Run `python -m native_sim login` to sign in again."
+    assert (
+        result.stderr.strip()
+        == "native_sim: Not signed in. Run `python -m native_sim login` to sign in again."
+    )
 
 
 def test_logout_when_not_signed_in_is_fine(offline_env):
@@ -65,8 +75,13 @@ def test_a_bad_setting_is_one_line_naming_the_variable(offline_env):
     assert "NATIVE_REDIRECT_PORT" in result.stderr
 
 
-@pytest.mark.parametrize("args", [["login", "--no-browser", "--timeout", "5"],
-                                  ["password-login", "--username", "someone@example.com", "--password-stdin"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["login", "--no-browser", "--timeout", "5"],
+        ["password-login", "--username", "someone@example.com", "--password-stdin"],
+    ],
+)
 def test_issuer_unreachable(offline_env, args):
     result = run_cli(offline_env, *args, input="a-password\n")
     assert result.returncode == 3, result.stderr
@@ -88,7 +103,9 @@ def test_login_refuses_a_port_in_use(offline_env):
 
 
 def test_password_login_is_off_unless_trusted_mode(offline_env):
-    result = run_cli({**offline_env, "TRUSTED_MODE": "false"}, "password-login", "--password-stdin", input="x\n")
+    result = run_cli(
+        {**offline_env, "TRUSTED_MODE": "false"}, "password-login", "--password-stdin", input="x\n"
+    )
     assert result.returncode == 2
     assert "Trusted mode is off" in result.stderr and "TRUSTED_MODE=true" in result.stderr
 
@@ -105,8 +122,12 @@ def test_timeout_option_is_validated(offline_env):
 
 def test_flow_errors_become_one_line_and_an_exit_code():
     assert commands.describe_flow_error(IssuerUnreachable("down."))[1] == EXIT_UNREACHABLE
-    line, code = commands.describe_flow_error(FlowError("access_denied", "The issuer answered:\nno.", "Try again."))
+    line, code = commands.describe_flow_error(
+        FlowError("access_denied", "The issuer answered:\nno.", "Try again.")
+    )
     assert code == EXIT_REFUSED
     assert line == "access_denied: The issuer answered: no. Try again."
     assert commands.describe_flow_error(FlowError("issuer_misconfigured", "bad"))[1] == EXIT_USAGE
-    assert commands.describe_flow_error(FlowError("api_unreachable", "The API is down."))[1] == EXIT_UNREACHABLE
+    assert (
+        commands.describe_flow_error(FlowError("api_unreachable", "The API is down."))[1] == EXIT_UNREACHABLE
+    )

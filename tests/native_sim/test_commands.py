@@ -23,10 +23,21 @@ NATIVE_CLIENT_ID = "public-client"  # registered at the test issuer without a se
 @pytest.fixture
 def ctx(fake_issuer, tmp_path):
     """A Context signed in (through the fake issuer's token endpoint) as the native client."""
-    settings = load_settings({"ISSUER": fake_issuer.issuer, "NATIVE_CLIENT_ID": NATIVE_CLIENT_ID,
-                              "API_URL": f"http://127.0.0.1:{free_port()}", "HTTP_TIMEOUT": "1"})
-    context = commands.Context(settings=settings, store=FileTokenStore(tmp_path / "tokens"),
-                               log=FlowLog(max_steps=100), out=io.StringIO(), err=io.StringIO())
+    settings = load_settings(
+        {
+            "ISSUER": fake_issuer.issuer,
+            "NATIVE_CLIENT_ID": NATIVE_CLIENT_ID,
+            "API_URL": f"http://127.0.0.1:{free_port()}",
+            "HTTP_TIMEOUT": "1",
+        }
+    )
+    context = commands.Context(
+        settings=settings,
+        store=FileTokenStore(tmp_path / "tokens"),
+        log=FlowLog(max_steps=100),
+        out=io.StringIO(),
+        err=io.StringIO(),
+    )
     client = commands.native_client(settings, "http://127.0.0.1:5003/callback")
     url, pending = build_authorization_request(client, "openid profile email offline_access")
     tokens = complete_sign_in(client, fake_issuer.authorize(url), pending)
@@ -71,8 +82,9 @@ def test_logout_says_when_the_issuer_confirmed(ctx, fake_issuer):
     assert ctx.store.load() is None
 
 
-@pytest.mark.parametrize("reply,reason", [(Reply(400, {"error": "invalid_request"}), "HTTP 400"),
-                                          (Reply(503, ""), "HTTP 503")])
+@pytest.mark.parametrize(
+    "reply,reason", [(Reply(400, {"error": "invalid_request"}), "HTTP 400"), (Reply(503, ""), "HTTP 503")]
+)
 def test_logout_reports_a_failed_revocation(ctx, fake_issuer, reply, reason):
     """revoke_token's result (not the flow log) says whether the issuer confirmed (RFC 7009 §2.2)."""
     fake_issuer.script("revoke", reply)

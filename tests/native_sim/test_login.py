@@ -66,8 +66,12 @@ def non_loopback_ipv4() -> list[str]:
         output = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.TimeoutExpired):
         output = ""
-    addresses = [field.split("/")[0] for line in output.splitlines() for i, field in enumerate(line.split())
-                 if i > 0 and line.split()[i - 1] == "inet"]
+    addresses = [
+        field.split("/")[0]
+        for line in output.splitlines()
+        for i, field in enumerate(line.split())
+        if i > 0 and line.split()[i - 1] == "inet"
+    ]
     return [a for a in addresses if not a.startswith("127.")]
 
 
@@ -87,15 +91,22 @@ def introspect(suite_env, record: dict, token: str, hint: str) -> dict:
     """Ask the issuer about a token, as the client it was issued to (RFC 7662 §2.1)."""
     settings = load_settings(suite_env)
     if record["client"] == "trusted":
-        client = Client(Issuer(settings), client_id=settings.trusted_client_id,
-                        client_secret=settings.trusted_client_secret)
+        client = Client(
+            Issuer(settings),
+            client_id=settings.trusted_client_id,
+            client_secret=settings.trusted_client_secret,
+        )
     else:
-        client = Client(Issuer(settings), client_id=settings.native_client_id, token_endpoint_auth_method="none")
+        client = Client(
+            Issuer(settings), client_id=settings.native_client_id, token_endpoint_auth_method="none"
+        )
     return introspect_token(client, token, hint)
 
 
 @pytest.mark.browser
-def test_login_refuses_a_forged_callback_and_completes_the_real_one(browser, suite_env, token_dir, start_login):
+def test_login_refuses_a_forged_callback_and_completes_the_real_one(
+    browser, suite_env, token_dir, start_login
+):
     # NATIVE_REDIRECT_PORT=0: any free port, which RFC 8252 §7.3 says the issuer must accept.
     env = cli_env(suite_env, token_dir, NATIVE_REDIRECT_PORT="0")
     settings = load_settings(suite_env)
@@ -135,7 +146,11 @@ def test_login_refuses_a_forged_callback_and_completes_the_real_one(browser, sui
     assert record["client"] == "native" and record["client_id"] == settings.native_client_id
     assert record["tokens"]["id_claims"]["email"] == settings.demo_username
     # Never printed in full.
-    for token in (record["tokens"]["access_token"], record["tokens"]["refresh_token"], record["tokens"]["id_token"]):
+    for token in (
+        record["tokens"]["access_token"],
+        record["tokens"]["refresh_token"],
+        record["tokens"]["id_token"],
+    ):
         assert token not in out and token not in err
 
 
@@ -144,7 +159,9 @@ def test_login_then_call_api_refresh_and_logout(browser, suite_env, token_dir, e
     settings = load_settings(suite_env)
     run = start_login(env, "--explain")
     url = run.authorization_url()
-    assert urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0]).port == int(suite_env["NATIVE_REDIRECT_PORT"])
+    assert urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0]).port == int(
+        suite_env["NATIVE_REDIRECT_PORT"]
+    )
     sign_in_with_browser(browser, url, settings)
     code, out, err = run.finish()
     assert code == 0, err
@@ -170,7 +187,10 @@ def test_login_then_call_api_refresh_and_logout(browser, suite_env, token_dir, e
     who = run_cli(env, "whoami")
     assert who.returncode == 0
     assert settings.demo_username in who.stdout
-    assert first["tokens"]["access_token"] not in who.stdout and first["tokens"]["refresh_token"] not in who.stdout
+    assert (
+        first["tokens"]["access_token"] not in who.stdout
+        and first["tokens"]["refresh_token"] not in who.stdout
+    )
 
     # refresh: the issuer rotates the refresh token; the old one is dead.
     again = run_cli(env, "refresh")
@@ -179,7 +199,9 @@ def test_login_then_call_api_refresh_and_logout(browser, suite_env, token_dir, e
     second = stored(token_dir)
     assert second["tokens"]["refresh_token"] != first["tokens"]["refresh_token"]
     assert second["tokens"]["access_token"] != first["tokens"]["access_token"]
-    assert introspect(suite_env, first, first["tokens"]["refresh_token"], "refresh_token") == {"active": False}
+    assert introspect(suite_env, first, first["tokens"]["refresh_token"], "refresh_token") == {
+        "active": False
+    }
     assert introspect(suite_env, second, second["tokens"]["refresh_token"], "refresh_token")["active"] is True
 
     # An expired access token is refreshed before the API is called.
@@ -197,7 +219,9 @@ def test_login_then_call_api_refresh_and_logout(browser, suite_env, token_dir, e
     assert bye.returncode == 0, bye.stderr
     assert "revoked" in bye.stdout
     assert not path.exists()
-    assert introspect(suite_env, third, third["tokens"]["refresh_token"], "refresh_token") == {"active": False}
+    assert introspect(suite_env, third, third["tokens"]["refresh_token"], "refresh_token") == {
+        "active": False
+    }
 
     # A revoked (or expired) refresh token: one line, exit 5, and the dead tokens are forgotten.
     path.write_text(json.dumps({**third, "tokens": {**third["tokens"], "expires_at": int(time.time()) - 10}}))
@@ -214,14 +238,23 @@ def test_access_denied_is_one_line_and_exit_1(suite_env, env, token_dir, start_l
     # and, as the issuer advertises, its iss (RFC 9207 §2: error responses carry it too).
     run = start_login(env)
     query = parse_qs(urlsplit(run.authorization_url()).query)
-    page = requests.get(query["redirect_uri"][0], timeout=5, params={
-        "error": "access_denied", "error_description": "The user cancelled.", "state": query["state"][0],
-        "iss": suite_env["ISSUER"]})
+    page = requests.get(
+        query["redirect_uri"][0],
+        timeout=5,
+        params={
+            "error": "access_denied",
+            "error_description": "The user cancelled.",
+            "state": query["state"][0],
+            "iss": suite_env["ISSUER"],
+        },
+    )
     assert page.status_code == 200 and "access_denied" in page.text
     code, out, err = run.finish()
     assert code == 1
-    assert err.strip().splitlines() == ["native_sim: access_denied: The issuer answered: The user cancelled. "
-                                        "Try signing in again. If you cancelled on purpose, nothing else is needed."]
+    assert err.strip().splitlines() == [
+        "native_sim: access_denied: The issuer answered: The user cancelled. "
+        "Try signing in again. If you cancelled on purpose, nothing else is needed."
+    ]
     assert not (token_dir / TOKEN_FILE_NAME).exists()
 
 
@@ -232,6 +265,7 @@ def test_a_user_who_never_finishes_gets_a_timeout(suite_env, env, token_dir, sta
     assert code == 4
     assert err.strip().splitlines() == [
         "native_sim: Timed out: nobody finished signing in within 1 seconds, so nothing was stored. "
-        "Run `python -m native_sim login` again when you are ready."]
+        "Run `python -m native_sim login` again when you are ready."
+    ]
     assert refused("127.0.0.1", port)
     assert not (token_dir / TOKEN_FILE_NAME).exists()

@@ -65,7 +65,9 @@ def test_only_one_response_is_accepted(listener):
 
 
 def test_an_issuer_error_is_accepted_and_shown_escaped(listener):
-    response = requests.get(callback_url(listener, f"error=%3Cscript%3Ealert(1)%3C/script%3E&state={STATE}"), timeout=5)
+    response = requests.get(
+        callback_url(listener, f"error=%3Cscript%3Ealert(1)%3C/script%3E&state={STATE}"), timeout=5
+    )
     assert response.status_code == 200
     assert "<script>" not in response.text
     assert "&lt;script&gt;" in response.text
@@ -75,9 +77,14 @@ def test_an_issuer_error_is_accepted_and_shown_escaped(listener):
 
 @pytest.mark.parametrize("state", ["", "&state=forged"])
 def test_an_error_without_our_state_is_ignored_like_any_forged_response(listener, state):
-    """RFC 6749 §10.12: an unsolicited error is not the issuer's; its text is not shown, and we keep waiting."""
+    """RFC 6749 §10.12: an unsolicited error is not the issuer's.
+
+    Its text is not shown, and we keep waiting.
+    """
     spoof = "Call%20support%20at%20%2B1%20555%200100%20and%20give%20your%20password"
-    response = requests.get(callback_url(listener, f"error=account_locked&error_description={spoof}{state}"), timeout=5)
+    response = requests.get(
+        callback_url(listener, f"error=account_locked&error_description={spoof}{state}"), timeout=5
+    )
     assert response.status_code == 400
     assert "Call support" not in response.text and "account_locked" not in response.text
     assert listener.refused
@@ -101,7 +108,11 @@ def test_other_paths_methods_and_hosts_are_refused(listener):
     assert requests.get(f"{base}/favicon.ico", timeout=5).status_code == 404
     assert requests.post(callback_url(listener, f"code=a&state={STATE}"), timeout=5).status_code == 405
     # DNS rebinding: a page whose host name points at 127.0.0.1 sends its own Host.
-    rebound = requests.get(callback_url(listener, f"code=a&state={STATE}"), headers={"Host": f"evil.test:{listener.port}"}, timeout=5)
+    rebound = requests.get(
+        callback_url(listener, f"code=a&state={STATE}"),
+        headers={"Host": f"evil.test:{listener.port}"},
+        timeout=5,
+    )
     assert rebound.status_code == 400
     with pytest.raises(LoginTimeout):
         listener.wait(0.1)

@@ -24,8 +24,9 @@ from tests.support import ROOT, free_port, gunicorn
 pytestmark = pytest.mark.usefixtures("dev_issuer", "resource_server")
 
 
-def run_on_terminal(env: dict[str, str], args: list[str], answers: list[tuple[str, str]],
-                    timeout: float = 60) -> tuple[int, str]:
+def run_on_terminal(
+    env: dict[str, str], args: list[str], answers: list[tuple[str, str]], timeout: float = 60
+) -> tuple[int, str]:
     """Run the CLI with a pseudo-terminal as its terminal; answer each prompt as it appears.
 
     :param answers: ``(prompt, text to type)`` pairs, in order.
@@ -34,8 +35,15 @@ def run_on_terminal(env: dict[str, str], args: list[str], answers: list[tuple[st
     master, slave = os.openpty()
     # A new session without a controlling terminal: getpass then reads from
     # (and switches off echo on) standard input, which is this pty.
-    proc = subprocess.Popen([sys.executable, "-m", "native_sim", *args], cwd=ROOT, env=env,
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "native_sim", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
     os.close(slave)
     shown = b""
     pending = list(answers)
@@ -66,8 +74,11 @@ def run_on_terminal(env: dict[str, str], args: list[str], answers: list[tuple[st
 
 def test_password_login_on_a_terminal(suite_env, env, token_dir):
     settings = load_settings(suite_env)
-    code, terminal = run_on_terminal(env, ["password-login"], [
-        ("Username: ", settings.demo_username), ("Password: ", settings.demo_password)])
+    code, terminal = run_on_terminal(
+        env,
+        ["password-login"],
+        [("Username: ", settings.demo_username), ("Password: ", settings.demo_password)],
+    )
     assert code == 0, terminal
     assert "RFC 9700" in terminal and "MUST NOT be used" in terminal
     assert f"Signed in as {settings.demo_username} (trusted mode, password grant)" in terminal
@@ -91,8 +102,9 @@ def test_password_login_on_a_terminal(suite_env, env, token_dir):
 
 def test_wrong_password_on_a_terminal(suite_env, env, token_dir):
     settings = load_settings(suite_env)
-    code, terminal = run_on_terminal(env, ["password-login", "--username", settings.demo_username],
-                                     [("Password: ", "not-the-password")])
+    code, terminal = run_on_terminal(
+        env, ["password-login", "--username", settings.demo_username], [("Password: ", "not-the-password")]
+    )
     assert code == 1
     assert "native_sim: Wrong username or password: the issuer refused them (invalid_grant)." in terminal
     assert "not-the-password" not in terminal
@@ -101,8 +113,15 @@ def test_wrong_password_on_a_terminal(suite_env, env, token_dir):
 
 def test_password_stdin_with_explain_redacts_the_password(suite_env, env, token_dir):
     settings = load_settings(suite_env)
-    result = run_cli(env, "--explain", "password-login", "--username", settings.demo_username, "--password-stdin",
-                     input=settings.demo_password + "\n")
+    result = run_cli(
+        env,
+        "--explain",
+        "password-login",
+        "--username",
+        settings.demo_username,
+        "--password-stdin",
+        input=settings.demo_password + "\n",
+    )
     assert result.returncode == 0, result.stderr
     assert "Token request (password)" in result.stdout
     assert "password: [redacted]" in result.stdout
@@ -113,11 +132,19 @@ def test_password_stdin_with_explain_redacts_the_password(suite_env, env, token_
 
 def test_wrong_password_on_stdin(suite_env, env, token_dir):
     settings = load_settings(suite_env)
-    result = run_cli(env, "password-login", "--username", settings.demo_username, "--password-stdin",
-                     input="wrong-password\n")
+    result = run_cli(
+        env,
+        "password-login",
+        "--username",
+        settings.demo_username,
+        "--password-stdin",
+        input="wrong-password\n",
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == \
-        "native_sim: Wrong username or password: the issuer refused them (invalid_grant)."
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "native_sim: Wrong username or password: the issuer refused them (invalid_grant)."
+    )
     assert "wrong-password" not in result.stdout + result.stderr
 
 
@@ -126,18 +153,32 @@ def issuer_without_password_grant(suite_env):
     """A second dev issuer, started with TRUSTED_MODE=false: its trusted client has no password grant."""
     port = free_port()
     env = {**suite_env, "ISSUER": f"http://127.0.0.1:{port}/oauth2/default", "TRUSTED_MODE": "false"}
-    service = gunicorn("dev_issuer-no-password", "dev_issuer:create_app()", env, port, workers=1,
-                       health_path="/oauth2/default/.well-known/openid-configuration").start()
+    service = gunicorn(
+        "dev_issuer-no-password",
+        "dev_issuer:create_app()",
+        env,
+        port,
+        workers=1,
+        health_path="/oauth2/default/.well-known/openid-configuration",
+    ).start()
     yield env["ISSUER"]
     service.stop()
 
 
-def test_refused_clearly_when_the_issuer_does_not_offer_the_grant(suite_env, token_dir, issuer_without_password_grant):
+def test_refused_clearly_when_the_issuer_does_not_offer_the_grant(
+    suite_env, token_dir, issuer_without_password_grant
+):
     # The client is in trusted mode; the issuer is not.
     env = cli_env(suite_env, token_dir, ISSUER=issuer_without_password_grant, TRUSTED_MODE="true")
     settings = load_settings(suite_env)
-    result = run_cli(env, "password-login", "--username", settings.demo_username, "--password-stdin",
-                     input=settings.demo_password + "\n")
+    result = run_cli(
+        env,
+        "password-login",
+        "--username",
+        settings.demo_username,
+        "--password-stdin",
+        input=settings.demo_password + "\n",
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert "does not" in last and "password grant" in last.lower()

@@ -124,6 +124,7 @@ def test_keyring_is_optional_here():
 
 def test_bad_native_token_dir_is_a_config_error(tmp_path):
     from common.config import ConfigError
+
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
     with pytest.raises(ConfigError, match="NATIVE_TOKEN_DIR"):

@@ -119,7 +119,9 @@ class TestIssuer:
             def do_POST(self):
                 path = self.path.split("?")[0]
                 length = int(self.headers.get("Content-Length") or 0)
-                form = dict(pair.split("=", 1) for pair in self.rfile.read(length).decode().split("&") if "=" in pair)
+                form = dict(
+                    pair.split("=", 1) for pair in self.rfile.read(length).decode().split("&") if "=" in pair
+                )
                 with issuer._lock:
                     issuer.hits[path] += 1
                 if path != issuer.introspection_path:
@@ -127,8 +129,12 @@ class TestIssuer:
                     return
                 auth = self.headers.get("Authorization")
                 issuer.introspection_auth.append(auth)
-                expected = "Basic " + base64.b64encode(
-                    f"{INTROSPECTION_CLIENT_ID}:{INTROSPECTION_CLIENT_SECRET}".encode()).decode()
+                expected = (
+                    "Basic "
+                    + base64.b64encode(
+                        f"{INTROSPECTION_CLIENT_ID}:{INTROSPECTION_CLIENT_SECRET}".encode()
+                    ).decode()
+                )
                 if auth != expected:
                     self._json(401, {"error": "invalid_client"})
                     return
@@ -171,14 +177,23 @@ class TestIssuer:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def mint(self, claims: dict | None = None, *, key=None, kid: str | None = "default",
-             alg: str = "RS256", headers: dict | None = None) -> str:
+    def mint(
+        self,
+        claims: dict | None = None,
+        *,
+        key=None,
+        kid: str | None = "default",
+        alg: str = "RS256",
+        headers: dict | None = None,
+    ) -> str:
         """Sign ``claims`` (default: :meth:`claims`) with the issuer key, or ``key``."""
         header = {"typ": "JWT"}
         if kid is not None:
             header["kid"] = self.kid if kid == "default" else kid
         header.update(headers or {})
-        return jwt.encode(self.claims() if claims is None else claims, key or self.key, algorithm=alg, headers=header)
+        return jwt.encode(
+            self.claims() if claims is None else claims, key or self.key, algorithm=alg, headers=header
+        )
 
     def rfc9068_claims(self, **overrides) -> dict:
         """RFC 9068 §2.2 claims: ``client_id`` and a space-separated ``scope``, no Okta names."""
@@ -204,8 +219,9 @@ class TestIssuer:
     def hs256_with_public_key(self, claims: dict) -> str:
         """The classic key-confusion attack: HMAC-"sign" with the issuer's public key as secret."""
         header = {"alg": "HS256", "typ": "JWT", "kid": self.kid}
-        secret = self.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+        secret = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
         return signing_input + "." + _b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
 
@@ -243,8 +259,15 @@ HEADER_LIMIT = ["--limit-request-field_size", "32768"]
 @pytest.fixture(scope="session")
 def api(test_issuer):
     """The resource server (JWT mode) under gunicorn with two workers."""
-    service = gunicorn("resource_server-jwt", "resource_server:create_app()", api_env(test_issuer),
-                       free_port(), workers=2, health_path="/healthz", extra=HEADER_LIMIT).start()
+    service = gunicorn(
+        "resource_server-jwt",
+        "resource_server:create_app()",
+        api_env(test_issuer),
+        free_port(),
+        workers=2,
+        health_path="/healthz",
+        extra=HEADER_LIMIT,
+    ).start()
     yield service
     service.stop()
 
@@ -252,10 +275,19 @@ def api(test_issuer):
 @pytest.fixture(scope="session")
 def introspecting_api(test_issuer):
     """The resource server in introspection mode, one worker (so its cache is one cache)."""
-    env = api_env(test_issuer, API_VALIDATION="introspection",
-                  API_INTROSPECTION_CLIENT_ID=INTROSPECTION_CLIENT_ID,
-                  API_INTROSPECTION_CLIENT_SECRET=INTROSPECTION_CLIENT_SECRET)
-    service = gunicorn("resource_server-introspection", "resource_server:create_app()", env,
-                       free_port(), workers=1, health_path="/healthz").start()
+    env = api_env(
+        test_issuer,
+        API_VALIDATION="introspection",
+        API_INTROSPECTION_CLIENT_ID=INTROSPECTION_CLIENT_ID,
+        API_INTROSPECTION_CLIENT_SECRET=INTROSPECTION_CLIENT_SECRET,
+    )
+    service = gunicorn(
+        "resource_server-introspection",
+        "resource_server:create_app()",
+        env,
+        free_port(),
+        workers=1,
+        health_path="/healthz",
+    ).start()
     yield service
     service.stop()

@@ -25,8 +25,9 @@ def settings(suite_env):
 
 def test_client_credentials_token_calls_the_custom_route(resource_server, settings):
     """The service app's flow (guide section f): client credentials with the custom scope."""
-    client = Client(Issuer(settings), client_id=settings.service_client_id,
-                    client_secret=settings.service_client_secret)
+    client = Client(
+        Issuer(settings), client_id=settings.service_client_id, client_secret=settings.service_client_secret
+    )
     tokens = client_credentials(client, settings.service_scope)
     response = get(resource_server, tokens.access_token, "/api/custom")
     assert response.status_code == 200, response.text
@@ -39,11 +40,14 @@ def test_client_credentials_token_calls_the_custom_route(resource_server, settin
 
 def test_user_token_works_but_its_id_token_does_not(resource_server, settings):
     """A user's access token may read messages but lacks the custom scope; the ID token is refused."""
-    client = Client(Issuer(settings), client_id=settings.trusted_client_id,
-                    client_secret=settings.trusted_client_secret)
+    client = Client(
+        Issuer(settings), client_id=settings.trusted_client_id, client_secret=settings.trusted_client_secret
+    )
     tokens = password_grant(client, settings.demo_username, settings.demo_password, "openid profile")
     assert tokens.id_token
-    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None, access_token=tokens.access_token)
+    tokens.id_claims = validate_id_token(
+        client, tokens.id_token, nonce=None, access_token=tokens.access_token
+    )
 
     response = get(resource_server, tokens.access_token)
     assert response.status_code == 200, response.text

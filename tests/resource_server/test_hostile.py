@@ -51,11 +51,15 @@ def test_many_oversized_tokens_are_cheap(api, test_issuer):
 
 
 def preflight(api, origin: str) -> requests.Response:
-    return requests.options(api.url + "/api/messages", timeout=5, headers={
-        "Origin": origin,
-        "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "authorization",
-    })
+    return requests.options(
+        api.url + "/api/messages",
+        timeout=5,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
 
 
 def test_preflight_from_the_spa_is_allowed(api):
@@ -69,7 +73,12 @@ def test_preflight_from_the_spa_is_allowed(api):
 
 
 def test_preflight_from_another_origin_gets_no_cors_headers(api):
-    for origin in ("http://evil.test", SPA_ORIGIN + ".evil.test", "null", SPA_ORIGIN.replace("http:", "https:")):
+    for origin in (
+        "http://evil.test",
+        SPA_ORIGIN + ".evil.test",
+        "null",
+        SPA_ORIGIN.replace("http:", "https:"),
+    ):
         response = preflight(api, origin)
         assert response.status_code == 403
         assert not any(name.lower().startswith("access-control-") for name in response.headers)
@@ -103,8 +112,14 @@ def test_issuer_down_is_503_not_invalid_token(tmp_path):
     from .conftest import TestIssuer, api_env
 
     issuer = TestIssuer()  # never started: nothing listens on its port
-    service = gunicorn("resource_server-no-issuer", "resource_server:create_app()", api_env(issuer),
-                       free_port(), workers=1, health_path="/healthz").start()
+    service = gunicorn(
+        "resource_server-no-issuer",
+        "resource_server:create_app()",
+        api_env(issuer),
+        free_port(),
+        workers=1,
+        health_path="/healthz",
+    ).start()
     try:
         response = get(service, issuer.mint())
         assert response.status_code == 503

@@ -8,17 +8,28 @@ import uuid
 
 import pytest
 
-from .conftest import (API_AUDIENCE, INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET, SERVICE_CLIENT_ID,
-                       SERVICE_SCOPE)
+from .conftest import (
+    API_AUDIENCE,
+    INTROSPECTION_CLIENT_ID,
+    INTROSPECTION_CLIENT_SECRET,
+    SERVICE_CLIENT_ID,
+    SERVICE_SCOPE,
+)
 from .test_token_matrix import assert_refused, get
 
 
 def active_answer(test_issuer, **overrides) -> dict:
     now = int(time.time())
     answer = {
-        "active": True, "token_type": "Bearer", "scope": f"{SERVICE_SCOPE} extra",
-        "client_id": SERVICE_CLIENT_ID, "sub": SERVICE_CLIENT_ID, "iss": test_issuer.issuer,
-        "aud": API_AUDIENCE, "iat": now, "exp": now + 300,
+        "active": True,
+        "token_type": "Bearer",
+        "scope": f"{SERVICE_SCOPE} extra",
+        "client_id": SERVICE_CLIENT_ID,
+        "sub": SERVICE_CLIENT_ID,
+        "iss": test_issuer.issuer,
+        "aud": API_AUDIENCE,
+        "iat": now,
+        "exp": now + 300,
     }
     answer.update(overrides)
     return {k: v for k, v in answer.items() if v is not None}
@@ -57,13 +68,16 @@ def test_active_token_without_the_scope_is_403(introspecting_api, test_issuer):
     assert get(introspecting_api, token, "/api/messages").status_code == 200
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param({"aud": "api://other"}, id="foreign-audience"),
-    pytest.param({"aud": None}, id="no-audience"),
-    pytest.param({"iss": "http://127.0.0.1:1/oauth2/default"}, id="foreign-issuer"),
-    pytest.param({"token_type": "urn:ietf:params:oauth:token-type:id_token"}, id="id-token"),
-    pytest.param({"sub": None}, id="no-subject"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"aud": "api://other"}, id="foreign-audience"),
+        pytest.param({"aud": None}, id="no-audience"),
+        pytest.param({"iss": "http://127.0.0.1:1/oauth2/default"}, id="foreign-issuer"),
+        pytest.param({"token_type": "urn:ietf:params:oauth:token-type:id_token"}, id="id-token"),
+        pytest.param({"sub": None}, id="no-subject"),
+    ],
+)
 def test_active_but_not_for_us_is_refused(introspecting_api, test_issuer, overrides):
     assert_refused(get(introspecting_api, opaque_token(test_issuer, **overrides)), 401, "invalid_token")
 

@@ -45,7 +45,7 @@ def assert_refused(response: requests.Response, status: int, error: str | None) 
     return params
 
 
-# -- accepted -------------------------------------------------------------------------
+# -- accepted ------------------------------------------------------------------------------------------------
 
 
 def test_health_needs_no_token(api):
@@ -101,22 +101,27 @@ def test_clock_skew_within_leeway_is_accepted(api, test_issuer):
     assert get(api, token).status_code == 200
 
 
-# -- scopes ----------------------------------------------------------------------------
+# -- scopes --------------------------------------------------------------------------------------------------
 
 
 def test_custom_route_with_okta_scp(api, test_issuer):
-    token = test_issuer.mint(test_issuer.claims(scp=[SERVICE_SCOPE], cid=SERVICE_CLIENT_ID, sub=SERVICE_CLIENT_ID))
+    token = test_issuer.mint(
+        test_issuer.claims(scp=[SERVICE_SCOPE], cid=SERVICE_CLIENT_ID, sub=SERVICE_CLIENT_ID)
+    )
     response = get(api, token, "/api/custom")
     assert response.status_code == 200, response.text
     assert response.json()["client_id"] == SERVICE_CLIENT_ID
 
 
-@pytest.mark.parametrize("claims", [
-    {"scp": ["openid", "profile"]},
-    {"scp": [SERVICE_SCOPE + "X"]},
-    {"scp": None, "scope": "openid customscope"},  # scopes are case-sensitive (RFC 6749 §3.3)
-    {"scp": None},  # no scope claim at all
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"scp": ["openid", "profile"]},
+        {"scp": [SERVICE_SCOPE + "X"]},
+        {"scp": None, "scope": "openid customscope"},  # scopes are case-sensitive (RFC 6749 §3.3)
+        {"scp": None},  # no scope claim at all
+    ],
+)
 def test_custom_route_without_the_scope_is_403(api, test_issuer, claims):
     response = get(api, test_issuer.mint(test_issuer.claims(**claims)), "/api/custom")
     params = assert_refused(response, 403, "insufficient_scope")
@@ -126,20 +131,28 @@ def test_custom_route_without_the_scope_is_403(api, test_issuer, claims):
 @pytest.fixture(scope="module")
 def multi_scope_api(test_issuer):
     """The resource server with a SERVICE_SCOPE that names two scopes."""
-    service = gunicorn("resource_server-multi-scope", "resource_server:create_app()",
-                       api_env(test_issuer, SERVICE_SCOPE="customScope other"), free_port(), workers=1,
-                       health_path="/healthz").start()
+    service = gunicorn(
+        "resource_server-multi-scope",
+        "resource_server:create_app()",
+        api_env(test_issuer, SERVICE_SCOPE="customScope other"),
+        free_port(),
+        workers=1,
+        health_path="/healthz",
+    ).start()
     yield service
     service.stop()
 
 
-@pytest.mark.parametrize("claims, granted", [
-    ({"scp": ["customScope", "other"]}, True),
-    ({"scp": ["other", "openid", "customScope"]}, True),  # order and extra scopes do not matter
-    ({"scp": None, "scope": "other customScope"}, True),
-    ({"scp": ["customScope"]}, False),  # one of the two is not enough
-    ({"scp": ["other"]}, False),
-])
+@pytest.mark.parametrize(
+    "claims, granted",
+    [
+        ({"scp": ["customScope", "other"]}, True),
+        ({"scp": ["other", "openid", "customScope"]}, True),  # order and extra scopes do not matter
+        ({"scp": None, "scope": "other customScope"}, True),
+        ({"scp": ["customScope"]}, False),  # one of the two is not enough
+        ({"scp": ["other"]}, False),
+    ],
+)
 def test_multi_scope_service_scope_needs_every_scope(multi_scope_api, test_issuer, claims, granted):
     """SERVICE_SCOPE is a space-separated list (RFC 6749 §3.3): the route needs each scope in it."""
     response = get(multi_scope_api, test_issuer.mint(test_issuer.claims(**claims)), "/api/custom")
@@ -150,7 +163,7 @@ def test_multi_scope_service_scope_needs_every_scope(multi_scope_api, test_issue
         assert params["scope"] == "customScope other"  # RFC 6750 §3: the scopes needed, space-delimited
 
 
-# -- no token / malformed requests -------------------------------------------------------------
+# -- no token / malformed requests ---------------------------------------------------------------------------
 
 
 def test_no_token_is_401_without_error_code(api):
@@ -177,12 +190,12 @@ def test_token_in_query_string_is_refused_even_with_a_header(api, test_issuer):
     assert_refused(response, 400, "invalid_request")
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer a b", "Bearer tok\"en", "Bearer =abc"])
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer a b", 'Bearer tok"en', "Bearer =abc"])
 def test_malformed_authorization_header_is_400(api, header):
     assert_refused(get(api, headers={"Authorization": header}), 400, "invalid_request")
 
 
-# -- invalid_token: signature and algorithm ---------------------------------------------------------
+# -- invalid_token: signature and algorithm ------------------------------------------------------------------
 
 
 def test_tampered_payload_is_refused(api, test_issuer):
@@ -239,24 +252,27 @@ def test_not_a_signed_jwt_is_refused(api, token):
     assert_refused(get(api, token), 401, "invalid_token")
 
 
-# -- invalid_token: claims -----------------------------------------------------------------------------
+# -- invalid_token: claims -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param({"iss": "http://127.0.0.1:1/oauth2/default"}, id="foreign-issuer"),
-    pytest.param({"iss": None}, id="no-issuer"),
-    pytest.param({"aud": "api://other"}, id="foreign-audience"),
-    pytest.param({"aud": None}, id="no-audience"),
-    pytest.param({"exp": int(time.time()) - 3600}, id="expired"),
-    pytest.param({"exp": None}, id="no-expiry"),
-    pytest.param({"exp": "tomorrow"}, id="expiry-not-a-number"),
-    pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
-    pytest.param({"iat": int(time.time()) + 3600}, id="issued-in-the-future"),
-    pytest.param({"sub": None}, id="no-subject"),
-    pytest.param({"scp": "a,b\"c"}, id="malformed-scp"),
-    pytest.param({"scp": [1, 2]}, id="scp-not-strings"),
-    pytest.param({"cid": 42}, id="cid-not-a-string"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"iss": "http://127.0.0.1:1/oauth2/default"}, id="foreign-issuer"),
+        pytest.param({"iss": None}, id="no-issuer"),
+        pytest.param({"aud": "api://other"}, id="foreign-audience"),
+        pytest.param({"aud": None}, id="no-audience"),
+        pytest.param({"exp": int(time.time()) - 3600}, id="expired"),
+        pytest.param({"exp": None}, id="no-expiry"),
+        pytest.param({"exp": "tomorrow"}, id="expiry-not-a-number"),
+        pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
+        pytest.param({"iat": int(time.time()) + 3600}, id="issued-in-the-future"),
+        pytest.param({"sub": None}, id="no-subject"),
+        pytest.param({"scp": 'a,b"c'}, id="malformed-scp"),
+        pytest.param({"scp": [1, 2]}, id="scp-not-strings"),
+        pytest.param({"cid": 42}, id="cid-not-a-string"),
+    ],
+)
 def test_bad_claims_are_refused(api, test_issuer, overrides):
     assert_refused(get(api, test_issuer.mint(test_issuer.claims(**overrides))), 401, "invalid_token")
 
@@ -267,15 +283,23 @@ def test_issuer_with_trailing_slash_is_a_different_issuer(api, test_issuer):
     assert_refused(get(api, token), 401, "invalid_token")
 
 
-# -- an ID token is not an access token --------------------------------------------------------------------
+# -- an ID token is not an access token ----------------------------------------------------------------------
 
 
 def id_token_claims(test_issuer, **overrides) -> dict:
     now = int(time.time())
     claims = {
-        "iss": test_issuer.issuer, "sub": "00u1", "aud": WEB_CLIENT_ID, "iat": now, "exp": now + 300,
-        "auth_time": now - 5, "nonce": "n-0S6_WzA2Mj", "at_hash": "77QmUPtjPfzWtF2AnpK9RQ",
-        "amr": ["pwd"], "name": "Test User", "email": "testuser1@example.com",
+        "iss": test_issuer.issuer,
+        "sub": "00u1",
+        "aud": WEB_CLIENT_ID,
+        "iat": now,
+        "exp": now + 300,
+        "auth_time": now - 5,
+        "nonce": "n-0S6_WzA2Mj",
+        "at_hash": "77QmUPtjPfzWtF2AnpK9RQ",
+        "amr": ["pwd"],
+        "name": "Test User",
+        "email": "testuser1@example.com",
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
@@ -286,11 +310,14 @@ def test_id_token_for_a_client_is_refused(api, test_issuer):
     assert_refused(get(api, test_issuer.mint(id_token_claims(test_issuer))), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param({}, id="at_hash"),
-    pytest.param({"at_hash": None, "c_hash": "LDktKdoQak3Pk0cnXxCltA"}, id="c_hash"),
-    pytest.param({"at_hash": None}, id="nonce-without-scopes"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="at_hash"),
+        pytest.param({"at_hash": None, "c_hash": "LDktKdoQak3Pk0cnXxCltA"}, id="c_hash"),
+        pytest.param({"at_hash": None}, id="nonce-without-scopes"),
+    ],
+)
 def test_id_token_with_the_api_audience_is_still_refused(api, test_issuer, overrides):
     """Defence in depth for an ``API_AUDIENCE`` that was set to a client id by mistake."""
     token = test_issuer.mint(id_token_claims(test_issuer, aud=API_AUDIENCE, **overrides))
@@ -308,7 +335,7 @@ def test_auth_time_alone_does_not_make_an_id_token(api, test_issuer):
     assert get(api, token).status_code == 200
 
 
-# -- size --------------------------------------------------------------------------------------------------------
+# -- size ----------------------------------------------------------------------------------------------------
 
 
 def test_oversized_token_is_refused_before_verification(api, test_issuer):
@@ -334,7 +361,7 @@ def test_megabyte_token_is_refused_fast(api):
     assert requests.get(api.url + "/healthz", timeout=5).status_code == 200
 
 
-# -- every answer is JSON, cacheable answers are not -----------------------------------------------------------
+# -- every answer is JSON, cacheable answers are not ---------------------------------------------------------
 
 
 def test_unknown_route_answers_json(api):

@@ -39,6 +39,7 @@ import requests
 
 from common.session import load_stored_session
 from tests.fake_issuer import FakeIssuer
+from tests.security.fault_fixtures import fault_suite  # noqa: F401 (a fixture of test_faults.py)
 from tests.support import ROOT, free_port, gunicorn
 
 #: A description that tries to run script wherever it is shown.
@@ -96,16 +97,18 @@ class WebAppDriver:
 
         self.issuer = issuer
         self.client_id = issuer.client_id
-        self.app = create_app({
-            "ISSUER": issuer.issuer,
-            "REDIS_URL": redis_url,
-            "WEB_BASE_URL": "http://localhost:5001",
-            "WEB_CLIENT_ID": issuer.client_id,
-            "WEB_CLIENT_SECRET": issuer.client_secret,
-            "API_URL": issuer.base_url,
-            "HTTP_TIMEOUT": "1",
-            "TESTING": True,
-        })
+        self.app = create_app(
+            {
+                "ISSUER": issuer.issuer,
+                "REDIS_URL": redis_url,
+                "WEB_BASE_URL": "http://localhost:5001",
+                "WEB_CLIENT_ID": issuer.client_id,
+                "WEB_CLIENT_SECRET": issuer.client_secret,
+                "API_URL": issuer.base_url,
+                "HTTP_TIMEOUT": "1",
+                "TESTING": True,
+            }
+        )
         self.make_client = lambda: make_client(self.app)
         self.client = self.make_client()
         self.redis = redis.Redis.from_url(redis_url)
@@ -138,7 +141,9 @@ class WebAppDriver:
         html = response.get_data(as_text=True)
         ok = response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/profile"
         error = None if ok else element_text(html, "error-code")
-        text = " ".join(filter(None, [element_text(html, "error-description"), element_text(html, "error-hint")]))
+        text = " ".join(
+            filter(None, [element_text(html, "error-description"), element_text(html, "error-hint")])
+        )
         return Outcome(ok, error, text, self.tokens_stored(client), html)
 
     def tokens_stored(self, client=None) -> bool:
@@ -215,11 +220,16 @@ class NativeDriver:
         error = None
         if code != 0:
             # "native_sim: <error code>: <description> <hint>" (or a sentence, for its own errors)
-            lines = [ln[len("native_sim: "):] for ln in err.splitlines()
-                     if ln.startswith("native_sim: ") and not ln.startswith("native_sim: warning:")]
+            lines = [
+                ln[len("native_sim: ") :]
+                for ln in err.splitlines()
+                if ln.startswith("native_sim: ") and not ln.startswith("native_sim: warning:")
+            ]
             first = lines[-1].split(":")[0] if lines else ""
             error = first if re.fullmatch(r"[a-z_]+", first) else f"exit {code}"
-        return Outcome(code == 0, error, out + "\n" + err, self.tokens_stored(), out + err + self.loopback_page)
+        return Outcome(
+            code == 0, error, out + "\n" + err, self.tokens_stored(), out + err + self.loopback_page
+        )
 
     def tokens_stored(self) -> bool:
         return self.token_dir.exists() and any(p.is_file() for p in self.token_dir.rglob("*"))
@@ -259,15 +269,22 @@ class ServiceDriver:
     def sign_in(self) -> Outcome:
         import os
 
-        result = subprocess.run([sys.executable, "-m", "service_app", "call"], cwd=ROOT,
-                                env={**os.environ, **self.env}, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "service_app", "call"],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         error = None
         if result.returncode != 0:
             line = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
             error = line[-1].split(":")[1].strip() if line else f"exit {result.returncode}"
         # The token lives in the process's memory only, and the process has ended.
-        return Outcome(result.returncode == 0, error, result.stdout + result.stderr, False,
-                       result.stdout + result.stderr)
+        return Outcome(
+            result.returncode == 0, error, result.stdout + result.stderr, False, result.stdout + result.stderr
+        )
 
 
 @pytest.fixture
@@ -283,9 +300,17 @@ def spa_against_issuer(hostile_issuer_server, redis_server):
     """The SPA's server under gunicorn, configured for the module's test issuer."""
     port = free_port()
     base = f"http://localhost:{port}"
-    env = {"ISSUER": hostile_issuer_server.issuer, "SPA_BASE_URL": base, "SPA_CLIENT_ID": SPA_CLIENT_ID,
-           "API_URL": hostile_issuer_server.base_url, "REDIS_URL": redis_server.url, "HTTP_TIMEOUT": "2"}
-    service = gunicorn("spa_app-hostile", "spa_app:create_app()", env, port, workers=2, health_path="/healthz").start()
+    env = {
+        "ISSUER": hostile_issuer_server.issuer,
+        "SPA_BASE_URL": base,
+        "SPA_CLIENT_ID": SPA_CLIENT_ID,
+        "API_URL": hostile_issuer_server.base_url,
+        "REDIS_URL": redis_server.url,
+        "HTTP_TIMEOUT": "2",
+    }
+    service = gunicorn(
+        "spa_app-hostile", "spa_app:create_app()", env, port, workers=2, health_path="/healthz"
+    ).start()
     hostile_issuer_server.cors_origins.add(base)  # the SPA reads discovery, JWKS and tokens by fetch()
     yield base
     service.stop()
@@ -325,7 +350,9 @@ class SpaDriver:
             return d.execute_script(
                 "return document.body && document.body.dataset.ready === 'true' && "
                 "(window.__before !== true || !document.getElementById('spa-error').hidden) && "
-                "(!document.getElementById('spa-error').hidden || !document.getElementById('signed-in').hidden)")
+                "(!document.getElementById('spa-error').hidden"
+                " || !document.getElementById('signed-in').hidden)"
+            )
 
         self.spa.wait(settled)
         error_box = self.driver.find_element(By.ID, "spa-error")

@@ -33,10 +33,25 @@ class PersistentRedis(RedisServer):
     def start(self) -> "PersistentRedis":
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, proc=self.proc)
         return self
@@ -46,12 +61,19 @@ class FaultSuite(WebStack):
     """Redis (persistent), dev issuer, resource server and web app (4 workers)."""
 
     def __init__(self, tmp_path: Path):
-        super().__init__("fault", PersistentRedis(tmp_path / "redis"), {
-            "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2",
-            "CLOCK_LEEWAY": "0",
-            "HTTP_TIMEOUT": "3",
-            "DEV_ISSUER_EXTRA_USERS": ",".join(f"fault{i}@example.test:Dev-Only-Fault-{i}" for i in range(6)),
-        }, web_workers=4)
+        super().__init__(
+            "fault",
+            PersistentRedis(tmp_path / "redis"),
+            {
+                "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2",
+                "CLOCK_LEEWAY": "0",
+                "HTTP_TIMEOUT": "3",
+                "DEV_ISSUER_EXTRA_USERS": ",".join(
+                    f"fault{i}@example.test:Dev-Only-Fault-{i}" for i in range(6)
+                ),
+            },
+            web_workers=4,
+        )
 
     @property
     def users(self) -> list[tuple[str, str]]:

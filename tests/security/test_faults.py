@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.security.fault_fixtures import fault_suite, signed_in_users, worker_pids  # noqa: F401 (fixture)
+from tests.security.fault_fixtures import signed_in_users, worker_pids
 from tests.support import THREADS
 from tests.web_app.conftest import at_issuer, element_text, form_csrf, sign_in, start_sign_in
 
@@ -77,23 +77,29 @@ def test_redis_stopped_gives_503_and_the_same_users_continue_when_it_is_back(fau
     finally:
         suite.redis.start()  # same port, same directory: the data comes back
 
-    for (http, username), cookie in zip(browsers, cookies):
+    for (http, username), cookie in zip(browsers, cookies, strict=False):
         page = profile_of(http, suite, username)
         assert http.cookies.get(COOKIE) == cookie
         # And the sign-in still works end to end: a refresh at the issuer and the API call.
-        answer = http.post(suite.web_base_url + "/call-api", data={"csrf_token": form_csrf(page.text)}, timeout=15)
+        answer = http.post(
+            suite.web_base_url + "/call-api", data={"csrf_token": form_csrf(page.text)}, timeout=15
+        )
         assert element_text(answer.text, "api-status") == "HTTP 200", answer.text[:1000]
 
 
 def test_redis_paused_mid_request_never_gives_a_500(fault_suite):
     """A Redis that hangs (SIGSTOP) instead of refusing: the socket timeout gives the 503."""
     suite = fault_suite
-    (http, username), = signed_in_users(suite, 1)
+    ((http, username),) = signed_in_users(suite, 1)
     os.kill(suite.redis.proc.pid, signal.SIGSTOP)
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            pages = list(pool.map(lambda _: http.get(suite.web_base_url + "/profile", allow_redirects=False,
-                                                     timeout=20), range(4)))
+            pages = list(
+                pool.map(
+                    lambda _: http.get(suite.web_base_url + "/profile", allow_redirects=False, timeout=20),
+                    range(4),
+                )
+            )
     finally:
         os.kill(suite.redis.proc.pid, signal.SIGCONT)
     for page in pages:
@@ -206,7 +212,9 @@ def test_worker_killed_under_load_loses_no_session(fault_suite):
     assert len(connection_errors) <= THREADS, connection_errors
     # The master replaced the worker, and every user is still signed in.
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (victim in worker_pids(suite.web) or len(worker_pids(suite.web)) != 4):
+    while time.monotonic() < deadline and (
+        victim in worker_pids(suite.web) or len(worker_pids(suite.web)) != 4
+    ):
         time.sleep(0.2)
     assert victim not in worker_pids(suite.web) and len(worker_pids(suite.web)) == 4
     for http, username in browsers:
@@ -226,7 +234,7 @@ def test_two_simultaneous_api_calls_refresh_once(fault_suite):
     so exactly one refresh reaches the issuer and both calls succeed.
     """
     suite = fault_suite
-    (http, username), = signed_in_users(suite, 1)
+    ((http, username),) = signed_in_users(suite, 1)
     page = profile_of(http, suite, username)
     csrf = form_csrf(page.text)
     store = redis.Redis.from_url(suite.env["REDIS_URL"])

@@ -24,25 +24,88 @@ from hypothesis import strategies as st
 from common.config import load_settings
 from tests.web_app.conftest import make_client
 
-FUZZ = settings(max_examples=100, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 #: Values an attacker would try first, mixed into the random ones.
-HOSTILE = st.sampled_from([
-    "", " ", "null", "None", "0", "-1", "1e999", "[]", "{}", "true", "%", "%00", "\x00", "\r\n", "é", "\u202e",
-    "//evil.test", "https://evil.test/", "/\\evil.test", "javascript:alert(1)", "<script>alert(1)</script>",
-    "' OR 1=1 --", "../../etc/passwd", "a" * 5000, "eyJhbGciOiJub25lIn0.e30.", "Bearer", "S256", "plain",
-])
+HOSTILE = st.sampled_from(
+    [
+        "",
+        " ",
+        "null",
+        "None",
+        "0",
+        "-1",
+        "1e999",
+        "[]",
+        "{}",
+        "true",
+        "%",
+        "%00",
+        "\x00",
+        "\r\n",
+        "é",
+        "\u202e",
+        "//evil.test",
+        "https://evil.test/",
+        "/\\evil.test",
+        "javascript:alert(1)",
+        "<script>alert(1)</script>",
+        "' OR 1=1 --",
+        "../../etc/passwd",
+        "a" * 5000,
+        "eyJhbGciOiJub25lIn0.e30.",
+        "Bearer",
+        "S256",
+        "plain",
+    ]
+)
 VALUES = st.one_of(HOSTILE, st.text(max_size=300))
 
 #: Every parameter the routes below read, plus a few that mean something elsewhere.
 KNOWN_NAMES = [
-    "code", "state", "error", "error_description", "error_uri", "iss", "next", "session_state",
-    "client_id", "redirect_uri", "response_type", "response_mode", "scope", "nonce", "prompt", "max_age",
-    "code_challenge", "code_challenge_method", "code_verifier", "grant_type", "refresh_token", "username",
-    "password", "client_secret", "client_assertion", "client_assertion_type", "token", "token_type_hint",
-    "id_token_hint", "post_logout_redirect_uri", "login_hint", "request", "request_uri", "csrf_token",
-    "access_token", "id_token", "confirm", "audience",
+    "code",
+    "state",
+    "error",
+    "error_description",
+    "error_uri",
+    "iss",
+    "next",
+    "session_state",
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "nonce",
+    "prompt",
+    "max_age",
+    "code_challenge",
+    "code_challenge_method",
+    "code_verifier",
+    "grant_type",
+    "refresh_token",
+    "username",
+    "password",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "token",
+    "token_type_hint",
+    "id_token_hint",
+    "post_logout_redirect_uri",
+    "login_hint",
+    "request",
+    "request_uri",
+    "csrf_token",
+    "access_token",
+    "id_token",
+    "confirm",
+    "audience",
 ]
 NAMES = st.one_of(st.sampled_from(KNOWN_NAMES), st.text(max_size=30))
 PAIRS = st.lists(st.tuples(NAMES, VALUES), max_size=12)
@@ -65,17 +128,28 @@ def query_strings(draw) -> str:
 @st.composite
 def form_bodies(draw) -> tuple[bytes, str]:
     """``(body, content type)``: a form, or raw bytes claiming some content type."""
-    content_type = draw(st.sampled_from([
-        "application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=latin-1",
-        "application/json", "multipart/form-data", "multipart/form-data; boundary=x", "text/plain", "",
-    ]))
+    content_type = draw(
+        st.sampled_from(
+            [
+                "application/x-www-form-urlencoded",
+                "application/x-www-form-urlencoded; charset=latin-1",
+                "application/json",
+                "multipart/form-data",
+                "multipart/form-data; boundary=x",
+                "text/plain",
+                "",
+            ]
+        )
+    )
     if draw(st.booleans()):
         return urlencode(draw(PAIRS)).encode(), content_type
     return draw(st.binary(max_size=600)), content_type
 
 
 AUTHORIZATION = st.one_of(
-    st.none(), HOSTILE, st.text(max_size=200),
+    st.none(),
+    HOSTILE,
+    st.text(max_size=200),
     st.builds(lambda s: "Bearer " + s, st.text(max_size=200)),
     st.builds(lambda b: "Basic " + base64.b64encode(b).decode(), st.binary(max_size=100)),
     st.builds(lambda a, b: "Basic " + base64.b64encode(f"{a}:{b}".encode()).decode(), NAMES, VALUES),
@@ -161,7 +235,9 @@ def test_web_app_pages(web_app_client, path, query):
 @given(path=st.sampled_from(["/logout", "/call-api"]), body=form_bodies())
 def test_web_app_forms(web_app_client, path, body):
     data, content_type = body
-    response = web_app_client.post(path, data=data, headers={"Content-Type": content_type} if content_type else {})
+    response = web_app_client.post(
+        path, data=data, headers={"Content-Type": content_type} if content_type else {}
+    )
     assert_no_server_error(response, path)
 
 
@@ -179,7 +255,9 @@ def test_spa_routes(spa_client, path, query):
 def test_service_app_routes(service_client, query, body):
     assert_no_server_error(service_client.get("/", query_string=query), "/")
     data, content_type = body
-    response = service_client.post("/call", data=data, headers={"Content-Type": content_type} if content_type else {})
+    response = service_client.post(
+        "/call", data=data, headers={"Content-Type": content_type} if content_type else {}
+    )
     assert_no_server_error(response, "/call")
 
 
@@ -187,9 +265,13 @@ def test_service_app_routes(service_client, query, body):
 
 
 @FUZZ
-@given(path=st.sampled_from(["/api/messages", "/api/custom"]), query=query_strings(),
-       authorization=AUTHORIZATION, origin=st.one_of(st.none(), HOSTILE),
-       method=st.sampled_from(["GET", "OPTIONS", "POST"]))
+@given(
+    path=st.sampled_from(["/api/messages", "/api/custom"]),
+    query=query_strings(),
+    authorization=AUTHORIZATION,
+    origin=st.one_of(st.none(), HOSTILE),
+    method=st.sampled_from(["GET", "OPTIONS", "POST"]),
+)
 def test_resource_server_api(api_client, path, query, authorization, origin, method):
     headers = {}
     if authorization is not None:
@@ -209,19 +291,31 @@ def test_issuer_authorize(issuer_client, suite_env, query, method, registered):
     """The authorization endpoint, sometimes with a registered client and redirect URI."""
     client, base, prefix = issuer_client
     if registered:
-        query += "&" + urlencode({"client_id": load_settings(suite_env).web_client_id,
-                                  "redirect_uri": suite_env["WEB_BASE_URL"] + "/authorization-code/callback"})
+        query += "&" + urlencode(
+            {
+                "client_id": load_settings(suite_env).web_client_id,
+                "redirect_uri": suite_env["WEB_BASE_URL"] + "/authorization-code/callback",
+            }
+        )
     if method == "GET":
         response = client.get(prefix + "/v1/authorize", query_string=query, base_url=base)
     else:
-        response = client.post(prefix + "/v1/authorize", data=query,
-                               content_type="application/x-www-form-urlencoded", base_url=base)
+        response = client.post(
+            prefix + "/v1/authorize",
+            data=query,
+            content_type="application/x-www-form-urlencoded",
+            base_url=base,
+        )
     assert_no_server_error(response, "authorize")
 
 
 @FUZZ
-@given(endpoint=st.sampled_from(["token", "introspect", "revoke", "userinfo"]), body=form_bodies(),
-       authorization=AUTHORIZATION, real_client=st.booleans())
+@given(
+    endpoint=st.sampled_from(["token", "introspect", "revoke", "userinfo"]),
+    body=form_bodies(),
+    authorization=AUTHORIZATION,
+    real_client=st.booleans(),
+)
 def test_issuer_token_endpoints(issuer_client, suite_env, endpoint, body, authorization, real_client):
     """Token, introspection, revocation, userinfo; half the time as the real web client.
 
@@ -233,8 +327,10 @@ def test_issuer_token_endpoints(issuer_client, suite_env, endpoint, body, author
     headers = {"Content-Type": content_type} if content_type else {}
     if real_client:
         settings = load_settings(suite_env)
-        authorization = "Basic " + base64.b64encode(
-            f"{settings.web_client_id}:{settings.web_client_secret}".encode()).decode()
+        authorization = (
+            "Basic "
+            + base64.b64encode(f"{settings.web_client_id}:{settings.web_client_secret}".encode()).decode()
+        )
     if authorization is not None:
         headers["Authorization"] = latin1(authorization)
     response = client.post(f"{prefix}/v1/{endpoint}", data=data, headers=headers, base_url=base)
@@ -250,5 +346,6 @@ def test_issuer_sign_in_and_logout(issuer_client, query, body):
     data, content_type = body
     headers = {"Content-Type": content_type} if content_type else {}
     assert_no_server_error(client.post("/signin", data=data, headers=headers, base_url=base), "POST /signin")
-    assert_no_server_error(client.post(prefix + "/v1/logout", data=data, headers=headers, base_url=base),
-                           "POST logout")
+    assert_no_server_error(
+        client.post(prefix + "/v1/logout", data=data, headers=headers, base_url=base), "POST logout"
+    )

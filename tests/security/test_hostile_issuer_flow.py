@@ -56,8 +56,12 @@ def test_spa_discovery_issuer_mismatch(spa_driver, issuer):
 
 
 def _error_with_script(params):
-    return {"error": "access_denied", "error_description": PAYLOAD, "state": params.get("state", ""),
-            **({"iss": params["iss"]} if "iss" in params else {})}
+    return {
+        "error": "access_denied",
+        "error_description": PAYLOAD,
+        "state": params.get("state", ""),
+        **({"iss": params["iss"]} if "iss" in params else {}),
+    }
 
 
 def _without_state(params):

@@ -21,7 +21,8 @@ EVIL_ISSUER = "http://evil.test/oauth2/default"
 def _public_pem(issuer) -> bytes:
     """The issuer's RSA public key as PEM: the "secret" of the HS256 confusion attack."""
     return issuer.key.get_op_key("verify").public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _bad_signature(issuer, client_id):
@@ -30,7 +31,9 @@ def _bad_signature(issuer, client_id):
 
 
 def _alg_none(issuer, client_id):
-    issuer.id_token_transform = lambda claims: unsigned_token({"alg": "none", "typ": "JWT", "kid": issuer.key.kid}, claims)
+    issuer.id_token_transform = lambda claims: unsigned_token(
+        {"alg": "none", "typ": "JWT", "kid": issuer.key.kid}, claims
+    )
 
 
 def _hs256_with_public_key(issuer, client_id):
@@ -41,6 +44,7 @@ def _hs256_with_public_key(issuer, client_id):
 def _claims(**claims):
     def setup(issuer, client_id):
         issuer.id_token_claims = {k: (v(client_id) if callable(v) else v) for k, v in claims.items()}
+
     return setup
 
 

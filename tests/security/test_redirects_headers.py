@@ -80,7 +80,9 @@ def test_web_app_follows_a_same_site_next(web_app, suite_env):
     base = suite_env["WEB_BASE_URL"]
     username, password = extra_users(suite_env)[1]
     http = requests.Session()
-    callback = at_issuer(http, start_sign_in(http, base, next_path="/inspector?from=test"), username, password)
+    callback = at_issuer(
+        http, start_sign_in(http, base, next_path="/inspector?from=test"), username, password
+    )
     landing = http.get(callback, allow_redirects=False)
     assert landing.headers["Location"] in {"/inspector?from=test", base + "/inspector?from=test"}
 
@@ -116,9 +118,16 @@ def test_issuer_sign_in_refuses_off_site_next(dev_issuer, suite_env, target):
     assert page.status_code == 200
     hidden_next = _hidden(page.text, "next")
     assert hidden_next is None or lands_on(issuer_origin, hidden_next), hidden_next
-    posted = http.post(issuer_origin + "/signin", allow_redirects=False, data={
-        "csrf_token": _hidden(page.text, "csrf_token"), "next": target, "username": username, "password": password,
-    })
+    posted = http.post(
+        issuer_origin + "/signin",
+        allow_redirects=False,
+        data={
+            "csrf_token": _hidden(page.text, "csrf_token"),
+            "next": target,
+            "username": username,
+            "password": password,
+        },
+    )
     assert posted.status_code == 302, posted.text[:500]
     assert lands_on(issuer_origin, posted.headers["Location"]), posted.headers["Location"]
 
@@ -130,12 +139,20 @@ def test_issuer_logout_follows_only_the_registered_post_logout_uri(web_app, suit
     target = target.format(web=base)
     id_token = _signed_in_id_token(suite_env)
     end_session = _origin(suite_env["ISSUER"]) + urlsplit(suite_env["ISSUER"]).path + "/v1/logout"
-    response = requests.get(end_session, allow_redirects=False, params={
-        "id_token_hint": id_token, "post_logout_redirect_uri": target, "state": "s1",
-    })
+    response = requests.get(
+        end_session,
+        allow_redirects=False,
+        params={
+            "id_token_hint": id_token,
+            "post_logout_redirect_uri": target,
+            "state": "s1",
+        },
+    )
     assert response.status_code < 500
     if response.is_redirect:
-        assert lands_on(_origin(suite_env["ISSUER"]), response.headers["Location"]), response.headers["Location"]
+        assert lands_on(_origin(suite_env["ISSUER"]), response.headers["Location"]), response.headers[
+            "Location"
+        ]
     assert "evil.test" not in response.headers.get("Location", "")
 
 
@@ -143,9 +160,15 @@ def test_issuer_logout_redirects_to_the_registered_uri(web_app, suite_env):
     """The control case: the registered URI (``{WEB_BASE_URL}/``) is followed, with our state."""
     base = suite_env["WEB_BASE_URL"]
     end_session = suite_env["ISSUER"] + "/v1/logout"
-    response = requests.get(end_session, allow_redirects=False, params={
-        "id_token_hint": _signed_in_id_token(suite_env), "post_logout_redirect_uri": base + "/", "state": "s1",
-    })
+    response = requests.get(
+        end_session,
+        allow_redirects=False,
+        params={
+            "id_token_hint": _signed_in_id_token(suite_env),
+            "post_logout_redirect_uri": base + "/",
+            "state": "s1",
+        },
+    )
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == base + "/"
@@ -247,6 +270,8 @@ def _signed_in_id_token(env: dict) -> str:
         http = requests.Session()
         username, password = extra_users(env)[3]
         sign_in(http, env["WEB_BASE_URL"], username, password)
-        raw = redis.Redis.from_url(env["REDIS_URL"]).get(f"web_app:session:{http.cookies.get('web_app_session')}")
+        raw = redis.Redis.from_url(env["REDIS_URL"]).get(
+            f"web_app:session:{http.cookies.get('web_app_session')}"
+        )
         _ID_TOKEN["token"] = load_stored_session(raw)["tokens"]["id_token"]
     return _ID_TOKEN["token"]

@@ -41,8 +41,16 @@ from tests.support import Service, free_port, gunicorn
 #: calls, short enough to wait for its expiry.
 SHORT_TOKEN_LIFETIME = 8
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-               "proxy-authorization", "proxy-authenticate"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+}
 
 
 class CountingProxy:
@@ -164,14 +172,26 @@ def start_stack(redis_server, database: int, extra_env: dict[str, str]) -> Stack
     }
     stack = Stack(env, proxy)
     try:
-        stack.services.append(gunicorn(
-            f"service-issuer-{database}", "dev_issuer:create_app()", env, issuer_port, workers=2,
-            health_path="/oauth2/default/.well-known/openid-configuration",
-        ).start())
-        stack.services.append(gunicorn(
-            f"service-api-{database}", "resource_server:create_app()", env, api_port, workers=2,
-            health_path="/healthz",
-        ).start())
+        stack.services.append(
+            gunicorn(
+                f"service-issuer-{database}",
+                "dev_issuer:create_app()",
+                env,
+                issuer_port,
+                workers=2,
+                health_path="/oauth2/default/.well-known/openid-configuration",
+            ).start()
+        )
+        stack.services.append(
+            gunicorn(
+                f"service-api-{database}",
+                "resource_server:create_app()",
+                env,
+                api_port,
+                workers=2,
+                health_path="/healthz",
+            ).start()
+        )
     except Exception:
         stack.stop()
         raise

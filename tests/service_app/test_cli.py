@@ -17,10 +17,18 @@ from service_app.__main__ import main
 from tests.support import ROOT
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """``python -m service_app ...`` as a real process."""
-    return subprocess.run([sys.executable, "-m", "service_app", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "service_app", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("args", [["--help"], ["call", "--help"], ["keygen", "--help"]])

@@ -62,7 +62,7 @@ def test_private_key_jwt_sends_a_short_lived_single_use_assertion(jwt_stack, jwt
     assert client.call_api().token_fetched
     assert jwt_proxy.token_requests == 2
     assertions = []
-    for form, auth_header in zip(jwt_proxy.token_bodies, jwt_proxy.token_auth_headers):
+    for form, auth_header in zip(jwt_proxy.token_bodies, jwt_proxy.token_auth_headers, strict=False):
         assert auth_header is None and "client_secret" not in form  # no secret at all
         assert form["client_assertion_type"] == ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"]
         header, claims = decode_unverified(form["client_assertion"][0])
@@ -117,7 +117,9 @@ def test_an_api_401_gets_one_fresh_token_and_one_retry(secret_stack, secret_prox
     store = MemoryStore()
     # A token the cache believes valid but the API does not accept (revoked,
     # signed with a rotated-away key ...).
-    store.save(CachedToken(TokenSet("not-a-token-the-api-accepts", expires_at=time.time() + 600), time.time()))
+    store.save(
+        CachedToken(TokenSet("not-a-token-the-api-accepts", expires_at=time.time() + 600), time.time())
+    )
     client = ServiceClient(settings_for(secret_stack), store=store)
     log = FlowLog()
     result = client.call_api(log=log)
@@ -177,7 +179,9 @@ def test_many_threads_cause_one_token_request_per_token_lifetime(secret_stack, s
 
     started = time.time()
     assert burst() == [200] * threads_count * calls_each
-    assert time.time() - started < SHORT_TOKEN_LIFETIME * 0.9, "burst outlived the token: the test proves nothing"
+    assert time.time() - started < SHORT_TOKEN_LIFETIME * 0.9, (
+        "burst outlived the token: the test proves nothing"
+    )
     assert secret_proxy.token_requests == 1
     cached = client.cache.peek()
     assert client.cache.store.calls(cached.token.access_token) == threads_count * calls_each
@@ -218,6 +222,8 @@ def test_raw_replay_at_the_token_endpoint_is_refused(jwt_stack, jwt_proxy):
     """The same assertion posted twice by hand: the issuer accepts it once only."""
     ServiceClient(settings_for(jwt_stack)).call_api()
     form = {k: v[0] for k, v in jwt_proxy.token_bodies[0].items()}
-    token_endpoint = requests.get(f"{jwt_stack.issuer}/.well-known/openid-configuration", timeout=5).json()["token_endpoint"]
+    token_endpoint = requests.get(f"{jwt_stack.issuer}/.well-known/openid-configuration", timeout=5).json()[
+        "token_endpoint"
+    ]
     replay = requests.post(token_endpoint, data=form, timeout=5)
     assert replay.status_code in (400, 401) and replay.json()["error"] == "invalid_client"

@@ -18,8 +18,9 @@ def status_page(secret_stack):
     """The service app's page with two workers: they must share one cached token."""
     port = free_port()
     env = {**secret_stack.env, "SERVICE_BASE_URL": f"http://localhost:{port}"}
-    service = gunicorn("service_app-status", "service_app:create_app()", env, port, workers=2,
-                       health_path="/healthz").start()
+    service = gunicorn(
+        "service_app-status", "service_app:create_app()", env, port, workers=2, health_path="/healthz"
+    ).start()
     yield f"http://localhost:{port}"
     service.stop()
 

@@ -52,8 +52,12 @@ class Fetcher:
 
 
 def no_sleep_backoff(attempts=3, record=None):
-    return Backoff(attempts=attempts, base_delay=0.5, max_delay=4.0,
-                   sleep=(record.append if record is not None else lambda s: None))
+    return Backoff(
+        attempts=attempts,
+        base_delay=0.5,
+        max_delay=4.0,
+        sleep=(record.append if record is not None else lambda s: None),
+    )
 
 
 def run_threads(count: int, target) -> list:
@@ -115,7 +119,9 @@ def test_waiters_share_the_leaders_error_and_a_refusal_is_never_retried():
     fetch = Fetcher(delay=0.2, errors=[refusal])
     cache = TokenCache(fetch, backoff=no_sleep_backoff())
     results = run_threads(16, cache.get)
-    assert len(results) == 16 and all(isinstance(r, FlowError) and r.error == "invalid_client" for r in results)
+    assert len(results) == 16 and all(
+        isinstance(r, FlowError) and r.error == "invalid_client" for r in results
+    )
     assert fetch.count == 1  # no retry, and no second flight by the waiters
 
 
@@ -179,7 +185,9 @@ def test_redis_store_round_trip_and_compare_and_discard(redis_client):
     cached = CachedToken(make_token("abc.def.ghi", 30), time.time())
     store.save(cached)
     loaded = store.load()
-    assert loaded.token.access_token == "abc.def.ghi" and loaded.fetched_at == pytest.approx(cached.fetched_at)
+    assert loaded.token.access_token == "abc.def.ghi" and loaded.fetched_at == pytest.approx(
+        cached.fetched_at
+    )
     assert 0 < redis_client.ttl(store.key) <= 31  # the key expires with the token
     assert store.discard("another-token") is False and store.load() is not None
     assert store.discard("abc.def.ghi") is True and store.load() is None

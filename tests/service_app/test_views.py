@@ -13,14 +13,16 @@ SECRET = "a-test-secret-that-must-never-be-shown"
 
 @pytest.fixture
 def app(redis_server):
-    return create_app({
-        "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/7",
-        "ISSUER": "http://issuer.test/oauth2/default",
-        "API_URL": "http://api.test",
-        "SERVICE_CLIENT_SECRET": SECRET,
-        "HTTP_TIMEOUT": "0.5",
-        "TESTING": True,
-    })
+    return create_app(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/7",
+            "ISSUER": "http://issuer.test/oauth2/default",
+            "API_URL": "http://api.test",
+            "SERVICE_CLIENT_SECRET": SECRET,
+            "HTTP_TIMEOUT": "0.5",
+            "TESTING": True,
+        }
+    )
 
 
 @pytest.fixture

@@ -57,7 +57,9 @@ class SpaActions:
 
     def wait_ready(self):
         """Wait until app.js has finished starting up (and any callback)."""
-        self.wait(lambda d: d.execute_script("return document.body && document.body.dataset.ready === 'true'"))
+        self.wait(
+            lambda d: d.execute_script("return document.body && document.body.dataset.ready === 'true'")
+        )
 
     # -- actions ------------------------------------------------------------------------
 
@@ -91,8 +93,12 @@ class SpaActions:
         self.visible("profile")
 
     def wait_ready_on_spa(self):
-        self.wait(lambda d: urlsplit(d.current_url).netloc == urlsplit(self.base_url).netloc
-                  and d.execute_script("return document.body.dataset.ready === 'true'"))
+        self.wait(
+            lambda d: (
+                urlsplit(d.current_url).netloc == urlsplit(self.base_url).netloc
+                and d.execute_script("return document.body.dataset.ready === 'true'")
+            )
+        )
 
     def authorization_request_url(self):
         """The authorization request the browser is at: the URL itself, or the
@@ -131,8 +137,12 @@ class SpaActions:
 
     def storage(self):
         """Everything this origin keeps in the browser besides memory."""
-        return json.loads(self.driver.execute_script(
-            "return JSON.stringify({local: {...localStorage}, session: {...sessionStorage}, cookies: document.cookie})"))
+        return json.loads(
+            self.driver.execute_script(
+                "return JSON.stringify({local: {...localStorage}, session: {...sessionStorage},"
+                " cookies: document.cookie})"
+            )
+        )
 
     def assert_no_tokens(self):
         """No token anywhere: not on screen as a profile, not in any storage."""
@@ -148,9 +158,13 @@ class SpaActions:
 
     def inspector_steps(self):
         """[(title, text)] of the inspector's steps, read in one go (the list re-renders)."""
-        return [tuple(step) for step in self.driver.execute_script(
-            "return Array.from(document.querySelectorAll('#inspector > li'),"
-            " li => [li.querySelector('h3').textContent, li.innerText])")]
+        return [
+            tuple(step)
+            for step in self.driver.execute_script(
+                "return Array.from(document.querySelectorAll('#inspector > li'),"
+                " li => [li.querySelector('h3').textContent, li.innerText])"
+            )
+        ]
 
     def inspector_titles(self):
         return [title for title, _ in self.inspector_steps()]
@@ -163,11 +177,17 @@ class SpaActions:
         self.driver.execute_script("window.scrollTo(0, 0)")
         bottom = self.driver.execute_script(
             "const r = document.getElementById('api-result').getBoundingClientRect();"
-            "return Math.min(document.documentElement.scrollHeight, r.bottom + window.scrollY + 520);")
+            "return Math.min(document.documentElement.scrollHeight, r.bottom + window.scrollY + 520);"
+        )
         width = self.driver.execute_script("return document.documentElement.clientWidth")
-        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": bottom, "scale": 1}})
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": bottom, "scale": 1},
+            },
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -193,12 +213,31 @@ def short_lived_stack(redis_server, tmp_path_factory):
     }
     services = []
     try:
-        services.append(gunicorn("dev_issuer-short", "dev_issuer:create_app()", env, ports["issuer"], workers=2,
-                                 health_path="/oauth2/default/.well-known/openid-configuration").start())
-        services.append(gunicorn("resource_server-short", "resource_server:create_app()", env, ports["api"],
-                                 workers=1, health_path="/healthz").start())
-        services.append(gunicorn("spa_app-short", "spa_app:create_app()", env, ports["spa"],
-                                 workers=1, health_path="/healthz").start())
+        services.append(
+            gunicorn(
+                "dev_issuer-short",
+                "dev_issuer:create_app()",
+                env,
+                ports["issuer"],
+                workers=2,
+                health_path="/oauth2/default/.well-known/openid-configuration",
+            ).start()
+        )
+        services.append(
+            gunicorn(
+                "resource_server-short",
+                "resource_server:create_app()",
+                env,
+                ports["api"],
+                workers=1,
+                health_path="/healthz",
+            ).start()
+        )
+        services.append(
+            gunicorn(
+                "spa_app-short", "spa_app:create_app()", env, ports["spa"], workers=1, health_path="/healthz"
+            ).start()
+        )
         yield load_settings(env)
     finally:
         for service in reversed(services):

@@ -156,8 +156,10 @@ def test_nonce_mismatch_ends_in_an_error_without_tokens(spa):
 
 def test_forged_fragment_without_a_pending_sign_in(spa):
     spa.open()
-    spa.open("/login/callback#" + urlencode({"access_token": "forged", "id_token": "a.b.c",
-                                              "token_type": "Bearer", "state": "guess"}))
+    spa.open(
+        "/login/callback#"
+        + urlencode({"access_token": "forged", "id_token": "a.b.c", "token_type": "Bearer", "state": "guess"})
+    )
     assert spa.error_code() == "state_missing"
     assert spa.driver.current_url == spa.base_url + "/"
     spa.assert_no_tokens()
@@ -174,13 +176,34 @@ def test_forged_id_token_signature_is_rejected(spa, issuer_url):
     access_token = "forged-access-token"
     now = int(time.time())
     id_token = jwt.encode(
-        {"iss": issuer_url, "aud": spa.settings.spa_client_id, "sub": "victim", "iat": now, "exp": now + 300,
-         "nonce": request["nonce"], "at_hash": at_hash(access_token), "email": "victim@example.com"},
-        attacker_key, algorithm="RS256", headers={"kid": jwks["keys"][0]["kid"]},
+        {
+            "iss": issuer_url,
+            "aud": spa.settings.spa_client_id,
+            "sub": "victim",
+            "iat": now,
+            "exp": now + 300,
+            "nonce": request["nonce"],
+            "at_hash": at_hash(access_token),
+            "email": "victim@example.com",
+        },
+        attacker_key,
+        algorithm="RS256",
+        headers={"kid": jwks["keys"][0]["kid"]},
     )
-    spa.driver.get(spa.settings.spa_redirect_uri + "#" + urlencode({
-        "access_token": access_token, "id_token": id_token, "token_type": "Bearer",
-        "expires_in": "3600", "state": request["state"], "iss": issuer_url}))
+    spa.driver.get(
+        spa.settings.spa_redirect_uri
+        + "#"
+        + urlencode(
+            {
+                "access_token": access_token,
+                "id_token": id_token,
+                "token_type": "Bearer",
+                "expires_in": "3600",
+                "state": request["state"],
+                "iss": issuer_url,
+            }
+        )
+    )
     spa.wait_ready()
     assert spa.error_code() == "invalid_signature"
     assert spa.driver.current_url == spa.base_url + "/"
@@ -196,9 +219,18 @@ def test_issuer_error_in_the_callback(spa):
     state = spa.authorization_request()["state"]
     # As the issuer sends it: with its iss (RFC 9207), which the dev issuer announces and the SPA
     # therefore requires, in error answers too.
-    spa.driver.get(spa.settings.spa_redirect_uri + "?" + urlencode({
-        "error": "access_denied", "error_description": "The user <b>declined</b>.", "state": state,
-        "iss": spa.settings.issuer}))
+    spa.driver.get(
+        spa.settings.spa_redirect_uri
+        + "?"
+        + urlencode(
+            {
+                "error": "access_denied",
+                "error_description": "The user <b>declined</b>.",
+                "state": state,
+                "iss": spa.settings.issuer,
+            }
+        )
+    )
     spa.wait_ready()
     assert spa.error_code() == "access_denied"
     # Shown as text, never as markup.
@@ -211,12 +243,17 @@ def test_the_page_runs_under_its_csp_without_violations(spa):
     """Strict CSP and Trusted Types hold for the whole flow: no violation is reported."""
     spa.open()
     spa.driver.execute_script(
-        "window.__violations = []; document.addEventListener('securitypolicyviolation', e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+        "window.__violations = []; document.addEventListener('securitypolicyviolation',"
+        " e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
     spa.choose_mode("implicit")
     spa.choose_mode("pkce")
     assert spa.driver.execute_script("return window.__violations") == []
-    logs = [entry for entry in spa.driver.get_log("browser") if "Content Security Policy" in entry["message"]
-            and "favicon" not in entry["message"]]
+    logs = [
+        entry
+        for entry in spa.driver.get_log("browser")
+        if "Content Security Policy" in entry["message"] and "favicon" not in entry["message"]
+    ]
     assert logs == []
 
 
@@ -262,7 +299,9 @@ def test_overlapping_refreshes_send_one_request(spa):
     spa.sign_in("pkce")
     instrument_fetch(spa)
     # Two refreshes at once, as when the button is clicked while the timer's refresh is in flight.
-    spa.driver.execute_script("const button = document.getElementById('refresh-tokens'); button.click(); button.click();")
+    spa.driver.execute_script(
+        "const button = document.getElementById('refresh-tokens'); button.click(); button.click();"
+    )
     spa.wait(lambda d: "Tokens refreshed" in d.find_element(By.ID, "spa-notice").text)
     call_api_and_check(spa)  # the grant is alive: the new access token works
     assert fetch_calls(spa, "token") == 1

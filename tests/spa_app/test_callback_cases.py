@@ -64,18 +64,27 @@ def callback_url(redirect_uri: str, case, flow: str) -> str:
     return f"{redirect_uri}?{answer}#"
 
 
-RUNS = [pytest.param(case, flow, id=f"{case['name']} / {flow}")
-        for case in CASES for flow in FLOWS if applies(case, flow)]
+RUNS = [
+    pytest.param(case, flow, id=f"{case['name']} / {flow}")
+    for case in CASES
+    for flow in FLOWS
+    if applies(case, flow)
+]
 
 
 @pytest.fixture(scope="module")
 def lone_spa():
     """Just the SPA's server: these tests never leave the page."""
     port = free_port()
-    env = {"SPA_BASE_URL": f"http://localhost:{port}", "ISSUER": TABLE["issuer"],
-           "API_URL": "https://api.test", "SPA_CLIENT_ID": "spa-client"}
-    service = gunicorn("spa_app-cases", "spa_app:create_app()", env, port,
-                       workers=1, health_path="/healthz").start()
+    env = {
+        "SPA_BASE_URL": f"http://localhost:{port}",
+        "ISSUER": TABLE["issuer"],
+        "API_URL": "https://api.test",
+        "SPA_CLIENT_ID": "spa-client",
+    }
+    service = gunicorn(
+        "spa_app-cases", "spa_app:create_app()", env, port, workers=1, health_path="/healthz"
+    ).start()
     yield f"http://localhost:{port}"
     service.stop()
 
@@ -107,10 +116,19 @@ def outcomes(browser, lone_spa):
         redirect_uri = f"{lone_spa}/login/callback"
         runs = [run.values for run in RUNS]
         browser.get(lone_spa + "/")
-        results = browser.execute_async_script(EVALUATE, [
-            {"href": callback_url(redirect_uri, case, flow), "issSupported": case["iss_supported"],
-             "mode": "pkce" if flow == "code flow (query)" else "implicit"}
-            for case, flow in runs], TABLE["state"], TABLE["issuer"])
+        results = browser.execute_async_script(
+            EVALUATE,
+            [
+                {
+                    "href": callback_url(redirect_uri, case, flow),
+                    "issSupported": case["iss_supported"],
+                    "mode": "pkce" if flow == "code flow (query)" else "implicit",
+                }
+                for case, flow in runs
+            ],
+            TABLE["state"],
+            TABLE["issuer"],
+        )
         assert len(results) == len(runs), results
         for (case, flow), result in zip(runs, results, strict=True):
             _outcomes[(case["name"], flow)] = result

@@ -22,12 +22,21 @@ def api_messages(resource_server, settings):
 
 @pytest.fixture
 def token_endpoint(dev_issuer, settings):
-    return requests.get(f"{settings.issuer}/.well-known/openid-configuration", timeout=5).json()["token_endpoint"]
+    return requests.get(f"{settings.issuer}/.well-known/openid-configuration", timeout=5).json()[
+        "token_endpoint"
+    ]
 
 
 def preflight(url, origin, method, headers):
-    return requests.options(url, timeout=5, headers={
-        "Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers})
+    return requests.options(
+        url,
+        timeout=5,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
+        },
+    )
 
 
 # -- on the wire --------------------------------------------------------------------------------
@@ -38,7 +47,9 @@ def test_api_allows_the_spa_origin(api_messages, settings):
     assert answer.status_code in (200, 204)
     assert answer.headers["Access-Control-Allow-Origin"] == settings.spa_origin
     assert "authorization" in answer.headers["Access-Control-Allow-Headers"].lower()
-    refused = requests.get(api_messages, timeout=5, headers={"Origin": settings.spa_origin, "Authorization": "Bearer bogus"})
+    refused = requests.get(
+        api_messages, timeout=5, headers={"Origin": settings.spa_origin, "Authorization": "Bearer bogus"}
+    )
     assert refused.status_code == 401
     # The SPA can read the answer, and the RFC 6750 challenge with it.
     assert refused.headers["Access-Control-Allow-Origin"] == settings.spa_origin
@@ -52,13 +63,20 @@ def test_api_refuses_other_origins(api_messages, settings, origin):
         origin = settings.spa_origin.replace("localhost", "127.0.0.1")
     answer = preflight(api_messages, origin, "GET", "authorization")
     assert "Access-Control-Allow-Origin" not in answer.headers
-    answer = requests.get(api_messages, timeout=5, headers={"Origin": origin, "Authorization": "Bearer bogus"})
+    answer = requests.get(
+        api_messages, timeout=5, headers={"Origin": origin, "Authorization": "Bearer bogus"}
+    )
     assert "Access-Control-Allow-Origin" not in answer.headers
 
 
 def test_token_endpoint_answers_cors_for_the_spa_only(token_endpoint, settings):
-    form = {"grant_type": "authorization_code", "code": "not-a-code", "client_id": settings.spa_client_id,
-            "redirect_uri": settings.spa_redirect_uri, "code_verifier": "v" * 43}
+    form = {
+        "grant_type": "authorization_code",
+        "code": "not-a-code",
+        "client_id": settings.spa_client_id,
+        "redirect_uri": settings.spa_redirect_uri,
+        "code_verifier": "v" * 43,
+    }
     mine = requests.post(token_endpoint, data=form, timeout=5, headers={"Origin": settings.spa_origin})
     assert mine.status_code == 400 and mine.json()["error"] == "invalid_grant"
     assert mine.headers["Access-Control-Allow-Origin"] == settings.spa_origin
@@ -90,8 +108,12 @@ def test_browser_enforces_cors(browser, spa_app, api_messages, token_endpoint, s
     """The same script: readable answers on the SPA's origin, refused elsewhere."""
     browser.get(f"{settings.spa_base_url}/healthz")
     assert browser.execute_async_script(FETCH_BOTH, api_messages, token_endpoint, settings.spa_client_id) == [
-        "HTTP 401", "HTTP 400"]
+        "HTTP 401",
+        "HTTP 400",
+    ]
     port = urlsplit(settings.spa_base_url).port
     browser.get(f"http://127.0.0.1:{port}/healthz")  # same server, another origin
     assert browser.execute_async_script(FETCH_BOTH, api_messages, token_endpoint, settings.spa_client_id) == [
-        "TypeError", "TypeError"]
+        "TypeError",
+        "TypeError",
+    ]

@@ -31,10 +31,15 @@ ACCESS_TOKEN = "an-access-token-value"
 def lone_spa(tmp_path_factory):
     """Just the SPA's server: these tests never leave the page."""
     port = free_port()
-    env = {"SPA_BASE_URL": f"http://localhost:{port}", "ISSUER": ISSUER, "API_URL": "https://api.test",
-           "SPA_CLIENT_ID": CLIENT_ID}
-    service = gunicorn("spa_app-lone", "spa_app:create_app()", env, port,
-                       workers=1, health_path="/healthz").start()
+    env = {
+        "SPA_BASE_URL": f"http://localhost:{port}",
+        "ISSUER": ISSUER,
+        "API_URL": "https://api.test",
+        "SPA_CLIENT_ID": CLIENT_ID,
+    }
+    service = gunicorn(
+        "spa_app-lone", "spa_app:create_app()", env, port, workers=1, health_path="/healthz"
+    ).start()
     yield f"http://localhost:{port}"
     service.stop()
 
@@ -44,7 +49,8 @@ def page(browser, lone_spa):
     """The SPA's page, with oidc.js imported as ``window.oidc``."""
     browser.get(lone_spa + "/")
     browser.execute_async_script(
-        "const done = arguments[0]; import('/static/js/oidc.js').then(m => { window.oidc = m; done(); });")
+        "const done = arguments[0]; import('/static/js/oidc.js').then(m => { window.oidc = m; done(); });"
+    )
     return browser
 
 
@@ -93,13 +99,16 @@ def test_state_and_nonce_are_random(page):
 
 
 def test_authorization_urls(page):
-    result = run(page, """
+    result = run(
+        page,
+        """
         const md = {authorization_endpoint: 'https://issuer.test/oauth2/default/v1/authorize?x=1'};
         const base = {clientId: 'c', redirectUri: 'https://spa.test/login/callback', scope: 'openid email',
                       state: 's', nonce: 'n', codeChallenge: 'ch'};
         return [oidc.buildAuthorizationUrl(md, {...base, mode: 'pkce'}),
                 oidc.buildAuthorizationUrl(md, {...base, mode: 'implicit'})];
-    """)["value"]
+    """,
+    )["value"]
     from urllib.parse import parse_qs, urlsplit
 
     pkce, implicit = (parse_qs(urlsplit(u).query) for u in result)
@@ -110,21 +119,27 @@ def test_authorization_urls(page):
 
 
 def test_callback_parameters_come_from_query_or_fragment(page):
-    result = run(page, """
+    result = run(
+        page,
+        """
         const href = 'https://spa.test/login/callback?code=c1&state=q#access_token=t&state=f';
         return [oidc.readCallback(href, 'pkce'), oidc.readCallback(href, 'implicit')];
-    """)["value"]
+    """,
+    )["value"]
     assert result[0] == {"code": "c1", "state": "q"}
     assert result[1] == {"access_token": "t", "state": "f"}
 
 
-@pytest.mark.parametrize("href, mode", [
-    ("https://spa.test/login/callback?code=c1&state=q&state=q", "pkce"),
-    ("https://spa.test/login/callback#access_token=t&access_token=u&state=f", "implicit"),
-    # The Implicit flow's fallback to an error in the query refuses repetition too.
-    ("https://spa.test/login/callback?error=access_denied&state=q&state=r#", "implicit"),
-    ("https://spa.test/login/callback?error=access_denied&error=server_error&state=q", "implicit"),
-])
+@pytest.mark.parametrize(
+    "href, mode",
+    [
+        ("https://spa.test/login/callback?code=c1&state=q&state=q", "pkce"),
+        ("https://spa.test/login/callback#access_token=t&access_token=u&state=f", "implicit"),
+        # The Implicit flow's fallback to an error in the query refuses repetition too.
+        ("https://spa.test/login/callback?error=access_denied&state=q&state=r#", "implicit"),
+        ("https://spa.test/login/callback?error=access_denied&error=server_error&state=q", "implicit"),
+    ],
+)
 def test_callback_parameters_given_twice_are_refused(page, href, mode):
     """RFC 6749 §3.1: a parameter MUST NOT be included more than once; the answer is not read."""
     assert run(page, "return oidc.readCallback(args[0], args[1]);", href, mode)["error"] == "invalid_request"
@@ -138,19 +153,25 @@ def test_implicit_error_in_the_query_is_read(page):
 
 def test_issuer_error_description_is_bounded_plain_text(page):
     """Shown once the state is ours, without control characters and at most 300 characters."""
-    result = run(page, """
+    result = run(
+        page,
+        """
         try {
             oidc.checkAuthorizationResponse({error: 'access_denied', error_description: args[0], state: 's'},
                                             {state: 's'}, {issuer: 'x'});
         } catch (e) { return e.description; }
-    """, "line one\r\nline two\u0000" + "x" * 400)
+    """,
+        "line one\r\nline two\u0000" + "x" * 400,
+    )
     assert result["value"].startswith("line one  line two ")
     assert len(result["value"]) == 301 and result["value"].endswith("…")
 
 
 def test_an_old_sign_in_is_refused_after_the_error_and_before_the_code(page):
     """As the Python relying party: state, iss, error, then the sign-in's age, then the code."""
-    result = run(page, """
+    result = run(
+        page,
+        """
         const old = {state: 's', createdAt: Date.now() - 601000};
         const outcome = (params) => {
             try { oidc.checkAuthorizationResponse(params, old, {issuer: 'x'}, {loginTimeout: 600}); }
@@ -158,7 +179,8 @@ def test_an_old_sign_in_is_refused_after_the_error_and_before_the_code(page):
         };
         return [outcome({error: 'access_denied', state: 's'}), outcome({state: 's'}),
                 outcome({code: 'c', state: 's'})];
-    """)
+    """,
+    )
     assert result["value"] == ["access_denied", "login_expired", "login_expired"]
 
 
@@ -167,48 +189,72 @@ def test_no_sign_in_in_progress(page):
     assert result["error"] == "state_missing"
 
 
-@pytest.mark.parametrize("fragment", [
-    {"state": "s", "id_token": "a.b.c", "token_type": "Bearer"},
-    {"state": "s", "access_token": "t", "token_type": "Bearer"},
-    {"state": "s", "access_token": "t", "id_token": "a.b.c", "token_type": "mac"},
-])
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        {"state": "s", "id_token": "a.b.c", "token_type": "Bearer"},
+        {"state": "s", "access_token": "t", "token_type": "Bearer"},
+        {"state": "s", "access_token": "t", "id_token": "a.b.c", "token_type": "mac"},
+    ],
+)
 def test_implicit_answer_without_its_tokens(page, fragment):
     script = "oidc.checkAuthorizationResponse(args[0], {state: 's', mode: 'implicit'}, {});"
     result = run(page, script, fragment)
     assert result["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("params, metadata, error", [
-    ({"error": "access_denied", "state": "s"}, {}, "access_denied"),
-    ({"code": "c"}, {}, "state_missing"),
-    ({"code": "c", "state": "other"}, {}, "state_mismatch"),
-    ({"code": "c", "state": "s", "iss": "https://evil.test"},
-     {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}, "iss_mismatch"),
-    ({"code": "c", "state": "s"}, {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True},
-     "iss_mismatch"),
-    # RFC 9207 §2.4: an iss that is present is compared, even from an issuer
-    # that does not announce the parameter (or says it does not send it).
-    ({"code": "c", "state": "s", "iss": "https://evil.test"}, {"issuer": ISSUER}, "iss_mismatch"),
-    ({"code": "c", "state": "s", "iss": "https://evil.test"},
-     {"issuer": ISSUER, "authorization_response_iss_parameter_supported": False}, "iss_mismatch"),
-    ({"code": "c", "state": "s", "iss": ""}, {"issuer": ISSUER}, "iss_mismatch"),
-    # exact match only
-    ({"code": "c", "state": "s", "iss": ISSUER + "/"}, {"issuer": ISSUER}, "iss_mismatch"),
-])
+@pytest.mark.parametrize(
+    "params, metadata, error",
+    [
+        ({"error": "access_denied", "state": "s"}, {}, "access_denied"),
+        ({"code": "c"}, {}, "state_missing"),
+        ({"code": "c", "state": "other"}, {}, "state_mismatch"),
+        (
+            {"code": "c", "state": "s", "iss": "https://evil.test"},
+            {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True},
+            "iss_mismatch",
+        ),
+        (
+            {"code": "c", "state": "s"},
+            {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True},
+            "iss_mismatch",
+        ),
+        # RFC 9207 §2.4: an iss that is present is compared, even from an issuer
+        # that does not announce the parameter (or says it does not send it).
+        ({"code": "c", "state": "s", "iss": "https://evil.test"}, {"issuer": ISSUER}, "iss_mismatch"),
+        (
+            {"code": "c", "state": "s", "iss": "https://evil.test"},
+            {"issuer": ISSUER, "authorization_response_iss_parameter_supported": False},
+            "iss_mismatch",
+        ),
+        ({"code": "c", "state": "s", "iss": ""}, {"issuer": ISSUER}, "iss_mismatch"),
+        # exact match only
+        ({"code": "c", "state": "s", "iss": ISSUER + "/"}, {"issuer": ISSUER}, "iss_mismatch"),
+    ],
+)
 def test_authorization_response_checks(page, params, metadata, error):
     result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]);", params, metadata)
     assert result["error"] == error
 
 
-@pytest.mark.parametrize("params, metadata", [
-    ({"code": "c", "state": "s", "iss": ISSUER},
-     {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True}),
-    ({"code": "c", "state": "s", "iss": ISSUER}, {"issuer": ISSUER}),
-    ({"code": "c", "state": "s"}, {"issuer": ISSUER}),  # not announced, not sent: nothing to compare
-])
+@pytest.mark.parametrize(
+    "params, metadata",
+    [
+        (
+            {"code": "c", "state": "s", "iss": ISSUER},
+            {"issuer": ISSUER, "authorization_response_iss_parameter_supported": True},
+        ),
+        ({"code": "c", "state": "s", "iss": ISSUER}, {"issuer": ISSUER}),
+        ({"code": "c", "state": "s"}, {"issuer": ISSUER}),  # not announced, not sent: nothing to compare
+    ],
+)
 def test_authorization_response_accepted(page, params, metadata):
-    result = run(page, "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]); return 'fine';",
-                 params, metadata)
+    result = run(
+        page,
+        "oidc.checkAuthorizationResponse(args[0], {state: 's'}, args[1]); return 'fine';",
+        params,
+        metadata,
+    )
     assert result == {"ok": True, "value": "fine"}
 
 
@@ -223,7 +269,9 @@ def test_inspector_shortens_the_code_and_redacts_the_verifier(page):
     """
     code = "SplxlOBeZQQYbYS6WxSbIA-a-long-authorization-code"
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
-    result = run(page, """
+    result = run(
+        page,
+        """
         const inspector = await import('/static/js/inspector.js');
         const [code, verifier] = args;
         const form = {grant_type: 'authorization_code', code, code_verifier: verifier, client_id: 'c'};
@@ -232,7 +280,10 @@ def test_inspector_shortens_the_code_and_redacts_the_verifier(page):
         new inspector.FlowInspector(root).step('Token request', 'x',
             {request: {method: 'POST', url: 'https://issuer.test/token', params: form}});
         return {redacted: inspector.redact(form), callback, screen: root.textContent};
-    """, code, verifier)["value"]
+    """,
+        code,
+        verifier,
+    )["value"]
     assert result["redacted"]["code"] == f"{code[:8]}…({len(code)} chars)…{code[-4:]}"
     assert result["callback"]["code"] == result["redacted"]["code"] and result["callback"]["state"] == "s"
     assert result["redacted"]["code_verifier"] == "[redacted]"
@@ -253,14 +304,31 @@ def signing_key():
 def jwks(signing_key):
     numbers = signing_key.public_key().public_numbers()
     as_b64 = lambda n: b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))  # noqa: E731
-    return {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
-                      "n": as_b64(numbers.n), "e": as_b64(numbers.e)}]}
+    return {
+        "keys": [
+            {
+                "kty": "RSA",
+                "kid": "k1",
+                "use": "sig",
+                "alg": "RS256",
+                "n": as_b64(numbers.n),
+                "e": as_b64(numbers.e),
+            }
+        ]
+    }
 
 
 def make_token(key, *, headers=None, algorithm="RS256", **overrides):
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": CLIENT_ID, "sub": "00u1", "iat": now, "exp": now + 300, "nonce": NONCE,
-              "at_hash": b64url(hashlib.sha256(ACCESS_TOKEN.encode()).digest()[:16])}
+    claims = {
+        "iss": ISSUER,
+        "aud": CLIENT_ID,
+        "sub": "00u1",
+        "iat": now,
+        "exp": now + 300,
+        "nonce": NONCE,
+        "at_hash": b64url(hashlib.sha256(ACCESS_TOKEN.encode()).digest()[:16]),
+    }
     claims.update(overrides)
     claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": "k1", **(headers or {})})
@@ -268,16 +336,29 @@ def make_token(key, *, headers=None, algorithm="RS256", **overrides):
 
 def validate(page, jwks, token, **options):
     """validateIdToken in the browser, with fetch() answering the JWKS."""
-    options = {"jwksUri": f"https://issuer.test/keys/{time.monotonic_ns()}", "issuer": ISSUER,
-               "clientId": CLIENT_ID,
-               "nonce": NONCE, "accessToken": ACCESS_TOKEN, "atHashRequired": True, "leeway": 0, **options}
-    return run(page, """
+    options = {
+        "jwksUri": f"https://issuer.test/keys/{time.monotonic_ns()}",
+        "issuer": ISSUER,
+        "clientId": CLIENT_ID,
+        "nonce": NONCE,
+        "accessToken": ACCESS_TOKEN,
+        "atHashRequired": True,
+        "leeway": 0,
+        **options,
+    }
+    return run(
+        page,
+        """
         const [jwks, token, options] = args;
         window.fetch = async () => new Response(JSON.stringify(jwks),
             {status: 200, headers: {'Content-Type': 'application/json'}});
         const {claims, checks} = await oidc.validateIdToken(token, options);
         return {sub: claims.sub, checks: checks.map(c => c.check)};
-    """, jwks, token, options)
+    """,
+        jwks,
+        token,
+        options,
+    )
 
 
 def test_a_good_id_token_passes_every_check(page, jwks, signing_key):
@@ -306,19 +387,22 @@ def test_another_key_fails_the_signature(page, jwks):
     assert validate(page, jwks, make_token(other))["error"] == "invalid_signature"
 
 
-@pytest.mark.parametrize("overrides, error_fragment", [
-    ({"iss": "https://evil.test/oauth2/default"}, "iss"),
-    ({"aud": "another-client"}, "aud"),
-    ({"aud": [CLIENT_ID, "another-client"]}, "several audiences"),
-    ({"aud": [CLIENT_ID, "another-client"], "azp": "another-client"}, "azp"),
-    ({"exp": int(time.time()) - 10}, "expired"),
-    ({"iat": int(time.time()) + 3600}, "future"),
-    ({"nonce": "replayed"}, "nonce"),
-    ({"nonce": None}, "nonce"),
-    ({"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}, "swapped"),
-    ({"at_hash": None}, "REQUIRED"),
-    ({"sub": None}, "subject"),
-])
+@pytest.mark.parametrize(
+    "overrides, error_fragment",
+    [
+        ({"iss": "https://evil.test/oauth2/default"}, "iss"),
+        ({"aud": "another-client"}, "aud"),
+        ({"aud": [CLIENT_ID, "another-client"]}, "several audiences"),
+        ({"aud": [CLIENT_ID, "another-client"], "azp": "another-client"}, "azp"),
+        ({"exp": int(time.time()) - 10}, "expired"),
+        ({"iat": int(time.time()) + 3600}, "future"),
+        ({"nonce": "replayed"}, "nonce"),
+        ({"nonce": None}, "nonce"),
+        ({"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}, "swapped"),
+        ({"at_hash": None}, "REQUIRED"),
+        ({"sub": None}, "subject"),
+    ],
+)
 def test_bad_claims_are_rejected(page, jwks, signing_key, overrides, error_fragment):
     result = validate(page, jwks, make_token(signing_key, **overrides))
     assert not result["ok"], overrides
@@ -352,12 +436,19 @@ def test_oversized_token_is_refused_before_crypto(page, jwks, signing_key):
 
 
 def test_end_session_url(page):
-    url = run(page, """return oidc.endSessionUrl({end_session_endpoint: 'https://issuer.test/v1/logout'},
+    url = run(
+        page,
+        """return oidc.endSessionUrl({end_session_endpoint: 'https://issuer.test/v1/logout'},
         {idTokenHint: 'id.tok.en', clientId: 'c', postLogoutRedirectUri: 'https://spa.test/', state: 'st'});
-    """)["value"]
+    """,
+    )["value"]
     from urllib.parse import parse_qs, urlsplit
 
     query = parse_qs(urlsplit(url).query)
-    assert query == {"id_token_hint": ["id.tok.en"], "client_id": ["c"],
-                     "post_logout_redirect_uri": ["https://spa.test/"], "state": ["st"]}
+    assert query == {
+        "id_token_hint": ["id.tok.en"],
+        "client_id": ["c"],
+        "post_logout_redirect_uri": ["https://spa.test/"],
+        "state": ["st"],
+    }
     assert run(page, "return oidc.endSessionUrl({}, {state: 's'});")["value"] is None

@@ -19,8 +19,15 @@ API = "https://api.test"
 
 @pytest.fixture
 def client():
-    app = create_app({"TESTING": True, "ISSUER": ISSUER, "API_URL": API, "SPA_BASE_URL": "https://spa.test",
-                      "SPA_CLIENT_ID": "spa-client-123"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "ISSUER": ISSUER,
+            "API_URL": API,
+            "SPA_BASE_URL": "https://spa.test",
+            "SPA_CLIENT_ID": "spa-client-123",
+        }
+    )
     return app.test_client()
 
 
@@ -39,8 +46,18 @@ def test_page_and_callback_serve_the_app(client, path):
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert 'src="/static/js/app.js"' in html
-    for element_id in ("mode-pkce", "mode-implicit", "sign-in", "sign-out", "profile", "claims",
-                       "call-api", "api-result", "spa-error", "inspector"):
+    for element_id in (
+        "mode-pkce",
+        "mode-implicit",
+        "sign-in",
+        "sign-out",
+        "profile",
+        "claims",
+        "call-api",
+        "api-result",
+        "spa-error",
+        "inspector",
+    ):
         assert f'id="{element_id}"' in html, element_id
     assert "Implicit (legacy, deprecated — RFC 9700 §2.1.2)" in html
     # The callback carried a code: nobody may cache that page.
@@ -76,8 +93,13 @@ def test_strict_content_security_policy(client):
 
 
 def test_static_modules_are_served_with_the_same_policy(client):
-    for path in ("/static/js/app.js", "/static/js/oidc.js", "/static/js/inspector.js", "/static/css/spa.css",
-                 "/_common/static/style.css"):
+    for path in (
+        "/static/js/app.js",
+        "/static/js/oidc.js",
+        "/static/js/inspector.js",
+        "/static/css/spa.css",
+        "/_common/static/style.css",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
@@ -93,7 +115,9 @@ def test_config_json_has_settings_and_no_secrets(client):
     assert config["redirect_uri"] == "https://spa.test/login/callback"
     assert config["post_logout_redirect_uri"] == "https://spa.test/"
     assert config["api_url"] == f"{API}/api/messages"
-    assert "openid" in config["scopes"]["pkce"].split() and "offline_access" in config["scopes"]["pkce"].split()
+    assert (
+        "openid" in config["scopes"]["pkce"].split() and "offline_access" in config["scopes"]["pkce"].split()
+    )
     assert "offline_access" not in config["scopes"]["implicit"].split()  # Implicit never gets a refresh token
     text = response.get_data(as_text=True).lower()
     assert "secret" not in text and "password" not in text

@@ -19,9 +19,8 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from tests.support import RedisServer, WebStack
-
 from tests.issuer_helpers import sign_in_and_get_redirect
+from tests.support import RedisServer, WebStack
 
 # -- helpers ----------------------------------------------------------------------
 
@@ -42,8 +41,9 @@ def demo_user(env: dict) -> tuple[str, str]:
 
 def start_sign_in(http: requests.Session, web_base_url: str, next_path: str | None = None) -> str:
     """``GET /login`` on the web app; return the authorization URL it redirects to."""
-    response = http.get(web_base_url + "/login", params={"next": next_path} if next_path else None,
-                        allow_redirects=False)
+    response = http.get(
+        web_base_url + "/login", params={"next": next_path} if next_path else None, allow_redirects=False
+    )
     assert response.status_code == 302, response.text[:2000]
     return response.headers["Location"]
 
@@ -55,8 +55,9 @@ def at_issuer(http: requests.Session, authorization_url: str, username: str, pas
     return location
 
 
-def sign_in(http: requests.Session, web_base_url: str, username: str, password: str,
-            next_path: str | None = None) -> requests.Response:
+def sign_in(
+    http: requests.Session, web_base_url: str, username: str, password: str, next_path: str | None = None
+) -> requests.Response:
     """Sign in through the real issuer as a browser would; return the landing page.
 
     ``GET /login`` on the web app, the issuer's sign-in form, then the
@@ -91,14 +92,16 @@ def app(suite_env, fake_issuer):
     """
     from web_app import create_app
 
-    return create_app({
-        **suite_env,
-        "ISSUER": fake_issuer.issuer,
-        "WEB_CLIENT_ID": fake_issuer.client_id,
-        "WEB_CLIENT_SECRET": fake_issuer.client_secret,
-        "HTTP_TIMEOUT": "2",
-        "TESTING": True,
-    })
+    return create_app(
+        {
+            **suite_env,
+            "ISSUER": fake_issuer.issuer,
+            "WEB_CLIENT_ID": fake_issuer.client_id,
+            "WEB_CLIENT_SECRET": fake_issuer.client_secret,
+            "HTTP_TIMEOUT": "2",
+            "TESTING": True,
+        }
+    )
 
 
 class BaseUrlClient(FlaskClient):
@@ -134,7 +137,10 @@ def short_suite(tmp_path_factory):
     """A private suite whose access tokens expire after two seconds, so every
     API call needs a refresh."""
     directory = tmp_path_factory.mktemp("short-suite")
-    suite = WebStack("short", RedisServer(directory / "redis"),
-                     {"DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2", "CLOCK_LEEWAY": "0"}).start()
+    suite = WebStack(
+        "short",
+        RedisServer(directory / "redis"),
+        {"DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "2", "CLOCK_LEEWAY": "0"},
+    ).start()
     yield suite
     suite.stop()

@@ -39,7 +39,9 @@ def _sign_in(client, fake_issuer, **params):
 def _session_data(app, client) -> dict:
     from common.session import load_stored_session
 
-    return load_stored_session(app.config["SESSION_REDIS"].get(f"web_app:session:{client.get_cookie(COOKIE).value}"))
+    return load_stored_session(
+        app.config["SESSION_REDIS"].get(f"web_app:session:{client.get_cookie(COOKIE).value}")
+    )
 
 
 def _expire_access_token(client) -> None:
@@ -119,7 +121,12 @@ def test_sign_in_regenerates_the_session_and_honours_next(client, app, fake_issu
     profile = client.get("/profile").get_data(as_text=True)
     assert fake_issuer.user["email"] in element_text(profile, "claims")
     inspector = client.get("/inspector").get_data(as_text=True)
-    for title in ("Authorization request", "Callback", "Token request (authorization code)", "ID token validation"):
+    for title in (
+        "Authorization request",
+        "Callback",
+        "Token request (authorization code)",
+        "ID token validation",
+    ):
         assert title in inspector
     assert fake_issuer.client_secret not in inspector
 
@@ -137,7 +144,9 @@ def test_state_and_code_are_single_use(client, fake_issuer):
     assert client.get("/profile").status_code == 200
 
 
-@pytest.mark.parametrize("target", ["https://evil.test/", "//evil.test/x", "/\\evil.test", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target", ["https://evil.test/", "//evil.test/x", "/\\evil.test", "javascript:alert(1)"]
+)
 def test_next_accepts_same_origin_paths_only(client, fake_issuer, target):
     response = _sign_in(client, fake_issuer, next=target)
     assert response.status_code == 302
@@ -147,10 +156,15 @@ def test_next_accepts_same_origin_paths_only(client, fake_issuer, target):
 def test_issuer_error_is_shown_escaped_and_leaves_no_session(client, app, fake_issuer):
     _, params = _start_login(client)
     sid = client.get_cookie(COOKIE).value
-    response = client.get("/authorization-code/callback", query_string={
-        "state": params["state"], "iss": fake_issuer.issuer, "error": "access_denied",
-        "error_description": "<script>alert('x')</script> said no",
-    })
+    response = client.get(
+        "/authorization-code/callback",
+        query_string={
+            "state": params["state"],
+            "iss": fake_issuer.issuer,
+            "error": "access_denied",
+            "error_description": "<script>alert('x')</script> said no",
+        },
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 400
     assert element_text(html, "error-code") == "access_denied"
@@ -218,8 +232,10 @@ def test_a_finished_sign_in_leaves_other_tabs_sign_ins_alone(client, app, fake_i
     first, first_params = _start_login(client)
     second, second_params = _start_login(client)
     # The first tab's answer is an error (the user cancelled there): only that entry goes.
-    response = client.get("/authorization-code/callback", query_string={
-        "state": first_params["state"], "iss": fake_issuer.issuer, "error": "access_denied"})
+    response = client.get(
+        "/authorization-code/callback",
+        query_string={"state": first_params["state"], "iss": fake_issuer.issuer, "error": "access_denied"},
+    )
     assert element_text(response.get_data(as_text=True), "error-code") == "access_denied"
     assert list(_session_data(app, client)["pending_logins"]) == [second_params["state"]]
     callback = fake_issuer.authorize(second.headers["Location"])
@@ -270,7 +286,9 @@ def test_callback_from_another_issuer(client, fake_issuer):
     """RFC 9207: the issuer advertises ``iss`` on the callback, so it must match."""
     login, _ = _start_login(client)
     callback = fake_issuer.authorize(login.headers["Location"])
-    response = client.get("/authorization-code/callback", query_string={**callback, "iss": "https://evil.test"})
+    response = client.get(
+        "/authorization-code/callback", query_string={**callback, "iss": "https://evil.test"}
+    )
     assert element_text(response.get_data(as_text=True), "error-code") == "iss_mismatch"
     assert client.get_cookie(COOKIE) is None
 
@@ -289,8 +307,10 @@ def test_login_that_took_too_long(client, app, fake_issuer):
         pending_logins = session["pending_logins"]
         pending_logins[params["state"]]["pending"]["created_at"] = time.time() - 3600
         session["pending_logins"] = pending_logins
-    response = client.get("/authorization-code/callback", query_string={
-        "code": "abc", "state": params["state"], "iss": fake_issuer.issuer})
+    response = client.get(
+        "/authorization-code/callback",
+        query_string={"code": "abc", "state": params["state"], "iss": fake_issuer.issuer},
+    )
     assert response.status_code == 400
     assert element_text(response.get_data(as_text=True), "error-code") == "login_expired"
     assert client.get_cookie(COOKIE) is None
@@ -321,7 +341,10 @@ def test_issuer_down_during_refresh_keeps_the_session(client, fake_issuer):
     fake_issuer.fail("token", 503)
     response = client.post("/call-api", data={"csrf_token": form_csrf(page)})
     assert response.status_code == 502
-    assert element_text(response.get_data(as_text=True), "error-code") in {"issuer_unreachable", "token_error"}
+    assert element_text(response.get_data(as_text=True), "error-code") in {
+        "issuer_unreachable",
+        "token_error",
+    }
     assert client.get("/profile").status_code == 200
 
 
@@ -351,11 +374,15 @@ def test_sign_out(client, app, fake_issuer, suite_env):
     assert query["post_logout_redirect_uri"] == suite_env["WEB_BASE_URL"] + "/"
 
     # The issuer sends the browser home with our state: confirmed signed out.
-    home = client.get("/", query_string={"state": query["state"]}, follow_redirects=True).get_data(as_text=True)
+    home = client.get("/", query_string={"state": query["state"]}, follow_redirects=True).get_data(
+        as_text=True
+    )
     assert "signed out, here and at the issuer" in home
     assert client.get("/profile").status_code == 302
     # A forged state on the home page confirms nothing.
-    assert "signed out, here and at the issuer" not in client.get("/?state=forged", follow_redirects=True).get_data(as_text=True)
+    assert "signed out, here and at the issuer" not in client.get(
+        "/?state=forged", follow_redirects=True
+    ).get_data(as_text=True)
 
 
 def test_issuer_unreachable(suite_env):
@@ -374,7 +401,9 @@ def test_issuer_unreachable(suite_env):
 def test_redis_unreachable(suite_env, fake_issuer):
     from web_app import create_app
 
-    client = make_client(create_app({**suite_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "TESTING": True}))
+    client = make_client(
+        create_app({**suite_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "TESTING": True})
+    )
     client.set_cookie(COOKIE, "x" * 32)
     response = client.get("/profile")
     assert response.status_code == 503

@@ -10,8 +10,8 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from common.config import load_settings
-from tests.web_app.conftest import demo_user
 from tests.support import screenshot_dir
+from tests.web_app.conftest import demo_user
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +25,8 @@ def _wait_for(browser, element_id: str, timeout: float = 15):
 def _fill_issuer_sign_in(browser, username: str, password: str) -> None:
     """Type the credentials into the issuer's sign-in form and submit it."""
     password_field = WebDriverWait(browser, 15).until(
-        EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+        EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]"))
+    )
     form = password_field.find_element(By.XPATH, "./ancestor::form")
     username_field = form.find_element(By.CSS_SELECTOR, "input[type=email], input[type=text]")
     username_field.clear()
@@ -80,13 +81,17 @@ def test_click_through_the_whole_flow(browser, web_app, suite_env):
 
     # Signed out at the issuer as well: signing in again asks for the password.
     browser.find_element(By.ID, "sign-in").click()
-    WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+    WebDriverWait(browser, 15).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=password]"))
+    )
     assert not browser.current_url.startswith(base)
 
 
 def test_error_page_in_the_browser(browser, web_app, suite_env):
-    browser.get(suite_env["WEB_BASE_URL"] + "/authorization-code/callback?error=access_denied"
-                "&error_description=%3Cb%3EUser+cancelled%3C%2Fb%3E&state=nope")
+    browser.get(
+        suite_env["WEB_BASE_URL"] + "/authorization-code/callback?error=access_denied"
+        "&error_description=%3Cb%3EUser+cancelled%3C%2Fb%3E&state=nope"
+    )
     code = _wait_for(browser, "error-code")
     assert code.text in {"state_missing", "state_mismatch", "access_denied"}
     assert browser.find_elements(By.TAG_NAME, "b") == []

@@ -44,8 +44,12 @@ def stored_tokens(env: dict, http: requests.Session) -> TokenSet:
 def web_client(env: dict) -> Client:
     """The web app's own client registration, for introspection from the test."""
     settings = load_settings(env)
-    return Client(Issuer(settings), client_id=settings.web_client_id, client_secret=settings.web_client_secret,
-                  redirect_uri=settings.web_redirect_uri)
+    return Client(
+        Issuer(settings),
+        client_id=settings.web_client_id,
+        client_secret=settings.web_client_secret,
+        redirect_uri=settings.web_redirect_uri,
+    )
 
 
 def test_sign_in_profile_and_api(web_app, suite_env):
@@ -78,7 +82,13 @@ def test_sign_in_profile_and_api(web_app, suite_env):
 
     inspector = http.get(base + "/inspector")
     assert inspector.status_code == 200 and 'id="inspector"' in inspector.text
-    for title in ("Authorization request", "Callback", "Token request (authorization code)", "ID token validation", "Call the API"):
+    for title in (
+        "Authorization request",
+        "Callback",
+        "Token request (authorization code)",
+        "ID token validation",
+        "Call the API",
+    ):
         assert title in inspector.text
     assert load_settings(suite_env).web_client_secret not in inspector.text
     assert tokens.access_token not in inspector.text
@@ -94,7 +104,9 @@ def test_sign_out_revokes_and_ends_the_issuer_session(web_app, suite_env):
     assert introspect(client, tokens.refresh_token, "refresh_token")["active"] is True
     old_sid = http.cookies.get(COOKIE)
 
-    response = http.post(base + "/logout", data={"csrf_token": form_csrf(profile.text)}, allow_redirects=False)
+    response = http.post(
+        base + "/logout", data={"csrf_token": form_csrf(profile.text)}, allow_redirects=False
+    )
     assert response.status_code == 302
     end_session = response.headers["Location"]
     query = parse_qs(urlsplit(end_session).query)
@@ -142,18 +154,32 @@ def test_hundred_interleaved_sign_ins(web_app, suite_env):
         # Every sign-in starts before any finishes; each phase in a shuffled order.
         order = list(range(100))
         random.shuffle(order)
-        urls = dict(zip(order, pool.map(start, [browsers[i] for i in order])))
+        urls = dict(zip(order, pool.map(start, [browsers[i] for i in order]), strict=False))
         random.shuffle(order)
-        callbacks = dict(zip(order, pool.map(authenticate, [(browsers[i], urls[i]) for i in order])))
+        callbacks = dict(
+            zip(order, pool.map(authenticate, [(browsers[i], urls[i]) for i in order]), strict=False)
+        )
         random.shuffle(order)
-        profiles = dict(zip(order, pool.map(finish, [(browsers[i], callbacks[i]) for i in order])))
+        profiles = dict(
+            zip(order, pool.map(finish, [(browsers[i], callbacks[i]) for i in order]), strict=False)
+        )
         # And once more, every browser reloading its profile at the same time.
         random.shuffle(order)
-        again = dict(zip(order, pool.map(lambda item: item[0].get(base + "/profile"), [browsers[i] for i in order])))
+        again = dict(
+            zip(
+                order,
+                pool.map(lambda item: item[0].get(base + "/profile"), [browsers[i] for i in order]),
+                strict=False,
+            )
+        )
 
-    for i, (http, (username, _)) in enumerate(browsers):
+    for i, (_http, (username, _)) in enumerate(browsers):
         for page in (profiles[i], again[i]):
-            assert page.status_code == 200 and urlsplit(page.url).path == "/profile", (i, page.status_code, page.text[:500])
+            assert page.status_code == 200 and urlsplit(page.url).path == "/profile", (
+                i,
+                page.status_code,
+                page.text[:500],
+            )
             assert username in element_text(page.text, "claims")
             for other, _ in users:
                 if other != username:

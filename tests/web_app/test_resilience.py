@@ -37,8 +37,11 @@ def test_refresh_after_expiry_with_rotation(short_suite):
     first = stored_tokens(short_suite.env, http)
     _wait_until_expired(first)
     # Without a refresh the API would refuse the expired token.
-    api = requests.get(short_suite.env["API_URL"] + "/api/messages",
-                       headers={"Authorization": f"Bearer {first.access_token}"}, timeout=5)
+    api = requests.get(
+        short_suite.env["API_URL"] + "/api/messages",
+        headers={"Authorization": f"Bearer {first.access_token}"},
+        timeout=5,
+    )
     assert api.status_code == 401
 
     answer = http.post(short_suite.web_base_url + "/call-api", data={"csrf_token": form_csrf(page.text)})
