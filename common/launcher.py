@@ -181,7 +181,8 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
     print("=" * 72 + "\n", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The launcher's command line: ``--check`` and ``--instance``."""
     parser = argparse.ArgumentParser(prog="python -m common.launcher", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only validate the settings and exit")
     parser.add_argument(
@@ -191,7 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="where the embedded Redis keeps its files (default: instance/)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check every component's settings, then start Redis (if embedded) and the suite."""
+    args = parse_args(argv)
     try:
         settings = load_settings(component="launcher")
         names, binds, health = plan(settings)
@@ -205,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-
     redis_proc = None
     redis_url = settings.redis_url
     if not redis_url:
@@ -215,22 +220,26 @@ def main(argv: list[str] | None = None) -> int:
             f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})",
             flush=True,
         )
-
     env.update(binds)
-    honcho = [
-        str(VENV_BIN / "honcho"),
-        "-f",
-        str(PROJECT_ROOT / "Procfile"),
-        "-d",
-        str(PROJECT_ROOT),
-        "start",
-        *names,
-    ]
+    try:
+        return run_honcho(settings, names, health, env, redis_url)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)
+            print("launcher: embedded Redis stopped", flush=True)
+
+
+def run_honcho(
+    settings, names: list[str], health: dict[str, str], env: dict[str, str], redis_url: str
+) -> int:
+    """Start the Procfile's processes ``names`` through honcho; print the table once all are healthy."""
+    honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT)]
     started = time.monotonic()
     # `kill` (SIGTERM) stops the suite as gracefully as Ctrl-C does, so no
     # gunicorn or Redis is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
-    procs = subprocess.Popen(honcho, env=env, cwd=PROJECT_ROOT)
+    procs = subprocess.Popen([*honcho, "start", *names], env=env, cwd=PROJECT_ROOT)
     try:
         missing = wait_healthy(health, procs)
         if missing:
@@ -256,10 +265,6 @@ def main(argv: list[str] | None = None) -> int:
         if procs.poll() is None:
             procs.terminate()
             procs.wait()
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
-            print("launcher: embedded Redis stopped", flush=True)
 
 
 def _interrupt(signum, frame):

@@ -39,6 +39,32 @@ CORS_ENDPOINTS = {
 }
 
 
+#: The claims our tokens may carry (Discovery 1.0 §3 ``claims_supported``):
+#: the registered JWT claims, OIDC Core §5.1's profile and email claims,
+#: and Okta's ``ver`` and ``jti``.
+CLAIMS_SUPPORTED = (
+    "iss",
+    "sub",
+    "aud",
+    "iat",
+    "exp",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "amr",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "locale",
+    "zoneinfo",
+    "email",
+    "email_verified",
+    "ver",
+    "jti",
+)
+
+
 def metadata() -> dict:
     """The provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414 §2)."""
     st = state()
@@ -79,27 +105,7 @@ def metadata() -> dict:
             "client_secret_post",
             "none",
         ],
-        "claims_supported": [
-            "iss",
-            "sub",
-            "aud",
-            "iat",
-            "exp",
-            "auth_time",
-            "nonce",
-            "at_hash",
-            "amr",
-            "name",
-            "given_name",
-            "family_name",
-            "preferred_username",
-            "locale",
-            "zoneinfo",
-            "email",
-            "email_verified",
-            "ver",
-            "jti",
-        ],
+        "claims_supported": list(CLAIMS_SUPPORTED),
         "code_challenge_methods_supported": ["S256"],
         "request_parameter_supported": False,
         # Discovery §3: omitted, this would default to true.
