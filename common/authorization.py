@@ -76,11 +76,7 @@ def build_authorization_request(
         raise ValueError("a browser flow needs a redirect_uri")
     authorization_endpoint = client.endpoint("authorization_endpoint")
     state, nonce, verifier = generate_state(), generate_nonce(), generate_code_verifier()
-    params = {k: v for k, v in (extra or {}).items() if k not in _RESERVED}
-    params["nonce"] = nonce
-    if "code" in response_type.split():
-        params["code_challenge"] = code_challenge_s256(verifier)
-        params["code_challenge_method"] = "S256"
+    params = _request_parameters(response_type, extra, nonce=nonce, code_verifier=verifier)
     url = prepare_grant_uri(
         authorization_endpoint,
         client.client_id,
@@ -90,27 +86,79 @@ def build_authorization_request(
         state=state,
         **params,
     )
-    pending = {
+    pending = _pending_sign_in(
+        state=state, nonce=nonce, code_verifier=verifier, redirect_uri=redirect_uri, scope=scope
+    )
+    _record_request(
+        client,
+        authorization_endpoint,
+        response_type=response_type,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=state,
+        params=params,
+    )
+    return url, pending
+
+
+def _request_parameters(
+    response_type: str, extra: Mapping[str, str] | None, *, nonce: str, code_verifier: str
+) -> dict[str, str]:
+    """The parameters beyond RFC 6749 §4.1.1's own: the caller's extras, ``nonce`` and the PKCE challenge.
+
+    The extras cannot override the request's own parameters (:data:`_RESERVED`).
+    The ``code_challenge`` (RFC 7636 §4.2-4.3, always S256) goes with every
+    response type that returns a code; the verifier itself never leaves us here.
+    """
+    params = {k: v for k, v in (extra or {}).items() if k not in _RESERVED}
+    params["nonce"] = nonce
+    if "code" in response_type.split():
+        params["code_challenge"] = code_challenge_s256(code_verifier)
+        params["code_challenge_method"] = "S256"
+    return params
+
+
+def _pending_sign_in(*, state: str, nonce: str, code_verifier: str, redirect_uri: str, scope: str) -> dict:
+    """What the app remembers (server-side) until the answer comes back: all that checking it needs.
+
+    ``state`` and ``nonce`` to compare (RFC 6749 §10.12, OIDC Core 3.1.3.7
+    step 11), the ``code_verifier`` for the token request (RFC 7636 §4.5), the
+    ``redirect_uri`` that request repeats (RFC 6749 §4.1.3), and the time the
+    sign-in started, for ``LOGIN_TIMEOUT``.
+    """
+    return {
         "state": state,
         "nonce": nonce,
-        "code_verifier": verifier,
+        "code_verifier": code_verifier,
         "redirect_uri": redirect_uri,
         "created_at": int(time.time()),
         "scope": scope,
     }
+
+
+def _record_request(
+    client: Client,
+    authorization_endpoint: str,
+    *,
+    response_type: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    params: Mapping[str, str],
+) -> None:
+    """Show the authorization request in the flow inspector: every parameter, the request's own first."""
     shown = {
         "response_type": response_type,
         "client_id": client.client_id,
         "redirect_uri": redirect_uri,
         "scope": scope,
         "state": state,
-        "nonce": nonce,
+        "nonce": params["nonce"],
         **{k: v for k, v in params.items() if k != "nonce"},
     }
     client.recorder.step(
         "authorization_request", request={"method": "GET", "url": authorization_endpoint, "params": shown}
     )
-    return url, pending
 
 
 def single_valued(response: AuthorizationResponse) -> dict[str, str]:

@@ -40,16 +40,7 @@ def validate_id_token(
     """
     checks: list[dict] = []
     try:
-        header, claims = decode_jwt(
-            id_token, client.issuer.keyset, algorithms=client.issuer.id_token_algorithms()
-        )
-        checks.append(
-            {
-                "check": "signature",
-                "ok": True,
-                "detail": f"{header['alg']} signature verified with the issuer's key {header.get('kid')!r}",
-            }
-        )
+        header, claims = _verify_signature(client, id_token, checks)
         _check_claims(
             client,
             header,
@@ -61,26 +52,58 @@ def validate_id_token(
             expected_sub=expected_sub,
         )
     except KeysUnavailable as exc:
-        # Not the token's fault: the keys could not be fetched, so this is
-        # "try again later", not "this token is forged".
-        checks.append({"check": "signature", "ok": False, "detail": exc.reason})
-        error = IssuerUnreachable(exc.reason, "The issuer's key set (jwks_uri) is not reachable; try again.")
-        client.recorder.token("id_token", id_token, checks, error)
-        raise error from None
+        raise _keys_unreachable(client, id_token, checks, exc) from None
     except InvalidToken as exc:
-        # exc.checks holds the failed check (and, from check_registered_claims, those before it).
-        error = FlowError(
-            "invalid_id_token",
-            f"The ID token was rejected: {exc.reason}",
-            "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER "
-            "and the client id.",
-            400,
-        )
-        failed = [check for check in exc.checks if check not in checks]
-        client.recorder.token("id_token", id_token, checks + failed, error)
-        raise error from None
+        raise _rejected(client, id_token, checks, exc) from None
     client.recorder.token("id_token", id_token, checks)
     return claims
+
+
+def _verify_signature(client: Client, id_token: str, checks: list[dict]) -> tuple[dict, dict]:
+    """Steps 6-8: the JWS signature, with the issuer's JWKS and our pinned algorithms; header and claims.
+
+    Appends the passed ``signature`` check to ``checks``.
+
+    :raises InvalidToken: the signature does not verify (or the token is malformed).
+    :raises KeysUnavailable: the issuer's key set could not be fetched.
+    """
+    header, claims = decode_jwt(
+        id_token, client.issuer.keyset, algorithms=client.issuer.id_token_algorithms()
+    )
+    checks.append(
+        {
+            "check": "signature",
+            "ok": True,
+            "detail": f"{header['alg']} signature verified with the issuer's key {header.get('kid')!r}",
+        }
+    )
+    return header, claims
+
+
+def _keys_unreachable(
+    client: Client, id_token: str, checks: list[dict], exc: KeysUnavailable
+) -> IssuerUnreachable:
+    """The error to raise when the keys could not be fetched, recorded with the token for the inspector."""
+    # Not the token's fault: the keys could not be fetched, so this is
+    # "try again later", not "this token is forged".
+    checks.append({"check": "signature", "ok": False, "detail": exc.reason})
+    error = IssuerUnreachable(exc.reason, "The issuer's key set (jwks_uri) is not reachable; try again.")
+    client.recorder.token("id_token", id_token, checks, error)
+    return error
+
+
+def _rejected(client: Client, id_token: str, checks: list[dict], exc: InvalidToken) -> FlowError:
+    """The ``invalid_id_token`` error to raise for a failed check, recorded with the token and its checks."""
+    # exc.checks holds the failed check (and, from check_registered_claims, those before it).
+    error = FlowError(
+        "invalid_id_token",
+        f"The ID token was rejected: {exc.reason}",
+        "Sign in again. If it keeps happening, compare the issuer's settings with ISSUER and the client id.",
+        400,
+    )
+    failed = [check for check in exc.checks if check not in checks]
+    client.recorder.token("id_token", id_token, checks + failed, error)
+    return error
 
 
 def _check_claims(
