@@ -24,7 +24,8 @@ the tokens either mode stored.  Run ``python -m native_sim --help``.
 
 Modules: :mod:`.loopback` (the redirect listener), :mod:`.storage` (where
 tokens live between runs), :mod:`.commands` (one function per command),
-:mod:`.context` (what every command shares), :mod:`.summary` (how a sign-in
-is described) and :mod:`.__main__` (the command line).  The protocol itself lives in
+:mod:`.trusted` (``password-login``, the trusted-app mode), :mod:`.context`
+(what every command shares), :mod:`.summary` (how a sign-in is described)
+and :mod:`.__main__` (the command line).  The protocol itself lives in
 :mod:`common` (one module per protocol step), shared with every other app.
 """

@@ -15,7 +15,7 @@ from common.config import ConfigError, load_settings
 from common.errors import FlowError
 from common.inspector import FlowLog
 
-from . import commands
+from . import commands, trusted
 from .storage import open_token_store
 
 EXIT_CODES = """\
@@ -70,9 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[explain],
         )
 
-    login = command(
-        "login", "sign in with Authorization Code + PKCE through the system browser and a loopback redirect"
+    _add_login_arguments(
+        command(
+            "login",
+            "sign in with Authorization Code + PKCE through the system browser and a loopback redirect",
+        )
     )
+    _add_password_login_arguments(
+        command(
+            "password-login",
+            "trusted mode: sign in with username and password (Resource Owner "
+            "Password grant, deprecated by RFC 9700; needs TRUSTED_MODE=true)",
+        )
+    )
+    command(
+        "call-api", "call the resource server's GET /api/messages (refreshing an expired access token first)"
+    )
+    command("refresh", "get fresh tokens with the refresh token (the issuer may rotate it)")
+    command("whoami", "show who is signed in and the stored tokens (shortened, never in full)")
+    command("logout", "revoke the refresh token at the issuer and delete the stored tokens")
+    return parser
+
+
+def _add_login_arguments(login: argparse.ArgumentParser) -> None:
+    """``login``'s options: ``--no-browser`` and ``--timeout``."""
     login.add_argument(
         "--no-browser",
         action="store_true",
@@ -85,25 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for the sign-in to finish (default and maximum: LOGIN_TIMEOUT)",
     )
 
-    password = command(
-        "password-login",
-        "trusted mode: sign in with username and password (Resource Owner "
-        "Password grant, deprecated by RFC 9700; needs TRUSTED_MODE=true)",
-    )
+
+def _add_password_login_arguments(password: argparse.ArgumentParser) -> None:
+    """``password-login``'s options: ``--username`` and ``--password-stdin`` (never the password itself)."""
     password.add_argument("--username", help="the user name (prompted for when omitted)")
     password.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password from standard input instead of prompting without echo",
     )
-
-    command(
-        "call-api", "call the resource server's GET /api/messages (refreshing an expired access token first)"
-    )
-    command("refresh", "get fresh tokens with the refresh token (the issuer may rotate it)")
-    command("whoami", "show who is signed in and the stored tokens (shortened, never in full)")
-    command("logout", "revoke the refresh token at the issuer and delete the stored tokens")
-    return parser
 
 
 def _seconds(value: str) -> float:
@@ -136,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "login":
             return commands.login(ctx, open_browser=not args.no_browser, timeout=args.timeout)
         if args.command == "password-login":
-            return commands.password_login(ctx, username=args.username, password_stdin=args.password_stdin)
+            return trusted.password_login(ctx, username=args.username, password_stdin=args.password_stdin)
         return {
             "call-api": commands.call_api,
             "refresh": commands.refresh,

@@ -1,4 +1,9 @@
-"""One function per command of the native-app simulator.
+"""One function per command of the native-app simulator, but ``password-login``.
+
+``login`` (Authorization Code + PKCE) and the commands on the stored tokens
+(``refresh``, ``call-api``, ``whoami``, ``logout``) are here, with the two
+clients and the stored sign-in they share; the deprecated trusted-app mode,
+``password-login``, is in :mod:`native_sim.trusted`.
 
 Each function takes a :class:`~native_sim.context.Context` (settings, token
 store, flow log, output streams) and returns an exit code, or raises
@@ -13,12 +18,10 @@ loopback redirect, the system browser, and keeping tokens between runs.
 
 from __future__ import annotations
 
-import getpass
 import json
-import sys
 import time
 import webbrowser
-from typing import Any, TextIO
+from typing import Any
 
 from common import api
 from common.authorization import USER_SCOPE, build_authorization_request, check_authorization_response
@@ -32,7 +35,7 @@ from common.inspector import shorten
 from common.issuer import Issuer
 from common.logout import revoke_token
 from common.recorder import NULL_RECORDER, FlowRecorder
-from common.tokens import TokenEndpointError, TokenSet, exchange_code, password_grant, refresh_tokens
+from common.tokens import TokenEndpointError, TokenSet, exchange_code, refresh_tokens
 
 from .context import EXIT_SIGNED_OUT, EXIT_TIMEOUT, LOGIN_AGAIN, NATIVE, TRUSTED, CommandError, Context
 from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
@@ -165,113 +168,6 @@ def _wait_for_answer(listener: LoopbackListener, timeout: float) -> dict[str, st
             EXIT_TIMEOUT,
             "login_timeout",
         ) from None
-
-
-# -- password-login: the trusted-app mode ----------------------------------------
-
-PASSWORD_GRANT_WARNING = (
-    "the Resource Owner Password grant is deprecated: RFC 9700 (OAuth 2.0 Security Best Current Practice, "
-    "§2.4) says it MUST NOT be used: the app sees the user's password, and the issuer can neither add a "
-    "second factor nor protect the user from phishing. New apps must use `login` (Authorization Code + PKCE)."
-)
-
-
-def password_login(
-    ctx: Context, *, username: str | None = None, password_stdin: bool = False, stdin: TextIO | None = None
-) -> int:
-    """Sign in with the Resource Owner Password grant (RFC 6749 §4.3), as a "trusted app".
-
-    The client authenticates with HTTP Basic (``TRUSTED_CLIENT_ID`` /
-    ``TRUSTED_CLIENT_SECRET``), sends the user's password with
-    ``scope=openid ...`` and gets tokens, including an ID token that is
-    validated like any other.  The password is read without echo, sent
-    once, and never logged or stored.
-
-    :param username: the user name (prompted for when omitted).
-    :param password_stdin: read the password from standard input (one line)
-        instead of prompting on the terminal: for scripts and tests.
-    """
-    settings = ctx.settings
-    if not settings.trusted_mode:
-        raise CommandError(
-            "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
-            "Owner Password grant for the trusted client at the issuer).",
-            EXIT_USAGE,
-            "trusted_mode_off",
-        )
-    ctx.warn(PASSWORD_GRANT_WARNING)
-
-    client = trusted_client(settings, recorder=ctx.recorder)
-    # RFC 8414 §2: an issuer that leaves "password" out of
-    # grant_types_supported does not offer it; say so before asking anyone
-    # to type a password.
-    if "password" not in (client.metadata().get("grant_types_supported") or []):
-        raise CommandError(
-            "The issuer does not offer the Resource Owner Password grant (it is not in its "
-            "grant_types_supported). Use `python -m native_sim login` instead.",
-            EXIT_REFUSED,
-            "unsupported_grant_type",
-        )
-
-    username, password = _credentials(ctx, username, password_stdin, stdin or sys.stdin)
-    try:
-        # The password goes straight to the token endpoint, once.
-        tokens = password_grant(client, username, password, USER_SCOPE)
-    except TokenEndpointError as exc:
-        raise _password_refused(settings, exc) from None
-    finally:
-        del password  # not kept a moment longer than the request needed it
-    if not tokens.id_token:
-        raise CommandError(
-            "The issuer returned no ID token although the request asked for openid.",
-            EXIT_REFUSED,
-            "invalid_id_token",
-        )
-    # The ID token is validated like any other; there was no authorization
-    # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
-    tokens.id_claims = validate_id_token(
-        client, tokens.id_token, nonce=None, access_token=tokens.access_token
-    )
-    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
-    ctx.explain()
-    ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
-    ctx.say(f"Tokens stored in {ctx.store.description}.")
-    return EXIT_OK
-
-
-def _credentials(ctx: Context, username: str | None, password_stdin: bool, stdin: TextIO) -> tuple[str, str]:
-    """The user name (prompted for when not given) and the password (without echo, or one stdin line)."""
-    if not username:
-        print("Username: ", end="", file=ctx.err, flush=True)
-        username = stdin.readline().strip()
-    if not username:
-        raise CommandError("No username given.", EXIT_USAGE)
-    if password_stdin:
-        password = stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ", stream=ctx.err)
-    if not password:
-        raise CommandError("No password given.", EXIT_USAGE)
-    return username, password
-
-
-def _password_refused(settings: Settings, exc: TokenEndpointError) -> Exception:
-    """What to tell the user when the token endpoint refused the password grant (RFC 6749 §5.2)."""
-    issuer_error = exc.issuer_error
-    if issuer_error == "invalid_grant":
-        # RFC 6749 §5.2: the resource owner credentials are invalid.
-        return CommandError(
-            "Wrong username or password: the issuer refused them (invalid_grant).", EXIT_REFUSED, issuer_error
-        )
-    if issuer_error in {"unsupported_grant_type", "unauthorized_client"}:
-        return CommandError(
-            f"The issuer does not allow the password grant for client {settings.trusted_client_id} "
-            f"({issuer_error}). Enable the Resource Owner Password grant for this app and in the "
-            "authorization server's access policy, or use `login`.",
-            EXIT_REFUSED,
-            issuer_error,
-        )
-    return exc
 
 
 # -- commands on the stored tokens ---------------------------------------------
