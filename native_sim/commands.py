@@ -126,7 +126,7 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     tokens.id_claims = validate_id_token(
         client, tokens.id_token, nonce=pending["nonce"], access_token=tokens.access_token
     )
-    _save(ctx, NATIVE, settings.native_client_id, tokens)
+    save_tokens(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")
@@ -345,11 +345,11 @@ def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet
         raise
     finally:
         ctx.explain()
-    _save(ctx, record.get("client", NATIVE), record.get("client_id", ""), new)
+    save_tokens(ctx, record.get("client", NATIVE), record.get("client_id", ""), new)
     return new
 
 
-def _save(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
+def save_tokens(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
     """Store only what later commands need: whose tokens, and the tokens."""
     ctx.store.save(
         {

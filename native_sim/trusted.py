@@ -23,7 +23,7 @@ from common.config import Settings
 from common.id_token import validate_id_token
 from common.tokens import TokenEndpointError, password_grant
 
-from .commands import _save, trusted_client
+from .commands import save_tokens, trusted_client
 from .context import TRUSTED, CommandError, Context
 from .summary import token_summary, who
 
@@ -89,7 +89,7 @@ def password_login(
     tokens.id_claims = validate_id_token(
         client, tokens.id_token, nonce=None, access_token=tokens.access_token
     )
-    _save(ctx, TRUSTED, settings.trusted_client_id, tokens)
+    save_tokens(ctx, TRUSTED, settings.trusted_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")

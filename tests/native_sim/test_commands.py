@@ -41,7 +41,7 @@ def ctx(fake_issuer, tmp_path):
     client = commands.native_client(settings, "http://127.0.0.1:5003/callback")
     url, pending = build_authorization_request(client, "openid profile email offline_access")
     tokens = complete_sign_in(client, fake_issuer.authorize(url), pending)
-    commands._save(context, commands.NATIVE, NATIVE_CLIENT_ID, tokens)
+    commands.save_tokens(context, commands.NATIVE, NATIVE_CLIENT_ID, tokens)
     return context
 
 
