@@ -1,9 +1,12 @@
-"""Client authentication beyond Authlib's built-ins: ``private_key_jwt`` and unreadable Basic.
+"""Client authentication beyond Authlib's built-ins: ``private_key_jwt``, unreadable and mixed credentials.
 
 Authlib authenticates ``client_secret_basic``, ``client_secret_post`` and
 ``none`` itself (RFC 6749 §2.3.1, OpenID Connect Core 9); this module adds
-the signed client assertion of RFC 7523 §2.2 and refuses, with a proper
-``invalid_client``, a Basic header Authlib could not even decode.
+the signed client assertion of RFC 7523 §2.2, refuses, with a proper
+``invalid_client``, a Basic header Authlib could not even decode, and
+refuses with ``invalid_request`` a request that carries more than one
+client authentication (RFC 6749 §2.3), which Authlib would try one after
+the other until one of them passed.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import binascii
 import time
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from flask import request
 from joserfc.jwk import import_key
 
-from .errors import invalid_client_credentials
+from .errors import invalid_client_credentials, oauth_error
 from .state import state
 
 
@@ -89,7 +93,9 @@ def refuse_unreadable_client_credentials():
 
     Authlib would stumble over bytes that are not UTF-8; a client should
     learn what is wrong from a proper RFC 6749 §5.2 error instead.  Runs
-    before every request to the protocol endpoints.
+    before every request to the protocol endpoints; then
+    :func:`refuse_mixed_client_authentication` runs on the endpoints that
+    authenticate clients.
     """
     header = request.headers.get("Authorization", "")
     if " " in header and len(header.split(None, 1)) < 2:
@@ -103,4 +109,58 @@ def refuse_unreadable_client_credentials():
             base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return invalid_client_credentials("The Basic credentials are not valid base64 of UTF-8 text.")
+    return refuse_mixed_client_authentication()
+
+
+#: The views that authenticate the client: the token endpoint (RFC 6749
+#: §3.2.1), revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
+#: (This issuer has no pushed authorization requests, RFC 9126.)
+CLIENT_AUTHENTICATING_ENDPOINTS = frozenset({"oauth.token", "oauth.revoke", "oauth.introspect"})
+
+
+def client_authentications(req) -> list[str]:
+    """The client authentication methods a request carries, by their RFC 7591 §2 names."""
+    header = req.headers.get("Authorization", "")
+    present = {
+        "client_secret_basic": header[:6].lower() == "basic ",
+        "client_secret_post": "client_secret" in req.values,
+        # RFC 7521 §4.2 / RFC 7523 §2.2: the assertion and its type travel together.
+        "private_key_jwt": "client_assertion" in req.values or "client_assertion_type" in req.values,
+    }
+    return [method for method, used in present.items() if used]
+
+
+def refuse_mixed_client_authentication():
+    """Answer ``400 invalid_request`` to a request with more than one client authentication.
+
+    RFC 6749 §2.3: "The client MUST NOT use more than one authentication
+    method in each request."  Authlib tries the methods in turn and takes
+    the first that passes, so a wrong Basic secret plus a correct
+    ``client_secret_post``, or Basic for one client with another client's
+    ``client_id`` in the body (``none``), would get tokens.  Ambiguous
+    credentials are a malformed request (§5.2 ``invalid_request``: "utilizes
+    more than one mechanism for authenticating the client"), refused before
+    any of them is tried.  A ``client_id`` in the body that repeats the Basic
+    one is allowed: it names the same client and authenticates nothing.
+    """
+    if request.endpoint not in CLIENT_AUTHENTICATING_ENDPOINTS or request.method != "POST":
+        return None
+    methods = client_authentications(request)
+    if len(methods) > 1:
+        return oauth_error(
+            "invalid_request",
+            "The request uses more than one client authentication method (" + " and ".join(methods) + "); "
+            "use exactly one (RFC 6749 §2.3).",
+        )
+    client_ids = set(request.values.getlist("client_id"))
+    if len(client_ids) > 1:
+        return oauth_error("invalid_request", "The request names more than one client_id.")
+    if methods == ["client_secret_basic"] and client_ids:
+        basic_id, _ = extract_basic_authorization(request.headers)
+        if client_ids != {basic_id}:
+            return oauth_error(
+                "invalid_request",
+                "The client_id in the request body is not the client of the Basic Authorization header; "
+                "a request authenticates one client, once (RFC 6749 §2.3).",
+            )
     return None

@@ -118,7 +118,11 @@ class Client(ClientMixin):
         return grant_type in self.grant_types
 
 
-_LOOPBACK = re.compile(r"^http://(127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?(/[^?#]*)?(\?[^#]*)?$")
+#: ``[0-9]``, not ``\d``: in Python ``\d`` also matches other scripts' digits
+#: (``５００３``, ``٥٠٠٣``), which ``int()`` accepts but no URL parser or HTTP
+#: header does; RFC 3986 §3.2.3 defines ``port = *DIGIT``, and ``DIGIT`` is
+#: ASCII 0-9 (RFC 5234 Appendix B.1).
+_LOOPBACK = re.compile(r"^http://(127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?(/[^?#]*)?(\?[^#]*)?$")
 
 
 def loopback_match(registered: str, requested: str) -> bool:

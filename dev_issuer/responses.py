@@ -74,6 +74,13 @@ def validate_redirect_uri(request, client):
             "Missing redirect_uri: it is required and must match a registered one exactly."
         )
     if not client.check_redirect_uri(redirect_uri):
+        if not redirect_uri.isascii():
+            # E.g. a loopback port in full-width or Arabic-Indic digits: a
+            # port is ASCII digits only (RFC 3986 §3.2.3, RFC 8252 §7.3).
+            raise InvalidRequestError(
+                "The redirect_uri contains characters outside ASCII (a port must be the digits 0-9), "
+                "so it matches no registered redirect URI."
+            )
         raise InvalidRequestError(
             "The redirect_uri is not registered for this client (exact match required)."
         )

@@ -233,6 +233,31 @@ def test_native_port_rule_only_for_loopback_ip(issuer):
         assert response.status_code == 400 and "Location" not in response.headers, bad
 
 
+@pytest.mark.parametrize("port", ["５００３", "٥٠٠٣", "5００3"])
+def test_non_ascii_digits_in_a_loopback_port_are_refused_on_the_issuer(issuer, port):
+    """A loopback port is ASCII digits only (RFC 3986 §3.2.3, RFC 8252 §7.3).
+
+    Python's ``\\d`` and ``int()`` accept full-width and Arabic-Indic digits;
+    such a redirect URI was taken as registered and, once signed in, the
+    issuer answered a bare 500.  It is shown on the issuer, never redirected,
+    signed in or not.
+    """
+    s = issuer.settings
+    _, challenge = pkce_pair()
+    url = issuer.authorize_url(
+        s.native_client_id,
+        f"http://127.0.0.1:{port}/callback",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
+    response = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert 'id="error-code"' in response.text and "ASCII" in response.text
+    signed_in = sign_in(requests.Session(), url, s.demo_username, s.demo_password)
+    assert signed_in.status_code == 400 and "Location" not in signed_in.headers
+    assert 'id="error-code"' in signed_in.text
+
+
 def test_unknown_client_shown_on_issuer(issuer):
     url = issuer.authorize_url("no-such-client", "http://evil.test/cb")
     response = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
