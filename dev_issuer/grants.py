@@ -29,6 +29,7 @@ from .responses import authorization_response, response_mode, validate_redirect_
 from .state import state
 from .storage import AuthorizationCode, new_id
 from .tokens import ID_TOKEN_LIFETIME, IdTokenMixin
+from .users import authenticate
 
 # -- extensions: PKCE and ID tokens ----------------------------------------------------
 
@@ -243,8 +244,9 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic"]
 
     def authenticate_user(self, username, password):
-        user = state().users.get(str(username).lower())
-        if user is None or not user.check_password(str(password)):
+        """The resource owner (§4.3.2), with the same password work for unknown usernames."""
+        user = authenticate(state().users, str(username), str(password))
+        if user is None:
             # §5.2: wrong resource-owner credentials are an invalid grant.
             raise InvalidGrantError("The username or password is incorrect.")
         return user

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
+from functools import cache
 
 from authlib.oidc import core as oidc
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -37,6 +39,28 @@ class User:
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+
+@cache
+def unknown_user_hash() -> str:
+    """A scrypt hash no password matches, made like the users' own (same method and cost)."""
+    return generate_password_hash(secrets.token_urlsafe(32), method="scrypt")
+
+
+def authenticate(users: dict[str, User], username: str, password: str) -> User | None:
+    """The user whose login and password these are, or ``None``; the same scrypt work either way.
+
+    An unknown login is checked against :func:`unknown_user_hash`, so that it
+    takes as long as a wrong password: otherwise the answer's timing tells
+    who has an account, and guessing passwords gets easier (RFC 6749
+    §10.10; §4.3.2 asks the password grant's endpoint to resist brute
+    force).
+    """
+    user = users.get(username.lower())
+    if user is None:
+        check_password_hash(unknown_user_hash(), password)
+        return None
+    return user if user.check_password(password) else None
 
 
 def make_user(username: str, password: str) -> User:

@@ -319,9 +319,12 @@ def test_wrong_password_shows_error_and_no_session(issuer):
     )
     session = requests.Session()
     response = sign_in(session, url, s.demo_username, "wrong-password")
-    assert response.status_code == 401 and 'id="sign-in-error"' in response.text
+    # The form again (after post/redirect/get), with the error.
+    assert response.status_code == 200 and 'id="sign-in-error"' in response.text
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    # No SSO session: the authorization request still asks for the password.
+    assert 'id="sign-in-form"' in session.get(url, timeout=TIMEOUT).text
 
 
 def test_sign_in_form_requires_csrf_token(issuer):
