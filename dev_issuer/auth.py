@@ -112,13 +112,14 @@ def check_sign_in(next_url: str):
 
     The session id is replaced at sign-in (against session fixation).  A
     failure redirects back to the form (post/redirect/get), so that Back
-    and reload never resubmit the password form; the message and the login
-    typed wait in the session for that one GET.
+    and reload never resubmit the password form; the login typed waits in
+    the session for that one GET, which shows the error.
     """
     require_csrf()
     username = request.form.get("username", "").strip()
     user = authenticate(state().users, username, request.form.get("password", ""))
     if user is not None:
+        session.pop(FAILED_SIGN_IN, None)
         regenerate_session_id(current_app, session)
         session["username"] = user.username
         session["auth_time"] = int(time.time())
