@@ -319,7 +319,31 @@ def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
 
 
 def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet:
-    """Refresh, store the result, and turn a refused refresh token into "sign in again"."""
+    """Refresh under the store's lock, store the result; a refused refresh token means "sign in again".
+
+    Another ``native_sim`` may be refreshing the same tokens right now. A
+    rotating issuer takes a second use of a refresh token for theft and
+    revokes the grant (RFC 9700 §4.14.2), so the refresh runs under the
+    token store's lock, and the store is read again once the lock is held:
+    if the other process has stored new tokens meanwhile, those are used.
+    """
+    with ctx.store.locked():
+        current = ctx.store.load()
+        stored = (current or {}).get("tokens")
+        if (
+            isinstance(stored, dict)
+            and stored.get("refresh_token") != tokens.refresh_token
+            and current.get("issuer") == record.get("issuer")
+            and current.get("client_id") == record.get("client_id")
+        ):
+            # Someone else spent the refresh token we read and stored its successor.
+            ctx.say("Another native_sim process has just refreshed the tokens; using those.")
+            return TokenSet.from_dict(stored)
+        return _spend_refresh_token(ctx, record, tokens)
+
+
+def _spend_refresh_token(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet:
+    """The refresh request itself (RFC 6749 §6); the caller holds the store's lock."""
     if not tokens.refresh_token:
         raise CommandError(
             f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
