@@ -5,6 +5,8 @@ exactly as a user would run it, and checks what a user sees.
 """
 
 import os
+import pty
+import select
 import signal
 import socket
 import stat
@@ -185,6 +187,9 @@ def test_a_port_in_time_wait_is_free_for_the_embedded_redis():
         accepted.close()  # the server side closes first, so its end goes to TIME_WAIT
         client.recv(1)
         client.close()
+    # The lingering connection is there: a probe without SO_REUSEADDR (the old one) calls the port taken.
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
     assert port_free(port)
 
 
@@ -242,3 +247,53 @@ def test_check_config_says_nothing_about_a_well_formed_issuer():
     env = {**os.environ, "ISSUER": "https://dev-123456.okta.com/oauth2/default"}
     result = _run(env, "-m", "common.launcher", "--check")
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_ctrl_c_in_make_run_stops_without_make_reporting_an_error(tmp_path):
+    """What a user sees in the terminal: the table, Ctrl-C, the stop lines, and no `make: *** ... Error`."""
+    _, env = _launcher_env(tmp_path)
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: `make run` on a terminal of its own, as a user types it
+        os.chdir(ROOT)
+        # -o: the virtualenv is there already; the test never re-installs it.
+        os.execvpe("make", ["make", "-o", ".venv/.requirements-installed", "run"], env)
+    shown, interrupted = b"", False
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # EIO: make has ended and the terminal is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not interrupted and b"stops everything" in shown:
+                os.write(terminal, b"\x03")  # Ctrl-C, through the terminal
+                interrupted = True
+    finally:
+        if not interrupted:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(terminal)
+    text = shown.decode(errors="replace")
+    lines = [line for line in text.splitlines() if "|" not in line]  # without honcho's log lines
+    assert interrupted, "\n".join(lines[-30:])
+    assert "launcher: embedded Redis stopped" in text, "\n".join(lines[-30:])
+    assert "make: ***" not in text, "\n".join(lines[-30:])
+
+
+def test_make_stop_signals_the_launcher():
+    """`make stop` is the launcher's --stop (the suite of this checkout, started in another terminal)."""
+    dry = subprocess.run(
+        ["make", "-n", "-o", ".venv/.requirements-installed", "stop"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.strip().splitlines()[-1] == ".venv/bin/python -m common.launcher --stop"
