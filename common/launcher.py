@@ -341,7 +341,15 @@ def stop_suite(instance: Path) -> int:
         print(f"launcher: no suite is running from this checkout ({instance / SUITE_FILE_NAME} names none)")
         return 0
     pid = suite["pid"]
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError:
+        print(
+            f"launcher: the suite (PID {pid}) belongs to another user; stop it as that user", file=sys.stderr
+        )
+        return 1
+    except ProcessLookupError:  # it ended between the look-up and the signal
+        pass
     deadline = time.monotonic() + STOP_TIMEOUT
     # Until the launcher has exited: it removes suite.json last, and its lock goes with the process.
     while launcher_alive(pid):
