@@ -73,6 +73,19 @@ def _read_until_up(proc: subprocess.Popen) -> str:
     return "".join(output)
 
 
+def _wait_or_stop(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """The launcher's exit code once it stops; if it does not, SIGTERM it (it stops what it started)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the launcher did not stop") from None
+
+
 def _run(env, *argv, timeout=60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -107,19 +120,17 @@ def test_launcher_starts_the_suite_and_stops_everything(tmp_path, how):
             redis.Redis(port=redis_port, socket_timeout=2).ping()
         assert redis.Redis(port=redis_port, password=password, socket_timeout=2).ping()
     finally:
+        stopped = None
         if how == "ctrl-c":
             # Ctrl-C in a terminal signals the whole foreground process group.
             os.killpg(proc.pid, signal.SIGINT)
         else:
             # `make stop`, from another terminal: it signals the launcher alone.
             stopped = _run(env, "-m", "common.launcher", "--stop")
-            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-            assert f"stopped the suite (PID {proc.pid})" in stopped.stdout
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        code = _wait_or_stop(proc)
+    if stopped is not None:
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert f"stopped the suite (PID {proc.pid})" in stopped.stdout
     rest = proc.stdout.read()
     # A stop the user asked for is a success: `make run` ends without "Error 143".
     assert code == 0, rest[-2000:]
@@ -154,7 +165,7 @@ def test_command_line_tools_find_the_running_suite_and_a_second_suite_is_refused
         assert "healthy" not in second.stdout
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=30)
+        _wait_or_stop(proc)
 
 
 def test_a_busy_port_stops_the_launcher_before_anything_starts(tmp_path):
@@ -275,15 +286,31 @@ def test_ctrl_c_in_make_run_stops_without_make_reporting_an_error(tmp_path):
                 os.write(terminal, b"\x03")  # Ctrl-C, through the terminal
                 interrupted = True
     finally:
-        if not interrupted:
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(terminal)
+        if not interrupted:  # never up: Ctrl-C all the same, so the launcher stops what it started
+            os.write(terminal, b"\x03")
+        _drain_and_reap(pid, terminal)
     text = shown.decode(errors="replace")
     lines = [line for line in text.splitlines() if "|" not in line]  # without honcho's log lines
     assert interrupted, "\n".join(lines[-30:])
     assert "launcher: embedded Redis stopped" in text, "\n".join(lines[-30:])
     assert "make: ***" not in text, "\n".join(lines[-30:])
+
+
+def _drain_and_reap(pid: int, terminal: int, timeout: float = 30) -> None:
+    """Read the terminal until make has ended (at most ``timeout`` s, then SIGKILL), and reap it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            break
+        if select.select([terminal], [], [], 0.2)[0]:
+            try:
+                os.read(terminal, 65536)
+            except OSError:
+                pass
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(terminal)
 
 
 def test_make_stop_signals_the_launcher():
