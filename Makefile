@@ -6,7 +6,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench screenshots check-config system-deps redis-dep clean
+.PHONY: run stop test lint bench screenshots check-config system-deps redis-dep clean
 
 ## Virtualenv with the pinned requirements (re-installed when they change).
 $(STAMP): requirements.txt
@@ -45,13 +45,22 @@ redis-dep:
 system-deps:
 	@$(call apt_install,redis-server chromium chromium-driver docker-compose wrk)
 
+## Validate every component's settings (one line per problem; warnings for
+## values that are valid but probably wrong, such as an ISSUER ending in "/").
 check-config: $(STAMP)
 	@$(PYTHON) -m common.launcher --check
 
 ## Start Redis (embedded unless REDIS_URL), the dev issuer (unless ISSUER points
-## elsewhere), the resource server and every app; Ctrl-C stops everything.
+## elsewhere), the resource server and every app; Ctrl-C or `make stop` stops
+## everything and exits 0. The launcher is run directly, without a shell in
+## between, so that a Ctrl-C reaches it and make reports no error.
 run: $(STAMP) redis-dep
 	@$(PYTHON) -m common.launcher
+
+## Stop the suite `make run` started from this checkout in another terminal
+## (the launcher's PID is in instance/suite.json while it runs).
+stop: $(STAMP)
+	@$(PYTHON) -m common.launcher --stop
 
 ## The house style (pyproject.toml's [tool.ruff]): lint rules and formatting.
 lint: $(STAMP)

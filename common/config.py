@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .config_checks import DEV_ISSUER_DEFAULT, PROJECT_ROOT, ConfigError, is_dev_issuer
+from .config_checks import DEV_ISSUER_DEFAULT, PROJECT_ROOT, ConfigError, check_redis_url, is_dev_issuer
+from .running_suite import instance_dir, read_suite
 from .variables import _BY_NAME, COMPONENTS, DEFAULTS, VARIABLES, Variable, variables_of
 
 __all__ = [
@@ -207,4 +208,12 @@ def load_settings(overrides: Mapping[str, object] | None = None, *, component: s
     for key, value in (overrides or {}).items():
         if key in DEFAULTS:
             raw[key] = "" if value is None else str(value)
-    return Settings(component, {row.name: row.check(row.name, raw[row.name], raw) for row in rows})
+    values = {row.name: row.check(row.name, raw[row.name], raw) for row in rows}
+    if component != "launcher" and values.get("REDIS_URL") == "":
+        # A process started by hand (`flask --app dev_issuer rotate-keys`) uses
+        # the Redis of the suite `make run` is running, if any (README, "Running
+        # one part by hand"). The launcher itself never does: it starts its own.
+        suite = read_suite(instance_dir(raw["INSTANCE_DIR"]))
+        if suite and isinstance(suite.get("redis_url"), str):
+            values["REDIS_URL"] = check_redis_url("REDIS_URL", suite["redis_url"], raw)
+    return Settings(component, values)

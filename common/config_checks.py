@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+import click
+
 #: The project root: ``.env`` and ``instance/`` live here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,15 +24,24 @@ DEV_ISSUER_DEFAULT = "http://localhost:9000/oauth2/default"
 _PLACEHOLDER = re.compile(r"[{}<>]|\byour[A-Z_]|\.\.\.")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, click.ClickException):
     """A setting is missing or malformed.
 
     ``str(error)`` is one line: the variable, what is wrong, how to fix it.
+    It is also a :class:`click.ClickException`, so that when an app factory
+    refuses its settings under the ``flask`` command line (``flask --app
+    dev_issuer rotate-keys``), click prints that line (``Error: ...``, exit
+    code 2) instead of a traceback.
     """
+
+    exit_code = 2
 
     def __init__(self, variable: str, problem: str, fix: str):
         self.variable = variable
-        super().__init__(f"{variable}: {problem}. {fix}")
+        click.ClickException.__init__(self, f"{variable}: {problem}. {fix}")
+
+    def __str__(self) -> str:
+        return self.message
 
 
 # -- checks: each takes (name, raw value, every raw value) and returns the typed value ---------------------
@@ -150,6 +161,28 @@ def is_dev_issuer(issuer: str) -> bool:
     """A local URL shaped like the bundled dev issuer's (``/oauth2/default``)."""
     parts = urlsplit(issuer)
     return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
+
+
+#: An issuer identifier as Okta's custom authorization servers spell it, for messages.
+ISSUER_EXAMPLE = "https://dev-123456.okta.com/oauth2/default"
+
+
+def issuer_warnings(issuer: str) -> list[str]:
+    """What is probably wrong with a valid ``ISSUER``, one line each (``make check-config`` prints them).
+
+    The issuer identifier is compared character for character with the
+    discovery document's ``issuer`` (OpenID Connect Discovery 1.0 §4.3,
+    RFC 8414 §3.3). Okta's has no trailing slash, so one copied with it makes
+    every discovery fail. A bare origin with ``/`` is left alone: some
+    issuers (Auth0) do spell theirs so.
+    """
+    path = urlsplit(issuer).path
+    if path != "/" and path.endswith("/"):
+        return [
+            f"ISSUER {issuer!r} ends with '/': it must match the issuer's discovery document exactly, "
+            f"which for Okta and most issuers has none, e.g. {ISSUER_EXAMPLE}"
+        ]
+    return []
 
 
 def check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:

@@ -2,13 +2,24 @@
 
 1. Validate the settings of every component it will start (one clear line
    and exit 2 on a bad value: better than one process dying later and
-   honcho stopping the rest).
-2. Start a private Redis when ``REDIS_URL`` is unset, files under ``instance/redis``.
-3. Start, through honcho and the ``Procfile``, the dev issuer (unless
+   honcho stopping the rest); warn about values that are valid but
+   probably wrong (an ``ISSUER`` with a trailing ``/``).
+2. Refuse, in one line, to start a second suite: one from this checkout
+   is still running (its ``instance/`` holds one Redis directory per
+   suite), or a port a component needs is taken.
+3. Start a private Redis with a password when ``REDIS_URL`` is unset
+   (:mod:`common.embedded_redis`, files under ``instance/redis``), and
+   write ``instance/suite.json`` (:mod:`common.running_suite`) so that
+   ``make stop`` and the command-line tools find the running suite.
+4. Start, through honcho and the ``Procfile``, the dev issuer (unless
    ``ISSUER`` points elsewhere), the resource server and every app that
    exists, each under gunicorn, with prefixed logs.
-4. Print where to click and the demo credentials once everything answers.
-5. On Ctrl-C stop everything, Redis last.
+5. Print where to click and the demo credentials once everything answers.
+6. On Ctrl-C (or ``make stop``: SIGTERM) stop everything, Redis last, and
+   exit 0.
+
+``python -m common.launcher --stop`` (``make stop``) signals the suite
+started from this checkout in another terminal.
 """
 
 from __future__ import annotations
@@ -16,9 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,9 +36,24 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from .config import PROJECT_ROOT, ConfigError, Settings, load_settings, read_environment
+from .config_checks import issuer_warnings
+from .embedded_redis import port_free, shown, start_embedded_redis
+from .running_suite import (
+    PASSWORD_FILE_NAME,
+    SUITE_FILE_NAME,
+    instance_dir,
+    launcher_alive,
+    read_suite,
+    remove_suite,
+    write_suite,
+)
 
-INSTANCE = PROJECT_ROOT / "instance"
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock; the suite file alone says a suite is running
+    fcntl = None
+
 VENV_BIN = Path(sys.executable).parent
 
 #: Procfile process name -> the package it runs (also its settings component, see common.config).
@@ -41,68 +65,22 @@ PROCESSES = {
     "service": "service_app",
 }
 
+#: Procfile process name -> the variable that sets its port (named when the port is taken).
+PORT_VARIABLES = {
+    "issuer": "ISSUER",
+    "api": "API_URL",
+    "web": "WEB_BASE_URL",
+    "spa": "SPA_BASE_URL",
+    "service": "SERVICE_BASE_URL",
+}
+
+#: Seconds ``make stop`` waits for the suite to stop.
+STOP_TIMEOUT = 30
+
 
 def _port_of(url: str) -> int:
     parts = urlsplit(url)
     return parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def start_embedded_redis(directory: Path, preferred_port: int = 6380) -> tuple[subprocess.Popen, str]:
-    """Start a private ``redis-server`` bound to loopback.
-
-    :return: the process and its ``redis://`` URL.
-    """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit(
-            "REDIS_URL is unset and no redis-server is installed: run `make run` (it installs "
-            "Debian's redis-server) or set REDIS_URL=redis://host:6379/0"
-        )
-    port = next(p for p in range(preferred_port, preferred_port + 50) if _port_free(p))
-    directory.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(directory),
-            "--dbfilename",
-            "dump.rdb",
-            "--save",
-            "60 1",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--logfile",
-            str(directory / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the embedded Redis exited at start; see {directory / 'redis.log'}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the embedded Redis did not start within 10 s")
 
 
 def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]:
@@ -171,33 +149,41 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
         if name in names:
             print(f"   {label:<44} {url}")
     print(f"   {'Issuer':<44} {settings.issuer}")
-    print(f"   {'Redis':<44} {redis_url}")
+    print(f"   {'Redis':<44} {shown(redis_url)}")
     print("   Native app (loopback + PKCE)                 .venv/bin/python -m native_sim login")
     print("   Service from a terminal                      .venv/bin/python -m service_app call --explain")
+    print("   Rotate the dev issuer's keys                 .venv/bin/flask --app dev_issuer rotate-keys")
     if settings.uses_dev_issuer:
         print(f"\n Demo user: {settings.demo_username}   password: {settings.demo_password}")
         print(" (development values from common/config.py; override them in .env)")
-    print(" Ctrl-C stops everything.")
+    print(" Ctrl-C (or `make stop` in another terminal) stops everything.")
     print("=" * 72 + "\n", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The launcher's command line: ``--check`` and ``--instance``."""
+    """The launcher's command line: ``--check``, ``--stop`` and ``--instance``."""
     parser = argparse.ArgumentParser(prog="python -m common.launcher", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only validate the settings and exit")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="only validate the settings and exit")
+    action.add_argument(
+        "--stop", action="store_true", help="stop the suite started from this checkout (make stop)"
+    )
     parser.add_argument(
         "--instance",
         type=Path,
-        default=INSTANCE,
+        default=None,
         metavar="DIR",
-        help="where the embedded Redis keeps its files (default: instance/)",
+        help="where the suite keeps its files: Redis's, its password, suite.json (default: INSTANCE_DIR, "
+        "else instance/)",
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check every component's settings, then start Redis (if embedded) and the suite."""
+    """Check every component's settings, then start Redis (if embedded) and the suite; or ``--stop`` it."""
     args = parse_args(argv)
+    if args.stop:
+        return stop_suite(args.instance or instance_dir(read_environment()["INSTANCE_DIR"]))
     try:
         settings = load_settings(component="launcher")
         names, binds, health = plan(settings)
@@ -205,43 +191,111 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    for warning in issuer_warnings(settings.issuer):
+        print(f"launcher: warning: {warning}", file=sys.stderr)
     if args.check:
         print("configuration OK")
         return 0
+    instance = args.instance or instance_dir(settings.instance_dir)
+    refusal = claim_instance(instance) or busy_port(binds)
+    if refusal:
+        print(f"launcher: {refusal}", file=sys.stderr)
+        return 1
+    return start_suite(settings, names, binds, health, instance)
 
+
+#: The open lock file of this launcher's instance directory (held until the process ends).
+_instance_lock: int | None = None
+
+
+def claim_instance(instance: Path) -> str | None:
+    """Make this launcher the one suite of ``instance``; or say which suite already runs there.
+
+    One suite per instance directory: two would share one Redis directory
+    (its ``dump.rdb``) and one ``suite.json``.
+    """
+    global _instance_lock
+    instance.mkdir(parents=True, exist_ok=True)
+    running = read_suite(instance)
+    fd = os.open(instance / "launcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        elif running:
+            raise BlockingIOError
+    except BlockingIOError:
+        os.close(fd)
+        pid = f" (PID {running['pid']})" if running else ""
+        return f"a suite is already running from this checkout{pid}: `make stop` stops it"
+    _instance_lock = fd
+    return None
+
+
+def busy_port(binds: dict[str, str]) -> str | None:
+    """The first port a component needs that is taken, as one line naming it and the likely cause."""
+    for variable, address in binds.items():
+        host, _, port = address.rpartition(":")
+        if not port_free(int(port), host):
+            name = variable.removesuffix("_BIND").lower()
+            return (
+                f"port {port} ({name}, from {PORT_VARIABLES[name]}) is already in use: another suite is "
+                f"running? `make stop` (or stop what listens on {port}, or move {PORT_VARIABLES[name]} "
+                "to another port)"
+            )
+    return None
+
+
+def start_suite(
+    settings: Settings, names: list[str], binds: dict[str, str], health: dict[str, str], instance: Path
+) -> int:
+    """Start Redis (if embedded), write ``suite.json``, run honcho; remove and stop them on the way out."""
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    # `kill` (SIGTERM, what `make stop` sends) stops the suite as gracefully
+    # as Ctrl-C does, so no gunicorn or Redis is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     redis_proc = None
     redis_url = settings.redis_url
-    if not redis_url:
-        redis_proc, redis_url = start_embedded_redis(args.instance / "redis")
-        env["REDIS_URL"] = redis_url
-        print(
-            f"launcher: started an embedded Redis at {redis_url} (files in {args.instance / 'redis'})",
-            flush=True,
-        )
-    env.update(binds)
     try:
+        if not redis_url:
+            redis_proc, redis_url = start_embedded_redis(instance / "redis", instance)
+            env["REDIS_URL"] = redis_url
+            print(
+                f"launcher: started an embedded Redis at {shown(redis_url)} (files in {instance / 'redis'}, "
+                f"password in {instance / PASSWORD_FILE_NAME})",
+                flush=True,
+            )
+        env.update(binds)
+        ports = {name: int(address.rpartition(":")[2]) for name, address in binds.items()}
+        write_suite(instance, pid=os.getpid(), redis_url=redis_url, ports=ports)
         return run_honcho(settings, names, health, env, redis_url)
+    except KeyboardInterrupt:  # stopped before honcho ran
+        return 0
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(timeout=10)
             print("launcher: embedded Redis stopped", flush=True)
+        # Last: until now `make stop` and the command-line tools may still use the suite.
+        remove_suite(instance, os.getpid())
 
 
 def run_honcho(
     settings, names: list[str], health: dict[str, str], env: dict[str, str], redis_url: str
 ) -> int:
-    """Start the Procfile's processes ``names`` through honcho; print the table once all are healthy."""
+    """Start the Procfile's processes ``names`` through honcho; print the table once all are healthy.
+
+    :return: 0 when the suite was asked to stop (Ctrl-C, ``make stop``) and
+        stopped; honcho's exit code when a component ended the suite.
+    """
     honcho = [str(VENV_BIN / "honcho"), "-f", str(PROJECT_ROOT / "Procfile"), "-d", str(PROJECT_ROOT)]
     started = time.monotonic()
-    # `kill` (SIGTERM) stops the suite as gracefully as Ctrl-C does, so no
-    # gunicorn or Redis is left behind.
-    signal.signal(signal.SIGTERM, _interrupt)
     procs = subprocess.Popen([*honcho, "start", *names], env=env, cwd=PROJECT_ROOT)
     try:
         missing = wait_healthy(health, procs)
+        if procs.poll() is not None:
+            print("launcher: a component exited at start (see the log lines above)", file=sys.stderr)
+            return procs.returncode or 1
         if missing:
             print(
                 f"launcher: not healthy after 60 s: {', '.join(missing)} (see the log lines above)",
@@ -252,19 +306,59 @@ def run_honcho(
             print_table(settings, names, redis_url)
         return procs.wait()
     except KeyboardInterrupt:
-        # Ctrl-C in a terminal reaches honcho too; a `kill` reaches only us.
-        # Either way honcho is told once more, and it stops its children.
-        if procs.poll() is None:
-            procs.send_signal(signal.SIGTERM)
-        try:
-            return procs.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            procs.kill()
-            return procs.wait()
+        return _stop_honcho(procs)
     finally:
         if procs.poll() is None:
             procs.terminate()
             procs.wait()
+
+
+def _stop_honcho(procs: subprocess.Popen) -> int:
+    """Stop honcho (and so its children) after Ctrl-C or SIGTERM: 0 when it stopped in time."""
+    # A second Ctrl-C while everything stops must not leave half of it running.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ctrl-C in a terminal reaches honcho too; a `kill` reaches only us.
+    # Either way honcho is told once more, and it stops its children.
+    if procs.poll() is None:
+        procs.send_signal(signal.SIGTERM)
+    try:
+        procs.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        procs.kill()
+        procs.wait()
+        return 1
+    # honcho's own exit code reflects its children dying of SIGTERM (143):
+    # for a stop the user asked for, that is success.
+    print("launcher: stopped", flush=True)
+    return 0
+
+
+def stop_suite(instance: Path) -> int:
+    """``make stop``: signal the launcher that ``instance/suite.json`` names, and wait until it is done."""
+    suite = read_suite(instance)
+    if suite is None:
+        print(f"launcher: no suite is running from this checkout ({instance / SUITE_FILE_NAME} names none)")
+        return 0
+    pid = suite["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError:
+        print(
+            f"launcher: the suite (PID {pid}) belongs to another user; stop it as that user", file=sys.stderr
+        )
+        return 1
+    except ProcessLookupError:  # it ended between the look-up and the signal
+        pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    # Until the launcher has exited: it removes suite.json last, and its lock goes with the process.
+    while launcher_alive(pid):
+        if time.monotonic() > deadline:
+            print(f"launcher: the suite (PID {pid}) did not stop within {STOP_TIMEOUT} s", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"launcher: stopped the suite (PID {pid})")
+    return 0
 
 
 def _interrupt(signum, frame):

@@ -83,6 +83,48 @@ STEPS: dict[str, tuple[str, str]] = {
         "(RP-Initiated Logout). 'id_token_hint' says who is signing out; afterwards the issuer sends the "
         "browser back to post_logout_redirect_uri with our 'state'.",
     ),
+    # -- the native app (RFC 8252): the same steps, told for a public client without a server ---------------
+    "native.authorization_request": (
+        "Authorization request",
+        "The system browser now goes to the issuer's authorization endpoint (RFC 8252 §6: never a view "
+        "embedded in this program, which could read the password). The user signs in there. 'state' ties the "
+        "answer to this run of the program, 'nonce' ties the ID token to it, and 'code_challenge' is the "
+        "hash of a secret (the PKCE code_verifier) that only this process holds, so another program on this "
+        "machine that catches the redirect cannot redeem the code (RFC 7636).",
+    ),
+    "native.callback": (
+        "Callback",
+        "One redirect later the browser delivers the issuer's answer to this program's one-shot listener on "
+        "the loopback interface (RFC 8252 §7.3), which takes only the answer with our 'state' and closes. "
+        "Before using it we check that it answers the request we made.",
+    ),
+    "native.token_request.authorization_code": (
+        "Token request (authorization code)",
+        "This program (a native app has no server) now talks to the issuer directly, not through the "
+        "browser: it sends the one-time code and the PKCE code_verifier, and no client authentication. A "
+        "native app is a public client: a secret shipped inside it could be extracted (RFC 8252 §8.4). The "
+        "verifier is the proof instead: the issuer hashes it and compares it with the code_challenge.",
+    ),
+    "native.token_request.refresh": (
+        "Token request (refresh)",
+        "You asked for fresh tokens, so the program sends the refresh token to the issuer's token endpoint, "
+        "without sending you anywhere. The refresh token is bound to the client it was issued to (RFC 6749 "
+        "§6): `login`'s public client sends only its client_id, `password-login`'s trusted client also its "
+        "secret. A rotating issuer also sends a new refresh token; the old one is then dead.",
+    ),
+    "native.token_request.refresh_expired": (
+        "Token request (refresh)",
+        "The stored access token has expired, so before calling the API the program asks the issuer for a "
+        "new one with the refresh token, without sending you anywhere. A rotating issuer also sends a new "
+        "refresh token; the old one is then dead.",
+    ),
+    "native.revocation": (
+        "Revocation",
+        "At sign-out the program asks the issuer to revoke the refresh token and then the access token "
+        "(RFC 7009), and deletes its stored copy. Nobody can use the refresh token any more, even if it "
+        "leaked; a JWT access token still passes an API's local checks until it expires, but an API that "
+        "introspects it sees it revoked.",
+    ),
     # -- grants without a browser -------------------------------------------------------------------------
     "token_request.client_credentials": (
         "Token request (client credentials)",

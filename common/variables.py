@@ -90,6 +90,13 @@ VARIABLES: tuple[Variable, ...] = (
         "Redis for sessions and the dev issuer's state; empty: the launcher starts an embedded Redis",
     ),
     _row(
+        "INSTANCE_DIR",
+        "",
+        check_directory,
+        f"{_SESSIONS} launcher",
+        "where make run keeps its files (the embedded Redis, its password, suite.json); empty: instance/",
+    ),
+    _row(
         "SECRET_KEY",
         "dev-only-secret-key-do-not-use-in-production",
         secret(),

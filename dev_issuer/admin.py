@@ -66,8 +66,21 @@ def rotate_keys():
 @click.command("rotate-keys")
 @with_appcontext
 def rotate_keys_command():
-    """Rotate the dev issuer's signing keys (the next key was already published)."""
-    summary = state().keyring.rotate()
+    """Rotate the dev issuer's signing keys (the next key was already published).
+
+    Without ``REDIS_URL`` the settings name the Redis of the suite ``make
+    run`` is running (``instance/suite.json``); when that Redis cannot be
+    reached, one line says so, not a traceback.
+    """
+    import redis  # noqa: PLC0415 -- only this command's error handling needs it
+
+    try:
+        summary = state().keyring.rotate()
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"cannot reach the dev issuer's Redis ({' '.join(str(exc).split())}). Is the suite running? "
+            "Start it with `make run`, or set REDIS_URL to the Redis the dev issuer uses."
+        ) from None
     click.echo(f"now signing with: {summary['current']}")
     click.echo(f"published next:   {summary['next']}")
     click.echo(f"still published:  {', '.join(summary['retired'])}")

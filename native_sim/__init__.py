@@ -15,9 +15,9 @@ Two modes, one baseline and one legacy variant:
 ``password-login`` (the "trusted app" mode)
     The Resource Owner Password grant (RFC 6749 §4.3): the program itself
     asks for the user's password and sends it to the issuer.  RFC 9700 §2.4
-    says this grant MUST NOT be used; it is here, off unless
-    ``TRUSTED_MODE=true``, because the guide describes it and existing apps
-    still use it.
+    says this grant MUST NOT be used; it is here, off unless ``TRUSTED_MODE``
+    is ``true`` (or ``auto``, the default, against the bundled dev issuer),
+    because the guide describes it and existing apps still use it.
 
 The other commands (``call-api``, ``refresh``, ``whoami``, ``logout``) work on
 the tokens either mode stored.  Run ``python -m native_sim --help``.

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         command(
             "password-login",
             "trusted mode: sign in with username and password (Resource Owner "
-            "Password grant, deprecated by RFC 9700; needs TRUSTED_MODE=true)",
+            "Password grant, deprecated by RFC 9700; on with TRUSTED_MODE=true, and with "
+            "TRUSTED_MODE=auto, the default, against the bundled dev issuer)",
         )
     )
     command(

@@ -37,7 +37,17 @@ from common.logout import revoke_token
 from common.recorder import NULL_RECORDER, FlowRecorder
 from common.tokens import TokenEndpointError, TokenSet, exchange_code, refresh_tokens
 
-from .context import EXIT_SIGNED_OUT, EXIT_TIMEOUT, LOGIN_AGAIN, NATIVE, TRUSTED, CommandError, Context
+from .context import (
+    EXIT_SIGNED_OUT,
+    EXIT_TIMEOUT,
+    EXPIRED_REFRESH_STEPS,
+    LOGIN_AGAIN,
+    NATIVE,
+    TRUSTED,
+    CommandError,
+    Context,
+    NativeRecorder,
+)
 from .loopback import LOOPBACK_HOST, LoginTimeout, LoopbackListener
 from .summary import expiry, token_summary, who
 
@@ -68,11 +78,12 @@ def trusted_client(settings: Settings, *, recorder: FlowRecorder = NULL_RECORDER
     )
 
 
-def client_for(ctx: Context, record: dict[str, Any]) -> Client:
+def client_for(ctx: Context, record: dict[str, Any], recorder: FlowRecorder | None = None) -> Client:
     """The client the stored tokens were issued to: a refresh token is bound to it (RFC 6749 §6)."""
+    recorder = recorder or ctx.recorder
     if record.get("client") == TRUSTED:
-        return trusted_client(ctx.settings, recorder=ctx.recorder)
-    return native_client(ctx.settings, recorder=ctx.recorder)
+        return trusted_client(ctx.settings, recorder=recorder)
+    return native_client(ctx.settings, recorder=recorder)
 
 
 # -- login: Authorization Code + PKCE through the system browser --------------
@@ -200,7 +211,7 @@ def call_api(ctx: Context) -> int:
     record, tokens = _load(ctx)
     if tokens.expired():
         ctx.say("The access token has expired; refreshing it first.")
-        tokens = _refresh(ctx, record, tokens)
+        tokens = _refresh(ctx, record, tokens, expired=True)
     url = f"{ctx.settings.api_url}/api/messages"
     try:
         answer = api.call_api(
@@ -318,15 +329,43 @@ def _load(ctx: Context) -> tuple[dict[str, Any], TokenSet]:
     return record, TokenSet.from_dict(record["tokens"])
 
 
-def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet) -> TokenSet:
-    """Refresh, store the result, and turn a refused refresh token into "sign in again"."""
+def _refresh(ctx: Context, record: dict[str, Any], tokens: TokenSet, *, expired: bool = False) -> TokenSet:
+    """Refresh under the store's lock, store the result; a refused refresh token means "sign in again".
+
+    Another ``native_sim`` may be refreshing the same tokens right now. A
+    rotating issuer takes a second use of a refresh token for theft and
+    revokes the grant (RFC 9700 §4.14.2), so the refresh runs under the
+    token store's lock, and the store is read again once the lock is held:
+    if the other process has stored new tokens meanwhile, those are used.
+    """
+    with ctx.store.locked():
+        current = ctx.store.load()
+        stored = (current or {}).get("tokens")
+        if (
+            isinstance(stored, dict)
+            and stored.get("refresh_token") != tokens.refresh_token
+            and current.get("issuer") == record.get("issuer")
+            and current.get("client_id") == record.get("client_id")
+        ):
+            # Someone else spent the refresh token we read and stored its successor.
+            ctx.say("Another native_sim process has just refreshed the tokens; using those.")
+            return TokenSet.from_dict(stored)
+        return _spend_refresh_token(ctx, record, tokens, expired)
+
+
+def _spend_refresh_token(ctx: Context, record: dict[str, Any], tokens: TokenSet, expired: bool) -> TokenSet:
+    """The refresh request itself (RFC 6749 §6); the caller holds the store's lock.
+
+    :param expired: ``call-api`` found the access token expired (else the user ran ``refresh``).
+    """
     if not tokens.refresh_token:
         raise CommandError(
             f"No refresh token is stored (the issuer did not issue one). {LOGIN_AGAIN}",
             EXIT_SIGNED_OUT,
             "no_refresh_token",
         )
-    client = client_for(ctx, record)
+    recorder = NativeRecorder(ctx.log, EXPIRED_REFRESH_STEPS) if expired else ctx.recorder
+    client = client_for(ctx, record, recorder)
     try:
         # previous=tokens: a new ID token must be about the same user, and the
         # sign-in's ID token is kept when the issuer sends none (OIDC Core 12.2).

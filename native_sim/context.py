@@ -26,6 +26,42 @@ NATIVE, TRUSTED = "native", "trusted"
 
 LOGIN_AGAIN = "Run `python -m native_sim login` to sign in again."
 
+#: The shared steps the native app tells in its own words (``native.*`` in :mod:`common.narration`):
+#: a public client, no server, no client authentication, and a logout that revokes both tokens.
+NATIVE_STEPS = {
+    "authorization_request": "native.authorization_request",
+    "callback": "native.callback",
+    "token_request.authorization_code": "native.token_request.authorization_code",
+    "token_request.refresh": "native.token_request.refresh",
+    "revocation": "native.revocation",
+}
+
+#: ``call-api`` refreshes because the access token has expired, not because the user asked.
+EXPIRED_REFRESH_STEPS = {**NATIVE_STEPS, "token_request.refresh": "native.token_request.refresh_expired"}
+
+
+class NativeRecorder(FlowRecorder):
+    """A :class:`FlowRecorder` that narrates some shared steps with the native app's texts.
+
+    :param steps: shared step name -> the native step name to narrate it with.
+    """
+
+    def __init__(self, log: FlowLog | None, steps: dict[str, str]):
+        super().__init__(log)
+        self.steps = steps
+
+    def step(self, step: str, **details) -> None:
+        """Record ``step`` under its native name, when it has one."""
+        super().step(self.steps.get(step, step), **details)
+
+    def token(self, step: str, token: str, checks, error=None) -> None:
+        """Record a JWT under the step's native name, when it has one."""
+        super().token(self.steps.get(step, step), token, checks, error)
+
+    def failure(self, step: str, error, **values) -> None:
+        """Record a failure of ``step`` under its native name, when it has one."""
+        super().failure(self.steps.get(step, step), error, **values)
+
 
 class CommandError(Exception):
     """A command failed; ``str(error)`` is the one line shown to the user.
@@ -67,8 +103,8 @@ class Context:
 
     @property
     def recorder(self) -> FlowRecorder:
-        """The flow recorder for ``--explain`` (records nothing without it)."""
-        return FlowRecorder(self.log)
+        """The flow recorder for ``--explain`` (records nothing without it), in the native app's words."""
+        return NativeRecorder(self.log, NATIVE_STEPS)
 
     def explain(self) -> None:
         """Print the protocol steps recorded since the last call (``--explain``)."""

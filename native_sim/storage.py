@@ -24,13 +24,22 @@ import os
 import secrets
 import stat
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one process at a time is the user's job there
+    fcntl = None
 
 from common.config import Settings
 
 #: The file name inside the token directory.
 TOKEN_FILE_NAME = "native_sim-tokens.json"
+
+#: The lock file next to the tokens: held while a refresh spends the refresh token.
+LOCK_FILE_NAME = "native_sim-tokens.lock"
 
 #: The keyring "service" under which the record is stored.
 KEYRING_SERVICE = "oauth-samples.native_sim"
@@ -41,6 +50,30 @@ class TokenStore:
 
     #: Where the tokens live, for messages ("/home/me/.config/...", "the OS keyring").
     description = ""
+
+    #: The lock file of :meth:`locked` (the token directory's, or the default one for the keyring).
+    lock_path: Path
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock file (``fcntl.flock``, exclusive) for the duration of the block.
+
+        A rotating issuer accepts each refresh token once and treats a second
+        use as theft, revoking the whole grant (RFC 9700 §4.14.2). Two
+        processes that refresh at once must therefore take turns, and the
+        second must re-read the store after the lock is granted: the first
+        may already have stored new tokens.
+        """
+        directory = self.lock_path.parent
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            # Closing the descriptor releases the lock, also when the block raised.
+            os.close(fd)
 
     def load(self) -> dict[str, Any] | None:
         """The stored record, or ``None`` when there is none."""
@@ -78,6 +111,7 @@ class FileTokenStore(TokenStore):
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.path = self.directory / TOKEN_FILE_NAME
+        self.lock_path = self.directory / LOCK_FILE_NAME
         self.description = str(self.path)
 
     def _ensure_directory(self) -> None:
@@ -155,9 +189,11 @@ class KeyringTokenStore(TokenStore):
 
     description = "the OS keyring"
 
-    def __init__(self, keyring_module, account: str):
+    def __init__(self, keyring_module, account: str, lock_directory: Path | None = None):
         self._keyring = keyring_module
         self._account = account
+        # The keyring has no locks of its own: the lock file lives in the user's config directory.
+        self.lock_path = (lock_directory or default_token_dir()) / LOCK_FILE_NAME
 
     def load(self) -> dict[str, Any] | None:
         """Read the record from the keyring."""

@@ -130,6 +130,7 @@ def test_secrets_may_contain_characters_that_look_like_placeholders():
 BROKEN = {
     "ISSUER": "https://{yourOktaDomain}/oauth2/default",
     "REDIS_URL": "http://localhost:6379",
+    "INSTANCE_DIR": "{a file}",  # replaced by a file's path in the fixture
     "SECRET_KEY": "",
     "WEB_CLIENT_ID": "{clientId}",
     "WEB_CLIENT_SECRET": "",
@@ -170,7 +171,7 @@ def broken(tmp_path):
     """:data:`BROKEN`, with a real file where a directory is expected; the unbreakable left out."""
     a_file = tmp_path / "not-a-directory"
     a_file.write_text("")
-    values = {**BROKEN, "NATIVE_TOKEN_DIR": str(a_file)}
+    values = {**BROKEN, "NATIVE_TOKEN_DIR": str(a_file), "INSTANCE_DIR": str(a_file)}
     return {name: value for name, value in values.items() if value is not None}
 
 

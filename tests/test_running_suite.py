@@ -1,0 +1,50 @@
+"""instance/suite.json and instance/redis-password: how make stop and the tools find the running suite."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+from common.config import load_settings
+from common.running_suite import read_suite, redis_password, write_suite
+
+
+def test_the_password_is_made_once_with_mode_0600(tmp_path):
+    first = redis_password(tmp_path)
+    assert len(first) >= 32 and first == redis_password(tmp_path)
+    assert stat.S_IMODE((tmp_path / "redis-password").stat().st_mode) == 0o600
+
+
+def test_a_suite_file_left_by_a_dead_or_foreign_process_is_ignored(tmp_path):
+    # Not a launcher (this test process), then a PID nobody has (above the kernel's pid_max).
+    for pid in (os.getpid(), 2**22 + 17):
+        write_suite(tmp_path, pid=pid, redis_url="redis://:pw@127.0.0.1:1/0", ports={})
+        assert stat.S_IMODE((tmp_path / "suite.json").stat().st_mode) == 0o600
+        assert read_suite(tmp_path) is None
+        settings = load_settings({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": ""}, component="dev_issuer")
+        assert settings.redis_url == ""
+
+
+def test_the_running_launchers_redis_is_found_without_redis_url(tmp_path):
+    # A process whose command line is a launcher's, standing in for `make run`.
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "common.launcher"], stdout=subprocess.DEVNULL
+    )
+    try:
+        write_suite(tmp_path, pid=stand_in.pid, redis_url="redis://:pw@127.0.0.1:6380/0", ports={})
+        assert json.loads((tmp_path / "suite.json").read_text())["pid"] == stand_in.pid
+        settings = load_settings({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": ""}, component="dev_issuer")
+        assert settings.redis_url == "redis://:pw@127.0.0.1:6380/0"
+        # REDIS_URL, when set, wins; and the launcher never borrows another suite's Redis.
+        assert load_settings({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": "redis://h:1/0"}).redis_url == (
+            "redis://h:1/0"
+        )
+        launcher = load_settings({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": ""}, component="launcher")
+        assert launcher.redis_url == ""
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    assert read_suite(tmp_path) is None
