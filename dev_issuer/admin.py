@@ -8,8 +8,10 @@ import click
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.cli import with_appcontext
 
+from common.errors import error_response
 from common.web import require_csrf
 
+from .keys import RotationRefused
 from .state import state
 
 bp = Blueprint("admin", __name__)
@@ -52,11 +54,26 @@ def keys():
 
 @bp.route("/admin/keys/rotate", methods=["POST"])
 def rotate_keys():
-    """Rotate the signing keys (from this machine only, with the page's CSRF token)."""
+    """Rotate the signing keys (from this machine only, with the page's CSRF token, at a bounded rate).
+
+    The request's ``Host`` is already the issuer's (``hosts.py``), so a page
+    on a rebinding host name cannot get here with its stolen CSRF token.
+    """
     if not is_loopback(request.remote_addr):
         abort(403, description="Key rotation is allowed only from the issuer's own machine.")
     require_csrf()
-    summary = state().keyring.rotate()
+    try:
+        summary = state().keyring.rotate()
+    except RotationRefused as refused:
+        return error_response(
+            "rotation_refused",
+            str(refused),
+            "Tokens signed with the retired keys must keep verifying until they expire, so rotations are "
+            "rate-limited. Wait, then rotate again.",
+            429,
+            retry_url=url_for(".keys"),
+            headers={"Retry-After": str(refused.retry_after)},
+        )
     if request.accept_mimetypes.best == "application/json":
         return jsonify(summary)
     flash(f"Rotated: now signing with {summary['current']}; published next key {summary['next']}.")
@@ -67,7 +84,10 @@ def rotate_keys():
 @with_appcontext
 def rotate_keys_command():
     """Rotate the dev issuer's signing keys (the next key was already published)."""
-    summary = state().keyring.rotate()
+    try:
+        summary = state().keyring.rotate()
+    except RotationRefused as refused:
+        raise click.ClickException(f"rotation refused: {refused}") from None
     click.echo(f"now signing with: {summary['current']}")
     click.echo(f"published next:   {summary['next']}")
     click.echo(f"still published:  {', '.join(summary['retired'])}")

@@ -22,6 +22,7 @@ from flask import Blueprint, jsonify, redirect, render_template, request, sessio
 from common.web import require_csrf
 
 from .client_auth import refuse_unreadable_client_credentials
+from .endpoints import suspect_hint_reason
 from .errors import authorization_error, logout_error, post_only, register_protocol_error_handlers
 from .state import authorization_server, state
 
@@ -308,8 +309,10 @@ def logout():
 
     Only a ``post_logout_redirect_uri`` registered for the client named by
     the ``id_token_hint`` is followed (§3); anything else ends on a page
-    here.  Without a hint, the user confirms first (§6: such requests could
-    otherwise sign people out from other sites).
+    here.  Without a hint, or with one that is not an ID token of a
+    registered client about the signed-in user, the user confirms first
+    (§2, §4, §6: such requests could otherwise sign people out from other
+    sites), with a form POST that carries the page's CSRF token.
     """
     if request.method == "POST" and request.form.get("confirm") == "yes":
         require_csrf()
@@ -319,8 +322,13 @@ def logout():
         validated = authorization_server().validate_endpoint_request("end_session")
     except (OAuth2Error, ValueError) as error:
         return logout_error(error)
-    if validated.needs_confirmation:
-        return render_template("dev_issuer/logout_confirm.html", user=signed_in_user()[0])
+    user = signed_in_user()[0]
+    suspect = None
+    if validated.id_token_claims is not None:
+        hint = request.values.get("id_token_hint", "")
+        suspect = suspect_hint_reason(hint, validated.id_token_claims, user)
+    if validated.needs_confirmation or suspect:
+        return render_template("dev_issuer/logout_confirm.html", user=user, reason=suspect)
     response = authorization_server().create_endpoint_response("end_session", validated)
     if response is not None:
         return response
