@@ -73,7 +73,9 @@ def create_app(test_config=None):
     redis_client = connect_redis(settings.redis_url)
     users = seed_users(settings)
     store = Store(redis_client, settings, clients, users)
-    config_oauth(app, IssuerState(settings, clients, users, store, Keyring(redis_client, retention_for(settings))))
+    config_oauth(
+        app, IssuerState(settings, clients, users, store, Keyring(redis_client, retention_for(settings)))
+    )
     register_views(app, settings.issuer)
     validate_metadata(app)
     return app

@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash
 from common.session import regenerate_session_id
 from common.web import require_csrf, safe_next
 
+from .freshness import record_fresh_sign_in
 from .state import state
 
 bp = Blueprint("auth", __name__)
@@ -52,7 +53,7 @@ def sign_in():
             regenerate_session_id(current_app, session)
             session["username"] = user.username
             session["auth_time"] = int(time.time())
-            session["fresh_sign_in"] = True
+            record_fresh_sign_in(next_url)
             return redirect(next_url)
         if user is None:
             check_password_hash(_DUMMY_HASH, password)

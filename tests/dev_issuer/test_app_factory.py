@@ -65,10 +65,18 @@ def test_each_app_has_its_own_server_and_every_grant(make_issuer):
         assert "access_token" in response.get_json()
 
 
-def test_loopback_http_issuer_serves_plain_http_whatever_the_host_header(make_issuer):
+def test_loopback_http_issuer_serves_plain_http_at_its_own_host_only(make_issuer):
+    """Plain http at the issuer's own host and port; any other ``Host`` is refused before Authlib runs.
+
+    (It used to be served under any ``Host``; the Host check of ``dev_issuer/hosts.py``,
+    against DNS rebinding, now refuses other names, loopback aliases included.)
+    """
     app = make_issuer(LOOPBACK_ISSUER)
-    for base_url in ("http://127.0.0.1:9999", "http://localhost:9999", "http://issuer.test"):
-        assert service_token(app, base_url).status_code == 200, base_url
+    assert service_token(app, "http://127.0.0.1:9999").status_code == 200
+    for base_url in ("http://localhost:9999", "http://127.0.0.1:9998", "http://issuer.test"):
+        refused = service_token(app, base_url)
+        assert refused.status_code == 400, base_url
+        assert b"invalid_host" in refused.get_data() and b"access_token" not in refused.get_data()
 
 
 def test_https_issuer_refuses_plain_http_even_after_a_loopback_issuer(make_issuer):
