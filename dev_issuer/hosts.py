@@ -55,7 +55,7 @@ def init_host_check(app: Flask, issuer: str) -> None:
         return error_response(
             "invalid_host",
             f"This issuer answers only at {origin}, not at the host this request was addressed to "
-            f"({host[:100] or 'none'}).",
+            f"({host[:100] or 'a missing or malformed Host header'}).",
             f"Open {origin} (the host and port of ISSUER). Other names are refused so that a page on "
             "another host name that resolves to this machine (DNS rebinding) cannot use the issuer.",
             400,

@@ -201,9 +201,10 @@ class Keyring:
             keys = document["keys"]
             current = next(k for k in keys if k["status"] == "current")
             upcoming = next(k for k in keys if k["status"] == "next")
-            current["status"], current["retired"], upcoming["status"] = "retired", now, "current"
             # Keys retired before retirement times were recorded count as retired now.
-            retired = [current] + [{"retired": now, **k} for k in keys if k["status"] == "retired"]
+            retired = [{"retired": now, **k} for k in keys if k["status"] == "retired"]
+            current["status"], current["retired"], upcoming["status"] = "retired", now, "current"
+            retired.insert(0, current)
             fresh = {"status": "next", "created": now, "jwk": generate_key()}
             keys = [upcoming, fresh] + [k for k in retired if self._still_needed(k, now)]
             self.redis.set(KEYS, json.dumps({"keys": keys, "rotated": now}))

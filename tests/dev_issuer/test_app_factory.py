@@ -6,11 +6,13 @@ environment switch set by ``create_app`` would get wrong.
 """
 
 import os
+import re
 
 import pytest
 import redis
 
 from dev_issuer import create_app
+from dev_issuer.keys import ROTATION_INTERVAL
 from dev_issuer.state import SERVER_EXTENSION, STATE_EXTENSION
 
 #: A Redis database no other test uses (the suite uses 0, 1, 3, 7 and 9).
@@ -97,3 +99,21 @@ def test_rotate_keys_command_is_registered(make_issuer):
     result = make_issuer(LOOPBACK_ISSUER).test_cli_runner().invoke(args=["rotate-keys"])
     assert result.exit_code == 0, result.output
     assert "now signing with:" in result.output and "published next:" in result.output
+
+
+def test_a_second_rotation_at_once_is_refused_with_429_page_and_cli_line(make_issuer):
+    """Key rotation is rate-limited for the page and the CLI alike (shared through Redis)."""
+    app = make_issuer(LOOPBACK_ISSUER)
+    client = app.test_client()
+    page = client.get("/admin/keys", base_url="http://127.0.0.1:9999").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    def rotate():
+        return client.post("/admin/keys/rotate", base_url="http://127.0.0.1:9999", data={"csrf_token": csrf})
+
+    assert rotate().status_code == 302
+    refused = rotate()
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= ROTATION_INTERVAL
+    assert b"rotation_refused" in refused.get_data() and b"try again in" in refused.get_data()
+    result = app.test_cli_runner().invoke(args=["rotate-keys"])
+    assert result.exit_code == 1 and "rotation refused" in result.output and "Traceback" not in result.output
