@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 from common.errors import error_response
 from common.web import require_csrf
 
-from .keys import RotationRefused
+from .keys import MAX_RETIRED, ROTATION_INTERVAL, RotationRefused
 from .state import state
 
 bp = Blueprint("admin", __name__)
@@ -48,7 +48,11 @@ def apps():
 def keys():
     """The signing keys and their roles, with the rotation button."""
     return render_template(
-        "dev_issuer/keys.html", summary=state().keyring.summary(), can_rotate=is_loopback(request.remote_addr)
+        "dev_issuer/keys.html",
+        summary=state().keyring.summary(),
+        can_rotate=is_loopback(request.remote_addr),
+        rotation_interval=ROTATION_INTERVAL,
+        max_retired=MAX_RETIRED,
     )
 
 
