@@ -9,7 +9,8 @@ One module per concern: ``clients.py`` (the client registry), ``users.py``,
 ``keys.py`` (signing keys and their rotation), ``tokens.py`` (minting),
 ``grants.py`` and ``endpoints.py`` (Authlib's grants and endpoints),
 ``client_auth.py``, ``responses.py`` (authorization responses),
-``errors.py``, ``hosts.py`` (the ``Host`` check), ``server.py`` (the wiring), and the views: ``oauth.py``
+``errors.py``, ``hosts.py`` (the ``Host`` check), ``freshness.py`` (re-authentication),
+``server.py`` (the wiring), and the views: ``oauth.py``
 (protocol), ``auth.py`` (sign-in), ``admin.py`` (the issuer's own pages).
 """
 
