@@ -9,7 +9,8 @@ One module per concern: ``clients.py`` (the client registry), ``users.py``,
 ``keys.py`` (signing keys and their rotation), ``tokens.py`` (minting),
 ``grants.py`` and ``endpoints.py`` (Authlib's grants and endpoints),
 ``client_auth.py``, ``responses.py`` (authorization responses),
-``errors.py``, ``server.py`` (the wiring), and the views: ``oauth.py``
+``errors.py``, ``hosts.py`` (the ``Host`` check), ``freshness.py`` (re-authentication),
+``server.py`` (the wiring), and the views: ``oauth.py``
 (protocol), ``auth.py`` (sign-in), ``admin.py`` (the issuer's own pages).
 """
 
@@ -36,7 +37,8 @@ from common.web import (
 
 from . import admin, auth, oauth
 from .clients import origin_and_wildcard, register_clients
-from .keys import Keyring
+from .hosts import init_host_check
+from .keys import Keyring, retention_for
 from .server import config_oauth
 from .state import IssuerState
 from .storage import Store
@@ -51,6 +53,8 @@ def create_app(test_config=None):
     init_settings(
         app, settings, app_name="dev_issuer", base_url=settings.issuer_base_url, test_config=test_config
     )
+    # First of all the hooks: no page or endpoint answers under another host name (DNS rebinding).
+    init_host_check(app, settings.issuer)
     init_server_session(app, settings)  # the issuer's own sign-in session (SSO)
     init_templates(app, title="Dev issuer")
     init_error_pages(app, answer="html")
@@ -70,7 +74,9 @@ def create_app(test_config=None):
     redis_client = connect_redis(settings.redis_url)
     users = seed_users(settings)
     store = Store(redis_client, settings, clients, users)
-    config_oauth(app, IssuerState(settings, clients, users, store, Keyring(redis_client)))
+    config_oauth(
+        app, IssuerState(settings, clients, users, store, Keyring(redis_client, retention_for(settings)))
+    )
     register_views(app, settings.issuer)
     validate_metadata(app)
     return app

@@ -8,8 +8,10 @@ import click
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.cli import with_appcontext
 
+from common.errors import error_response
 from common.web import require_csrf
 
+from .keys import MAX_RETIRED, ROTATION_INTERVAL, RotationRefused
 from .state import state
 
 bp = Blueprint("admin", __name__)
@@ -46,17 +48,36 @@ def apps():
 def keys():
     """The signing keys and their roles, with the rotation button."""
     return render_template(
-        "dev_issuer/keys.html", summary=state().keyring.summary(), can_rotate=is_loopback(request.remote_addr)
+        "dev_issuer/keys.html",
+        summary=state().keyring.summary(),
+        can_rotate=is_loopback(request.remote_addr),
+        rotation_interval=ROTATION_INTERVAL,
+        max_retired=MAX_RETIRED,
     )
 
 
 @bp.route("/admin/keys/rotate", methods=["POST"])
 def rotate_keys():
-    """Rotate the signing keys (from this machine only, with the page's CSRF token)."""
+    """Rotate the signing keys (from this machine only, with the page's CSRF token, at a bounded rate).
+
+    The request's ``Host`` is already the issuer's (``hosts.py``), so a page
+    on a rebinding host name cannot get here with its stolen CSRF token.
+    """
     if not is_loopback(request.remote_addr):
         abort(403, description="Key rotation is allowed only from the issuer's own machine.")
     require_csrf()
-    summary = state().keyring.rotate()
+    try:
+        summary = state().keyring.rotate()
+    except RotationRefused as refused:
+        return error_response(
+            "rotation_refused",
+            str(refused),
+            "Tokens signed with the retired keys must keep verifying until they expire, so rotations are "
+            "rate-limited. Wait, then rotate again.",
+            429,
+            retry_url=url_for(".keys"),
+            headers={"Retry-After": str(refused.retry_after)},
+        )
     if request.accept_mimetypes.best == "application/json":
         return jsonify(summary)
     flash(f"Rotated: now signing with {summary['current']}; published next key {summary['next']}.")
@@ -70,12 +91,15 @@ def rotate_keys_command():
 
     Without ``REDIS_URL`` the settings name the Redis of the suite ``make
     run`` is running (``instance/suite.json``); when that Redis cannot be
-    reached, one line says so, not a traceback.
+    reached, or a rotation is refused (at most one a minute), one line says
+    so, not a traceback.
     """
     import redis  # noqa: PLC0415 -- only this command's error handling needs it
 
     try:
         summary = state().keyring.rotate()
+    except RotationRefused as refused:
+        raise click.ClickException(f"rotation refused: {refused}") from None
     except redis.RedisError as exc:
         raise click.ClickException(
             f"cannot reach the dev issuer's Redis ({' '.join(str(exc).split())}). Is the suite running? "

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from common.session import regenerate_session_id
 from common.web import require_csrf, safe_next
 
+from .freshness import record_fresh_sign_in, requires_fresh_sign_in
 from .oauth import signed_in_user
 from .state import state
 from .users import authenticate
@@ -71,7 +72,10 @@ def show_sign_in_form(next_url: str):
     """
     failed = session.pop(FAILED_SIGN_IN, None)
     user, auth_time = signed_in_user()
-    if user is not None and failed is None and not reauthentication_requested(next_url, auth_time):
+    # A form sent for a re-authentication (prompt=login, max_age) carries a
+    # challenge (dev_issuer.freshness): then the SSO session is not enough.
+    fresh_needed = requires_fresh_sign_in(next_url) or reauthentication_requested(next_url, auth_time)
+    if user is not None and failed is None and not fresh_needed:
         return redirect(next_url)
     if isinstance(failed, dict):
         error, username = SIGN_IN_FAILED, str(failed.get("username", ""))
@@ -123,7 +127,7 @@ def check_sign_in(next_url: str):
         regenerate_session_id(current_app, session)
         session["username"] = user.username
         session["auth_time"] = int(time.time())
-        session["fresh_sign_in"] = True
+        record_fresh_sign_in(next_url)
         return redirect(next_url)
     session[FAILED_SIGN_IN] = {"username": username if len(username) < 200 else ""}
     return redirect(url_for("auth.sign_in", next=next_url), 303)

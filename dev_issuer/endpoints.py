@@ -7,6 +7,9 @@ authorization server, and the views in ``oauth.py`` call them by name.
 
 from __future__ import annotations
 
+import base64
+import json
+
 from authlib.oauth2 import rfc7009, rfc7662
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
@@ -92,6 +95,41 @@ class UserInfoEndpoint(oidc.UserInfoEndpoint):
 
     def resolve_private_key(self):
         return signing_key()
+
+
+#: Claims of this issuer's access tokens that its ID tokens never carry.
+ACCESS_TOKEN_ONLY_CLAIMS = ("scp", "cid")
+
+
+def hint_header_type(id_token_hint: str) -> str:
+    """The ``typ`` of the (already verified) hint's JOSE header, lower-cased (RFC 7515 §4.1.9)."""
+    segment = id_token_hint.split(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    typ = header.get("typ") if isinstance(header, dict) else None
+    return typ.lower() if isinstance(typ, str) else ""
+
+
+def suspect_hint_reason(id_token_hint: str, claims: dict, session_user) -> str | None:
+    """Why a verified ``id_token_hint`` does not by itself end ``session_user``'s session, if it does not.
+
+    RP-Initiated Logout 1.0 §2: the hint is an *ID token* issued to the
+    client, about the End-User of the session; §4 and §6: a request that
+    does not show that is suspect and needs the End-User's confirmation.
+    An access token is never taken for an ID token (RFC 9068 §2.1, RFC 8725
+    §3.11): it says ``typ: at+jwt`` or carries ``scp``/``cid``.
+    """
+    if hint_header_type(id_token_hint) == "at+jwt" or any(c in claims for c in ACCESS_TOKEN_ONLY_CLAIMS):
+        return "The id_token_hint is an access token, not an ID token."
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not audiences or not all(isinstance(a, str) and a in state().clients for a in audiences):
+        return "The id_token_hint was not issued to an application registered here."
+    if session_user is not None and claims.get("sub") != session_user.uid:
+        return "The id_token_hint names another user than the one signed in here."
+    return None
 
 
 class EndSessionEndpoint(rpinitiated.EndSessionEndpoint):

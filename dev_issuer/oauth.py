@@ -22,7 +22,9 @@ from flask import Blueprint, jsonify, redirect, render_template, request, sessio
 from common.web import require_csrf
 
 from .client_auth import refuse_unreadable_client_credentials
+from .endpoints import suspect_hint_reason
 from .errors import authorization_error, logout_error, post_only, register_protocol_error_handlers
+from .freshness import CHALLENGE_PARAMETER, challenge_request, take_fresh_sign_in
 from .state import authorization_server, state
 
 bp = Blueprint("oauth", __name__)
@@ -204,14 +206,19 @@ def unsupported_parameter_error(grant) -> OAuth2Error | None:
     return None
 
 
+def asks_for_fresh_sign_in(prompts: list[str]) -> bool:
+    """Whether the request may need a re-authentication: ``prompt=login`` or ``max_age`` (Core 3.1.2.1)."""
+    return "login" in prompts or request.values.get("max_age") is not None
+
+
 def needs_sign_in(prompts: list[str], auth_time) -> bool:
     """Whether the user must (re-)enter credentials now (OpenID Connect Core 3.1.2.1).
 
     ``prompt=login`` asks for a fresh sign-in; ``max_age`` bounds how old
-    the last one may be.  The sign-in view marks the session "fresh" for
-    exactly the next authorization request.
+    the last one may be.  A sign-in counts as fresh only for the request
+    it was made for, and only just after it (``freshness.py``).
     """
-    fresh = session.pop("fresh_sign_in", False)
+    fresh = take_fresh_sign_in(request.values.get(CHALLENGE_PARAMETER))
     if "login" in prompts and not fresh:
         return True
     max_age = request.values.get("max_age")
@@ -255,7 +262,10 @@ def authorize():
             )
         # The user now signs in at the issuer; the sign-in page sends them
         # back here with the same parameters, one redirect later.
-        query = urlencode(list(request.values.items(multi=True)))
+        items = list(request.values.items(multi=True))
+        if asks_for_fresh_sign_in(prompts):
+            items = challenge_request(items)
+        query = urlencode(items)
         return redirect(url_for("auth.sign_in", next=f"{url_for('.authorize')}?{query}"))
 
     grant.request.auth_time = auth_time
@@ -308,8 +318,10 @@ def logout():
 
     Only a ``post_logout_redirect_uri`` registered for the client named by
     the ``id_token_hint`` is followed (§3); anything else ends on a page
-    here.  Without a hint, the user confirms first (§6: such requests could
-    otherwise sign people out from other sites).
+    here.  Without a hint, or with one that is not an ID token of a
+    registered client about the signed-in user, the user confirms first
+    (§2, §4, §6: such requests could otherwise sign people out from other
+    sites), with a form POST that carries the page's CSRF token.
     """
     if request.method == "POST" and request.form.get("confirm") == "yes":
         require_csrf()
@@ -319,8 +331,13 @@ def logout():
         validated = authorization_server().validate_endpoint_request("end_session")
     except (OAuth2Error, ValueError) as error:
         return logout_error(error)
-    if validated.needs_confirmation:
-        return render_template("dev_issuer/logout_confirm.html", user=signed_in_user()[0])
+    user = signed_in_user()[0]
+    suspect = None
+    if validated.id_token_claims is not None:
+        hint = request.values.get("id_token_hint", "")
+        suspect = suspect_hint_reason(hint, validated.id_token_claims, user)
+    if validated.needs_confirmation or suspect:
+        return render_template("dev_issuer/logout_confirm.html", user=user, reason=suspect)
     response = authorization_server().create_endpoint_response("end_session", validated)
     if response is not None:
         return response

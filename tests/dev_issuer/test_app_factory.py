@@ -6,11 +6,13 @@ environment switch set by ``create_app`` would get wrong.
 """
 
 import os
+import re
 
 import pytest
 import redis
 
 from dev_issuer import create_app
+from dev_issuer.keys import ROTATION_INTERVAL
 from dev_issuer.state import SERVER_EXTENSION, STATE_EXTENSION
 
 #: A Redis database no other test uses (the suite uses 0, 1, 3, 7 and 9).
@@ -65,10 +67,18 @@ def test_each_app_has_its_own_server_and_every_grant(make_issuer):
         assert "access_token" in response.get_json()
 
 
-def test_loopback_http_issuer_serves_plain_http_whatever_the_host_header(make_issuer):
+def test_loopback_http_issuer_serves_plain_http_at_its_own_host_only(make_issuer):
+    """Plain http at the issuer's own host and port; any other ``Host`` is refused before Authlib runs.
+
+    (It used to be served under any ``Host``; the Host check of ``dev_issuer/hosts.py``,
+    against DNS rebinding, now refuses other names, loopback aliases included.)
+    """
     app = make_issuer(LOOPBACK_ISSUER)
-    for base_url in ("http://127.0.0.1:9999", "http://localhost:9999", "http://issuer.test"):
-        assert service_token(app, base_url).status_code == 200, base_url
+    assert service_token(app, "http://127.0.0.1:9999").status_code == 200
+    for base_url in ("http://localhost:9999", "http://127.0.0.1:9998", "http://issuer.test"):
+        refused = service_token(app, base_url)
+        assert refused.status_code == 400, base_url
+        assert b"invalid_host" in refused.get_data() and b"access_token" not in refused.get_data()
 
 
 def test_https_issuer_refuses_plain_http_even_after_a_loopback_issuer(make_issuer):
@@ -89,3 +99,21 @@ def test_rotate_keys_command_is_registered(make_issuer):
     result = make_issuer(LOOPBACK_ISSUER).test_cli_runner().invoke(args=["rotate-keys"])
     assert result.exit_code == 0, result.output
     assert "now signing with:" in result.output and "published next:" in result.output
+
+
+def test_a_second_rotation_at_once_is_refused_with_429_page_and_cli_line(make_issuer):
+    """Key rotation is rate-limited for the page and the CLI alike (shared through Redis)."""
+    app = make_issuer(LOOPBACK_ISSUER)
+    client = app.test_client()
+    page = client.get("/admin/keys", base_url="http://127.0.0.1:9999").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    def rotate():
+        return client.post("/admin/keys/rotate", base_url="http://127.0.0.1:9999", data={"csrf_token": csrf})
+
+    assert rotate().status_code == 302
+    refused = rotate()
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= ROTATION_INTERVAL
+    assert b"rotation_refused" in refused.get_data() and b"try again in" in refused.get_data()
+    result = app.test_cli_runner().invoke(args=["rotate-keys"])
+    assert result.exit_code == 1 and "rotation refused" in result.output and "Traceback" not in result.output
