@@ -7,6 +7,8 @@ import os
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from common.config import load_settings
 from common.running_suite import read_suite, redis_password, write_suite
@@ -28,12 +30,23 @@ def test_a_suite_file_left_by_a_dead_or_foreign_process_is_ignored(tmp_path):
         assert settings.redis_url == ""
 
 
+def _wait_for_exec(pid: int, word: str, timeout: float = 10.0) -> None:
+    """Until the child has exec'd: right after fork, /proc/<pid>/cmdline is still the parent's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if word in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"process {pid} never showed {word!r} in its command line")
+
+
 def test_the_running_launchers_redis_is_found_without_redis_url(tmp_path):
     # A process whose command line is a launcher's, standing in for `make run`.
     stand_in = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "common.launcher"], stdout=subprocess.DEVNULL
     )
     try:
+        _wait_for_exec(stand_in.pid, "common.launcher")
         write_suite(tmp_path, pid=stand_in.pid, redis_url="redis://:pw@127.0.0.1:6380/0", ports={})
         assert json.loads((tmp_path / "suite.json").read_text())["pid"] == stand_in.pid
         settings = load_settings({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": ""}, component="dev_issuer")
