@@ -173,7 +173,9 @@ def init_security_headers(
     :param csp: the app's Content-Security-Policy, or a function returning
         it (read per answer); ``None``: :func:`default_csp`.
     :param no_store: ``"callbacks"``: the callbacks and any answer that sets
-        a cookie; ``"pages"``: also every other answer except the app's own
+        a cookie (the session cookie is written after this hook, so
+        :func:`common.session_store.mark_no_store` marks those answers);
+        ``"pages"``: also every other answer except the app's own
         static files.
     """
     if no_store not in NO_STORE:
