@@ -106,13 +106,16 @@ common_static = Blueprint(
 )
 
 
-def init_templates(app: Flask, *, title: str) -> None:
+def init_templates(app: Flask, *, title: str, nav: str | None = None) -> None:
     """The shared layout (``common/base.html``), stylesheet and template globals.
 
     :param title: shown in the navigation bar and page titles.
+    :param nav: the app's navigation template, shown on every page that does
+        not fill the ``nav`` block itself, the shared error page included (so
+        a signed-in user keeps the Profile and Sign out links there).
     """
     app.register_blueprint(common_static)
-    app.jinja_env.globals.update(app_title=title, csrf_token=csrf_token)
+    app.jinja_env.globals.update(app_title=title, app_nav=nav, csrf_token=csrf_token)
 
 
 # -- /healthz -------------------------------------------------------------------------------------------

@@ -136,9 +136,14 @@ def test_state_and_code_are_single_use(client, fake_issuer):
     callback = fake_issuer.authorize(login.headers["Location"])
     assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
     tokens_before = fake_issuer.count("token")
-    replay = client.get("/authorization-code/callback", query_string=callback)
+    # Replayed in another browser: refused, and the code is never sent again.
+    other = make_client(client.application)
+    replay = other.get("/authorization-code/callback", query_string=callback)
     assert replay.status_code == 400
     assert element_text(replay.get_data(as_text=True), "error-code") == "state_missing"
+    # Replayed in the same, signed-in browser (a reload): the profile, the answer unread.
+    reload = client.get("/authorization-code/callback", query_string=callback)
+    assert reload.status_code == 302 and urlsplit(reload.headers["Location"]).path == "/profile"
     assert fake_issuer.count("token") == tokens_before  # the code was never sent again
     # A replayed (or forged) callback does not sign the user out.
     assert client.get("/profile").status_code == 200
@@ -221,7 +226,9 @@ def test_unsolicited_error_shows_none_of_its_text(client, app, fake_issuer, sign
     assert response.status_code == 400
     assert element_text(html, "error-code") == ("state_mismatch" if state else "state_missing")
     assert "Call support" not in html and "account_locked" not in html
-    assert _session_data(app, client) == before
+    # (The error page's Sign out form may add the session's anti-CSRF token; nothing else changes.)
+    after = {key: value for key, value in _session_data(app, client).items() if key != "csrf_token"}
+    assert after == {key: value for key, value in before.items() if key != "csrf_token"}
     # The real answer still completes the sign-in that was waiting for it.
     callback = fake_issuer.authorize(login.headers["Location"])
     assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
@@ -409,3 +416,46 @@ def test_redis_unreachable(suite_env, fake_issuer):
     assert response.status_code == 503
     assert element_text(response.get_data(as_text=True), "error-code") == "temporarily_unavailable"
     assert response.headers.get("Retry-After")
+
+
+# -- a signed-in user back on the callback (a reload, Back, a second tab) ----------------------------
+
+
+def test_reloading_the_callback_when_signed_in_shows_the_profile_with_a_notice(client, fake_issuer):
+    login, _ = _start_login(client)
+    callback = fake_issuer.authorize(login.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
+    tokens_before = fake_issuer.count("token")
+    reload = client.get("/authorization-code/callback", query_string=callback, follow_redirects=True)
+    html = reload.get_data(as_text=True)
+    assert reload.status_code == 200 and reload.request.path == "/profile"
+    assert "You are already signed in" in html and 'id="error-code"' not in html
+    assert fake_issuer.count("token") == tokens_before
+
+
+def test_finishing_in_a_second_tab_after_the_first_shows_the_profile(client, fake_issuer):
+    first, _ = _start_login(client)
+    second, _ = _start_login(client)
+    first_answer = fake_issuer.authorize(first.headers["Location"])
+    second_answer = fake_issuer.authorize(second.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=first_answer).status_code == 302
+    # The first tab's sign-in replaced the session (new id), so the second tab's state is gone.
+    late = client.get("/authorization-code/callback", query_string=second_answer, follow_redirects=True)
+    assert late.status_code == 200 and late.request.path == "/profile"
+    assert "You are already signed in" in late.get_data(as_text=True)
+
+
+def test_error_page_keeps_the_signed_in_navigation(client, fake_issuer):
+    _sign_in(client, fake_issuer)
+    _start_login(client)  # a sign-in in flight: a foreign answer is still refused
+    response = client.get("/authorization-code/callback", query_string={"code": "x", "state": "forged"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and element_text(html, "error-code") == "state_mismatch"
+    assert 'id="profile-link"' in html and 'id="sign-out"' in html
+    not_found = client.get("/no-such-page").get_data(as_text=True)
+    assert 'id="profile-link"' in not_found and 'id="sign-out"' in not_found
+
+
+def test_error_page_of_a_signed_out_user_has_no_signed_in_links(client):
+    html = client.get("/authorization-code/callback?code=x&state=y").get_data(as_text=True)
+    assert 'id="error-code"' in html and 'id="profile-link"' not in html and 'id="sign-out"' not in html
