@@ -459,3 +459,36 @@ def test_error_page_keeps_the_signed_in_navigation(client, fake_issuer):
 def test_error_page_of_a_signed_out_user_has_no_signed_in_links(client):
     html = client.get("/authorization-code/callback?code=x&state=y").get_data(as_text=True)
     assert 'id="error-code"' in html and 'id="profile-link"' not in html and 'id="sign-out"' not in html
+
+
+# -- calling the API: post/redirect/get ---------------------------------------------------------------
+
+
+def test_call_api_redirects_to_the_profile_with_the_answer_anchored(client, fake_issuer):
+    _sign_in(client, fake_issuer)
+    page = client.get("/profile").get_data(as_text=True)
+    posted = client.post("/call-api", data={"csrf_token": form_csrf(page)})
+    assert posted.status_code == 303
+    assert posted.headers["Location"] == "/profile#api-answer"
+    profile = client.get("/profile").get_data(as_text=True)
+    assert element_text(profile, "api-status") == "HTTP 200" and 'id="api-answer"' in profile
+    assert element_text(profile, "api-result")
+
+
+def test_reloading_call_api_with_get_goes_to_the_profile_not_405(client, fake_issuer):
+    _sign_in(client, fake_issuer)
+    page = client.get("/profile").get_data(as_text=True)
+    client.post("/call-api", data={"csrf_token": form_csrf(page)})
+    calls = fake_issuer.count("api")
+    reload = client.get("/call-api")
+    assert reload.status_code == 303 and reload.headers["Location"] == "/profile#api-answer"
+    landed = client.get("/call-api", follow_redirects=True)
+    assert (
+        landed.status_code == 200 and element_text(landed.get_data(as_text=True), "api-status") == "HTTP 200"
+    )
+    assert fake_issuer.count("api") == calls  # a GET never calls the API again
+
+
+def test_call_api_by_get_when_signed_out_asks_to_sign_in(client):
+    response = client.get("/call-api")
+    assert response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/login"
