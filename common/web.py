@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, jsonify, request, session
 
 from .config import DEFAULTS, ConfigError, Settings
+from .log_redaction import redact_werkzeug_log
 from .session import init_session
 
 #: Largest request body any app accepts (forms and callbacks are small).
@@ -64,6 +65,9 @@ def init_settings(
         }
     )
     app.logger.setLevel(logging.INFO)
+    # `flask run` (README): the development server's request log, like
+    # gunicorn's (common/gunicorn_conf.py), shows no code, state or token.
+    redact_werkzeug_log()
 
 
 def settings_of(app: Flask) -> Settings:
