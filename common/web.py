@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, jsonify, request, session
 
 from .config import DEFAULTS, ConfigError, Settings
+from .display import TIME_CLAIMS, format_duration, format_utc
 from .log_redaction import redact_werkzeug_log
 from .session import init_session
 
@@ -119,7 +120,8 @@ def init_templates(app: Flask, *, title: str, nav: str | None = None) -> None:
         a signed-in user keeps the Profile and Sign out links there).
     """
     app.register_blueprint(common_static)
-    app.jinja_env.globals.update(app_title=title, app_nav=nav, csrf_token=csrf_token)
+    app.jinja_env.globals.update(app_title=title, app_nav=nav, csrf_token=csrf_token, time_claims=TIME_CLAIMS)
+    app.jinja_env.filters.update(utc=format_utc, duration=format_duration)
 
 
 # -- /healthz -------------------------------------------------------------------------------------------

@@ -48,21 +48,6 @@ def inject_signed_in():
     return {"signed_in": g.get("signed_in", False)}
 
 
-@bp.app_template_filter("utc")
-def format_utc(epoch) -> str:
-    """``2024-05-01 12:00:00 UTC`` for an epoch time (token expiry).
-
-    Never raises: the time came from the issuer (``expires_in``), and a page
-    must not fail on a value that is out of range for a date.
-    """
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
-        return "unknown"  # time.gmtime(None) would be "now"
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
-    except (ValueError, OverflowError, OSError):
-        return "unknown"
-
-
 @bp.app_template_global()
 def ordered_claims(claims: dict) -> list[tuple[str, object]]:
     """The ID token's claims as (name, value) pairs, the person's first."""

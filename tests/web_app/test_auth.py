@@ -275,7 +275,7 @@ def test_unusual_expires_in_does_not_break_sign_in_or_profile(client, fake_issue
 
 
 def test_time_formatting_never_raises():
-    from web_app.views import format_utc
+    from common.display import format_utc
 
     assert format_utc(0) == "1970-01-01 00:00:00 UTC"
     for value in (1e17, float("nan"), float("inf"), -1e300, "soon", None):
