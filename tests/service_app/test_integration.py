@@ -86,7 +86,9 @@ def test_a_replayed_assertion_is_refused_and_not_retried(jwt_stack, jwt_proxy, m
     with pytest.raises(FlowError) as refused:
         replaying.call_api()
     assert refused.value.error == "invalid_client"
-    assert "invalid_client" in refused.value.description
+    # The code is the error's; the description carries the issuer's words, not the code again.
+    assert "The issuer refused the token request" in refused.value.description
+    assert "invalid_client" not in refused.value.description
     assert jwt_proxy.token_requests == 2  # one success, one refused replay: never retried
 
 
