@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from .errors import FlowError
+from .failures import failure_reason
 from .http import http_session
 from .recorder import NULL_RECORDER, FlowRecorder
 
@@ -72,7 +73,7 @@ def call_api(
     except requests.RequestException as exc:
         error = FlowError(
             "api_unreachable",
-            f"The API at {url} could not be reached ({type(exc).__name__}).",
+            f"The API at {url} could not be reached: {failure_reason(exc)}.",
             "Check that the resource server is running at API_URL, then try again.",
             502,
         )

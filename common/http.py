@@ -36,6 +36,7 @@ from requests.cookies import extract_cookies_to_jar
 
 from .config import DEFAULTS, Settings
 from .errors import FlowError
+from .failures import failure_reason
 
 #: Sent on every request so that issuer logs show who called.
 USER_AGENT = "oauth-flask-samples/1.0 (+common.http)"
@@ -327,7 +328,7 @@ def send(
         ) from None
     except requests.RequestException as exc:
         raise IssuerUnreachable(
-            f"The issuer's {what} could not be reached ({type(exc).__name__}).",
+            f"The issuer's {what} could not be reached: {failure_reason(exc)}.",
             error=error,
         ) from None
 

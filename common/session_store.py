@@ -309,6 +309,7 @@ class RedisSessionStore(SessionInterface):
                 self.client.delete(self.store_id(session.sid))
                 response.delete_cookie(name, domain=domain, path=path)
                 response.vary.add("Cookie")
+                mark_no_store(response)
             return
         if not (session.modified or app.config["SESSION_REFRESH_EACH_REQUEST"]):
             return
@@ -326,3 +327,17 @@ class RedisSessionStore(SessionInterface):
             samesite=self.get_cookie_samesite(app),
         )
         response.vary.add("Cookie")
+        mark_no_store(response)
+
+
+def mark_no_store(response: Response) -> None:
+    """``Cache-Control: no-store`` on an answer that sets or deletes the session cookie.
+
+    Flask saves the session after every ``after_request`` function, so the
+    security-headers hook (:func:`common.web.init_security_headers`) cannot
+    see this cookie; the store marks the answer itself.  A cache that kept
+    it would hand one browser's session id to the next (RFC 9111 §5.2.2.5;
+    RFC 9700 §4.16 asks the same of every answer that carries secrets).
+    """
+    if "no-store" not in (response.headers.get("Cache-Control") or ""):
+        response.headers["Cache-Control"] = "no-store"

@@ -42,6 +42,12 @@ logger = logging.getLogger(__name__)
 #: Sign-ins one browser session may have in flight at once (several tabs).
 MAX_PENDING_SIGN_INS = 3
 
+#: The notice for an answer that arrives after the sign-in it belonged to was finished.
+ALREADY_SIGNED_IN_NOTICE = (
+    "You are already signed in. That sign-in page had been used before "
+    "(a reload, the Back button, or another tab), so it was not used again."
+)
+
 
 class BrowserSignIn:
     """The sign-in state of the current request's server-side session.
@@ -122,6 +128,21 @@ class BrowserSignIn:
         """
         pending_logins = session.get(self.pending_key) or {}
         return list(pending_logins.values())[-1]["pending"] if pending_logins else None
+
+    def answer_already_used(self, entry: dict | None) -> bool:
+        """True when an answer names none of our sign-ins, none is in flight, and the session is signed in.
+
+        That is the callback reloaded, reached again with Back, or finished in
+        a second tab after the first tab's sign-in cleared the session's
+        pending sign-ins: the user is signed in, and the answer is spent
+        (its ``state`` was used once, RFC 6749 §10.12).  The caller shows
+        the signed-in user's page with :data:`ALREADY_SIGNED_IN_NOTICE`
+        instead of a ``state_missing`` error; nothing of the answer is read
+        or redeemed.  While another sign-in is in flight, an answer naming
+        none is refused as before (``state_mismatch`` / ``state_missing``), so
+        a forged answer aimed at it is still reported.
+        """
+        return entry is None and self.signed_in and not session.get(self.pending_key)
 
     def forget_failed(self) -> None:
         """Leave no half-built session behind after a sign-in failed.

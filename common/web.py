@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, jsonify, request, session
 
 from .config import DEFAULTS, ConfigError, Settings
+from .display import TIME_CLAIMS, format_duration, format_utc
+from .log_redaction import redact_werkzeug_log
 from .session import init_session
 
 #: Largest request body any app accepts (forms and callbacks are small).
@@ -64,6 +66,9 @@ def init_settings(
         }
     )
     app.logger.setLevel(logging.INFO)
+    # `flask run` (README): the development server's request log, like
+    # gunicorn's (common/gunicorn_conf.py), shows no code, state or token.
+    redact_werkzeug_log()
 
 
 def settings_of(app: Flask) -> Settings:
@@ -106,13 +111,17 @@ common_static = Blueprint(
 )
 
 
-def init_templates(app: Flask, *, title: str) -> None:
+def init_templates(app: Flask, *, title: str, nav: str | None = None) -> None:
     """The shared layout (``common/base.html``), stylesheet and template globals.
 
     :param title: shown in the navigation bar and page titles.
+    :param nav: the app's navigation template, shown on every page that does
+        not fill the ``nav`` block itself, the shared error page included (so
+        a signed-in user keeps the Profile and Sign out links there).
     """
     app.register_blueprint(common_static)
-    app.jinja_env.globals.update(app_title=title, csrf_token=csrf_token)
+    app.jinja_env.globals.update(app_title=title, app_nav=nav, csrf_token=csrf_token, time_claims=TIME_CLAIMS)
+    app.jinja_env.filters.update(utc=format_utc, duration=format_duration)
 
 
 # -- /healthz -------------------------------------------------------------------------------------------
@@ -173,7 +182,9 @@ def init_security_headers(
     :param csp: the app's Content-Security-Policy, or a function returning
         it (read per answer); ``None``: :func:`default_csp`.
     :param no_store: ``"callbacks"``: the callbacks and any answer that sets
-        a cookie; ``"pages"``: also every other answer except the app's own
+        a cookie (the session cookie is written after this hook, so
+        :func:`common.session_store.mark_no_store` marks those answers);
+        ``"pages"``: also every other answer except the app's own
         static files.
     """
     if no_store not in NO_STORE:

@@ -85,8 +85,10 @@ def cmd_call(args) -> int:
         result = client.call_api(args.path, log=log)
     finally:
         if log is not None:
+            # The last step ("Call the API") already shows the answer's body.
             print(log.render_text())
-    print(json.dumps(result.body, indent=2) if not isinstance(result.body, str) else result.body)
+    if log is None:
+        print(json.dumps(result.body, indent=2) if not isinstance(result.body, str) else result.body)
     return EXIT_OK
 
 

@@ -151,10 +151,11 @@ class ServiceClient:
             # The issuer's answer (invalid_client, invalid_scope ...) becomes
             # the error code, so the command line's one line names it.  Not
             # an IssuerUnreachable: the token cache never retries a refusal.
-            described = f": {error.issuer_description}" if error.issuer_description else ""
-            detail = error.issuer_error + described
+            # The code is the error's own (printed first: "error: invalid_scope: ..."), so the
+            # description carries only the issuer's words, not the code a second time.
+            described = f": {error.issuer_description}" if error.issuer_description else "."
             raise FlowError(
-                error.issuer_error, f"The issuer refused the token request: {detail}", error.hint, 400
+                error.issuer_error, f"The issuer refused the token request{described}", error.hint, 400
             ) from None
         recorder.token("service.access_token", token.access_token, [])
         return token

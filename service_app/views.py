@@ -57,6 +57,7 @@ def index():
             "claims": claims,
             "scope": cached.token.scope,
             "time_left": max(0, int(cached.expires_at - time.time())),
+            "expires_at": cached.expires_at,
             "calls": client.cache.store.calls(access_token),
         }
     return render_template(

@@ -219,6 +219,9 @@ def gunicorn(
         "--graceful-timeout",
         "5",
         "--no-control-socket",
+        # As the Procfile: codes, state and tokens redacted from logged URLs.
+        "--config",
+        "python:common.gunicorn_conf",
         *(extra or []),
         factory,
     ]

@@ -33,7 +33,7 @@ def create_app(test_config=None):
     app = Flask(__name__)
     init_settings(app, settings, app_name="web_app", base_url=settings.web_base_url, test_config=test_config)
     init_server_session(app, settings)  # the tokens stay here, in Redis
-    init_templates(app, title="Web app · Authorization Code")
+    init_templates(app, title="Web app · Authorization Code", nav="web_app/_nav.html")
     init_error_pages(app, answer="html")
     # Sign-out is a form POST answered with a redirect to the issuer's
     # end-session endpoint; CSP's form-action also governs where such a

@@ -33,7 +33,7 @@ from common.authorization import (
 from common.client import Client
 from common.id_token import validate_id_token
 from common.inspector import FlowLog
-from common.signin import BrowserSignIn
+from common.signin import ALREADY_SIGNED_IN_NOTICE, BrowserSignIn
 from common.tokens import exchange_code
 from common.web import require_csrf, safe_next, settings_of
 
@@ -131,6 +131,11 @@ def callback():
     # The sign-in this answer's state names leaves the session now, whatever
     # happens next, so neither the state nor the code can be replayed.
     entry = sign_in.take_pending(params.get("state"))
+    if sign_in.answer_already_used(entry):
+        # A reload, Back, or a second tab: the user is signed in already, and
+        # this spent answer is not read at all.
+        flash(ALREADY_SIGNED_IN_NOTICE, "info")
+        return redirect(url_for("views.profile"))
     try:
         # The answer must belong to a sign-in this browser started (state),
         # come from our issuer (RFC 9207 iss), and only then may the issuer's

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from common import api
 from common.signin import BrowserSignIn
@@ -20,6 +20,12 @@ API_PATH = "/api/messages"
 
 #: Longest API answer shown on the page (and kept nowhere).
 MAX_API_BODY = 4000
+
+#: The session key of the last API answer, shown on the profile after the redirect.
+API_RESULT_KEY = "api_result"
+
+#: Seconds the last API answer stays on the profile (a reload shows it again, then it is gone).
+API_RESULT_LIFETIME = 120
 
 #: Claims about the person first on the profile, then those about the token.
 CLAIM_ORDER = ("sub", "name", "given_name", "family_name", "preferred_username", "email", "email_verified")
@@ -40,21 +46,6 @@ def inject_signed_in():
     for a request whose session could not be opened (Redis down).
     """
     return {"signed_in": g.get("signed_in", False)}
-
-
-@bp.app_template_filter("utc")
-def format_utc(epoch) -> str:
-    """``2024-05-01 12:00:00 UTC`` for an epoch time (token expiry).
-
-    Never raises: the time came from the issuer (``expires_in``), and a page
-    must not fail on a value that is out of range for a date.
-    """
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
-        return "unknown"  # time.gmtime(None) would be "now"
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
-    except (ValueError, OverflowError, OSError):
-        return "unknown"
 
 
 @bp.app_template_global()
@@ -86,7 +77,16 @@ def index():
 @login_required
 def profile():
     """The signed-in user's claims, from the validated ID token (OIDC Core §5.1)."""
-    return render_template("web_app/profile.html", tokens=browser_sign_in().tokens(), api_result=None)
+    return render_template(
+        "web_app/profile.html", tokens=browser_sign_in().tokens(), api_result=_recent_api_result()
+    )
+
+
+@bp.get("/call-api")
+@login_required
+def call_api_again():
+    """A reload (or a bookmark) of the page the API call ended on: the profile, at its last API answer."""
+    return redirect(url_for("views.profile", _anchor="api-answer"), code=303)
 
 
 @bp.post("/call-api")
@@ -123,8 +123,11 @@ def call_api():
         answer = _get_api(sign_in, tokens.access_token)
 
     sign_in.save_flow_log()
-    api_result = {"status": answer.status, "body": _readable_body(answer)}
-    return render_template("web_app/profile.html", tokens=tokens, api_result=api_result)
+    # Post/redirect/get: the answer waits in the session and the browser is
+    # sent to the profile (303, RFC 9110 §15.4.4), so a reload or Back
+    # repeats no POST and never meets a 405 at GET /call-api.
+    session[API_RESULT_KEY] = {"status": answer.status, "body": _readable_body(answer), "at": time.time()}
+    return redirect(url_for("views.profile", _anchor="api-answer"), code=303)
 
 
 @bp.get("/inspector")
@@ -145,6 +148,14 @@ def _get_api(sign_in: BrowserSignIn, access_token: str) -> api.ApiAnswer:
         http=sign_in.client.http,
         recorder=sign_in.client.recorder,
     )
+
+
+def _recent_api_result() -> dict | None:
+    """The session's last API answer if it is recent (:data:`API_RESULT_LIFETIME`), else ``None``."""
+    result = session.get(API_RESULT_KEY)
+    if not isinstance(result, dict) or not isinstance(result.get("at"), (int, float)):
+        return None
+    return result if 0 <= time.time() - result["at"] < API_RESULT_LIFETIME else None
 
 
 def _readable_body(answer: api.ApiAnswer) -> str:

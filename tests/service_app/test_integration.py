@@ -86,7 +86,9 @@ def test_a_replayed_assertion_is_refused_and_not_retried(jwt_stack, jwt_proxy, m
     with pytest.raises(FlowError) as refused:
         replaying.call_api()
     assert refused.value.error == "invalid_client"
-    assert "invalid_client" in refused.value.description
+    # The code is the error's; the description carries the issuer's words, not the code again.
+    assert "The issuer refused the token request" in refused.value.description
+    assert "invalid_client" not in refused.value.description
     assert jwt_proxy.token_requests == 2  # one success, one refused replay: never retried
 
 
@@ -227,3 +229,17 @@ def test_raw_replay_at_the_token_endpoint_is_refused(jwt_stack, jwt_proxy):
     ]
     replay = requests.post(token_endpoint, data=form, timeout=5)
     assert replay.status_code in (400, 401) and replay.json()["error"] == "invalid_client"
+
+
+def test_call_explain_prints_the_apis_answer_once(secret_stack, secret_proxy):
+    result = run_cli("call", "--explain", env=secret_stack.env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(f'"client_id": "{CLIENT_ID}"') == 1, result.stdout
+    plain = run_cli("call", env=secret_stack.env)
+    assert plain.returncode == 0 and plain.stdout.count(f'"client_id": "{CLIENT_ID}"') == 1, plain.stdout
+
+
+@pytest.mark.parametrize("scope", ["openid", "notAllowedScope"])
+def test_a_refused_scope_names_invalid_scope_once(secret_stack, secret_proxy, scope):
+    result = run_cli("call", "--scope", scope, env=secret_stack.env)
+    assert result.returncode == 1 and result.stderr.count("invalid_scope") == 1, result.stderr

@@ -51,8 +51,13 @@ def test_workers_share_one_token_and_count_its_calls(status_page, secret_stack, 
     assert secret_proxy.token_requests == 1
     assert re.search(r'id="calls-made">(\d+)<', page).group(1) == "6"
     assert 'id="api-status">200<' in page and "Access granted" in page
-    assert re.search(r'id="time-left">\d+ s<', page)
-    assert "customScope" in re.search(r'id="token-claims".*?</table>', page, re.S).group(0)
+    # Readable times: "59 min 59 s" and UTC dates, not "3599 s" or bare epoch numbers.
+    assert re.search(r'id="time-left">(\d+ h )?(\d+ min ?)?(\d+ s)?<', page), page
+    assert not re.search(r'id="time-left">\d{3,} s<', page)
+    assert re.search(r'id="expires-at">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC<', page)
+    claims = re.search(r'id="token-claims".*?</table>', page, re.S).group(0)
+    assert "customScope" in claims
+    assert re.search(r"<code>exp</code>.*?\(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", claims, re.S), claims
     assert SECRET not in page
 
 

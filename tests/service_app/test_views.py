@@ -65,3 +65,28 @@ def test_an_unreachable_issuer_is_shown_on_the_page_not_a_500(client):
     assert 'id="api-error">issuer_unreachable<' in page
     assert 'id="step-' in page  # the inspector recorded the failed steps
     assert SECRET not in page
+
+
+def test_the_empty_inspector_says_what_starts_it_here(client):
+    """The service has no user: its empty inspector points at the button, not at a sign-in."""
+    html = client.get("/").get_data(as_text=True)
+    empty = re.search(r'id="inspector-empty">(.*?)</p>', html, re.S).group(1)
+    assert "Press Call the API now" in empty and "Sign in" not in empty
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (3599, "59 min 59 s"),
+        (3600, "1 h"),
+        (3660, "1 h 1 min"),
+        (65, "1 min 5 s"),
+        (120, "2 min"),
+        (7, "7 s"),
+    ],
+)
+def test_durations_are_readable(seconds, text):
+    from common.display import format_duration
+
+    assert format_duration(seconds) == text
+    assert format_duration(-5) == "0 s" and format_duration(float("nan")) == "unknown"

@@ -21,6 +21,9 @@ from tests.support import gunicorn
 
 WAIT = 20
 
+#: The sessionStorage key of the chosen flow (spa_app/static/js/app.js).
+MODE_KEY = "spa_app.mode"
+
 
 @pytest.fixture(scope="session")
 def settings(suite_env):
@@ -136,13 +139,28 @@ class SpaActions:
         return self.driver.find_element(By.ID, "spa-error-code").text
 
     def storage(self):
-        """Everything this origin keeps in the browser besides memory."""
-        return json.loads(
+        """Everything this origin keeps in the browser besides memory.
+
+        Except the chosen flow (``spa_app.mode``: "pkce" or "implicit", kept
+        across a reload), which :meth:`remembered_mode` reads.
+        """
+        stored = json.loads(
             self.driver.execute_script(
                 "return JSON.stringify({local: {...localStorage}, session: {...sessionStorage},"
                 " cookies: document.cookie})"
             )
         )
+        mode = stored["session"].pop(MODE_KEY, None)
+        assert mode in (None, "pkce", "implicit"), mode  # a word, never a secret
+        return stored
+
+    def remembered_mode(self):
+        """The flow the page keeps across a reload (sessionStorage), or None."""
+        return self.driver.execute_script(f"return sessionStorage.getItem('{MODE_KEY}')")
+
+    def open_inspector(self):
+        """Unfold the flow inspector (it starts folded), as a person clicks its title."""
+        self.driver.execute_script("document.getElementById('inspector-details').open = true")
 
     def assert_no_tokens(self):
         """No token anywhere: not on screen as a profile, not in any storage."""
@@ -158,6 +176,7 @@ class SpaActions:
 
     def inspector_steps(self):
         """[(title, text)] of the inspector's steps, read in one go (the list re-renders)."""
+        self.open_inspector()
         return [
             tuple(step)
             for step in self.driver.execute_script(

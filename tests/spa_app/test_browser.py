@@ -107,6 +107,7 @@ def test_implicit_click_through(spa):
     assert spa.driver.execute_script("return location.hash") == ""
     assert spa.settings.demo_username in spa.driver.find_element(By.ID, "profile").text
     assert spa.storage() == {"local": {}, "session": {}, "cookies": ""}
+    spa.open_inspector()  # folded until asked for
     checks = [c.text for c in spa.driver.find_elements(By.CSS_SELECTOR, "#inspector .checks li.check-ok")]
     assert any(c.startswith("signature") and "WebCrypto" in c for c in checks)
     assert any(c.startswith("at_hash") for c in checks)

@@ -98,6 +98,7 @@ def app(suite_env, fake_issuer):
             "ISSUER": fake_issuer.issuer,
             "WEB_CLIENT_ID": fake_issuer.client_id,
             "WEB_CLIENT_SECRET": fake_issuer.client_secret,
+            "API_URL": fake_issuer.base_url,  # its counting /api/messages stands in for the API
             "HTTP_TIMEOUT": "2",
             "TESTING": True,
         }

@@ -136,9 +136,14 @@ def test_state_and_code_are_single_use(client, fake_issuer):
     callback = fake_issuer.authorize(login.headers["Location"])
     assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
     tokens_before = fake_issuer.count("token")
-    replay = client.get("/authorization-code/callback", query_string=callback)
+    # Replayed in another browser: refused, and the code is never sent again.
+    other = make_client(client.application)
+    replay = other.get("/authorization-code/callback", query_string=callback)
     assert replay.status_code == 400
     assert element_text(replay.get_data(as_text=True), "error-code") == "state_missing"
+    # Replayed in the same, signed-in browser (a reload): the profile, the answer unread.
+    reload = client.get("/authorization-code/callback", query_string=callback)
+    assert reload.status_code == 302 and urlsplit(reload.headers["Location"]).path == "/profile"
     assert fake_issuer.count("token") == tokens_before  # the code was never sent again
     # A replayed (or forged) callback does not sign the user out.
     assert client.get("/profile").status_code == 200
@@ -221,7 +226,9 @@ def test_unsolicited_error_shows_none_of_its_text(client, app, fake_issuer, sign
     assert response.status_code == 400
     assert element_text(html, "error-code") == ("state_mismatch" if state else "state_missing")
     assert "Call support" not in html and "account_locked" not in html
-    assert _session_data(app, client) == before
+    # (The error page's Sign out form may add the session's anti-CSRF token; nothing else changes.)
+    after = {key: value for key, value in _session_data(app, client).items() if key != "csrf_token"}
+    assert after == {key: value for key, value in before.items() if key != "csrf_token"}
     # The real answer still completes the sign-in that was waiting for it.
     callback = fake_issuer.authorize(login.headers["Location"])
     assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
@@ -268,7 +275,7 @@ def test_unusual_expires_in_does_not_break_sign_in_or_profile(client, fake_issue
 
 
 def test_time_formatting_never_raises():
-    from web_app.views import format_utc
+    from common.display import format_utc
 
     assert format_utc(0) == "1970-01-01 00:00:00 UTC"
     for value in (1e17, float("nan"), float("inf"), -1e300, "soon", None):
@@ -409,3 +416,79 @@ def test_redis_unreachable(suite_env, fake_issuer):
     assert response.status_code == 503
     assert element_text(response.get_data(as_text=True), "error-code") == "temporarily_unavailable"
     assert response.headers.get("Retry-After")
+
+
+# -- a signed-in user back on the callback (a reload, Back, a second tab) ----------------------------
+
+
+def test_reloading_the_callback_when_signed_in_shows_the_profile_with_a_notice(client, fake_issuer):
+    login, _ = _start_login(client)
+    callback = fake_issuer.authorize(login.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=callback).status_code == 302
+    tokens_before = fake_issuer.count("token")
+    reload = client.get("/authorization-code/callback", query_string=callback, follow_redirects=True)
+    html = reload.get_data(as_text=True)
+    assert reload.status_code == 200 and reload.request.path == "/profile"
+    assert "You are already signed in" in html and 'id="error-code"' not in html
+    assert fake_issuer.count("token") == tokens_before
+
+
+def test_finishing_in_a_second_tab_after_the_first_shows_the_profile(client, fake_issuer):
+    first, _ = _start_login(client)
+    second, _ = _start_login(client)
+    first_answer = fake_issuer.authorize(first.headers["Location"])
+    second_answer = fake_issuer.authorize(second.headers["Location"])
+    assert client.get("/authorization-code/callback", query_string=first_answer).status_code == 302
+    # The first tab's sign-in replaced the session (new id), so the second tab's state is gone.
+    late = client.get("/authorization-code/callback", query_string=second_answer, follow_redirects=True)
+    assert late.status_code == 200 and late.request.path == "/profile"
+    assert "You are already signed in" in late.get_data(as_text=True)
+
+
+def test_error_page_keeps_the_signed_in_navigation(client, fake_issuer):
+    _sign_in(client, fake_issuer)
+    _start_login(client)  # a sign-in in flight: a foreign answer is still refused
+    response = client.get("/authorization-code/callback", query_string={"code": "x", "state": "forged"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and element_text(html, "error-code") == "state_mismatch"
+    assert 'id="profile-link"' in html and 'id="sign-out"' in html
+    not_found = client.get("/no-such-page").get_data(as_text=True)
+    assert 'id="profile-link"' in not_found and 'id="sign-out"' in not_found
+
+
+def test_error_page_of_a_signed_out_user_has_no_signed_in_links(client):
+    html = client.get("/authorization-code/callback?code=x&state=y").get_data(as_text=True)
+    assert 'id="error-code"' in html and 'id="profile-link"' not in html and 'id="sign-out"' not in html
+
+
+# -- calling the API: post/redirect/get ---------------------------------------------------------------
+
+
+def test_call_api_redirects_to_the_profile_with_the_answer_anchored(client, fake_issuer):
+    _sign_in(client, fake_issuer)
+    page = client.get("/profile").get_data(as_text=True)
+    posted = client.post("/call-api", data={"csrf_token": form_csrf(page)})
+    assert posted.status_code == 303
+    assert posted.headers["Location"] == "/profile#api-answer"
+    profile = client.get("/profile").get_data(as_text=True)
+    assert element_text(profile, "api-status") == "HTTP 200" and 'id="api-answer"' in profile
+    assert element_text(profile, "api-result")
+
+
+def test_reloading_call_api_with_get_goes_to_the_profile_not_405(client, fake_issuer):
+    _sign_in(client, fake_issuer)
+    page = client.get("/profile").get_data(as_text=True)
+    client.post("/call-api", data={"csrf_token": form_csrf(page)})
+    calls = fake_issuer.count("api")
+    reload = client.get("/call-api")
+    assert reload.status_code == 303 and reload.headers["Location"] == "/profile#api-answer"
+    landed = client.get("/call-api", follow_redirects=True)
+    assert (
+        landed.status_code == 200 and element_text(landed.get_data(as_text=True), "api-status") == "HTTP 200"
+    )
+    assert fake_issuer.count("api") == calls  # a GET never calls the API again
+
+
+def test_call_api_by_get_when_signed_out_asks_to_sign_in(client):
+    response = client.get("/call-api")
+    assert response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/login"

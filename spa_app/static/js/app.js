@@ -12,12 +12,16 @@
 //     in sessionStorage, because the page unloads while the user is at the
 //     issuer.  The callback removes them before it does anything else, so
 //     they are single-use (RFC 9700 §2.1.1, §4.7.1).
+//   * the chosen flow ("pkce" or "implicit"): in sessionStorage, so that a
+//     reload keeps it.  A word, never a secret.
 
 import * as oidc from "./oidc.js";
 import { FlowInspector, shorten, urlParams } from "./inspector.js";
 
 const PENDING_KEY = "spa_app.pending_authorization";
 const LOGOUT_KEY = "spa_app.pending_logout";
+const MODE_KEY = "spa_app.mode";
+const MODES = ["pkce", "implicit"];
 const $ = (id) => document.getElementById(id);
 
 const inspector = new FlowInspector($("inspector"));
@@ -37,6 +41,7 @@ function selectedMode() {
 
 function selectMode(mode) {
   $(mode === "implicit" ? "mode-implicit" : "mode-pkce").checked = true;
+  sessionStorage.setItem(MODE_KEY, mode === "implicit" ? "implicit" : "pkce"); // survives a reload
   $("signed-out-mode").textContent = mode === "implicit"
     ? "tokens in the URL fragment (Implicit, legacy)"
     : "a one-time code to exchange with your PKCE verifier";
@@ -51,6 +56,12 @@ function showError(err) {
   $("spa-error-description").textContent = error.description;
   $("spa-error-hint").textContent = error.hint ? `Hint: ${error.hint}` : "";
   $("spa-error").hidden = false;
+  reveal($("spa-error"));
+}
+
+/** Bring what a click produced into view (the button may be far from it on a small screen). */
+function reveal(node) {
+  node.scrollIntoView({ block: "nearest" });
 }
 
 function clearMessages() {
@@ -61,6 +72,7 @@ function clearMessages() {
 function notice(text) {
   $("spa-notice").textContent = text;
   $("spa-notice").hidden = false;
+  reveal($("spa-notice"));
 }
 
 function render() {
@@ -135,12 +147,14 @@ async function signIn() {
   clearMessages();
   // The redirect URI is fixed to SPA_BASE_URL; sessionStorage is per origin,
   // so start from that origin or the callback would not find the state.
+  // The move carries the chosen flow and the click itself: the page there
+  // starts the sign-in at once (see takeCarriedIntent).
   const home = new URL(config.redirect_uri).origin;
+  const mode = selectedMode();
   if (window.location.origin !== home) {
-    window.location.assign(`${home}/`);
+    window.location.assign(`${home}/?${new URLSearchParams({ mode, signin: "1" })}`);
     return;
   }
-  const mode = selectedMode();
   const metadata = await oidc.discover(config.issuer);
   inspector.clear();
   inspector.step("Discovery",
@@ -434,6 +448,7 @@ function showApiResult(result) {
   box.className = result.ok ? "api-ok" : "api-bad";
   box.replaceChildren(...parts);
   box.hidden = false;
+  reveal(box);
 }
 
 /** Call the resource server with the access token (RFC 6750 §2.1); a 401 ends the session here. */
@@ -526,6 +541,38 @@ function guarded(action) {
   return () => action().catch(fail);
 }
 
+/**
+ * What a move from another host name carried (signIn() on 127.0.0.1 goes to
+ * SPA_BASE_URL with ?mode=...&signin=1): the chosen flow, and whether to
+ * start the sign-in now.  Taken out of the address bar at once.  A link
+ * with signin=1 can do no more than the Sign in button: the sign-in starts
+ * with this tab's own fresh state, nonce and verifier.
+ */
+function takeCarriedIntent() {
+  const url = new URL(window.location.href);
+  const carried = url.searchParams.has("mode") || url.searchParams.has("signin");
+  if (url.pathname !== "/" || url.searchParams.has("state") || !carried) return {};
+  window.history.replaceState(null, "", "/");
+  const mode = url.searchParams.get("mode");
+  return { mode: MODES.includes(mode) ? mode : null, signIn: url.searchParams.get("signin") === "1" };
+}
+
+/** The flow chosen before a reload, if any. */
+function rememberedMode() {
+  const mode = sessionStorage.getItem(MODE_KEY);
+  return MODES.includes(mode) ? mode : "pkce";
+}
+
+/** "(12 steps)" next to the collapsed inspector's title, kept current as steps arrive. */
+function countInspectorSteps() {
+  const update = () => {
+    const n = $("inspector").children.length;
+    $("inspector-count").textContent = n ? `(${n} step${n === 1 ? "" : "s"})` : "(no steps yet)";
+  };
+  new MutationObserver(update).observe($("inspector"), { childList: true });
+  update();
+}
+
 async function main() {
   const response = await fetch("/config.json", { credentials: "omit", cache: "no-store" });
   config = await response.json();
@@ -537,10 +584,14 @@ async function main() {
   for (const id of ["mode-pkce", "mode-implicit"]) {
     $(id).addEventListener("change", () => selectMode(selectedMode()));
   }
-  selectMode(selectedMode());
+  countInspectorSteps();
+  const intent = takeCarriedIntent();
+  selectMode(intent.mode || rememberedMode());
   render();
   if (window.location.pathname === "/login/callback") {
     await completeSignIn().catch(fail);
+  } else if (intent.signIn) {
+    await signIn().catch(fail);
   } else {
     completeSignOut();
   }
