@@ -56,7 +56,7 @@ def create_app(test_config=None):
     # First of all the hooks: no page or endpoint answers under another host name (DNS rebinding).
     init_host_check(app, settings.issuer)
     init_server_session(app, settings)  # the issuer's own sign-in session (SSO)
-    init_templates(app, title="Dev issuer")
+    init_templates(app, title="Dev issuer", nav="dev_issuer/_nav.html")
     init_error_pages(app, answer="html")
     # The sign-in form's redirect chain ends at a client's redirect URI, and
     # CSP form-action applies to every hop of it: allow exactly those.
