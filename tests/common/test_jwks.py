@@ -83,6 +83,28 @@ def test_rotated_key_is_accepted_after_refetch(fake_issuer, keyset, clock):
     assert fake_issuer.count("jwks") == 2
 
 
+def test_key_rotated_right_after_a_fetch_is_accepted_at_once(fake_issuer, keyset, clock):
+    """The issuer publishes a new key and signs with it at once, seconds after our fetch: the first
+    unknown kid after a regular fetch refetches now; the cool-down only bounds repeated misses."""
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    clock.now += 2  # well within the 30 s cool-down
+    fake_issuer.rotate()
+    _, claims = decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert claims["sub"] == fake_issuer.user["sub"]
+    assert fake_issuer.count("jwks") == 2
+    stranger = cached_rsa_key(5, "made-up-kid")
+    for _ in range(5):  # a miss right after the miss-refetch: the cool-down applies
+        with pytest.raises(InvalidToken):
+            decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+    assert fake_issuer.count("jwks") == 2
+    clock.now += 301  # a regular refresh (past the TTL) lets the next miss refetch at once again
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert fake_issuer.count("jwks") == 3
+    with pytest.raises(InvalidToken):
+        decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+    assert fake_issuer.count("jwks") == 4
+
+
 def test_jwks_down_keeps_cached_keys(fake_issuer, keyset, clock):
     token = fake_issuer.mint_id_token()
     decode_jwt(token, keyset)
