@@ -4,13 +4,17 @@ The keys :func:`common.jwks.decode_jwt` verifies signatures with, and the
 policy for getting them (RFC 8725 §3.10, OpenID Connect Core 10.1.1):
 
 * **keys come only from the issuer's JWKS**, chosen by ``kid`` (and fitting
-  the token's ``alg``); only public RSA and EC signing keys are kept, never a
-  symmetric one, so no HMAC key can ever be chosen;
+  the token's ``alg``); only public RSA (of at least 2048 bits, RFC 7518
+  §3.3) and EC signing keys are kept, never a symmetric one, so no HMAC key
+  can ever be chosen;
 * **the JWKS is cached with an expiry**, its keys imported once per fetch; an
-  unknown ``kid`` (a key rotation) triggers at most one refetch per
-  cool-down, and an unreachable JWKS endpoint leaves the cached keys working.
+  unknown ``kid`` (a key rotation) refetches at once when it is the first
+  since a regular fetch, and after that at most once per cool-down; an
+  unreachable JWKS endpoint leaves the cached keys working;
+* **a hung issuer queues nobody up**: one fetch at a time, cached keys
+  answer while it runs, failures back off (:mod:`common.refresh`).
 
-Public API: :class:`KeySet`, :class:`KeysUnavailable` and
+Public API: :class:`KeySet`, :class:`KeysUnavailable`, :data:`MIN_RSA_BITS` and
 :data:`ALGORITHM_KEY_TYPES`; :mod:`common.jwks` re-exports the first two, so
 callers import them from there.
 """
@@ -29,7 +33,7 @@ from .http import IssuerUnreachable, get_json, http_session
 from .jwt_claims import InvalidToken
 from .refresh import SingleFlight
 
-__all__ = ["KeySet", "KeysUnavailable", "ALGORITHM_KEY_TYPES"]
+__all__ = ["KeySet", "KeysUnavailable", "ALGORITHM_KEY_TYPES", "MIN_RSA_BITS"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,10 @@ ALGORITHM_KEY_TYPES = {
     "ES384": ("EC", "P-384"),
     "ES512": ("EC", "P-521"),
 }
+
+
+#: The shortest RSA modulus accepted for a signing key (RFC 7518 §3.3).
+MIN_RSA_BITS = 2048
 
 
 class KeysUnavailable(InvalidToken):
@@ -107,8 +115,9 @@ class KeySet:
         #: Replaced whole by each successful fetch, so a reader holding it sees one consistent set.
         self._cached = _Cached([])
         self._fetched_at: float | None = None  # last successful fetch
-        self._regular_at: float | None = None  # last fetch not caused by an unknown kid
-        self._miss_at: float | None = None  # last fetch caused by an unknown kid
+        self._attempted_at = 0.0  # start of the last fetch, of any kind
+        self._regular_fetches = 0  # fetches not caused by an unknown kid (first, past the TTL, refresh())
+        self._missed_after = -1  # the value of _regular_fetches at the last unknown kid
 
     @property
     def _backoff(self) -> float:
@@ -133,11 +142,9 @@ class KeySet:
         :param miss: the fetch is for an unknown ``kid`` (counted against the cool-down).
         :raises KeysUnavailable: the fetch failed; the cached keys are unchanged.
         """
-        started = self.clock()
-        if miss:
-            self._miss_at = started
-        else:
-            self._regular_at = started
+        started = self._attempted_at = self.clock()
+        if not miss:
+            self._regular_fetches += 1
         try:
             document = get_json(self.http, self.jwks_uri, "key set (jwks_uri)")
         except IssuerUnreachable as exc:
@@ -165,10 +172,20 @@ class KeySet:
             # A key whose key_ops exclude "verify" is not for us (RFC 7517
             # §4.3); asking for the verify key now refuses it once, here.
             key.get_op_key("verify")
-            return public, key
         except (JoseError, ValueError, TypeError) as exc:
             log.warning("ignoring unusable JWK kid=%r: %s", jwk.get("kid"), exc)
             return None
+        if public["kty"] == "RSA" and key.public_key.key_size < MIN_RSA_BITS:
+            # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used";
+            # a shorter modulus can be factored, and its signatures forged.
+            log.warning(
+                "ignoring JWK kid=%r: an RSA key of %d bits (at least %d are required, RFC 7518 §3.3)",
+                jwk.get("kid"),
+                key.public_key.key_size,
+                MIN_RSA_BITS,
+            )
+            return None
+        return public, key
 
     def _ensure_fresh(self) -> _Cached:
         """The keys to look in: fetched first if there are none, refreshed by one caller past the TTL.
@@ -224,28 +241,34 @@ class KeySet:
             return candidates[0] if len(candidates) == 1 else None
         return candidates[0] if candidates else None
 
-    def _may_refetch_for_miss(self) -> bool:
-        """An unknown ``kid`` may refetch: the first after any other fetch, then once per cool-down.
+    def _may_refetch_for_miss(self, generation: int) -> bool:
+        """An unknown ``kid`` may refetch: the first after a regular fetch at once, then once per cool-down.
 
         A key rotation looks like an unknown kid from here (OpenID Connect
         Core 10.1.1), and an issuer may sign with its new key as soon as it
-        publishes it: so the first miss after a regular fetch refetches at
-        once.  The cool-down bounds only repeated misses, which is what made-up
-        kids look like; a failing endpoint is left alone during the back-off.
+        publishes it, seconds after our last fetch: so the first miss after a
+        regular fetch refetches at once, unless that fetch was made during
+        this very lookup (the keys are then as new as they get).  The
+        cool-down bounds only repeated misses, which is what made-up kids
+        look like; a failing endpoint is left alone during the back-off.
+
+        :param generation: ``_regular_fetches`` when this lookup began.
         """
         if self._flight.backing_off(self._backoff):
             return False
-        if self._miss_at is None or (self._regular_at is not None and self._miss_at < self._regular_at):
-            return True
-        return self.clock() - self._miss_at >= self.refetch_cooldown
+        first = self._missed_after != self._regular_fetches
+        self._missed_after = self._regular_fetches
+        if first:
+            return generation == self._regular_fetches
+        return self.clock() - self._attempted_at >= self.refetch_cooldown
 
-    def _lookup(self, cached: _Cached, kid: str | None, alg: str) -> Key:
+    def _lookup(self, cached: _Cached, kid: str | None, alg: str, generation: int) -> Key:
         """:meth:`_find`, refetching on a miss as :meth:`_may_refetch_for_miss` allows.
 
         The key found is remembered in the set it was found in.
         """
         key = self._find(cached, kid, alg)
-        if key is None and self._may_refetch_for_miss():
+        if key is None and self._may_refetch_for_miss(generation):
             try:
                 # A fetch already running (another caller's) is waited for, not repeated.
                 self._flight.run_or_wait(lambda: self._fetch(miss=True))
@@ -277,5 +300,6 @@ class KeySet:
         :raises InvalidToken: no such key, even after a refetch.
         :raises KeysUnavailable: the JWKS could not be fetched and nothing is cached.
         """
+        generation = self._regular_fetches
         cached = self._ensure_fresh()
-        return cached.chosen.get((kid, alg)) or self._lookup(cached, kid, alg)
+        return cached.chosen.get((kid, alg)) or self._lookup(cached, kid, alg, generation)

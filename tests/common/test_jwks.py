@@ -105,6 +105,16 @@ def test_key_rotated_right_after_a_fetch_is_accepted_at_once(fake_issuer, keyset
     assert fake_issuer.count("jwks") == 4
 
 
+def test_unknown_kid_on_a_cold_key_set_fetches_once(fake_issuer, keyset):
+    """The first fetch is made for the token itself: no second fetch at once for the same miss."""
+    stranger = cached_rsa_key(5, "made-up-kid")
+    for _ in range(3):
+        with pytest.raises(InvalidToken) as info:
+            decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+        assert info.value.check == "kid"
+    assert fake_issuer.count("jwks") == 1
+
+
 def test_jwks_down_keeps_cached_keys(fake_issuer, keyset, clock):
     token = fake_issuer.mint_id_token()
     decode_jwt(token, keyset)
