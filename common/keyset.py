@@ -28,6 +28,7 @@ from typing import Any, Callable
 import requests
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
+from joserfc.util import urlsafe_b64decode
 
 from .http import IssuerUnreachable, get_json, http_session
 from .jwt_claims import InvalidToken
@@ -63,6 +64,17 @@ class KeysUnavailable(InvalidToken):
     ``InvalidToken`` still refuses the token; callers that care (the OIDC
     client, the resource server) can answer "issuer unreachable" instead.
     """
+
+
+def _rsa_modulus_bits(jwk: dict) -> int:
+    """The bit length of an RSA JWK's modulus ``n`` (RFC 7518 §6.3.1.1).
+
+    0 when ``n`` is missing or not base64url: importing the key then fails, with its own log line.
+    """
+    try:
+        return int.from_bytes(urlsafe_b64decode(jwk["n"].encode("ascii")), "big").bit_length()
+    except (KeyError, AttributeError, ValueError):
+        return 0
 
 
 class _Cached:
@@ -167,6 +179,18 @@ class KeySet:
             return None
         # Keep only public members, whatever the issuer published.
         public = {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "oth")}
+        bits = _rsa_modulus_bits(public) if public["kty"] == "RSA" else MIN_RSA_BITS
+        if 0 < bits < MIN_RSA_BITS:
+            # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used";
+            # a shorter modulus can be factored, and its signatures forged.
+            # Measured before importing, so the key is never even parsed.
+            log.warning(
+                "ignoring JWK kid=%r: an RSA key of %d bits (at least %d are required, RFC 7518 §3.3)",
+                jwk.get("kid"),
+                bits,
+                MIN_RSA_BITS,
+            )
+            return None
         try:
             key = import_key(public, public["kty"])
             # A key whose key_ops exclude "verify" is not for us (RFC 7517
@@ -174,16 +198,6 @@ class KeySet:
             key.get_op_key("verify")
         except (JoseError, ValueError, TypeError) as exc:
             log.warning("ignoring unusable JWK kid=%r: %s", jwk.get("kid"), exc)
-            return None
-        if public["kty"] == "RSA" and key.public_key.key_size < MIN_RSA_BITS:
-            # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used";
-            # a shorter modulus can be factored, and its signatures forged.
-            log.warning(
-                "ignoring JWK kid=%r: an RSA key of %d bits (at least %d are required, RFC 7518 §3.3)",
-                jwk.get("kid"),
-                key.public_key.key_size,
-                MIN_RSA_BITS,
-            )
             return None
         return public, key
 

@@ -57,6 +57,17 @@ def test_id_token_rejections(client, fake_issuer, claims, check):
     assert log.steps[-1]["error"]["error"] == "invalid_id_token"
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_times_are_a_refused_id_token_not_a_500(client, fake_issuer, claim, value):
+    """``exp: NaN`` raised ValueError (a 500) from the ID-token path; now it is refused (RFC 8259 §6)."""
+    token = fake_issuer.mint_id_token({"nonce": "n-1", claim: value})
+    with pytest.raises(FlowError) as info:
+        validate_id_token(client, token, nonce="n-1")
+    assert error_of(info) == "invalid_id_token"
+    assert "JSON" in info.value.description
+
+
 def test_several_audiences_with_right_azp(client, fake_issuer):
     assert validate(client, fake_issuer, {"aud": ["test-client", "other"], "azp": "test-client"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -215,6 +216,67 @@ def test_garbage_refused_with_reason(keyset, garbage):
     assert info.value.reason
 
 
+def _signed_raw(key, payload: str, header: dict | None = None) -> str:
+    """An RS256 JWS over exactly these JSON texts (json.dumps cannot write ``1e400``; joserfc
+    refuses unknown header members), signed with ``cryptography`` directly."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = json.dumps({"alg": "RS256", "kid": key.kid, **(header or {})})
+    signing_input = f"{b64(head.encode())}.{b64(payload.encode())}"
+    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_in_the_payload_are_refused(fake_issuer, keyset, value):
+    """RFC 8259 §6: NaN and Infinity are not JSON; Python's parser takes them (and 1e400 as infinity)."""
+    claims = json.dumps(fake_issuer.id_token_defaults()).replace('"exp": ', f'"exp": {value}, "was": ')
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(_signed_raw(fake_issuer.key, claims), keyset)
+    assert info.value.check == "format" and "not JSON" in info.value.reason
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_in_the_header_are_refused(fake_issuer, keyset, value):
+    token = _signed_raw(fake_issuer.key, json.dumps(fake_issuer.id_token_defaults()), {"x-rate": value})
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset)
+    assert info.value.check == "format"
+
+
+def test_b64url_json_refuses_non_finite_numbers():
+    from common.jwks import b64url_json
+
+    for text in (b'{"a": NaN}', b"[Infinity]", b'{"a": -Infinity}', b'{"a": 1e999}'):
+        with pytest.raises(ValueError):
+            b64url_json(base64.urlsafe_b64encode(text).rstrip(b"=").decode())
+    assert b64url_json(base64.urlsafe_b64encode(b'{"a": 1.5e300}').rstrip(b"=").decode()) == {"a": 1.5e300}
+
+
+def test_rsa_key_under_2048_bits_is_ignored(fake_issuer, keyset, caplog):
+    """RFC 7518 §3.3: a 1024-bit modulus can be factored; its key is skipped with a log line."""
+    import warnings
+
+    from joserfc.jwk import RSAKey
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # joserfc warns about the size, and signs anyway
+        weak = RSAKey.generate_key(1024, private=True)
+        weak = RSAKey.import_key({**weak.as_dict(private=True), "kid": "weak-1024"})
+        fake_issuer.publish(fake_issuer.key, weak)
+        token = fake_issuer.mint_id_token(key=weak)
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset)
+    assert info.value.check == "kid" and "weak-1024" in info.value.reason
+    assert "an RSA key of 1024 bits" in caplog.text and "weak-1024" in caplog.text
+    assert [jwk["kid"] for jwk in keyset.keys()] == [fake_issuer.key.kid]
+    decode_jwt(fake_issuer.mint_id_token(), keyset)  # the 2048-bit key next to it still verifies
+
+
 class TestRegisteredClaims:
     ISS = "https://issuer.test/oauth2/default"
     NOW = 1_700_000_000
@@ -242,6 +304,13 @@ class TestRegisteredClaims:
             ({"iat": NOW + 61}, "iat"),
             ({"nbf": NOW + 61}, "nbf"),
             ({"exp": None}, "exp"),
+            ({"exp": float("nan")}, "exp"),
+            ({"exp": float("inf")}, "exp"),
+            ({"exp": 10**400}, "exp"),
+            ({"nbf": float("nan")}, "nbf"),
+            ({"nbf": float("-inf")}, "nbf"),
+            ({"iat": float("nan")}, "iat"),
+            ({"iat": float("-inf")}, "iat"),
         ],
     )
     def test_rejects(self, changes, failed):
