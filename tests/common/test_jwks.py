@@ -17,7 +17,7 @@ from common.jwks import (
     decode_jwt,
     negotiate_algorithms,
 )
-from tests.fake_issuer import cached_rsa_key, hs256_token, new_ec_key, unsigned_token
+from tests.fake_issuer import cached_rsa_key, hs256_token, new_ec_key, unsigned_token, weak_rsa_key
 
 
 class FakeClock:
@@ -216,33 +216,18 @@ def test_garbage_refused_with_reason(keyset, garbage):
     assert info.value.reason
 
 
-def _signed_raw(key, payload: str, header: dict | None = None) -> str:
-    """An RS256 JWS over exactly these JSON texts (json.dumps cannot write ``1e400``; joserfc
-    refuses unknown header members), signed with ``cryptography`` directly."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    head = json.dumps({"alg": "RS256", "kid": key.kid, **(header or {})})
-    signing_input = f"{b64(head.encode())}.{b64(payload.encode())}"
-    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{b64(signature)}"
-
-
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 def test_non_finite_numbers_in_the_payload_are_refused(fake_issuer, keyset, value):
     """RFC 8259 §6: NaN and Infinity are not JSON; Python's parser takes them (and 1e400 as infinity)."""
     claims = json.dumps(fake_issuer.id_token_defaults()).replace('"exp": ', f'"exp": {value}, "was": ')
     with pytest.raises(InvalidToken) as info:
-        decode_jwt(_signed_raw(fake_issuer.key, claims), keyset)
+        decode_jwt(fake_issuer.mint_text(claims), keyset)
     assert info.value.check == "format" and "not JSON" in info.value.reason
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_numbers_in_the_header_are_refused(fake_issuer, keyset, value):
-    token = _signed_raw(fake_issuer.key, json.dumps(fake_issuer.id_token_defaults()), {"x-rate": value})
+    token = fake_issuer.mint_text(json.dumps(fake_issuer.id_token_defaults()), {"x-rate": value})
     with pytest.raises(InvalidToken) as info:
         decode_jwt(token, keyset)
     assert info.value.check == "format"
@@ -259,18 +244,10 @@ def test_b64url_json_refuses_non_finite_numbers():
 
 def test_rsa_key_under_2048_bits_is_ignored(fake_issuer, keyset, caplog):
     """RFC 7518 §3.3: a 1024-bit modulus can be factored; its key is skipped with a log line."""
-    import warnings
-
-    from joserfc.jwk import RSAKey
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # joserfc warns about the size, and signs anyway
-        weak = RSAKey.generate_key(1024, private=True)
-        weak = RSAKey.import_key({**weak.as_dict(private=True), "kid": "weak-1024"})
-        fake_issuer.publish(fake_issuer.key, weak)
-        token = fake_issuer.mint_id_token(key=weak)
+    weak = weak_rsa_key()
+    fake_issuer.publish(fake_issuer.key, weak)
     with pytest.raises(InvalidToken) as info:
-        decode_jwt(token, keyset)
+        decode_jwt(fake_issuer.mint_id_token(key=weak), keyset)
     assert info.value.check == "kid" and "weak-1024" in info.value.reason
     assert "an RSA key of 1024 bits" in caplog.text and "weak-1024" in caplog.text
     assert [jwk["kid"] for jwk in keyset.keys()] == [fake_issuer.key.kid]
