@@ -8,8 +8,9 @@ JWKS are fetched once and cached for all of them.
   ``{issuer}/.well-known/openid-configuration``, whose ``issuer`` must be
   exactly the configured one (§4.3), cached for ``metadata_ttl`` seconds;
   past that, one caller refreshes it while the others use the cached copy,
-  and a failed fetch is not retried for ``retry_backoff`` seconds
-  (:mod:`common.refresh`), so a hung issuer never queues the callers up.
+  and a failed fetch is not retried for a while (``retry_backoff``,
+  ``refresh_backoff``; :mod:`common.refresh`), so a hung issuer never queues
+  the callers up.
 * Endpoints from it are ``https`` (or loopback / ``.test`` ``http``),
   because tokens and secrets travel to them (RFC 6749 §3.1, §3.2).
 * The key set (a :class:`common.jwks.KeySet` for ``jwks_uri``), derived
@@ -52,7 +53,10 @@ class Issuer:
     :param metadata_ttl: seconds the discovery document is cached.
     :param jwks_ttl: seconds the JWKS is cached.
     :param jwks_refetch_cooldown: minimum seconds between refetches for an unknown ``kid``.
-    :param retry_backoff: seconds a failed discovery fetch is not retried.
+    :param retry_backoff: seconds a failed discovery fetch is not retried while
+        nothing is cached (short: a sign-in is waiting for it).
+    :param refresh_backoff: seconds a failed refresh of a cached document is
+        not retried (the cached copy serves meanwhile).
     :param clock: a monotonic clock (tests pass a fake one).
     """
 
@@ -65,7 +69,8 @@ class Issuer:
         metadata_ttl: float = 3600,
         jwks_ttl: float = 300,
         jwks_refetch_cooldown: float = 30,
-        retry_backoff: float = 5,
+        retry_backoff: float = 1,
+        refresh_backoff: float = 30,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
@@ -76,6 +81,7 @@ class Issuer:
         self.jwks_ttl = jwks_ttl
         self.jwks_refetch_cooldown = jwks_refetch_cooldown
         self.retry_backoff = retry_backoff
+        self.refresh_backoff = refresh_backoff
         self.clock = clock
         self._discovery = SingleFlight(clock)  # one discovery fetch at a time
         self._lock = threading.Lock()  # guards only the choice of _keyset (no I/O under it)
@@ -94,7 +100,7 @@ class Issuer:
 
         A cached document answers at once, even past its TTL: then one
         caller refreshes it while the others go on with the cached copy, and
-        a failed refresh is retried only after ``retry_backoff`` seconds
+        a failed refresh is retried only after ``refresh_backoff`` seconds
         (:mod:`common.refresh`).  With nothing cached, one fetch serves every
         caller waiting for it, and a failure is the answer for the back-off.
 
@@ -104,7 +110,7 @@ class Issuer:
         document = self._metadata
         if document is not None:
             stale = self.clock() - self._metadata_at >= self.metadata_ttl
-            if stale and not self._discovery.backing_off(self.retry_backoff):
+            if stale and not self._discovery.backing_off(self.refresh_backoff):
                 try:
                     self._discovery.try_run(lambda: self._fetch_metadata(recorder))
                 except FlowError as exc:

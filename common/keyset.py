@@ -133,8 +133,13 @@ class KeySet:
 
     @property
     def _backoff(self) -> float:
-        """Seconds a failed fetch is not retried (short: a missing key set blocks every sign-in)."""
+        """Seconds a failed fetch is not retried while cached keys serve (or for an unknown kid)."""
         return min(self.refetch_cooldown, 5)
+
+    @property
+    def _first_backoff(self) -> float:
+        """Seconds a failed fetch is not retried while there are no keys (short: sign-ins wait on it)."""
+        return min(self.refetch_cooldown, 1)
 
     # -- fetching -------------------------------------------------------------
 
@@ -210,7 +215,7 @@ class KeySet:
             # Every caller needs keys: one fetch serves all of them, and its
             # failure is everyone's answer until the back-off is over.
             error = self._flight.error
-            if error is not None and self._flight.backing_off(self._backoff):
+            if error is not None and self._flight.backing_off(self._first_backoff):
                 raise error.with_traceback(None)
             self._flight.run_or_wait(self._fetch)
         elif self.clock() - self._fetched_at >= self.ttl and not self._flight.backing_off(self._backoff):
