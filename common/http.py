@@ -37,6 +37,7 @@ from requests.cookies import extract_cookies_to_jar
 from .config import DEFAULTS, Settings
 from .errors import FlowError
 from .failures import failure_reason
+from .untrusted import plain_text
 
 #: Sent on every request so that issuer logs show who called.
 USER_AGENT = "oauth-flask-samples/1.0 (+common.http)"
@@ -104,16 +105,23 @@ class TimeoutSession(requests.Session):
     no hook before them): each of their reads is bounded by the timeout, and
     http.client limits their number and length.
 
-    Redirects: requests follows them for every method unless told not to;
-    the token, revocation and UserInfo requests pass ``allow_redirects=False``
-    (in common/), so that a form with a client secret is never re-sent
-    somewhere else.
+    Redirects are not followed unless a caller passes ``allow_redirects=True``
+    (requests follows them by default, to any scheme and host): a discovery
+    document or JWKS fetched over ``https`` must not come from wherever a
+    ``Location`` header points, plain ``http`` included, and a form with a
+    client secret must never be re-sent somewhere else (RFC 9700 §2.6).
+    :func:`parse_json_response` answers a redirect with a clear error.
     """
 
     def __init__(self, timeout: float):
         super().__init__()
         self.timeout = timeout
         self.headers["User-Agent"] = USER_AGENT
+
+    def get(self, url, **kwargs):  # noqa: D401 - same as requests
+        """Like :meth:`requests.Session.get`, but following no redirect unless told to."""
+        kwargs.setdefault("allow_redirects", False)
+        return self.request("GET", url, **kwargs)
 
     def request(self, method, url, **kwargs):  # noqa: D401 - same as requests
         """Like :meth:`requests.Session.request`, with ``timeout`` defaulted and the body read by a deadline.
@@ -122,6 +130,7 @@ class TimeoutSession(requests.Session):
         """
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
+        kwargs.setdefault("allow_redirects", False)
         if kwargs.get("stream"):
             return super().request(method, url, **kwargs)
         timeout = kwargs["timeout"]
@@ -271,9 +280,12 @@ def parse_json_response(
     :param allow_error_status: when true, 4xx answers are decoded too (the token
         endpoint answers errors as JSON with status 400/401, RFC 6749 §5.2).
     :return: the decoded object.
-    :raises IssuerUnreachable: on 5xx, unexpected 4xx, or a body that is not a JSON object.
+    :raises IssuerUnreachable: on a redirect (``issuer_misconfigured``), 5xx, unexpected 4xx,
+        or a body that is not a JSON object.
     """
     status = response.status_code
+    if 300 <= status < 400:
+        _refuse_redirect(response, what)
     if status >= 500:
         raise IssuerUnreachable(
             f"The issuer's {what} answered with HTTP {status}.",
@@ -302,6 +314,26 @@ def parse_json_response(
     if not isinstance(body, dict):
         raise IssuerUnreachable(f"The issuer's {what} answered JSON that is not an object.", error=error)
     return body
+
+
+def _refuse_redirect(response: requests.Response, what: str) -> None:
+    """A redirect from the issuer is its misconfiguration, never followed (RFC 9700 §2.6).
+
+    Following it would take the answer (keys, endpoints) from a URL that was
+    never checked against the rules the first one passed (``https``, or
+    loopback ``http``); so the redirect itself is the error.
+
+    :raises IssuerUnreachable: ``issuer_misconfigured``, naming where it pointed.
+    """
+    target = plain_text(response.headers.get("Location", ""), 200)
+    raise IssuerUnreachable(
+        f"The issuer's {what} answered with a redirect (HTTP {response.status_code}"
+        + (f" to {target!r}" if target else "")
+        + "), which is not followed.",
+        "Point ISSUER (or the issuer's discovery document) at the final URL: answers from the "
+        "issuer are taken only from the URL that was checked, never from a redirect.",
+        error="issuer_misconfigured",
+    )
 
 
 def send(

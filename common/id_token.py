@@ -12,6 +12,11 @@ from .client import Client
 from .errors import FlowError
 from .http import IssuerUnreachable
 from .jwks import InvalidToken, KeysUnavailable, check_registered_claims, decode_jwt, token_hash
+from .untrusted import plain_text
+
+#: Header ``typ`` values (lower case, without ``application/``) that say "access token":
+#: RFC 9068 §2.1's ``at+jwt``.  Such a token is never an ID token.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt"})
 
 
 def validate_id_token(
@@ -25,7 +30,8 @@ def validate_id_token(
 ) -> dict:
     """Validate an ID token (OpenID Connect Core 3.1.3.7) and return its claims.
 
-    Signature with the issuer's JWKS (pinned algorithms), ``iss`` exact,
+    Signature with the issuer's JWKS (pinned algorithms), not typed as an
+    access token (``typ: at+jwt``, RFC 9068 §2.1), ``iss`` exact,
     ``aud`` contains our client id, ``azp`` when there are several audiences
     (and, when present, equal to our client id), ``exp``/``iat`` within
     ``CLOCK_LEEWAY``, ``nonce`` equal to the one we sent, ``at_hash``
@@ -123,6 +129,7 @@ def _check_claims(
 
     :raises InvalidToken: at the first check that fails (carrying that check).
     """
+    _refuse_access_token_type(header)
     # 3.1.3.7 steps 2-3 and 9-10: iss exact, aud contains us, exp and iat.
     checks.extend(
         check_registered_claims(
@@ -150,6 +157,26 @@ def _check_claims(
     # 12.2: a refreshed ID token must be about the same user.
     if expected_sub is not None and claims["sub"] != expected_sub:
         raise InvalidToken("The new ID token is for a different user (sub) than this session.", check="sub")
+
+
+def _refuse_access_token_type(header: dict) -> None:
+    """An access token is never taken for an ID token (RFC 9068 §2.1, RFC 8725 §3.11).
+
+    Both are JWTs signed with the issuer's keys and may name us in ``aud``;
+    RFC 9068 access tokens are typed ``at+jwt`` (``application/at+jwt`` in
+    full, RFC 7515 §4.1.9, compared case-insensitively) so that a relying
+    party can tell them apart.  An ID token is typed ``JWT`` or not at all.
+    """
+    typ = header.get("typ")
+    if typ is None:
+        return
+    if not isinstance(typ, str):
+        raise InvalidToken("The ID token's type (typ) is not a string.", check="typ")
+    if typ.lower().removeprefix("application/") in ACCESS_TOKEN_TYPES:
+        raise InvalidToken(
+            f"The token is an access token (typ {plain_text(typ, 40)!r}, RFC 9068 §2.1), not an ID token.",
+            check="typ",
+        )
 
 
 def _check_authorized_party(client: Client, claims: dict, checks: list[dict]) -> None:

@@ -7,7 +7,10 @@ JWKS are fetched once and cached for all of them.
 * Discovery (OpenID Connect Discovery 1.0 §4): the document at
   ``{issuer}/.well-known/openid-configuration``, whose ``issuer`` must be
   exactly the configured one (§4.3), cached for ``metadata_ttl`` seconds;
-  when a refresh fails, the cached copy is used.
+  past that, one caller refreshes it while the others use the cached copy,
+  and a failed fetch is not retried for a while (``retry_backoff``,
+  ``refresh_backoff``; :mod:`common.refresh`), so a hung issuer never queues
+  the callers up.
 * Endpoints from it are ``https`` (or loopback / ``.test`` ``http``),
   because tokens and secrets travel to them (RFC 6749 §3.1, §3.2).
 * The key set (a :class:`common.jwks.KeySet` for ``jwks_uri``), derived
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 import requests
 
@@ -29,6 +33,7 @@ from .errors import FlowError
 from .http import get_json, http_session, require_secure_url
 from .jwks import SAFE_ALGORITHMS, KeySet, negotiate_algorithms
 from .recorder import NULL_RECORDER, FlowRecorder
+from .refresh import SingleFlight
 from .untrusted import plain_text
 
 logger = logging.getLogger(__name__)
@@ -48,6 +53,11 @@ class Issuer:
     :param metadata_ttl: seconds the discovery document is cached.
     :param jwks_ttl: seconds the JWKS is cached.
     :param jwks_refetch_cooldown: minimum seconds between refetches for an unknown ``kid``.
+    :param retry_backoff: seconds a failed discovery fetch is not retried while
+        nothing is cached (short: a sign-in is waiting for it).
+    :param refresh_backoff: seconds a failed refresh of a cached document is
+        not retried (the cached copy serves meanwhile).
+    :param clock: a monotonic clock (tests pass a fake one).
     """
 
     def __init__(
@@ -59,6 +69,9 @@ class Issuer:
         metadata_ttl: float = 3600,
         jwks_ttl: float = 300,
         jwks_refetch_cooldown: float = 30,
+        retry_backoff: float = 1,
+        refresh_backoff: float = 30,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
         self.identifier: str = settings.issuer
@@ -67,7 +80,11 @@ class Issuer:
         self.metadata_ttl = metadata_ttl
         self.jwks_ttl = jwks_ttl
         self.jwks_refetch_cooldown = jwks_refetch_cooldown
-        self._lock = threading.Lock()
+        self.retry_backoff = retry_backoff
+        self.refresh_backoff = refresh_backoff
+        self.clock = clock
+        self._discovery = SingleFlight(clock)  # one discovery fetch at a time
+        self._lock = threading.Lock()  # guards only the choice of _keyset (no I/O under it)
         self._metadata: dict | None = None
         self._metadata_at = 0.0
         self._keyset: KeySet | None = None
@@ -81,30 +98,43 @@ class Issuer:
     def metadata(self, recorder: FlowRecorder = NULL_RECORDER) -> dict:
         """The discovery document, cached for ``metadata_ttl`` seconds (Discovery §4, §4.3).
 
+        A cached document answers at once, even past its TTL: then one
+        caller refreshes it while the others go on with the cached copy, and
+        a failed refresh is retried only after ``refresh_backoff`` seconds
+        (:mod:`common.refresh`).  With nothing cached, one fetch serves every
+        caller waiting for it, and a failure is the answer for the back-off.
+
         :param recorder: told about the fetch, when one happens.
         :raises FlowError: ``issuer_unreachable`` or ``issuer_misconfigured``.
         """
-        with self._lock:
-            if self._metadata is not None and time.monotonic() - self._metadata_at < self.metadata_ttl:
-                return self._metadata
-            with recorder.failures("discovery"):
+        document = self._metadata
+        if document is not None:
+            stale = self.clock() - self._metadata_at >= self.metadata_ttl
+            if stale and not self._discovery.backing_off(self.refresh_backoff):
                 try:
-                    require_secure_url(self.identifier, "issuer identifier (ISSUER)")
-                    document = get_json(self.http, self.discovery_url, "discovery document")
+                    self._discovery.try_run(lambda: self._fetch_metadata(recorder))
                 except FlowError as exc:
-                    if self._metadata is None:
-                        raise
                     logger.warning("discovery refresh failed (%s); using cached metadata", exc.description)
-                    return self._metadata
-                self._check_identifier(document)
-            self._metadata, self._metadata_at = document, time.monotonic()
-            shown = {k: document[k] for k in SHOWN_METADATA if k in document}
-            recorder.step(
-                "discovery",
-                request={"method": "GET", "url": self.discovery_url},
-                response={"status": 200, "body": shown},
-            )
-            return document
+            return self._metadata or document
+        with recorder.failures("discovery"):
+            error = self._discovery.error
+            if error is not None and self._discovery.backing_off(self.retry_backoff):
+                raise error.with_traceback(None)  # the last fetch's answer, until the back-off is over
+            self._discovery.run_or_wait(lambda: self._fetch_metadata(recorder))
+        return self._metadata
+
+    def _fetch_metadata(self, recorder: FlowRecorder) -> None:
+        """Fetch and check the discovery document, and cache it (the caller is the only one fetching)."""
+        require_secure_url(self.identifier, "issuer identifier (ISSUER)")
+        document = get_json(self.http, self.discovery_url, "discovery document")
+        self._check_identifier(document)
+        self._metadata, self._metadata_at = document, self.clock()
+        shown = {k: document[k] for k in SHOWN_METADATA if k in document}
+        recorder.step(
+            "discovery",
+            request={"method": "GET", "url": self.discovery_url},
+            response={"status": 200, "body": shown},
+        )
 
     def _check_identifier(self, document: dict) -> None:
         """Discovery §4.3: the document's ``issuer`` is exactly ours, or a look-alike could hand us keys."""
@@ -127,7 +157,14 @@ class Issuer:
         :param required: raise when the issuer does not advertise it (else return ``None``).
         :raises FlowError: ``issuer_misconfigured``.
         """
-        url = self.metadata(recorder).get(name)
+        return self._endpoint_in(self.metadata(recorder), name, required=required, recorder=recorder)
+
+    @staticmethod
+    def _endpoint_in(
+        document: dict, name: str, *, required: bool = True, recorder: FlowRecorder = NULL_RECORDER
+    ) -> str | None:
+        """:meth:`endpoint`, read from one discovery document."""
+        url = document.get(name)
         with recorder.failures("discovery"):
             if not url:
                 if not required:
@@ -151,14 +188,21 @@ class Issuer:
         come in, not on every call.
         """
         metadata = self.metadata()
-        if self._keyset is None or self._keyset_source is not metadata:
-            jwks_uri = self.endpoint("jwks_uri")
+        keyset = self._keyset
+        if keyset is not None and self._keyset_source is metadata:
+            return keyset
+        jwks_uri = self._endpoint_in(metadata, "jwks_uri")
+        with self._lock:
             if self._keyset is None or self._keyset.jwks_uri != jwks_uri:
                 self._keyset = KeySet(
-                    jwks_uri, http=self.http, ttl=self.jwks_ttl, refetch_cooldown=self.jwks_refetch_cooldown
+                    jwks_uri,
+                    http=self.http,
+                    ttl=self.jwks_ttl,
+                    refetch_cooldown=self.jwks_refetch_cooldown,
+                    clock=self.clock,
                 )
             self._keyset_source = metadata
-        return self._keyset
+            return self._keyset
 
     def id_token_algorithms(self) -> tuple[str, ...]:
         """Algorithms accepted for ID tokens: local allow-list ∩ advertised (RS256 always)."""

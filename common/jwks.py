@@ -13,12 +13,14 @@ policy around it, from RFC 8725 (JWT Best Current Practices):
   ``x5u``, ``jwk`` and ``x5c`` headers, which would let the token name its own
   key, are never consulted (RFC 8725 §3.10);
 * **the JWKS is cached with an expiry**, its keys imported once per fetch; an
-  unknown ``kid`` (a key rotation) triggers at most one refetch per
-  cool-down, and an unreachable JWKS endpoint leaves the cached keys working
-  (that cache, :class:`~common.keyset.KeySet`, is :mod:`common.keyset`);
+  unknown ``kid`` (a key rotation) refetches at once the first time after a
+  regular fetch, then at most once per cool-down, and an unreachable JWKS
+  endpoint leaves the cached keys working (that cache,
+  :class:`~common.keyset.KeySet`, is :mod:`common.keyset`);
 * **hostile input is bounded**: the token and its header are size-capped
   before parsing, and JSON nested deeply enough to exhaust the parser is a
-  refused token, never an uncaught ``RecursionError``.
+  refused token, never an uncaught ``RecursionError``; so are ``NaN`` and
+  ``Infinity``, which are not JSON (RFC 8259 §6).
 
 Public API: :func:`decode_jwt`, :data:`SAFE_ALGORITHMS`,
 :func:`negotiate_algorithms`, :func:`token_hash` (``at_hash``/``c_hash``), the
@@ -34,6 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from typing import Any, Iterable
 
 from joserfc import jws
@@ -84,10 +87,30 @@ def b64url_decode(segment: str) -> bytes:
     return urlsafe_b64decode(segment.encode("ascii"))
 
 
+def _refuse_constant(name: str) -> Any:
+    """``json.loads``' ``parse_constant``: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
+    raise ValueError(f"{name} is not a JSON number (RFC 8259 §6)")
+
+
+def _finite_float(text: str) -> float:
+    """``json.loads``' ``parse_float``: a number beyond a double's range (``1e400``) is refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range (RFC 8259 §6)")
+    return value
+
+
 def _json_value(raw: bytes) -> Any:
-    """``json.loads`` of UTF-8 (RFC 7515 §2, RFC 7519 §7.2), with deep nesting as ``ValueError``."""
+    """``json.loads`` of UTF-8 (RFC 7515 §2, RFC 7519 §7.2), strictly.
+
+    RFC 8259 §6: "Numeric values that cannot be represented ... (such as
+    Infinity and NaN) are not permitted"; Python's parser accepts them, and
+    ``exp: NaN`` would compare false with every time, so it would never
+    expire.  Refused here, as is JSON nested deeply enough to exhaust the
+    parser, each as ``ValueError``.
+    """
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         # "[[[[…]]]]" a thousand levels deep fits in a token of 8 KiB, and
         # json.loads answers it with RecursionError, which is not a
@@ -198,6 +221,9 @@ def _extract(token: Any, max_length: int) -> jws.CompactSignature:
             f"The token header is longer than {MAX_HEADER_SEGMENT} characters.", check="format"
         )
     try:
+        # Our strict decoder first: joserfc's header decoder is a bare
+        # json.loads, which takes NaN and Infinity (RFC 8259 §6 refuses them).
+        _json_value(b64url_decode(token[: token.index(".")]))
         # Every registry has the same size limits, the only part extract uses.
         return jws.extract_compact(token.encode("utf-8"), registry=_REGISTRIES["RS256"])
     except MissingAlgorithmError:

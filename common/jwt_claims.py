@@ -8,6 +8,7 @@ them from there.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterable, Mapping
 
@@ -29,7 +30,18 @@ class InvalidToken(Exception):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A NumericDate (RFC 7519 §2): a finite JSON number within a double's range, not a boolean.
+
+    ``NaN`` compares false with everything, so ``exp: NaN`` would never
+    expire, and ``Infinity`` would not either; RFC 8259 §6 does not allow
+    them in JSON, and an integer too large for a double is refused with them.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a double's range (10**400)
+        return False
 
 
 def _failed(checks: list[dict], check: str, reason: str):
@@ -60,7 +72,7 @@ def _check_times(
     if "exp" in claims:
         exp = claims["exp"]
         if not _is_number(exp):
-            _failed(checks, "exp", "The token's expiry (exp) is not a number.")
+            _failed(checks, "exp", "The token's expiry (exp) is not a finite number.")
         if now > exp + leeway:
             _failed(checks, "exp", f"The token expired {int(now - exp)} s ago (leeway {int(leeway)} s).")
         if explain:
@@ -69,7 +81,7 @@ def _check_times(
     if "nbf" in claims:
         nbf = claims["nbf"]
         if not _is_number(nbf):
-            _failed(checks, "nbf", "The token's not-before time (nbf) is not a number.")
+            _failed(checks, "nbf", "The token's not-before time (nbf) is not a finite number.")
         if nbf > now + leeway:
             _failed(checks, "nbf", f"The token is not valid for another {int(nbf - now)} s.")
         if explain:
@@ -77,7 +89,7 @@ def _check_times(
     if "iat" in claims:
         iat = claims["iat"]
         if not _is_number(iat):
-            _failed(checks, "iat", "The token's issue time (iat) is not a number.")
+            _failed(checks, "iat", "The token's issue time (iat) is not a finite number.")
         if iat > now + leeway:
             _failed(
                 checks,

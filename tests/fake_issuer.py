@@ -16,7 +16,8 @@ Each answer can be scripted per test:
   ``issuer.token_extra`` — tamper with what the token endpoint issues
   (a value of ``None`` removes a member);
 * :meth:`FakeIssuer.mint_id_token` / :meth:`FakeIssuer.mint_access_token` /
-  :func:`unsigned_token` / :func:`hs256_token` — make arbitrary tokens;
+  :meth:`FakeIssuer.mint_text` / :func:`unsigned_token` / :func:`hs256_token` —
+  make arbitrary tokens; :func:`weak_rsa_key` — a 1024-bit key;
 * ``issuer.counts[endpoint]`` and ``issuer.requests`` — what was asked;
 * ``issuer.authorize_hook`` — rewrite the authorization response's parameters
   (drop ``state``, a wrong ``iss``, an ``error``...) before the redirect;
@@ -49,6 +50,7 @@ import json
 import secrets
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +80,7 @@ PATHS = {
 
 _KEY_CACHE: list[RSAKey] = []
 _IMPORTED: dict[tuple[int, str], RSAKey] = {}
+_WEAK: dict[str, RSAKey] = {}
 
 
 def new_rsa_key(kid: str | None = None) -> RSAKey:
@@ -94,6 +97,16 @@ def cached_rsa_key(index: int, kid: str) -> RSAKey:
         # Importing a private RSA key validates it, which is slow: do it once.
         _IMPORTED[(index, kid)] = import_key({**_KEY_CACHE[index].as_dict(private=True), "kid": kid})
     return _IMPORTED[(index, kid)]
+
+
+def weak_rsa_key(kid: str = "weak-1024") -> RSAKey:
+    """An RSA key of 1024 bits, below RFC 7518 §3.3's minimum (made once per test session)."""
+    if kid not in _WEAK:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joserfc warns about the size (an error under pytest)
+            key = RSAKey.generate_key(1024, private=True)
+            _WEAK[kid] = import_key({**key.as_dict(private=True), "kid": kid})
+    return _WEAK[kid]
 
 
 def new_ec_key(kid: str | None = None) -> ECKey:
@@ -352,6 +365,18 @@ class FakeIssuer:
         return jwt.encode(
             hdr, {k: v for k, v in claims.items() if v is not None}, key, algorithms=[hdr["alg"]]
         )
+
+    def mint_text(self, payload: str, header: dict | None = None, key=None) -> str:
+        """An RS256 JWS over exactly the JSON text ``payload``, e.g. with ``1e400``, which
+        json.dumps cannot write (signed with ``cryptography`` directly, RSA keys only)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = key or self.signing_key
+        head = _b64json({"alg": "RS256", "kid": key.kid, **(header or {})})
+        signing_input = f"{head}.{_b64(payload.encode())}"
+        signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{_b64(signature)}"
 
     def id_token_defaults(self, **claims) -> dict:
         now = int(time.time())

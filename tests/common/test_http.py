@@ -332,11 +332,12 @@ def test_bounded_reading_returns_connections_to_the_pool(keep_alive):
 
 def test_cookies_still_reach_the_session_and_follow_redirects(keep_alive):
     """requests takes cookies from ``response.raw`` after the hook has replaced it; the hook
-    hands them to the session's jar first, so cookies behave exactly as without the reader."""
+    hands them to the session's jar first, so cookies behave exactly as without the reader
+    (here with redirects followed on request: by default none is)."""
     http = http_session(timeout=2.0)
     http.get(keep_alive.url + "/set-cookie")
     assert http.cookies.get("sid") == "abc"
-    answer = http.get(keep_alive.url + "/redirect")
+    answer = http.get(keep_alive.url + "/redirect", allow_redirects=True)
     assert [hop.status_code for hop in answer.history] == [302]
     assert answer.json()["path"] == "/echo"
     assert sorted(answer.json()["cookie"].split("; ")) == ["hop=1", "sid=abc"]
@@ -365,3 +366,25 @@ def test_requests_and_urllib3_behave_as_the_bounded_reader_expects(keep_alive):
     assert seen == {"raw": urllib3.HTTPResponse, "unread": True, "api": True}
     assert answer.json() == {"replaced": True} and answer.content == b'{"replaced": true}'
     assert not hasattr(answer.raw, "stream"), "the file-like path of Response.iter_content was used"
+
+
+@pytest.mark.parametrize("method", ["get", "request"])
+def test_the_session_follows_no_redirect_by_default(keep_alive, method):
+    """RFC 9700 §2.6: an answer from the issuer comes from the checked URL, not from a Location."""
+    http = http_session(timeout=2.0)
+    if method == "request":
+        answer = http.request("GET", keep_alive.url + "/redirect")
+    else:
+        answer = getattr(http, method)(keep_alive.url + "/redirect")
+    assert answer.status_code == 302 and not answer.history
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_get_json_refuses_a_redirect_clearly(keep_alive, status, trickle):
+    """Discovery and the JWKS (get_json) answer a redirect with issuer_misconfigured, naming the target."""
+    server = trickle(_head(f"{status} Moved", Location="http://attacker.test/keys", Content_Length=0), b"")
+    with pytest.raises(IssuerUnreachable) as info:
+        get_json(http_session(timeout=2.0), server.url, "key set (jwks_uri)")
+    assert info.value.error == "issuer_misconfigured" and info.value.status == 502
+    assert f"redirect (HTTP {status} to 'http://attacker.test/keys')" in info.value.description
+    assert "redirect" in info.value.hint

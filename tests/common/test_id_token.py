@@ -57,6 +57,36 @@ def test_id_token_rejections(client, fake_issuer, claims, check):
     assert log.steps[-1]["error"]["error"] == "invalid_id_token"
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_times_are_a_refused_id_token_not_a_500(client, fake_issuer, claim, value):
+    """``exp: NaN`` raised ValueError (a 500) from the ID-token path; now it is refused (RFC 8259 §6)."""
+    token = fake_issuer.mint_id_token({"nonce": "n-1", claim: value})
+    with pytest.raises(FlowError) as info:
+        validate_id_token(client, token, nonce="n-1")
+    assert error_of(info) == "invalid_id_token"
+    assert "JSON" in info.value.description
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt"])
+def test_access_token_typed_at_jwt_is_not_an_id_token(client, fake_issuer, typ):
+    """RFC 9068 §2.1 / RFC 8725 §3.11: an access token, signed by the same issuer and naming us in
+    aud, must never pass as an ID token."""
+    log = FlowLog()
+    token = fake_issuer.mint_id_token({"nonce": "n-1"}, header={"typ": typ})
+    with pytest.raises(FlowError) as info:
+        validate_id_token(narrating(client, log), token, nonce="n-1")
+    assert error_of(info) == "invalid_id_token"
+    failed = [c for c in log.steps[-1]["jwt"]["checks"] if not c["ok"]]
+    assert [c["check"] for c in failed] == ["typ"]
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", None])
+def test_id_token_typed_jwt_or_untyped_passes(client, fake_issuer, typ):
+    token = fake_issuer.mint_id_token({"nonce": "n-1"}, header={"typ": typ})
+    assert validate_id_token(client, token, nonce="n-1")["sub"] == fake_issuer.user["sub"]
+
+
 def test_several_audiences_with_right_azp(client, fake_issuer):
     assert validate(client, fake_issuer, {"aud": ["test-client", "other"], "azp": "test-client"})
 

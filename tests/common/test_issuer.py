@@ -50,3 +50,43 @@ def test_non_https_endpoint_refused(client, fake_issuer):
     with pytest.raises(FlowError) as info:
         exchange_code(client, "c", {"code_verifier": "v"})
     assert error_of(info) == "issuer_misconfigured"
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_failed_discovery_backs_off_briefly_then_recovers(settings, fake_issuer):
+    """Nothing cached: a failure is the answer for ``retry_backoff`` (1 s), then the issuer is asked again."""
+    clock = Clock()
+    issuer = Issuer(settings, clock=clock)
+    fake_issuer.fail("discovery", 503, times=1)
+    for _ in range(3):
+        with pytest.raises(FlowError) as info:
+            issuer.metadata()
+        assert error_of(info) == "issuer_unreachable"
+    assert fake_issuer.count("discovery") == 1
+    clock.now += 1.1
+    assert issuer.metadata()["issuer"] == fake_issuer.issuer
+    assert fake_issuer.count("discovery") == 2
+
+
+def test_stale_discovery_refresh_failure_backs_off_for_refresh_backoff(settings, fake_issuer):
+    clock = Clock()
+    issuer = Issuer(settings, clock=clock, metadata_ttl=60)
+    cached = issuer.metadata()
+    clock.now += 61
+    fake_issuer.fail("discovery", 503)
+    assert issuer.metadata() == cached and fake_issuer.count("discovery") == 2
+    clock.now += 29
+    assert issuer.metadata() == cached and fake_issuer.count("discovery") == 2
+    fake_issuer.reset("discovery")
+    clock.now += 2
+    assert issuer.metadata() == cached and fake_issuer.count("discovery") == 3
+    assert issuer.metadata() is not cached  # the refreshed document

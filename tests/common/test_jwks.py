@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -16,7 +17,7 @@ from common.jwks import (
     decode_jwt,
     negotiate_algorithms,
 )
-from tests.fake_issuer import cached_rsa_key, hs256_token, new_ec_key, unsigned_token
+from tests.fake_issuer import cached_rsa_key, hs256_token, new_ec_key, unsigned_token, weak_rsa_key
 
 
 class FakeClock:
@@ -81,6 +82,38 @@ def test_rotated_key_is_accepted_after_refetch(fake_issuer, keyset, clock):
     _, claims = decode_jwt(fake_issuer.mint_id_token(), keyset)
     assert claims["sub"] == fake_issuer.user["sub"]
     assert fake_issuer.count("jwks") == 2
+
+
+def test_key_rotated_right_after_a_fetch_is_accepted_at_once(fake_issuer, keyset, clock):
+    """The issuer publishes a new key and signs with it at once, seconds after our fetch: the first
+    unknown kid after a regular fetch refetches now; the cool-down only bounds repeated misses."""
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    clock.now += 2  # well within the 30 s cool-down
+    fake_issuer.rotate()
+    _, claims = decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert claims["sub"] == fake_issuer.user["sub"]
+    assert fake_issuer.count("jwks") == 2
+    stranger = cached_rsa_key(5, "made-up-kid")
+    for _ in range(5):  # a miss right after the miss-refetch: the cool-down applies
+        with pytest.raises(InvalidToken):
+            decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+    assert fake_issuer.count("jwks") == 2
+    clock.now += 301  # a regular refresh (past the TTL) lets the next miss refetch at once again
+    decode_jwt(fake_issuer.mint_id_token(), keyset)
+    assert fake_issuer.count("jwks") == 3
+    with pytest.raises(InvalidToken):
+        decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+    assert fake_issuer.count("jwks") == 4
+
+
+def test_unknown_kid_on_a_cold_key_set_fetches_once(fake_issuer, keyset):
+    """The first fetch is made for the token itself: no second fetch at once for the same miss."""
+    stranger = cached_rsa_key(5, "made-up-kid")
+    for _ in range(3):
+        with pytest.raises(InvalidToken) as info:
+            decode_jwt(fake_issuer.mint_id_token(key=stranger), keyset)
+        assert info.value.check == "kid"
+    assert fake_issuer.count("jwks") == 1
 
 
 def test_jwks_down_keeps_cached_keys(fake_issuer, keyset, clock):
@@ -183,6 +216,44 @@ def test_garbage_refused_with_reason(keyset, garbage):
     assert info.value.reason
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_in_the_payload_are_refused(fake_issuer, keyset, value):
+    """RFC 8259 §6: NaN and Infinity are not JSON; Python's parser takes them (and 1e400 as infinity)."""
+    claims = json.dumps(fake_issuer.id_token_defaults()).replace('"exp": ', f'"exp": {value}, "was": ')
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(fake_issuer.mint_text(claims), keyset)
+    assert info.value.check == "format" and "not JSON" in info.value.reason
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_in_the_header_are_refused(fake_issuer, keyset, value):
+    token = fake_issuer.mint_text(json.dumps(fake_issuer.id_token_defaults()), {"x-rate": value})
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(token, keyset)
+    assert info.value.check == "format"
+
+
+def test_b64url_json_refuses_non_finite_numbers():
+    from common.jwks import b64url_json
+
+    for text in (b'{"a": NaN}', b"[Infinity]", b'{"a": -Infinity}', b'{"a": 1e999}'):
+        with pytest.raises(ValueError):
+            b64url_json(base64.urlsafe_b64encode(text).rstrip(b"=").decode())
+    assert b64url_json(base64.urlsafe_b64encode(b'{"a": 1.5e300}').rstrip(b"=").decode()) == {"a": 1.5e300}
+
+
+def test_rsa_key_under_2048_bits_is_ignored(fake_issuer, keyset, caplog):
+    """RFC 7518 §3.3: a 1024-bit modulus can be factored; its key is skipped with a log line."""
+    weak = weak_rsa_key()
+    fake_issuer.publish(fake_issuer.key, weak)
+    with pytest.raises(InvalidToken) as info:
+        decode_jwt(fake_issuer.mint_id_token(key=weak), keyset)
+    assert info.value.check == "kid" and "weak-1024" in info.value.reason
+    assert "an RSA key of 1024 bits" in caplog.text and "weak-1024" in caplog.text
+    assert [jwk["kid"] for jwk in keyset.keys()] == [fake_issuer.key.kid]
+    decode_jwt(fake_issuer.mint_id_token(), keyset)  # the 2048-bit key next to it still verifies
+
+
 class TestRegisteredClaims:
     ISS = "https://issuer.test/oauth2/default"
     NOW = 1_700_000_000
@@ -210,6 +281,13 @@ class TestRegisteredClaims:
             ({"iat": NOW + 61}, "iat"),
             ({"nbf": NOW + 61}, "nbf"),
             ({"exp": None}, "exp"),
+            ({"exp": float("nan")}, "exp"),
+            ({"exp": float("inf")}, "exp"),
+            ({"exp": 10**400}, "exp"),
+            ({"nbf": float("nan")}, "nbf"),
+            ({"nbf": float("-inf")}, "nbf"),
+            ({"iat": float("nan")}, "iat"),
+            ({"iat": float("-inf")}, "iat"),
         ],
     )
     def test_rejects(self, changes, failed):

@@ -8,12 +8,13 @@ make no further call: no UserInfo, no API, and at most one JWKS refetch.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.fake_issuer import cached_rsa_key, hs256_token, unsigned_token
+from tests.fake_issuer import cached_rsa_key, hs256_token, unsigned_token, weak_rsa_key
 
 EVIL_ISSUER = "http://evil.test/oauth2/default"
 
@@ -66,6 +67,31 @@ def _unknown_kid(issuer, client_id):
     issuer.id_token_key = cached_rsa_key(6, "never-published")
 
 
+def _typed_as_access_token(issuer, client_id):
+    # RFC 9068 §2.1: an access token says typ at+jwt; signed by the same key, aud ours.
+    issuer.id_token_header = {"typ": "at+jwt"}
+
+
+def _exp_not_finite(value: str):
+    """``exp`` written as ``value`` (NaN, 1e400): not a JSON number (RFC 8259 §6)."""
+
+    def setup(issuer, client_id):
+        def transform(claims):
+            text = json.dumps(claims).replace('"exp": ', f'"exp": {value}, "exp_was": ')
+            return issuer.mint_text(text)
+
+        issuer.id_token_transform = transform
+
+    return setup
+
+
+def _weak_key(issuer, client_id):
+    # RFC 7518 §3.3: a 1024-bit RSA key, published and signing; it must never verify.
+    key = weak_rsa_key()
+    issuer.publish(issuer.key, key)
+    issuer.id_token_key = key
+
+
 CASES = {
     "bad_rs256_signature": _bad_signature,
     "alg_none": _alg_none,
@@ -79,11 +105,24 @@ CASES = {
     "nonce_wrong": _claims(nonce="not-the-nonce-we-sent"),
     "nonce_missing": _claims(nonce=None),
     "kid_unknown_after_one_refetch": _unknown_kid,
+    "typed_as_access_token": _typed_as_access_token,
+    "exp_nan": _exp_not_finite("NaN"),
+    "exp_1e400": _exp_not_finite("1e400"),
+    "signed_with_1024_bit_rsa_key": _weak_key,
 }
 
 #: The SPA runs in Chromium, which is slow: the cases that prove its
 #: JavaScript checks (signature in WebCrypto, alg pinning, iss, nonce, aud).
-SPA_CASES = ["bad_rs256_signature", "alg_none", "wrong_iss", "nonce_wrong", "several_audiences_wrong_azp"]
+SPA_CASES = [
+    "bad_rs256_signature",
+    "alg_none",
+    "wrong_iss",
+    "nonce_wrong",
+    "several_audiences_wrong_azp",
+    "typed_as_access_token",
+    "exp_1e400",
+    "signed_with_1024_bit_rsa_key",
+]
 
 #: Error codes an app may use for a refused ID token.
 ID_TOKEN_ERRORS = {"invalid_id_token", "invalid_signature", "nonce_mismatch"}

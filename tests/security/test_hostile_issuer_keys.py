@@ -27,6 +27,18 @@ def test_rotated_kid_is_accepted_after_one_refetch(web_driver, issuer):
     assert issuer.count("jwks") == 2  # one refetch for the new kid
 
 
+def test_key_rotated_at_once_is_accepted_within_the_cool_down(web_driver, issuer):
+    """An issuer that signs with its new key as soon as it publishes it, seconds after the app
+    fetched the keys: the first unknown kid refetches at once (the cool-down is not reset)."""
+    assert web_driver.sign_in().ok
+    assert _keyset(web_driver).refetch_cooldown == 30
+    issuer.rotate()
+    web_driver.client = web_driver.make_client()
+    outcome = web_driver.sign_in()
+    assert outcome.ok, outcome.text
+    assert issuer.count("jwks") == 2
+
+
 def test_unknown_kid_is_refused_after_exactly_one_refetch(web_driver, issuer):
     assert web_driver.sign_in().ok
     _keyset(web_driver).refetch_cooldown = 0

@@ -435,6 +435,114 @@ def test_oversized_token_is_refused_before_crypto(page, jwks, signing_key):
     assert "too large" in result["description"]
 
 
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt"])
+def test_an_access_token_typed_at_jwt_is_not_an_id_token(page, jwks, signing_key, typ):
+    """RFC 9068 §2.1, RFC 8725 §3.11: the same rule as common/id_token.py."""
+    result = validate(page, jwks, make_token(signing_key, headers={"typ": typ}))
+    assert result["error"] == "invalid_id_token" and "access token" in result["description"], result
+    assert validate(page, jwks, make_token(signing_key, headers={"typ": "JWT"}))["ok"]
+
+
+def make_text_token(key, payload: str, kid: str = "k1") -> str:
+    """An RS256 JWS over exactly the JSON text ``payload`` (``1e400``, which json.dumps cannot write)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signing_input = f"{b64url(json.dumps({'alg': 'RS256', 'kid': kid}).encode())}.{b64url(payload.encode())}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def _claims_text(key, claim: str, value: str) -> str:
+    """The claims of a good ID token as JSON text, ``claim`` written as ``value``."""
+    claims = jwt.decode(make_token(key), options={"verify_signature": False})
+    return json.dumps(claims).replace(f'"{claim}": ', f'"{claim}": {value}, "{claim}_was": ')
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "NaN", "Infinity"])
+def test_non_finite_times_are_refused(page, jwks, signing_key, claim, value):
+    """JSON.parse turns 1e400 into Infinity, an exp that never expires (RFC 8259 §6 has no such number);
+    before, a Date of it threw a RangeError instead of an OidcError."""
+    result = validate(page, jwks, make_text_token(signing_key, _claims_text(signing_key, claim, value)))
+    assert result["error"] == "invalid_id_token" and "not JSON" in result["description"], result
+
+
+def test_a_far_but_finite_expiry_is_shown_without_an_exception(page, jwks, signing_key):
+    result = validate(page, jwks, make_text_token(signing_key, _claims_text(signing_key, "exp", "1e300")))
+    assert result["ok"], result
+
+
+def test_an_rsa_key_under_2048_bits_is_not_used(page, signing_key):
+    """RFC 7518 §3.3: a 1024-bit key in the JWKS is skipped, so its token has "no key"."""
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    as_b64 = lambda n: b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))  # noqa: E731
+    numbers = weak.public_key().public_numbers()
+    weak_jwks = {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "n": as_b64(numbers.n), "e": "AQAB"}]}
+    result = validate(page, weak_jwks, make_text_token(weak, _claims_text(signing_key, "sub", '"00u1"')))
+    assert not result["ok"] and "No key" in result["description"], result
+
+
+def _rotation(page, first_jwks, then_jwks, tokens, jwks_uri):
+    """validateIdToken for each token in turn; fetch() answers first_jwks once, then then_jwks."""
+    return run(
+        page,
+        """
+        const [first, then, tokens, options] = args;
+        let fetches = 0;
+        window.fetch = async () => new Response(JSON.stringify(fetches++ === 0 ? first : then),
+            {status: 200, headers: {'Content-Type': 'application/json'}});
+        const outcomes = [];
+        for (const token of tokens) {
+            try {
+                await oidc.validateIdToken(token, options);
+                outcomes.push('ok');
+            } catch (err) {
+                outcomes.push(err.description);
+            }
+        }
+        return {outcomes, fetches};
+    """,
+        first_jwks,
+        then_jwks,
+        tokens,
+        {
+            "jwksUri": jwks_uri,
+            "issuer": ISSUER,
+            "clientId": CLIENT_ID,
+            "nonce": NONCE,
+            "accessToken": ACCESS_TOKEN,
+            "leeway": 0,
+        },
+    )["value"]
+
+
+def test_a_key_rotated_right_after_a_fetch_is_accepted_at_once(page, jwks, signing_key):
+    """The issuer publishes k2 and signs with it seconds after our fetch: the first unknown kid refetches
+    at once (the same rule as common/keyset.py); made-up kids after it wait for the cool-down."""
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = new_key.public_key().public_numbers()
+    as_b64 = lambda n: b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))  # noqa: E731
+    k2 = {"kty": "RSA", "kid": "k2", "use": "sig", "alg": "RS256", "n": as_b64(numbers.n), "e": "AQAB"}
+    rotated = {"keys": [*jwks["keys"], k2]}
+    tokens = [
+        make_token(signing_key),
+        make_token(new_key, headers={"kid": "k2"}),
+        make_token(new_key, headers={"kid": "made-up"}),
+        make_token(new_key, headers={"kid": "made-up-too"}),
+    ]
+    result = _rotation(page, jwks, rotated, tokens, f"https://issuer.test/keys/{time.monotonic_ns()}")
+    assert result["outcomes"][:2] == ["ok", "ok"], result
+    assert all("No key" in outcome for outcome in result["outcomes"][2:]), result
+    assert result["fetches"] == 2
+
+
+def test_an_unknown_kid_on_a_cold_cache_fetches_once(page, jwks, signing_key):
+    tokens = [make_token(signing_key, headers={"kid": "made-up"})] * 2
+    result = _rotation(page, jwks, jwks, tokens, f"https://issuer.test/keys/{time.monotonic_ns()}")
+    assert all("No key" in outcome for outcome in result["outcomes"]) and result["fetches"] == 1, result
+
+
 def test_end_session_url(page):
     url = run(
         page,

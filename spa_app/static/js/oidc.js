@@ -17,6 +17,7 @@
 //   6. exchangeCode()            back-channel code + code_verifier for tokens
 //                                (RFC 6749 §4.1.3, RFC 7636 §4.5), no secret
 //   7. validateIdToken()         signature with WebCrypto against the JWKS,
+//                                not an access token (typ at+jwt, RFC 9068),
 //                                iss/aud/azp/exp/iat/nonce (OIDC Core 3.1.3.7),
 //                                at_hash (OIDC Core 3.2.2.9-3.2.2.11)
 //   8. refreshTokens()           rotating refresh tokens (RFC 9700 §4.14.2)
@@ -135,7 +136,7 @@ async function fetchJson(url, init = {}, what = "the issuer") {
   } catch (err) {
     body = null;
   }
-  return { status: response.status, ok: response.ok, body, headers: response.headers };
+  return { status: response.status, ok: response.ok, body, headers: response.headers, type: response.type };
 }
 
 // -- 1. discovery ------------------------------------------------------------------
@@ -400,6 +401,20 @@ export function refreshTokens(metadata, { clientId, refreshToken }) {
 
 // -- 7. the ID token -------------------------------------------------------------------------
 
+/**
+ * JSON.parse, refusing numbers that are not finite.  JSON has no NaN or
+ * Infinity (RFC 8259 §6), and JSON.parse refuses those words, but it turns
+ * ``1e400`` into Infinity: an ``exp`` that would never expire.
+ */
+function parseJson(text) {
+  return JSON.parse(text, (key, value) => {
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      throw new SyntaxError("a number out of range (RFC 8259 §6)");
+    }
+    return value;
+  });
+}
+
 /** Split a JWS into its parts, for checking or for display (no verification). */
 export function decodeJwt(token) {
   if (typeof token !== "string" || token.length > MAX_JWT_LENGTH) {
@@ -411,8 +426,8 @@ export function decodeJwt(token) {
   }
   let header, claims;
   try {
-    header = JSON.parse(new TextDecoder().decode(base64UrlDecode(parts[0])));
-    claims = JSON.parse(new TextDecoder().decode(base64UrlDecode(parts[1])));
+    header = parseJson(new TextDecoder().decode(base64UrlDecode(parts[0])));
+    claims = parseJson(new TextDecoder().decode(base64UrlDecode(parts[1])));
   } catch (err) {
     throw new OidcError("invalid_id_token", "The ID token's header or claims are not JSON.");
   }
@@ -422,23 +437,75 @@ export function decodeJwt(token) {
   return { header, claims, signingInput: `${parts[0]}.${parts[1]}`, signature: parts[2] };
 }
 
-const jwksCache = new Map(); // jwks_uri -> {keys, fetchedAt}
+// jwks_uri -> {keys, fetchedAt, missed}.  ``missed`` is set by the first
+// unknown kid after a regular fetch (and by a refetch an unknown kid caused).
+const jwksCache = new Map();
 const JWKS_REFETCH_COOLDOWN_MS = 30_000;
+// RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used".
+const MIN_RSA_BITS = 2048;
 
-async function loadJwks(jwksUri, { force = false } = {}) {
-  const cached = jwksCache.get(jwksUri);
-  if (cached && (!force || Date.now() - cached.fetchedAt < JWKS_REFETCH_COOLDOWN_MS)) return cached.keys;
-  const { ok, status, body } = await fetchJson(jwksUri, {}, "the issuer's JWKS");
+async function fetchJwks(jwksUri, { missed = false } = {}) {
+  // A redirect is not followed (RFC 9700 §2.6): keys come only from the jwks_uri discovery named.
+  const { ok, status, body, type } = await fetchJson(jwksUri, { redirect: "manual" }, "the issuer's JWKS");
+  if (type === "opaqueredirect") {
+    throw new OidcError("issuer_misconfigured",
+      "The issuer's JWKS answered with a redirect, which is not followed.",
+      "Keys are taken only from the jwks_uri in the discovery document; fix it to name the final URL.");
+  }
   if (!ok || !body || !Array.isArray(body.keys)) {
     throw new OidcError("issuer_unreachable", `The JWKS endpoint answered HTTP ${status}.`);
   }
-  jwksCache.set(jwksUri, { keys: body.keys, fetchedAt: Date.now() });
-  return body.keys;
+  const entry = { keys: body.keys, fetchedAt: Date.now(), missed };
+  jwksCache.set(jwksUri, entry);
+  return entry;
+}
+
+/** The bit length of an RSA JWK's modulus ``n`` (RFC 7518 §6.3.1.1); 0 when it is not base64url. */
+function rsaModulusBits(n) {
+  let bytes;
+  try {
+    bytes = base64UrlDecode(n);
+  } catch (err) {
+    return 0;
+  }
+  let start = 0;
+  while (start < bytes.length && bytes[start] === 0) start += 1;
+  if (start === bytes.length) return 0;
+  return (bytes.length - start - 1) * 8 + (32 - Math.clz32(bytes[start]));
 }
 
 function findKey(keys, kid) {
-  return keys.find((key) => key.kty === "RSA" && (!key.use || key.use === "sig") &&
-    (!key.alg || key.alg === "RS256") && (kid === undefined || key.kid === kid));
+  return keys.find((key) => {
+    if (key.kty !== "RSA" || (key.use && key.use !== "sig") || (key.alg && key.alg !== "RS256") ||
+        (kid !== undefined && key.kid !== kid)) return false;
+    if (rsaModulusBits(key.n) < MIN_RSA_BITS) {
+      console.warn(`ignoring JWK kid=${JSON.stringify(key.kid)}: an RSA key under ${MIN_RSA_BITS} bits`);
+      return false;
+    }
+    return true;
+  });
+}
+
+/**
+ * The issuer's key for ``kid``, fetching the JWKS on first use.  An unknown
+ * ``kid`` is what a key rotation looks like (OIDC Core 10.1.1), and an
+ * issuer may sign with its new key as soon as it publishes it: so the first
+ * unknown kid after a regular fetch refetches at once (unless that fetch
+ * was made for this very token), and after that at most once per
+ * cool-down, so that made-up kids cannot flood the issuer.  The same rule
+ * as common/keyset.py.
+ */
+async function keyFor(jwksUri, kid) {
+  let entry = jwksCache.get(jwksUri);
+  const fresh = !entry;
+  if (fresh) entry = await fetchJwks(jwksUri);
+  const jwk = findKey(entry.keys, kid);
+  if (jwk) return jwk;
+  const firstMiss = !entry.missed;
+  entry.missed = true;
+  const mayRefetch = firstMiss ? !fresh : Date.now() - entry.fetchedAt >= JWKS_REFETCH_COOLDOWN_MS;
+  if (!mayRefetch) return undefined;
+  return findKey((await fetchJwks(jwksUri, { missed: true })).keys, kid);
 }
 
 /**
@@ -447,8 +514,9 @@ function findKey(keys, kid) {
  * Required for the Implicit flow (OIDC Core 3.2.2.11 step 1 via 3.1.3.7
  * step 6: the token came through the browser, not straight from the issuer).
  * The algorithm is pinned; ``jku``/``x5u``/``jwk`` headers are ignored, so
- * the token cannot name its own key.  An unknown ``kid`` triggers one JWKS
- * refetch (the issuer may have rotated keys), at most once per cool-down.
+ * the token cannot name its own key.  An unknown ``kid`` may trigger one
+ * JWKS refetch (the issuer may have rotated keys): see keyFor.  RSA keys
+ * under 2048 bits are never used (RFC 7518 §3.3).
  */
 export async function verifyJwtSignature(token, jwksUri) {
   const { header, signingInput, signature } = decodeJwt(token);
@@ -456,8 +524,7 @@ export async function verifyJwtSignature(token, jwksUri) {
     throw new OidcError("invalid_id_token",
       `The ID token is signed with ${JSON.stringify(header.alg)}; only RS256 is accepted.`);
   }
-  let jwk = findKey(await loadJwks(jwksUri), header.kid);
-  if (!jwk) jwk = findKey(await loadJwks(jwksUri, { force: true }), header.kid);
+  const jwk = await keyFor(jwksUri, header.kid);
   if (!jwk) {
     throw new OidcError("invalid_id_token",
       `No key with kid ${JSON.stringify(header.kid)} in the issuer's JWKS.`);
@@ -517,12 +584,30 @@ function checkAudience(claims, clientId, { pass, fail }) {
 
 /** ``exp`` not passed, ``iat`` not in the future, within ``leeway`` s (OIDC Core 3.1.3.7 steps 9-10). */
 function checkTimes(claims, { leeway, now }, { pass, fail }) {
-  if (typeof claims.exp !== "number" || now > claims.exp + leeway) fail("exp", "the ID token has expired");
-  pass("exp", `valid until ${new Date(claims.exp * 1000).toISOString()}`);
-  if (typeof claims.iat !== "number" || claims.iat > now + leeway) {
+  // Number.isFinite: NaN and Infinity compare false with every time (RFC 8259 §6 has neither).
+  if (!Number.isFinite(claims.exp)) fail("exp", "exp is missing or not a finite number");
+  if (now > claims.exp + leeway) fail("exp", "the ID token has expired");
+  pass("exp", `valid until ${isoTime(claims.exp)}`);
+  if (!Number.isFinite(claims.iat) || claims.iat > now + leeway) {
     fail("iat", "iat is missing or in the future");
   }
-  pass("iat", `issued ${new Date(claims.iat * 1000).toISOString()}`);
+  pass("iat", `issued ${isoTime(claims.iat)}`);
+}
+
+/** A NumericDate (RFC 7519 §2) for people; beyond what a Date can hold, the number itself. */
+function isoTime(seconds) {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? `${seconds} s after 1970` : date.toISOString();
+}
+
+/** An access token (``typ: at+jwt``, RFC 9068 §2.1) is never taken for an ID token (RFC 8725 §3.11). */
+function checkType(header, { fail }) {
+  if (header.typ === undefined) return;
+  if (typeof header.typ !== "string") fail("typ", "the ID token's type (typ) is not a string");
+  if (header.typ.toLowerCase().replace(/^application\//, "") === "at+jwt") {
+    fail("typ",
+      `typ ${JSON.stringify(header.typ)} says this is an access token (RFC 9068 §2.1), not an ID token`);
+  }
 }
 
 /**
@@ -570,13 +655,14 @@ export async function validateIdToken(idToken, options) {
   } catch (err) {
     record.fail("format", err.description);
   }
-  const { claims } = decoded;
+  const { header, claims } = decoded;
   try {
     const kid = await verifyJwtSignature(idToken, jwksUri);
     record.pass("signature", `RS256, verified with WebCrypto against key ${kid} from the JWKS`);
   } catch (err) {
     record.fail("signature", err.description, err.error);
   }
+  checkType(header, record);
   if (claims.iss !== issuer) record.fail("iss", `iss is ${JSON.stringify(claims.iss)}, expected ${issuer}`);
   record.pass("iss", "equals the configured issuer");
   checkAudience(claims, clientId, record);
