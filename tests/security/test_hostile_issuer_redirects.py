@@ -90,3 +90,12 @@ def test_spa_does_not_follow_a_jwks_redirect(spa_driver, issuer):
     assert outcome.error == "issuer_misconfigured", outcome.text
     assert "redirect" in outcome.text and not outcome.stored
     assert issuer.count("jwks") == 1
+
+
+def test_spa_does_not_follow_a_discovery_redirect(spa_driver, issuer):
+    """oidc.js fetches discovery with redirect "manual" too: a clear error, nothing kept."""
+    issuer.script("discovery", _redirect_to(issuer.url("discovery") + "?moved=1"), times=1)
+    outcome = spa_driver.sign_in()
+    assert outcome.error == "issuer_misconfigured", outcome.text
+    assert "redirect" in outcome.text and not outcome.stored
+    assert issuer.count("discovery") == 1

@@ -151,7 +151,13 @@ const metadataCache = new Map();
 export async function discover(issuer) {
   if (metadataCache.has(issuer)) return metadataCache.get(issuer);
   const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
-  const { ok, status, body } = await fetchJson(url);
+  // A redirect is not followed (RFC 9700 §2.6): the metadata comes from the configured issuer only.
+  const { ok, status, body, type } = await fetchJson(url, { redirect: "manual" });
+  if (type === "opaqueredirect") {
+    throw new OidcError("issuer_misconfigured",
+      "The issuer's discovery document answered with a redirect, which is not followed.",
+      `Set ISSUER to the final URL, exactly the discovery document's issuer (now ${issuer}).`);
+  }
   if (!ok || !body || typeof body !== "object") {
     throw new OidcError("issuer_unreachable", `The discovery document answered HTTP ${status}.`,
       `Check ISSUER (${issuer}).`);
