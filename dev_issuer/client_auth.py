@@ -104,9 +104,9 @@ def refuse_unreadable_client_credentials():
         # Authlib's extract_basic_authorization unpacks two parts and
         # raised, a 500 found by tests/security/test_fuzz.py.
         return invalid_client_credentials("The Authorization header is malformed.")
-    if header[:6].lower() == "basic ":
+    if _is_basic(header):
         try:
-            base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            base64.b64decode(header.split(None, 1)[1].strip(), validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return invalid_client_credentials("The Basic credentials are not valid base64 of UTF-8 text.")
     return refuse_mixed_client_authentication()
@@ -118,11 +118,21 @@ def refuse_unreadable_client_credentials():
 CLIENT_AUTHENTICATING_ENDPOINTS = frozenset({"oauth.token", "oauth.revoke", "oauth.introspect"})
 
 
+def _is_basic(header: str) -> bool:
+    """Whether an ``Authorization`` header uses the Basic scheme (RFC 7617), however it is spaced.
+
+    The scheme is split off at any whitespace, as Authlib does (a tab
+    counts), so no spelling is tried by Authlib but missed here.
+    """
+    parts = header.split(None, 1)
+    return bool(parts) and parts[0].lower() == "basic"
+
+
 def client_authentications(req) -> list[str]:
     """The client authentication methods a request carries, by their RFC 7591 §2 names."""
     header = req.headers.get("Authorization", "")
     present = {
-        "client_secret_basic": header[:6].lower() == "basic ",
+        "client_secret_basic": _is_basic(header),
         "client_secret_post": "client_secret" in req.values,
         # RFC 7521 §4.2 / RFC 7523 §2.2: the assertion and its type travel together.
         "private_key_jwt": "client_assertion" in req.values or "client_assertion_type" in req.values,

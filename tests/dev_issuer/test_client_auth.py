@@ -6,6 +6,7 @@ ambiguous: the issuer must not try them in turn until one passes, it answers
 ``400 invalid_request`` (§5.2) and issues, revokes or reveals nothing.
 """
 
+import base64
 import time
 
 import jwt
@@ -127,3 +128,36 @@ def test_client_assertion_plus_basic_gets_no_tokens(second_issuer, service_key_p
     )
     assert_invalid_request(response)
     assert "private_key_jwt" in response.json()["error_description"]
+
+
+@pytest.mark.parametrize("spacing", ["\t", " \t", "  "])
+def test_basic_spelled_with_other_whitespace_still_counts_as_basic(issuer, spacing):
+    """Authlib splits the scheme off at any whitespace, so the mixed-methods check must too."""
+    s = issuer.settings
+    tokens = issuer.code_flow("web")
+    wrong = base64.b64encode(f"{s.web_client_id}:{WRONG}".encode()).decode()
+    body = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": s.web_client_id,
+        "client_secret": s.web_client_secret,
+    }
+    response = requests.post(
+        issuer.endpoint("token"),
+        data=body,
+        headers={"Authorization": f"Basic{spacing}{wrong}"},
+        timeout=TIMEOUT,
+    )
+    assert_invalid_request(response)
+
+
+def test_undecodable_basic_after_a_tab_is_a_clear_401_not_a_500(issuer):
+    undecodable = base64.b64encode(b"\xff\xfe:\xff").decode()
+    response = requests.post(
+        issuer.endpoint("token"),
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic\t {undecodable}"},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
