@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists, but is someone else's
+        return False  # it exists, but is another user's: not our launcher
     return True
 
 
@@ -83,6 +84,8 @@ def launcher_alive(pid: int) -> bool:
     if not pid_alive(pid):
         return False
     try:
+        if Path(f"/proc/{pid}").stat().st_uid != os.getuid():
+            return False  # another user's process, whatever its command line says
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
         state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
@@ -103,13 +106,37 @@ def read_suite(directory: Path) -> dict[str, Any] | None:
     A launcher killed with ``kill -9`` leaves its file behind; its PID then
     names no process and the file is ignored.
     """
+    path = directory / SUITE_FILE_NAME
+    if not _ours_and_private(path):
+        return None
     try:
-        record = json.loads((directory / SUITE_FILE_NAME).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("pid"), int) or record["pid"] <= 0:
         return None
     return record if launcher_alive(record["pid"]) else None
+
+
+def _ours_and_private(path: Path) -> bool:
+    """Whether ``path`` and its directory belong to us and no one else may write (or read) the file.
+
+    The file names the Redis, password included, that every tool started
+    by hand then trusts with sessions and the issuer's keys: a file another
+    local user could have written must not count.
+    """
+    try:
+        file, folder = path.lstat(), path.parent.stat()
+    except OSError:
+        return False
+    uid = os.getuid()
+    return (
+        stat.S_ISREG(file.st_mode)
+        and file.st_uid == uid
+        and file.st_mode & 0o077 == 0
+        and folder.st_uid == uid
+        and folder.st_mode & 0o022 == 0
+    )
 
 
 def remove_suite(directory: Path, pid: int) -> None:

@@ -61,3 +61,26 @@ def test_the_running_launchers_redis_is_found_without_redis_url(tmp_path):
         stand_in.kill()
         stand_in.wait()
     assert read_suite(tmp_path) is None
+
+
+def test_a_suite_file_others_could_write_is_not_trusted(tmp_path):
+    """The file hands every tool a Redis URL: one that another local user could have written is ignored."""
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "common.launcher"], stdout=subprocess.DEVNULL
+    )
+    try:
+        _wait_for_exec(stand_in.pid, "common.launcher")
+        path = write_suite(tmp_path, pid=stand_in.pid, redis_url="redis://:pw@127.0.0.1:6380/0", ports={})
+        assert read_suite(tmp_path) is not None
+        os.chmod(path, 0o666)
+        assert read_suite(tmp_path) is None
+        os.chmod(path, 0o600)
+        os.chmod(tmp_path, 0o777)
+        assert read_suite(tmp_path) is None
+        os.chmod(tmp_path, 0o700)
+        if os.getuid() == 0:  # only root can hand the file to another user (CI runs as root)
+            os.chown(path, 65534, -1)
+            assert read_suite(tmp_path) is None
+    finally:
+        stand_in.kill()
+        stand_in.wait()
