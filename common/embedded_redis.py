@@ -10,6 +10,7 @@ issuer's signing keys without the password, which only the user can read.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,11 @@ def start_embedded_redis(
             f"launcher: no free port for the embedded Redis in {preferred_port}-{preferred_port + 49}"
         )
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir leaves an existing folder as it was (an older checkout made it
+    # 0755): the dump holds sessions, refresh tokens and the issuer's keys.
+    os.chmod(directory, 0o700)
+    for stored in directory.glob("*.rdb"):
+        os.chmod(stored, 0o600)
     password = redis_password(password_directory)
     config = directory / "redis.conf"
     write_private(config, _config(directory.resolve(), port, password))
