@@ -137,7 +137,8 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     tokens.id_claims = validate_id_token(
         client, tokens.id_token, nonce=pending["nonce"], access_token=tokens.access_token
     )
-    save_tokens(ctx, NATIVE, settings.native_client_id, tokens)
+    with ctx.store.locked():  # a refresh in another process must not overwrite them
+        save_tokens(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")
@@ -266,7 +267,15 @@ def logout(ctx: Context) -> int:
 
     Revoking first matters: deleting only the local copy would leave a
     refresh token that is still valid wherever else it may have leaked.
+    Under the store's lock, so that a refresh running in another process
+    cannot store new tokens after they were deleted here.
     """
+    with ctx.store.locked():
+        return _sign_out(ctx)
+
+
+def _sign_out(ctx: Context) -> int:
+    """:func:`logout`'s work, with the store's lock held."""
     record = ctx.store.load()
     if record is None:
         ctx.say("Not signed in: nothing to do.")

@@ -49,13 +49,7 @@ def password_login(
         instead of prompting on the terminal: for scripts and tests.
     """
     settings = ctx.settings
-    if not settings.trusted_mode:
-        raise CommandError(
-            "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
-            "Owner Password grant for the trusted client at the issuer).",
-            EXIT_USAGE,
-            "trusted_mode_off",
-        )
+    _require_trusted_mode(settings)
     ctx.warn(PASSWORD_GRANT_WARNING)
 
     client = trusted_client(settings, recorder=ctx.recorder)
@@ -89,11 +83,23 @@ def password_login(
     tokens.id_claims = validate_id_token(
         client, tokens.id_token, nonce=None, access_token=tokens.access_token
     )
-    save_tokens(ctx, TRUSTED, settings.trusted_client_id, tokens)
+    with ctx.store.locked():  # a refresh in another process must not overwrite them
+        save_tokens(ctx, TRUSTED, settings.trusted_client_id, tokens)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")
     return EXIT_OK
+
+
+def _require_trusted_mode(settings) -> None:
+    """The password grant is off unless enabled (RFC 9700 §2.4): say how to turn it on."""
+    if not settings.trusted_mode:
+        raise CommandError(
+            "Trusted mode is off. Set TRUSTED_MODE=true to try the password grant (and enable the Resource "
+            "Owner Password grant for the trusted client at the issuer).",
+            EXIT_USAGE,
+            "trusted_mode_off",
+        )
 
 
 def _credentials(ctx: Context, username: str | None, password_stdin: bool, stdin: TextIO) -> tuple[str, str]:

@@ -94,3 +94,29 @@ def test_logout_reports_a_failed_revocation(ctx, fake_issuer, reply, reason):
     assert info.value.exit_code == EXIT_UNREACHABLE and reason in str(info.value)
     assert ctx.store.load() is None  # signed out locally all the same
     assert "were revoked" not in ctx.out.getvalue()
+
+
+def test_logout_waits_for_a_refresh_in_another_process(ctx):
+    """logout takes the store's lock, so a refresh holding it cannot store tokens after the delete."""
+    import threading
+
+    holding, release = threading.Event(), threading.Event()
+
+    def refresh_elsewhere():
+        # Another process's refresh, standing in: it holds the lock file of the same store.
+        with FileTokenStore(ctx.store.lock_path.parent).locked():
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=refresh_elsewhere)
+    other.start()
+    assert holding.wait(10)
+    done = threading.Event()
+    signing_out = threading.Thread(target=lambda: (commands.logout(ctx), done.set()))
+    signing_out.start()
+    assert not done.wait(0.5), "logout finished while another process held the store's lock"
+    assert ctx.store.load() is not None
+    release.set()
+    signing_out.join(10)
+    other.join(10)
+    assert done.is_set() and ctx.store.load() is None
