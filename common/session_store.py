@@ -240,9 +240,11 @@ class RedisSessionStore(SessionInterface):
         return RedisSession(data, sid=sid, stored=True)
 
     def regenerate(self, session: RedisSession) -> None:
-        """A new id for a non-empty ``session``; its old key is deleted (at sign-in and sign-out)."""
-        if not session:
-            return
+        """A new id for ``session``; its old key is deleted (at sign-in and sign-out).
+
+        Also for an emptied session: a sign-out that then flashes a notice
+        must not write that notice back under the old, signed-in id.
+        """
         self.client.delete(self.store_id(session.sid))
         session.sid = secrets.token_urlsafe(SESSION_ID_BYTES)
         session.modified = True
@@ -337,7 +339,7 @@ def mark_no_store(response: Response) -> None:
     security-headers hook (:func:`common.web.init_security_headers`) cannot
     see this cookie; the store marks the answer itself.  A cache that kept
     it would hand one browser's session id to the next (RFC 9111 §5.2.2.5;
-    RFC 9700 §4.16 asks the same of every answer that carries secrets).
+    RFC 6749 §5.1 asks the same of every answer that carries tokens).
     """
     if "no-store" not in (response.headers.get("Cache-Control") or ""):
         response.headers["Cache-Control"] = "no-store"

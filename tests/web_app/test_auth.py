@@ -492,3 +492,19 @@ def test_reloading_call_api_with_get_goes_to_the_profile_not_405(client, fake_is
 def test_call_api_by_get_when_signed_out_asks_to_sign_in(client):
     response = client.get("/call-api")
     assert response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/login"
+
+
+def test_sign_out_without_an_end_session_endpoint_leaves_the_old_session_id_worthless(
+    client, app, fake_issuer
+):
+    """The notice shown after a local-only sign-out lives under a new id, never the signed-in one."""
+    fake_issuer.discovery_overrides["end_session_endpoint"] = None
+    _sign_in(client, fake_issuer)
+    sid = client.get_cookie(COOKIE).value
+    page = client.get("/profile").get_data(as_text=True)
+    response = client.post("/logout", data={"csrf_token": form_csrf(page)})
+    assert response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/"
+    assert not app.config["SESSION_REDIS"].exists(f"web_app:session:{sid}")
+    new = client.get_cookie(COOKIE)
+    assert new is None or new.value != sid
+    assert "signed out of this app" in client.get("/").get_data(as_text=True)
