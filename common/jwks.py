@@ -148,7 +148,10 @@ def negotiate_algorithms(
     :return: the algorithms to pass to :func:`decode_jwt`.
     """
     allowed = [alg for alg in allowed if alg in SAFE_ALGORITHMS]
-    advertised = set(advertised or ())
+    # A malformed discovery value (a number, nested lists) counts as nothing advertised.
+    advertised = (
+        {alg for alg in advertised if isinstance(alg, str)} if isinstance(advertised, list) else set()
+    )
     return tuple(alg for alg in allowed if alg == "RS256" or alg in advertised)
 
 
@@ -188,6 +191,9 @@ def _pinned_registry(alg: str) -> jws.JWSRegistry:
     """
     registry = jws.JWSRegistry(algorithms=(alg,), strict_check_header=False)
     registry.max_header_length = MAX_HEADER_SEGMENT
+    # joserfc's default (1024 characters) would refuse RS256 signatures of
+    # keys over 6144 bits, which RFC 7518 §3.3 allows; 16384-bit keys fit.
+    registry.max_signature_length = 2752
     return registry
 
 

@@ -547,3 +547,8 @@ def test_header_cache_hands_out_copies_and_still_checks_every_token(fake_issuer,
     with pytest.raises(InvalidToken) as info:  # same cached header, but the caller now allows only ES256
         decode_jwt(second, keyset, algorithms=("ES256",))
     assert info.value.check == "alg"
+
+
+@pytest.mark.parametrize("advertised", [5, True, [["RS256"]], {"RS256": 1}, "RS256"])
+def test_a_malformed_advertised_algorithm_list_counts_as_nothing_advertised(advertised):
+    assert negotiate_algorithms(advertised, ("RS256", "ES256")) == ("RS256",)
