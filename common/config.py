@@ -61,7 +61,7 @@ class _Value:
         except KeyError:
             raise AttributeError(
                 f"{self.variable.name} is not among {settings.component}'s settings: "
-                f"add {settings.component} to that variable's row in common/config.py",
+                f"add {settings.component} to that variable's row in common/variables.py",
                 name=self.variable.attribute,
                 obj=settings,
             ) from None

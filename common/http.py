@@ -96,8 +96,8 @@ class TimeoutSession(requests.Session):
     be complete within ``DEADLINE_FACTOR`` times the timeout of sending the
     request (:class:`ResponseTooSlow`, a :class:`requests.Timeout`) and be at
     most :data:`MAX_RESPONSE_BYTES` (:class:`ResponseTooLarge`), so a hostile
-    or broken server can neither hold a worker (nor :class:`~common.jwks.KeySet`'s
-    lock) nor fill its memory.  Both are :class:`requests.RequestException`,
+    or broken server can neither hold a worker (nor the one key-set or discovery
+    fetch others wait for) nor fill its memory.  Both are :class:`requests.RequestException`,
     which every caller already handles; :func:`send` turns them into
     :class:`IssuerUnreachable`.
 

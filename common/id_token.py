@@ -16,7 +16,7 @@ from .untrusted import plain_text
 
 #: Header ``typ`` values (lower case, without ``application/``) that say "access token":
 #: RFC 9068 §2.1's ``at+jwt``.  Such a token is never an ID token.
-ACCESS_TOKEN_TYPES = frozenset({"at+jwt"})
+ACCESS_TOKEN_TYP_VALUES = frozenset({"at+jwt"})
 
 
 def validate_id_token(
@@ -172,7 +172,7 @@ def _refuse_access_token_type(header: dict) -> None:
         return
     if not isinstance(typ, str):
         raise InvalidToken("The ID token's type (typ) is not a string.", check="typ")
-    if typ.lower().removeprefix("application/") in ACCESS_TOKEN_TYPES:
+    if typ.lower().removeprefix("application/") in ACCESS_TOKEN_TYP_VALUES:
         raise InvalidToken(
             f"The token is an access token (typ {plain_text(typ, 40)!r}, RFC 9068 §2.1), not an ID token.",
             check="typ",

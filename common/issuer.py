@@ -9,7 +9,7 @@ JWKS are fetched once and cached for all of them.
   exactly the configured one (§4.3), cached for ``metadata_ttl`` seconds;
   past that, one caller refreshes it while the others use the cached copy,
   and a failed fetch is not retried for a while (``retry_backoff``,
-  ``refresh_backoff``; :mod:`common.refresh`), so a hung issuer never queues
+  ``refresh_backoff``; :mod:`common.single_flight`), so a hung issuer never queues
   the callers up.
 * Endpoints from it are ``https`` (or loopback / ``.test`` ``http``),
   because tokens and secrets travel to them (RFC 6749 §3.1, §3.2).
@@ -33,7 +33,7 @@ from .errors import FlowError
 from .http import get_json, http_session, require_secure_url
 from .jwks import SAFE_ALGORITHMS, KeySet, negotiate_algorithms
 from .recorder import NULL_RECORDER, FlowRecorder
-from .refresh import SingleFlight
+from .single_flight import SingleFlight
 from .untrusted import plain_text
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Issuer:
         A cached document answers at once, even past its TTL: then one
         caller refreshes it while the others go on with the cached copy, and
         a failed refresh is retried only after ``refresh_backoff`` seconds
-        (:mod:`common.refresh`).  With nothing cached, one fetch serves every
+        (:mod:`common.single_flight`).  With nothing cached, one fetch serves every
         caller waiting for it, and a failure is the answer for the back-off.
 
         :param recorder: told about the fetch, when one happens.

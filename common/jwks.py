@@ -286,7 +286,7 @@ def decode_jwt(
     alg, kid = _check_header(header, allowed)
     # jku / x5u / jwk / x5c are deliberately not consulted: the key comes from
     # the issuer's JWKS only, looked up by kid (RFC 8725 §3.10).
-    key = keyset.verifier_for(kid, alg)
+    key = keyset.key_for(kid, alg)
     try:
         # RFC 7515 §5.2 steps 8-9: the signature over the segments as received.
         verified = jws.validate_compact(signed, key, registry=_REGISTRIES[alg])

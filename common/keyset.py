@@ -12,7 +12,7 @@ policy for getting them (RFC 8725 §3.10, OpenID Connect Core 10.1.1):
   since a regular fetch, and after that at most once per cool-down; an
   unreachable JWKS endpoint leaves the cached keys working;
 * **a hung issuer queues nobody up**: one fetch at a time, cached keys
-  answer while it runs, failures back off (:mod:`common.refresh`).
+  answer while it runs, failures back off (:mod:`common.single_flight`).
 
 Public API: :class:`KeySet`, :class:`KeysUnavailable`, :data:`MIN_RSA_BITS` and
 :data:`ALGORITHM_KEY_TYPES`; :mod:`common.jwks` re-exports the first two, so
@@ -32,7 +32,7 @@ from joserfc.util import urlsafe_b64decode
 
 from .http import IssuerUnreachable, get_json, http_session
 from .jwt_claims import InvalidToken
-from .refresh import SingleFlight
+from .single_flight import SingleFlight
 
 __all__ = ["KeySet", "KeysUnavailable", "ALGORITHM_KEY_TYPES", "MIN_RSA_BITS"]
 
@@ -61,8 +61,8 @@ class KeysUnavailable(InvalidToken):
     """The JWKS could not be fetched and no cached key fits.
 
     A subclass of :class:`InvalidToken` so that a caller that only knows
-    ``InvalidToken`` still refuses the token; callers that care (the OIDC
-    client, the resource server) can answer "issuer unreachable" instead.
+    ``InvalidToken`` still refuses the token; callers that care (ID-token
+    validation, the resource server) can answer "issuer unreachable" instead.
     """
 
 
@@ -89,7 +89,7 @@ class KeySet:
     """The issuer's JSON Web Key Set, fetched on demand and cached.
 
     Each usable key is imported (as a joserfc key) once per fetch, not per token.
-    One fetch runs at a time (:class:`common.refresh.SingleFlight`): past the
+    One fetch runs at a time (:class:`common.single_flight.SingleFlight`): past the
     TTL, one caller refreshes while the others verify with the cached keys at
     once; with no keys yet, one fetch serves every caller waiting for it; a
     failed fetch is retried only after a short back-off.
@@ -306,7 +306,7 @@ class KeySet:
             check="kid",
         )
 
-    def verifier_for(self, kid: str | None, alg: str) -> Key:
+    def key_for(self, kid: str | None, alg: str) -> Key:
         """The issuer's key (a joserfc public key) that verifies a token with this ``kid`` and ``alg``.
 
         Looked up by ``kid`` (``None``: only if the set has exactly one fitting

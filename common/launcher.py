@@ -155,7 +155,7 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
     print("   Rotate the dev issuer's keys                 .venv/bin/flask --app dev_issuer rotate-keys")
     if settings.uses_dev_issuer:
         print(f"\n Demo user: {settings.demo_username}   password: {settings.demo_password}")
-        print(" (development values from common/config.py; override them in .env)")
+        print(" (development values from common/variables.py; override them in .env)")
     print(" Ctrl-C (or `make stop` in another terminal) stops everything.")
     print("=" * 72 + "\n", flush=True)
 

@@ -23,7 +23,7 @@ MAX_TOKEN_LENGTH = 8192
 
 #: Header ``typ`` values of an access token: Okta's ``JWT`` and RFC 9068
 #: §2.1's ``at+jwt`` (``application/at+jwt`` in full, RFC 7515 §4.1.9).
-ACCESS_TOKEN_TYPES = {"jwt", "at+jwt", "application/at+jwt"}
+ACCEPTED_TYP_VALUES = {"jwt", "at+jwt", "application/at+jwt"}
 
 #: Claims that only an ID token carries (OpenID Connect Core 2, 3.1.3.6,
 #: 3.3.2.11): an access token never contains the hash of itself.
@@ -122,7 +122,7 @@ def refuse_id_token(header: Mapping[str, Any], claims: Mapping[str, Any]) -> Non
        allows them in access tokens.
     """
     typ = header.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP_VALUES):
         raise invalid_token(
             f"The token's type {str(typ)[:40]!r} is not an access token type (at+jwt or JWT)."
         )
