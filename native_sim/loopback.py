@@ -173,13 +173,14 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         listener = self.server.listener
         path, _, query = self.path.partition("?")
         status, title, message, accepted = listener._check(self.headers.get("Host"), path, query)
+        if accepted is None and listener.on_refused and status != 404:
+            # Told before the page is sent: whoever sees the answer also finds the refusal reported.
+            listener.on_refused(f"{title.lower()}: refused a request to the loopback listener")
         self._send_page(status, title, message, ok=accepted is not None and "error" not in accepted)
         if accepted is not None:
             # Answer the browser first, then let the terminal go on: the
             # page is on screen even while the code is being exchanged.
             listener._finish(accepted)
-        elif listener.on_refused and status != 404:
-            listener.on_refused(f"{title.lower()}: refused a request to the loopback listener")
 
     def do_POST(self) -> None:  # noqa: N802
         """The redirect is a GET (RFC 6749 §4.1.2); refuse anything else."""

@@ -316,8 +316,10 @@ def _drain_and_reap(pid: int, terminal: int, timeout: float = 30) -> None:
 def test_make_stop_signals_the_launcher():
     """`make stop` is the launcher's --stop (the suite of this checkout, started in another terminal)."""
     dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/.requirements-installed", "stop"],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.requirements-installed", "stop"],
         cwd=ROOT,
+        # Run by `make test`, the outer make's MAKEFLAGS would reach this one.
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
         capture_output=True,
         text=True,
         timeout=30,
