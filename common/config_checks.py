@@ -188,9 +188,11 @@ def issuer_warnings(issuer: str) -> list[str]:
 def check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
     value = value.strip()
     if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+        # The value may hold the Redis password: never repeat credentials in an error.
+        quoted = repr(value) if "@" not in value else "the value (not repeated: it holds credentials)"
         raise ConfigError(
             name,
-            f"{value!r} is not a Redis URL",
+            f"{quoted} is not a Redis URL",
             "Use redis://host:port/db, or leave it unset for the embedded Redis",
         )
     return value

@@ -292,3 +292,9 @@ def test_each_component_declares_every_setting_its_code_reads(component):
         value = getattr(settings, name)  # AttributeError names the missing variable
         if callable(value):
             value()
+
+
+def test_a_malformed_redis_url_with_a_password_is_not_repeated_in_the_error():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"REDIS_URL": "reddis://:s3cret-password@127.0.0.1:6380/0"}, component="web_app")
+    assert "REDIS_URL" in str(info.value) and "s3cret-password" not in str(info.value)
