@@ -99,3 +99,12 @@ def test_spa_does_not_follow_a_discovery_redirect(spa_driver, issuer):
     assert outcome.error == "issuer_misconfigured", outcome.text
     assert "redirect" in outcome.text and not outcome.stored
     assert issuer.count("discovery") == 1
+
+
+def test_spa_does_not_follow_a_token_endpoint_redirect(spa_driver, issuer):
+    """A 307 from the token endpoint would re-send the code and verifier: never followed."""
+    issuer.script("token", _redirect_to(issuer.url("token") + "?moved=1", 307), times=1)
+    outcome = spa_driver.sign_in()
+    assert outcome.error == "issuer_misconfigured", outcome.text
+    assert "redirect" in outcome.text and not outcome.stored
+    assert issuer.count("token") == 1

@@ -116,6 +116,9 @@ async function fetchJson(url, init = {}, what = "the issuer") {
       credentials: "omit",
       cache: "no-store",
       signal: AbortSignal.timeout(fetchTimeoutMs),
+      // Never followed (RFC 9700 §2.6): a 307 would re-send a code, a
+      // verifier or a refresh token to wherever the redirect points.
+      redirect: "manual",
       ...init,
       headers: { Accept: "application/json", ...(init.headers || {}) },
     });
@@ -129,6 +132,10 @@ async function fetchJson(url, init = {}, what = "the issuer") {
     // deliberately does not say which.
     throw new OidcError("issuer_unreachable", `Could not reach ${what} at ${new URL(url).origin}.`,
       "Check that it is running and that it allows this page's origin (CORS / Okta Trusted Origins).");
+  }
+  if (response.type === "opaqueredirect") {
+    throw new OidcError("issuer_misconfigured", `${what} answered with a redirect, which is not followed.`,
+      "Use the issuer's final URLs: the apps never follow an issuer's redirect (RFC 9700 §2.6).");
   }
   let body = null;
   try {
@@ -151,13 +158,8 @@ const metadataCache = new Map();
 export async function discover(issuer) {
   if (metadataCache.has(issuer)) return metadataCache.get(issuer);
   const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
-  // A redirect is not followed (RFC 9700 §2.6): the metadata comes from the configured issuer only.
-  const { ok, status, body, type } = await fetchJson(url, { redirect: "manual" });
-  if (type === "opaqueredirect") {
-    throw new OidcError("issuer_misconfigured",
-      "The issuer's discovery document answered with a redirect, which is not followed.",
-      `Set ISSUER to the final URL, exactly the discovery document's issuer (now ${issuer}).`);
-  }
+  // fetchJson follows no redirect (RFC 9700 §2.6): the metadata comes from the configured issuer only.
+  const { ok, status, body } = await fetchJson(url, {}, "the issuer's discovery document");
   if (!ok || !body || typeof body !== "object") {
     throw new OidcError("issuer_unreachable", `The discovery document answered HTTP ${status}.`,
       `Check ISSUER (${issuer}).`);
@@ -452,12 +454,7 @@ const MIN_RSA_BITS = 2048;
 
 async function fetchJwks(jwksUri, { missed = false } = {}) {
   // A redirect is not followed (RFC 9700 §2.6): keys come only from the jwks_uri discovery named.
-  const { ok, status, body, type } = await fetchJson(jwksUri, { redirect: "manual" }, "the issuer's JWKS");
-  if (type === "opaqueredirect") {
-    throw new OidcError("issuer_misconfigured",
-      "The issuer's JWKS answered with a redirect, which is not followed.",
-      "Keys are taken only from the jwks_uri in the discovery document; fix it to name the final URL.");
-  }
+  const { ok, status, body } = await fetchJson(jwksUri, {}, "the issuer's JWKS");
   if (!ok || !body || !Array.isArray(body.keys)) {
     throw new OidcError("issuer_unreachable", `The JWKS endpoint answered HTTP ${status}.`);
   }
@@ -689,11 +686,17 @@ export async function callApi(apiUrl, accessToken) {
     response = await fetch(apiUrl, {
       credentials: "omit",
       cache: "no-store",
+      redirect: "manual", // the access token goes to API_URL only, never where a redirect points
       headers: { Accept: "application/json", Authorization: `Bearer ${accessToken}` },
     });
   } catch (err) {
     throw new OidcError("api_unreachable", `Could not call ${apiUrl}.`,
       "Is the resource server running, and does its CORS policy allow this page's origin?");
+  }
+  if (response.type === "opaqueredirect") {
+    throw new OidcError("api_unreachable",
+      `The API at ${apiUrl} answered with a redirect, which is not followed.`,
+      "Set API_URL to the API's final address.");
   }
   let body = null;
   try {
