@@ -240,10 +240,9 @@ def api(path: str):
         answer = _forward(sign_in, target, tokens)
     if answer.status == 401 and refreshed:
         session.clear()  # even renewed tokens are refused: this sign-in is over
-    elif refreshed:
-        # Written only when the tokens changed, so that parallel calls never
-        # write back a stale copy of the session.
-        sign_in.save_flow_log()
+    # The proxied calls themselves are not written to the flow log: the
+    # session is written only when its tokens change (a renewal, published
+    # under the lock), so parallel calls never write back a stale copy.
     response = current_app.response_class(answer.body, status=answer.status)
     response.headers.update(answer.headers)
     return response
