@@ -343,7 +343,7 @@ class FlowLog:
         self.steps.clear()
 
     def replace_steps(self, steps: Iterable[dict] | None) -> None:
-        """Take ``steps`` (:meth:`to_list` output) instead of ours: another request's newer copy of this log."""
+        """Take ``steps`` (:meth:`to_list` output) instead of ours: a newer copy of this log."""
         fresh = FlowLog.from_list(steps, self.max_steps)
         self.steps, self._counter = fresh.steps, fresh._counter
 

@@ -185,7 +185,7 @@ class BffDriver(WebAppDriver):
     landing_path = "/"
     key_prefix = b"spa_app:session:"
 
-    def __init__(self, issuer: FakeIssuer, redis_url: str):
+    def __init__(self, issuer: FakeIssuer, redis_url: str, *, api_url: str | None = None):
         from spa_app import create_app
 
         self.issuer = issuer
@@ -197,7 +197,7 @@ class BffDriver(WebAppDriver):
                 "SPA_BASE_URL": "http://localhost:5002",
                 "SPA_BFF_CLIENT_ID": issuer.client_id,
                 "SPA_BFF_CLIENT_SECRET": issuer.client_secret,
-                "API_URL": issuer.base_url,
+                "API_URL": api_url or issuer.base_url,
                 "HTTP_TIMEOUT": "1",
                 "TESTING": True,
             }

@@ -15,7 +15,7 @@ from tests.security.conftest import PAYLOAD, callback_params
 
 
 def test_bff_issuer_error_with_a_foreign_state_is_not_shown(bff_driver, issuer):
-    """RFC 6749 §10.12: an error answer for somebody else's request is a forgery, refused as a state mismatch."""
+    """RFC 6749 §10.12: an error answer for somebody else's request is refused as a state mismatch."""
     issuer.authorize_hook = lambda params: {
         "error": "access_denied",
         "error_description": PAYLOAD,

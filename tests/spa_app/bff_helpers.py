@@ -27,7 +27,7 @@ CSRF = {"X-CSRF": "1"}
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 
-def bff_sign_in(http: requests.Session, base: str, username: str, password: str, return_to: str = "/?mode=bff"):
+def bff_sign_in(http: requests.Session, base: str, username: str, password: str, return_to="/?mode=bff"):
     """Sign in through ``/bff/login`` and the issuer's form; return the callback's answer (a redirect)."""
     login = http.get(base + "/bff/login", params={"returnTo": return_to}, allow_redirects=False, timeout=10)
     assert login.status_code == 302, login.text[:1000]
