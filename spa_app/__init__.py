@@ -68,12 +68,15 @@ def create_app(test_config=None):
     # Applications BCP §6.1.3.2).
     from . import bff
 
-    init_server_session(
-        app,
-        settings,
-        cookie_name=host_only_cookie_name(BFF_COOKIE, settings.spa_base_url),
-        uses_session=bff.uses_session,
-    )
+    if settings.redis_url:
+        init_server_session(
+            app,
+            settings,
+            cookie_name=host_only_cookie_name(BFF_COOKIE, settings.spa_base_url),
+            uses_session=bff.uses_session,
+        )
+    # else (`flask --app spa_app run` without REDIS_URL): the in-browser
+    # modes work, and the /bff/* routes answer 503 (bff.refuse_cross_site).
     init_templates(app, title="Single-page app")
     init_error_pages(app, answer="html", json_prefixes=BFF_JSON_PREFIXES)
     # The page holds nothing secret, but the callback URL carried a code or

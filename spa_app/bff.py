@@ -37,7 +37,7 @@ from common.authorization import (
     single_valued,
 )
 from common.client import Client
-from common.errors import json_error
+from common.errors import FlowError, json_error
 from common.id_token import validate_id_token
 from common.inspector import FlowLog
 from common.signin import BrowserSignIn
@@ -108,6 +108,13 @@ def refuse_cross_site():
     if reason:
         return json_error(
             "csrf_refused", reason, 403, hint="Call the BFF from the SPA's page, with fetch and X-CSRF: 1."
+        )
+    if not current_app.config.get("SESSION_REDIS") and request.path.startswith("/bff/"):
+        raise FlowError(
+            "bff_unavailable",
+            "The backend-for-frontend mode keeps its sessions in Redis, and none is configured.",
+            "Start the suite with `make run` (it starts an embedded Redis) or set REDIS_URL.",
+            503,
         )
     if request.path.startswith(bff_proxy.PREFIX):
         # 400 for any trick (spa_app.bff_proxy)

@@ -235,3 +235,14 @@ def test_on_https_the_cookie_is_host_prefixed_and_secure(issuer, redis_server):
     attributes = [part.strip().lower() for part in cookie.split(";")]
     assert {"secure", "httponly", "samesite=lax", "path=/"} <= set(attributes)
     assert not any(part.startswith("domain=") for part in attributes)
+
+
+def test_without_redis_url_the_page_works_and_the_bff_says_why():
+    """``flask --app spa_app run`` without REDIS_URL: the in-browser modes work; /bff/* is a clear 503."""
+    from spa_app import create_app
+
+    client = create_app({"REDIS_URL": "", "TESTING": True}).test_client()
+    assert client.get("/").status_code == 200 and client.get("/config.json").status_code == 200
+    answer = client.get("/bff/user", headers=CSRF)
+    assert answer.status_code == 503 and answer.json["error"] == "bff_unavailable"
+    assert client.get("/bff/user").status_code == 403  # the CSRF rule still comes first
