@@ -258,7 +258,8 @@ def api(path: str):
     # session is written only when its tokens change (a renewal, published
     # under the lock), so parallel calls never write back a stale copy.
     response = current_app.response_class(answer.body, status=answer.status)
-    response.headers.update(answer.headers)
+    response.headers.update(answer.headers)  # Content-Type replaces Flask's default
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -17,7 +17,8 @@ only ever reach one prefix of one origin:
 * only :data:`FORWARDED_REQUEST_HEADERS` travel on (never the browser's
   ``Cookie``, ``Authorization``, ``X-CSRF``, nor a hop-by-hop header,
   RFC 9110 §7.6.1); the answer's status, ``Content-Type`` and
-  ``WWW-Authenticate`` (RFC 6750 §3) come back, nothing else;
+  ``WWW-Authenticate`` (RFC 6750 §3) come back, nothing else (no
+  ``Set-Cookie``, no ``Location``, no CORS header of the API's);
 * request bodies are bounded by the app's ``MAX_CONTENT_LENGTH`` (64 KiB),
   answers by :data:`common.http.MAX_RESPONSE_BYTES`, and the call by
   ``HTTP_TIMEOUT``; redirects are never followed (RFC 6750 §5.3: a bearer
@@ -40,8 +41,12 @@ from common.recorder import FlowRecorder
 #: Request headers the page may send on to the API; everything else stays here.
 FORWARDED_REQUEST_HEADERS = ("Accept", "Accept-Language", "Content-Type", "Content-Language", "If-None-Match")
 
-#: Answer headers the page gets back from the API (besides the status and body).
-RETURNED_RESPONSE_HEADERS = ("Content-Type", "WWW-Authenticate", "Cache-Control", "ETag")
+#: Answer headers the page gets back from the API (besides the status and body).  No
+#: ``Cache-Control``: every BFF answer is ``no-store`` (it is about one signed-in user).
+RETURNED_RESPONSE_HEADERS = ("Content-Type", "WWW-Authenticate")
+
+#: The type of an answer that names none: never sniffed as a page of this origin.
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 #: Methods the proxy forwards (the page's ``fetch`` calls; no ``CONNECT``/``TRACE``).
 PROXIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -151,4 +156,5 @@ def forward(
         recorder.failure("api_call", error, url=url)
         raise error from None
     kept = {name: response.headers[name] for name in RETURNED_RESPONSE_HEADERS if name in response.headers}
+    kept.setdefault("Content-Type", DEFAULT_CONTENT_TYPE)
     return ProxiedAnswer(response.status_code, kept, response.content)

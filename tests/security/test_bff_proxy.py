@@ -97,6 +97,7 @@ def test_only_the_status_challenge_type_and_body_come_back(signed_in, issuer):
                 "Set-Cookie": "api=1; Path=/",
                 "Access-Control-Allow-Origin": "*",
                 "Location": "http://evil.test/",
+                "Cache-Control": "public, max-age=3600",
             },
         ),
     )
@@ -106,6 +107,7 @@ def test_only_the_status_challenge_type_and_body_come_back(signed_in, issuer):
     assert answer.json == {"error": "insufficient_scope"}
     for header in ("Access-Control-Allow-Origin", "Location"):
         assert header not in answer.headers
+    assert answer.headers["Cache-Control"] == "no-store"  # about one user: no cache keeps it
     assert "api=1" not in answer.headers.get("Set-Cookie", "")
 
 
