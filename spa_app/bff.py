@@ -1,7 +1,7 @@
 """The SPA's backend for frontend (BFF): this server signs the user in and keeps every token.
 
-The OAuth 2.0 for Browser-Based Applications BCP (§6.1) ranks this
-architecture first: the SPA's own server is a confidential client
+The OAuth 2.0 for Browser-Based Applications BCP (§6) ranks this
+architecture first (§6.1): the SPA's own server is a confidential client
 (``client_secret_basic``, RFC 6749 §2.3.1), runs the Authorization Code
 flow with PKCE, keeps the tokens in its Redis session, and forwards the
 page's API calls with the access token.  The browser holds one HttpOnly
@@ -17,13 +17,19 @@ The routes (the page calls them with ``fetch``; sign-in is a navigation):
 5. ``POST /bff/logout``: revoke, delete the session, answer the issuer's logout URL;
 6. ``GET /bff/inspector``: the flow inspector's steps of this session.
 
-CSRF (BCP §6.1.3.2): every route but the two navigations requires the
-header ``X-CSRF: 1`` and is refused with ``403`` before anything else runs,
-before the session is even opened (:func:`uses_session`).  A page of
-another origin cannot add that header without a CORS preflight (Fetch
-standard, "CORS-safelisted request-header"), and this server grants none:
-it sends no ``Access-Control-Allow-*`` header at all (BCP §6.1.3.2, which
-also covers a request whose ``Origin`` is foreign: refused too).
+Section numbers below are those of the OAuth 2.0 for Browser-Based
+Applications BCP (draft-ietf-oauth-browser-based-apps-26).
+
+CSRF (§6.1.3.3.2, "Cross-Origin Resource Sharing"): every route but the
+two navigations requires the static header ``X-CSRF: 1`` and is refused
+with ``403`` before anything else runs, before the session is even opened
+(:func:`uses_session`).  A page of another origin cannot add that header
+without a CORS preflight, and this server grants none: it sends no
+``Access-Control-Allow-*`` header at all, so the browser never sends the
+real request.  An ``Origin`` header naming another origin is refused too.
+The cookie (§6.1.3.2) is HttpOnly and ``SameSite=Lax`` rather than the
+Strict it recommends: Strict would drop it on the issuer's cross-site
+redirect to ``/bff/callback``; the header above is the CSRF defence.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def bff_sign_in(log: FlowLog | None = None) -> BrowserSignIn:
 
 
 def csrf_refusal(req) -> str | None:
-    """Why ``req`` is refused as a possible CSRF, or ``None`` (BCP §6.1.3.2).
+    """Why ``req`` is refused as a possible CSRF, or ``None`` (BCP §6.1.3.3.2).
 
     Every ``/bff/*`` route but the navigations needs ``X-CSRF: 1``; an
     ``Origin`` header, when the browser sends one, must be the SPA's own.
@@ -277,7 +283,10 @@ def _forward(sign_in: BrowserSignIn, target: str, tokens: TokenSet) -> bff_proxy
 
 
 def signed_out_by_issuer():
-    """The issuer refused the renewal (expired, revoked or reused refresh token): sign out of the BFF."""
+    """The issuer refused the renewal (expired, revoked or reused refresh token): sign out of the BFF.
+
+    The BCP's §6.1.2.2: once the refresh token is no longer valid, the session is invalidated.
+    """
     session.clear()
     return json_error(
         "login_required",

@@ -1,9 +1,11 @@
 """The backend-for-frontend's API proxy: ``/bff/api/<path>`` to ``{API_URL}/api/<path>``, and nowhere else.
 
-The OAuth 2.0 for Browser-Based Applications BCP (§6.1, "Backend For
-Frontend") has the BFF forward the page's API calls with the access token
-it keeps.  A proxy that holds tokens is worth attacking, so this one can
-only ever reach one prefix of one origin:
+The OAuth 2.0 for Browser-Based Applications BCP (§6.1.1) has the BFF
+forward the page's API calls with the access token it keeps, the
+browser's cookie removed.  A proxy that holds tokens is worth attacking
+(§6.1.3.6, "Proxy Restrictions": an allowlist of destinations, strict
+validation of dynamic paths), so this one can only ever reach one prefix
+of one origin:
 
 * the path is checked on the **raw** request URI, before any decoding: an
   encoded slash or backslash (``%2f``, ``%5c``), an encoded dot or percent
