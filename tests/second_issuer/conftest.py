@@ -71,6 +71,9 @@ def second_stack(tmp_path_factory):
         "SPA_BFF_CLIENT_SECRET": BFF_CLIENT_SECRET,
         "WEB_CLIENT_ID": WEB_CLIENT_ID,
         "WEB_CLIENT_SECRET": WEB_CLIENT_SECRET,
+        # Access tokens live just over the clients' 30-second renewal margin
+        # (common.tokens.TokenSet.expired): a test sees a renewal within seconds.
+        "ACCESS_TOKEN_TTL": "33",
     }
     redis = RedisServer(tmp_path_factory.mktemp("second-issuer-redis"))
     env["REDIS_URL"] = redis.url
