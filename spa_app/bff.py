@@ -28,7 +28,7 @@ also covers a request whose ``Origin`` is foreign: refused too).
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, request, session
+from flask import Blueprint, current_app, g, jsonify, redirect, request, session
 
 from common.authorization import (
     USER_SCOPE,
@@ -98,12 +98,20 @@ def uses_session(req) -> bool:
 
 @bp.before_app_request
 def refuse_cross_site():
-    """``403`` for a ``/bff/*`` request without ``X-CSRF: 1`` (or from another origin), before any work."""
+    """``403`` for a ``/bff/*`` request without ``X-CSRF: 1`` (or from another origin), before any work.
+
+    An app-wide hook, so that it also answers requests no route matches
+    (and preflights); then a proxied path is checked, before routing could
+    answer a ``//`` with a redirect.
+    """
     reason = csrf_refusal(request)
     if reason:
         return json_error(
             "csrf_refused", reason, 403, hint="Call the BFF from the SPA's page, with fetch and X-CSRF: 1."
         )
+    if request.path.startswith(bff_proxy.PREFIX):
+        # 400 for any trick (spa_app.bff_proxy)
+        g.bff_api_target = bff_proxy.api_target(request, settings_of(current_app).api_url)
     return None
 
 
@@ -220,8 +228,7 @@ def api(path: str):
     renewal the issuer refuses, ends the BFF sign-in: the session is
     deleted and the page gets the ``401`` (with the API's ``WWW-Authenticate``).
     """
-    settings = settings_of(current_app)
-    target = bff_proxy.api_target(request, settings.api_url)  # 400 for any trick
+    target = g.bff_api_target  # checked by refuse_cross_site, before routing
     sign_in = bff_sign_in()
     tokens = sign_in.tokens()
     if tokens is None:
@@ -240,10 +247,9 @@ def api(path: str):
         answer = _forward(sign_in, target, tokens)
     if answer.status == 401 and refreshed:
         session.clear()  # even renewed tokens are refused: this sign-in is over
-    elif refreshed:
-        # Written only when the tokens changed, so that parallel calls never
-        # write back a stale copy of the session.
-        sign_in.save_flow_log()
+    # The proxied calls themselves are not written to the flow log: the
+    # session is written only when its tokens change (a renewal, published
+    # under the lock), so parallel calls never write back a stale copy.
     response = current_app.response_class(answer.body, status=answer.status)
     response.headers.update(answer.headers)
     return response
