@@ -209,3 +209,29 @@ def test_refused_before_the_session_store_is_touched(issuer):
     # The in-browser modes' routes never need Redis either.
     for path in ("/", "/config.json", "/healthz", "/login/callback"):
         assert client.get(path).status_code == 200, path
+
+
+# -- the cookie on https ----------------------------------------------------------------------------
+
+
+def test_on_https_the_cookie_is_host_prefixed_and_secure(issuer, redis_server):
+    """RFC 6265bis §4.1.3.2: ``__Host-``, ``Secure``, ``Path=/``, no ``Domain``; HttpOnly and Lax too."""
+    from spa_app import create_app
+
+    app = create_app(
+        {
+            "ISSUER": issuer.issuer,
+            "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/8",
+            "SPA_BASE_URL": "https://spa.example.test",
+            "SPA_BFF_CLIENT_ID": issuer.client_id,
+            "SPA_BFF_CLIENT_SECRET": issuer.client_secret,
+            "TESTING": True,
+        }
+    )
+    response = app.test_client().get("/bff/login", base_url="https://spa.example.test")
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-spa_bff_session=")
+    attributes = [part.strip().lower() for part in cookie.split(";")]
+    assert {"secure", "httponly", "samesite=lax", "path=/"} <= set(attributes)
+    assert not any(part.startswith("domain=") for part in attributes)

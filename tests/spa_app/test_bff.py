@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import http.client as http_client
+import re
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
 from common.client import Client
@@ -188,3 +191,41 @@ def test_two_users_across_workers_each_see_only_their_own(spa_app, suite_env):
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(check, range(40)))
+
+
+def test_the_bff_client_is_on_the_applications_page(dev_issuer, suite_env):
+    settings = load_settings(suite_env)
+    page = requests.get(settings.issuer_base_url + "/admin/apps", timeout=10).text
+    card = re.search(r'<section class="card" id="app-spa-bff">(.*?)</section>', page, re.S).group(1)
+    assert settings.spa_bff_client_id in card
+    assert '<td class="client-type">confidential</td>' in card
+    assert '<td class="auth-methods">client_secret_basic</td>' in card
+    assert f"<code>{settings.spa_bff_redirect_uri}</code>" in card
+    assert f"<code>{settings.spa_post_logout_redirect_uri}</code>" in card
+    assert "implicit" not in card and "password" not in card
+    assert settings.spa_bff_client_secret not in page
+
+
+#: Raw request targets sent to gunicorn as they are (``requests`` would normalise dot segments).
+RAW_TRICKS = {
+    "dot_dot": "/bff/api/../../healthz",
+    "encoded_slash": "/bff/api/..%2f..%2fhealthz",
+    "encoded_backslash": "/bff/api/..%5Chealthz",
+    "double_slash": "/bff/api//127.0.0.1/api/messages",
+    "absolute_url": "/bff/api/http://127.0.0.1/api/messages",
+    "userinfo": "/bff/api/@127.0.0.1/api/messages",
+}
+
+
+@pytest.mark.parametrize("trick", list(RAW_TRICKS))
+def test_the_proxy_under_gunicorn_refuses_raw_tricks(spa_app, suite_env, trick):
+    http = signed_in(suite_env)
+    base = urlsplit(suite_env["SPA_BASE_URL"])
+    connection = http_client.HTTPConnection(base.hostname, base.port, timeout=10)
+    connection.request(
+        "GET", RAW_TRICKS[trick], headers={**CSRF, "Cookie": f"{COOKIE}={http.cookies.get(COOKIE)}"}
+    )
+    response = connection.getresponse()
+    body = response.read().decode()
+    assert response.status == 400, (response.status, body[:300])
+    assert '"invalid_path"' in body
