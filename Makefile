@@ -6,7 +6,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint bench screenshots check-config system-deps redis-dep clean
+.PHONY: run stop test lint bench screenshots check-config system-deps redis-dep second-issuer clean
 
 ## Virtualenv with the pinned requirements (re-installed when they change).
 $(STAMP): requirements.txt
@@ -19,7 +19,8 @@ $(STAMP): requirements.txt
 ## ensurepip without it), redis-server (for the embedded Redis),
 ## chromium and chromium-driver (for the browser tests), docker-compose (only
 ## to validate docker-compose.yml; no Docker engine is needed), wrk (the load
-## generator of `make bench` and its smoke test). Installed only when
+## generator of `make bench` and its smoke test), nodejs and npm (the second
+## issuer of tests/second_issuer; node 18 or later). Installed only when
 ## missing, and only where we are root or have sudo.
 define apt_install
 	missing=""; for pkg in $(1); do \
@@ -30,6 +31,8 @@ define apt_install
 	    docker-compose) command -v docker-compose >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    wrk) command -v wrk >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    nodejs) command -v node >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    npm) command -v npm >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -67,9 +70,21 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+## The independent OpenID Provider of tests/second_issuer (panva's
+## oidc-provider, pinned by its package-lock.json), installed with npm when
+## node_modules is missing or older than the lock file; Debian's nodejs and
+## npm only when missing.
+SECOND_ISSUER := tests/second_issuer
+$(SECOND_ISSUER)/node_modules/.package-lock.json: $(SECOND_ISSUER)/package-lock.json
+	@$(call apt_install,nodejs npm)
+	cd $(SECOND_ISSUER) && npm ci --no-audit --no-fund
+	touch $@
+
+second-issuer: $(SECOND_ISSUER)/node_modules/.package-lock.json
+
 ## Every test: the style check, then unit, integration (real processes, real
 ## Redis) and browser (Chromium).
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps second-issuer lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 ## Bench-only packages (a peer validator, profilers), kept out of requirements.txt.
