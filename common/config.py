@@ -146,6 +146,11 @@ class Settings:
         return f"{self.spa_base_url}/"
 
     @property
+    def spa_bff_redirect_uri(self) -> str:
+        """The SPA's backend-for-frontend redirect URI (a confidential client's, RFC 6749 §3.1.2)."""
+        return f"{self.spa_base_url}/bff/callback"
+
+    @property
     def spa_origin(self) -> str:
         """The SPA's origin (RFC 6454): the one origin that may call the API and the issuer from a browser."""
         return origin_of(self.spa_base_url)

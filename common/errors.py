@@ -55,7 +55,8 @@ def wants_json() -> bool:
     """True when the caller is a program rather than a person (always, in an app that answers JSON)."""
     if current_app.extensions.get("error_pages") == "json":
         return True
-    if request.path.startswith("/api/") or request.is_json:
+    json_prefixes = ("/api/", *current_app.extensions.get("json_error_prefixes", ()))
+    if request.path.startswith(json_prefixes) or request.is_json:
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     accepted = request.accept_mimetypes
@@ -125,15 +126,18 @@ def _with_headers(response: Response, headers: Mapping[str, str] | None) -> Resp
     return response
 
 
-def init_error_pages(app: Flask, *, answer: str = "html") -> None:
+def init_error_pages(app: Flask, *, answer: str = "html", json_prefixes: tuple[str, ...] = ()) -> None:
     """Install the suite's error handlers on ``app``.
 
     :param answer: ``"html"``: pages for people, JSON for programs;
         ``"json"``: JSON for everyone (an API).
+    :param json_prefixes: path prefixes answered in JSON whatever the caller
+        accepts, besides ``/api/`` (the SPA's ``/bff/``, called by ``fetch``).
     """
     if answer not in ANSWERS:
         raise ValueError(f"answer must be one of {ANSWERS}, not {answer!r}")
     app.extensions["error_pages"] = answer
+    app.extensions["json_error_prefixes"] = tuple(json_prefixes)
     app.register_error_handler(FlowError, answer_flow_error)
     app.register_error_handler(SessionStoreUnavailable, answer_store_down)
     app.register_error_handler(HTTPException, answer_http_error)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Callable
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask
+from flask import Flask, Request
 
 from .config import Settings
 from .session_store import RedisSessionStore, SessionStoreUnavailable, decompress_session_data
@@ -34,6 +35,7 @@ __all__ = [
     "SessionStoreUnavailable",
     "connect_redis",
     "decompress_session_data",
+    "host_only_cookie_name",
     "init_session",
     "load_stored_session",
     "regenerate_session_id",
@@ -63,18 +65,40 @@ def connect_redis(url: str) -> redis.Redis:
     )
 
 
-def init_session(app: Flask, settings: Settings, app_name: str, base_url: str) -> None:
+def host_only_cookie_name(name: str, base_url: str) -> str:
+    """``name``, with the ``__Host-`` prefix when ``base_url`` is https.
+
+    A ``__Host-`` cookie must be ``Secure``, ``Path=/`` and without
+    ``Domain`` (RFC 6265bis §4.1.3.2), so no sibling subdomain can plant or
+    overwrite it; browsers accept the prefix only over https.
+    """
+    return f"__Host-{name}" if urlsplit(base_url).scheme == "https" else name
+
+
+def init_session(
+    app: Flask,
+    settings: Settings,
+    app_name: str,
+    base_url: str,
+    *,
+    cookie_name: str | None = None,
+    uses_session: Callable[[Request], bool] | None = None,
+) -> None:
     """Configure the Redis-backed session for one app.
 
     :param app_name: short name used for the cookie name and the key prefix.
     :param base_url: the app's public base URL; https turns on ``Secure``.
+    :param cookie_name: the cookie's name when not ``{app_name}_session``.
+    :param uses_session: which requests get a session at all (default: all
+        but ``/healthz`` and static files); the others never touch Redis
+        and never set a cookie.
     """
     client = connect_redis(settings.redis_url)
     app.config.update(
         # Read by code that shares the client (service_app's token cache).
         SESSION_REDIS=client,
         SESSION_KEY_PREFIX=f"{app_name}:session:",
-        SESSION_COOKIE_NAME=f"{app_name}_session",
+        SESSION_COOKIE_NAME=cookie_name or f"{app_name}_session",
         SESSION_COOKIE_HTTPONLY=True,
         # Lax: the cookie still comes back on the top-level GET redirect from
         # the issuer to our callback, but not on cross-site POSTs.
@@ -83,7 +107,7 @@ def init_session(app: Flask, settings: Settings, app_name: str, base_url: str) -
         # Bounded, unlike Flask's 31-day default.
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime),
     )
-    app.session_interface = RedisSessionStore(client, app.config["SESSION_KEY_PREFIX"])
+    app.session_interface = RedisSessionStore(client, app.config["SESSION_KEY_PREFIX"], uses_session)
 
 
 def load_stored_session(raw: bytes | None) -> dict:

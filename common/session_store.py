@@ -38,6 +38,7 @@ import json
 import secrets
 import zlib
 from datetime import timedelta
+from typing import Callable
 
 import redis
 from flask import Flask, Request, Response, g
@@ -196,9 +197,23 @@ class RedisSessionStore(SessionInterface):
     SESSIONLESS_PATHS = ("/healthz",)
     SESSIONLESS_PREFIXES = ("/static/", "/_common/static/")
 
-    def __init__(self, client: redis.Redis, key_prefix: str):
+    def __init__(
+        self, client: redis.Redis, key_prefix: str, uses_session: Callable[[Request], bool] | None = None
+    ):
         self.client = client
         self.key_prefix = key_prefix
+        self.uses_session = uses_session
+
+    def sessionless(self, request: Request) -> bool:
+        """True for a request answered without a session: nothing read from or written to Redis.
+
+        :data:`SESSIONLESS_PATHS` and :data:`SESSIONLESS_PREFIXES` always;
+        with ``uses_session`` (an app whose session serves only some routes,
+        like the SPA's backend for frontend) every request it declines too.
+        """
+        if request.path in self.SESSIONLESS_PATHS or request.path.startswith(self.SESSIONLESS_PREFIXES):
+            return True
+        return self.uses_session is not None and not self.uses_session(request)
 
     def store_id(self, sid: str) -> str:
         """The Redis key of session ``sid``."""
@@ -218,7 +233,7 @@ class RedisSessionStore(SessionInterface):
 
     def open_session(self, app: Flask, request: Request):
         """The request's session: the stored one its cookie names, or a new one (Flask calls this)."""
-        if request.path in self.SESSIONLESS_PATHS or request.path.startswith(self.SESSIONLESS_PREFIXES):
+        if self.sessionless(request):
             # Flask's read-only null session: nothing is loaded from Redis
             # (not even for a request carrying a session cookie) and
             # nothing is saved.

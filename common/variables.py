@@ -69,7 +69,7 @@ def _row(name: str, default: str, check: Check, used_by: str, doc: str, *, hidde
 
 # Component groups the rows below share.
 _CALLERS = "web_app spa_app native_sim service_app resource_server"  # they call the issuer
-_SESSIONS = "web_app service_app dev_issuer"  # they keep Redis sessions
+_SESSIONS = "web_app spa_app service_app dev_issuer"  # they keep Redis sessions (spa_app: its BFF mode)
 
 #: Every variable of the suite.  Every development secret says that it is
 #: one, so nobody mistakes it for a real credential; real values come from
@@ -127,6 +127,21 @@ VARIABLES: tuple[Variable, ...] = (
         url(),
         "spa_app resource_server dev_issuer launcher",
         "the SPA's origin: its redirect URI is {SPA_BASE_URL}/login/callback, the only CORS origin allowed",
+    ),
+    _row(
+        "SPA_BFF_CLIENT_ID",
+        "spa-bff-dev-client",
+        text(),
+        "spa_app dev_issuer",
+        "the SPA's backend-for-frontend client id (a confidential Web app at the issuer)",
+    ),
+    _row(
+        "SPA_BFF_CLIENT_SECRET",
+        "spa-bff-dev-secret-do-not-use-in-production",
+        secret(),
+        "spa_app dev_issuer",
+        "the backend-for-frontend's client secret; its redirect URI is {SPA_BASE_URL}/bff/callback",
+        hidden=True,
     ),
     _row("NATIVE_CLIENT_ID", "dev-native-app", text(), "native_sim dev_issuer", "the native app's client id"),
     _row(

@@ -23,7 +23,7 @@ import secrets
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, abort, jsonify, request, session
+from flask import Blueprint, Flask, Request, abort, jsonify, redirect, request, session
 
 from .config import DEFAULTS, ConfigError, Settings
 from .display import TIME_CLAIMS, format_duration, format_utc
@@ -79,11 +79,19 @@ def settings_of(app: Flask) -> Settings:
 # -- session --------------------------------------------------------------------------------------------
 
 
-def init_server_session(app: Flask, settings: Settings) -> None:
+def init_server_session(
+    app: Flask,
+    settings: Settings,
+    *,
+    cookie_name: str | None = None,
+    uses_session: Callable[[Request], bool] | None = None,
+) -> None:
     """Keep the app's sessions in Redis (:func:`common.session.init_session`).
 
     Call after :func:`init_settings`; the cookie name, the key prefix and
-    ``Secure`` follow the app's name and base URL.
+    ``Secure`` follow the app's name and base URL.  ``cookie_name`` and
+    ``uses_session`` are passed on (an app whose session serves only some
+    routes).
 
     :raises ConfigError: when ``REDIS_URL`` is empty (only the launcher may
         leave it empty: it then starts an embedded Redis for the apps).
@@ -94,7 +102,14 @@ def init_server_session(app: Flask, settings: Settings) -> None:
             "is not set for a process that keeps sessions",
             "Start the suite with `make run` (it starts an embedded Redis) or set REDIS_URL=redis://localhost:6379/0",
         )
-    init_session(app, settings, app.config["APP_NAME"], app.config["BASE_URL"] or "http://localhost")
+    init_session(
+        app,
+        settings,
+        app.config["APP_NAME"],
+        app.config["BASE_URL"] or "http://localhost",
+        cookie_name=cookie_name,
+        uses_session=uses_session,
+    )
 
 
 # -- templates and the shared stylesheet -----------------------------------------------------------------
@@ -253,3 +268,17 @@ def safe_next(target: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc:
         return default
     return target
+
+
+def redirect_to_base_url(base_url: str):
+    """A redirect to this same request on ``base_url``'s host, or ``None`` when the browser is there already.
+
+    Before a sign-in: cookies belong to a host name, so a sign-in started on
+    ``127.0.0.1`` would come back on the registered redirect URI's host (say
+    ``localhost``), where the browser has a different cookie, and the
+    ``state`` would be lost.  So move to the configured base URL first.
+    """
+    if request.host.lower() == urlsplit(base_url).netloc.lower():
+        return None
+    query = request.query_string.decode("utf-8", "replace")
+    return redirect(base_url + request.path + (f"?{query}" if query else ""))

@@ -183,7 +183,7 @@ def register_clients(settings: Settings) -> dict[str, Client]:
 
 
 def user_facing_clients(settings: Settings) -> list[Client]:
-    """The web app, the SPA, the native app and the trusted (password-grant) app.
+    """The web app, the SPA (and its backend for frontend), the native app and the trusted app.
 
     They get the OpenID scopes alone: the custom scope (``SERVICE_SCOPE``)
     guards the API's service-only route, so a user's token cannot call it:
@@ -212,6 +212,21 @@ def user_facing_clients(settings: Settings) -> list[Client]:
             grant_types=("authorization_code", "refresh_token", "implicit"),
             response_types=("code", "token", "id_token", "id_token token"),
             redirect_uris=(settings.spa_redirect_uri,),
+            post_logout_redirect_uris=(settings.spa_post_logout_redirect_uri,),
+        ),
+        # The SPA's backend-for-frontend: its server is a confidential client
+        # (a "Web app" at Okta) and keeps the tokens; no CORS for it, the
+        # browser never calls the issuer's endpoints.
+        Client(
+            client_id=settings.spa_bff_client_id,
+            kind="spa-bff",
+            name="Single-page app's backend for frontend (Web app)",
+            client_type="confidential",
+            client_secret=settings.spa_bff_client_secret,
+            auth_methods=("client_secret_basic",),
+            grant_types=("authorization_code", "refresh_token"),
+            response_types=("code",),
+            redirect_uris=(settings.spa_bff_redirect_uri,),
             post_logout_redirect_uris=(settings.spa_post_logout_redirect_uri,),
         ),
         Client(

@@ -20,7 +20,6 @@ app keeps in the user's (Redis) session between the steps is
 from __future__ import annotations
 
 import functools
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 
@@ -35,7 +34,7 @@ from common.id_token import validate_id_token
 from common.inspector import FlowLog
 from common.signin import ALREADY_SIGNED_IN_NOTICE, BrowserSignIn
 from common.tokens import exchange_code
-from common.web import require_csrf, safe_next, settings_of
+from common.web import redirect_to_base_url, require_csrf, safe_next, settings_of
 
 bp = Blueprint("auth", __name__)
 
@@ -93,15 +92,11 @@ def login():
 
     ``?next=/path`` says where to land afterwards (same-origin paths only).
     """
-    settings = settings_of(current_app)
-    base = urlsplit(settings.web_base_url)
-    if request.host.lower() != base.netloc.lower():
-        # Cookies belong to a host name: a sign-in started on 127.0.0.1 would
-        # come back on the registered redirect URI's host (say localhost),
-        # where the browser has a different cookie, and the state would be
-        # lost.  So move to the configured base URL first.
-        query = request.query_string.decode("utf-8", "replace")
-        return redirect(settings.web_base_url + request.path + (f"?{query}" if query else ""))
+    # Cookies belong to a host name: move to the configured base URL first,
+    # or the state would be lost on the way back.
+    moved = redirect_to_base_url(settings_of(current_app).web_base_url)
+    if moved:
+        return moved
 
     return_to = safe_next(request.args.get("next"), url_for("views.profile"))
     sign_in = browser_sign_in(FlowLog())  # a new sign-in starts a new flow log
