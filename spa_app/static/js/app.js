@@ -537,6 +537,8 @@ async function showServerSteps() {
   } catch (err) {
     showError(err); // the inspector is for reading: a failure here ends nothing
   }
+  // For tests: how many times the server's steps were read (they may not have changed).
+  $("inspector").dataset.reads = String(Number($("inspector").dataset.reads || 0) + 1);
 }
 
 /** BFF mode: who is signed in, asked of the server (the session cookie says, not this page). */
