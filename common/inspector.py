@@ -342,6 +342,11 @@ class FlowLog:
         """Forget every step (at sign-out)."""
         self.steps.clear()
 
+    def replace_steps(self, steps: Iterable[dict] | None) -> None:
+        """Take ``steps`` (:meth:`to_list` output) instead of ours: a newer copy of this log."""
+        fresh = FlowLog.from_list(steps, self.max_steps)
+        self.steps, self._counter = fresh.steps, fresh._counter
+
     def to_list(self) -> list[dict]:
         """The steps as plain JSON-able data (for the session)."""
         return [dict(s) for s in self.steps]

@@ -189,8 +189,12 @@ class BrowserSignIn:
             if stored is None:
                 return None  # signed out (in another tab) while we waited
             if stored.get("access_token") != tokens.access_token:
-                # Another request renewed the tokens while we waited: use its result.
+                # Another request renewed the tokens while we waited: use its
+                # result, and its flow log (which narrates that renewal), so
+                # this request writes back nothing older than what is stored.
                 session[self.tokens_key] = stored
+                self.log.replace_steps(stored_session_value(current_app, session, self.flow_log_key))
+                self.save_flow_log()
                 return TokenSet.from_dict(stored)
             try:
                 # previous=tokens: the new ID token must be about the same user, and
@@ -202,6 +206,7 @@ class BrowserSignIn:
                 logger.info("refresh failed: %s", error)
                 return None
             session[self.tokens_key] = fresh.to_dict()
+            self.save_flow_log()  # the renewal's steps, for the inspector
             # Published before the lock is released, for the request waiting on it.
             save_session_now(current_app, session)
         return fresh

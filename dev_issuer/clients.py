@@ -214,21 +214,7 @@ def user_facing_clients(settings: Settings) -> list[Client]:
             redirect_uris=(settings.spa_redirect_uri,),
             post_logout_redirect_uris=(settings.spa_post_logout_redirect_uri,),
         ),
-        # The SPA's backend-for-frontend: its server is a confidential client
-        # (a "Web app" at Okta) and keeps the tokens; no CORS for it, the
-        # browser never calls the issuer's endpoints.
-        Client(
-            client_id=settings.spa_bff_client_id,
-            kind="spa-bff",
-            name="Single-page app's backend for frontend (Web app)",
-            client_type="confidential",
-            client_secret=settings.spa_bff_client_secret,
-            auth_methods=("client_secret_basic",),
-            grant_types=("authorization_code", "refresh_token"),
-            response_types=("code",),
-            redirect_uris=(settings.spa_bff_redirect_uri,),
-            post_logout_redirect_uris=(settings.spa_post_logout_redirect_uri,),
-        ),
+        spa_bff_client(settings),
         Client(
             client_id=settings.native_client_id,
             kind="native",
@@ -251,6 +237,26 @@ def user_facing_clients(settings: Settings) -> list[Client]:
             grant_types=(("password",) if settings.trusted_mode else ()) + ("refresh_token",),
         ),
     ]
+
+
+def spa_bff_client(settings: Settings) -> Client:
+    """The SPA's backend for frontend: a confidential Web app (as at Okta), ``client_secret_basic``.
+
+    Its server keeps the tokens, so the browser never calls the issuer's
+    endpoints for it: no CORS (Trusted Origin) is needed.
+    """
+    return Client(
+        client_id=settings.spa_bff_client_id,
+        kind="spa-bff",
+        name="Single-page app's backend for frontend (Web app)",
+        client_type="confidential",
+        client_secret=settings.spa_bff_client_secret,
+        auth_methods=("client_secret_basic",),
+        grant_types=("authorization_code", "refresh_token"),
+        response_types=("code",),
+        redirect_uris=(settings.spa_bff_redirect_uri,),
+        post_logout_redirect_uris=(settings.spa_post_logout_redirect_uri,),
+    )
 
 
 def service_client(settings: Settings) -> Client:

@@ -44,7 +44,7 @@ def spa_csp(settings) -> str:
     Types so that no string can be turned into markup or script.
 
     The BFF mode needs only ``connect-src 'self'`` (its ``fetch`` calls go
-    to ``/bff/*``; the BCP's §6.1 has the BFF alone talk to the issuer and
+    to ``/bff/*``; in the BCP's §6.1.1 the BFF alone talks to the issuer and
     the API); sign-in and the RP-initiated logout are navigations.
     """
     connect = " ".join(dict.fromkeys(["'self'", origin_of(settings.issuer), origin_of(settings.api_url)]))
@@ -65,15 +65,18 @@ def create_app(test_config=None):
     # The cookie is HttpOnly (no script reads it) and SameSite=Lax: Strict
     # would drop it on the issuer's cross-site redirect to /bff/callback;
     # the X-CSRF header is the CSRF defence (OAuth 2.0 for Browser-Based
-    # Applications BCP §6.1.3.2).
+    # Applications BCP §6.1.3.2 for the cookie, §6.1.3.3.2 for the header).
     from . import bff
 
-    init_server_session(
-        app,
-        settings,
-        cookie_name=host_only_cookie_name(BFF_COOKIE, settings.spa_base_url),
-        uses_session=bff.uses_session,
-    )
+    if settings.redis_url:
+        init_server_session(
+            app,
+            settings,
+            cookie_name=host_only_cookie_name(BFF_COOKIE, settings.spa_base_url),
+            uses_session=bff.uses_session,
+        )
+    # else (`flask --app spa_app run` without REDIS_URL): the in-browser
+    # modes work, and the /bff/* routes answer 503 (bff.refuse_cross_site).
     init_templates(app, title="Single-page app")
     init_error_pages(app, answer="html", json_prefixes=BFF_JSON_PREFIXES)
     # The page holds nothing secret, but the callback URL carried a code or

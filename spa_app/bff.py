@@ -1,7 +1,7 @@
 """The SPA's backend for frontend (BFF): this server signs the user in and keeps every token.
 
-The OAuth 2.0 for Browser-Based Applications BCP (§6.1) ranks this
-architecture first: the SPA's own server is a confidential client
+The OAuth 2.0 for Browser-Based Applications BCP (§6) ranks this
+architecture first (§6.1): the SPA's own server is a confidential client
 (``client_secret_basic``, RFC 6749 §2.3.1), runs the Authorization Code
 flow with PKCE, keeps the tokens in its Redis session, and forwards the
 page's API calls with the access token.  The browser holds one HttpOnly
@@ -17,18 +17,24 @@ The routes (the page calls them with ``fetch``; sign-in is a navigation):
 5. ``POST /bff/logout``: revoke, delete the session, answer the issuer's logout URL;
 6. ``GET /bff/inspector``: the flow inspector's steps of this session.
 
-CSRF (BCP §6.1.3.2): every route but the two navigations requires the
-header ``X-CSRF: 1`` and is refused with ``403`` before anything else runs,
-before the session is even opened (:func:`uses_session`).  A page of
-another origin cannot add that header without a CORS preflight (Fetch
-standard, "CORS-safelisted request-header"), and this server grants none:
-it sends no ``Access-Control-Allow-*`` header at all (BCP §6.1.3.2, which
-also covers a request whose ``Origin`` is foreign: refused too).
+Section numbers below are those of the OAuth 2.0 for Browser-Based
+Applications BCP (draft-ietf-oauth-browser-based-apps-26).
+
+CSRF (§6.1.3.3.2, "Cross-Origin Resource Sharing"): every route but the
+two navigations requires the static header ``X-CSRF: 1`` and is refused
+with ``403`` before anything else runs, before the session is even opened
+(:func:`uses_session`).  A page of another origin cannot add that header
+without a CORS preflight, and this server grants none: it sends no
+``Access-Control-Allow-*`` header at all, so the browser never sends the
+real request.  An ``Origin`` header naming another origin is refused too.
+The cookie (§6.1.3.2) is HttpOnly and ``SameSite=Lax`` rather than the
+Strict it recommends: Strict would drop it on the issuer's cross-site
+redirect to ``/bff/callback``; the header above is the CSRF defence.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, request, session
+from flask import Blueprint, current_app, g, jsonify, redirect, request, session
 
 from common.authorization import (
     USER_SCOPE,
@@ -37,7 +43,7 @@ from common.authorization import (
     single_valued,
 )
 from common.client import Client
-from common.errors import json_error
+from common.errors import FlowError, json_error
 from common.id_token import validate_id_token
 from common.inspector import FlowLog
 from common.signin import BrowserSignIn
@@ -71,7 +77,7 @@ def bff_sign_in(log: FlowLog | None = None) -> BrowserSignIn:
 
 
 def csrf_refusal(req) -> str | None:
-    """Why ``req`` is refused as a possible CSRF, or ``None`` (BCP §6.1.3.2).
+    """Why ``req`` is refused as a possible CSRF, or ``None`` (BCP §6.1.3.3.2).
 
     Every ``/bff/*`` route but the navigations needs ``X-CSRF: 1``; an
     ``Origin`` header, when the browser sends one, must be the SPA's own.
@@ -98,12 +104,27 @@ def uses_session(req) -> bool:
 
 @bp.before_app_request
 def refuse_cross_site():
-    """``403`` for a ``/bff/*`` request without ``X-CSRF: 1`` (or from another origin), before any work."""
+    """``403`` for a ``/bff/*`` request without ``X-CSRF: 1`` (or from another origin), before any work.
+
+    An app-wide hook, so that it also answers requests no route matches
+    (and preflights); then a proxied path is checked, before routing could
+    answer a ``//`` with a redirect.
+    """
     reason = csrf_refusal(request)
     if reason:
         return json_error(
             "csrf_refused", reason, 403, hint="Call the BFF from the SPA's page, with fetch and X-CSRF: 1."
         )
+    if not current_app.config.get("SESSION_REDIS") and request.path.startswith("/bff/"):
+        raise FlowError(
+            "bff_unavailable",
+            "The backend-for-frontend mode keeps its sessions in Redis, and none is configured.",
+            "Start the suite with `make run` (it starts an embedded Redis) or set REDIS_URL.",
+            503,
+        )
+    if request.path.startswith(bff_proxy.PREFIX):
+        # 400 for any trick (spa_app.bff_proxy)
+        g.bff_api_target = bff_proxy.api_target(request, settings_of(current_app).api_url)
     return None
 
 
@@ -220,8 +241,7 @@ def api(path: str):
     renewal the issuer refuses, ends the BFF sign-in: the session is
     deleted and the page gets the ``401`` (with the API's ``WWW-Authenticate``).
     """
-    settings = settings_of(current_app)
-    target = bff_proxy.api_target(request, settings.api_url)  # 400 for any trick
+    target = g.bff_api_target  # checked by refuse_cross_site, before routing
     sign_in = bff_sign_in()
     tokens = sign_in.tokens()
     if tokens is None:
@@ -240,12 +260,12 @@ def api(path: str):
         answer = _forward(sign_in, target, tokens)
     if answer.status == 401 and refreshed:
         session.clear()  # even renewed tokens are refused: this sign-in is over
-    elif refreshed:
-        # Written only when the tokens changed, so that parallel calls never
-        # write back a stale copy of the session.
-        sign_in.save_flow_log()
+    # The proxied calls themselves are not written to the flow log: the
+    # session is written only when its tokens change (a renewal, published
+    # under the lock), so parallel calls never write back a stale copy.
     response = current_app.response_class(answer.body, status=answer.status)
-    response.headers.update(answer.headers)
+    response.headers.update(answer.headers)  # Content-Type replaces Flask's default
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -263,7 +283,10 @@ def _forward(sign_in: BrowserSignIn, target: str, tokens: TokenSet) -> bff_proxy
 
 
 def signed_out_by_issuer():
-    """The issuer refused the renewal (expired, revoked or reused refresh token): sign out of the BFF."""
+    """The issuer refused the renewal (expired, revoked or reused refresh token): sign out of the BFF.
+
+    The BCP's §6.1.2.2: once the refresh token is no longer valid, the session is invalidated.
+    """
     session.clear()
     return json_error(
         "login_required",

@@ -1,9 +1,11 @@
 """The backend-for-frontend's API proxy: ``/bff/api/<path>`` to ``{API_URL}/api/<path>``, and nowhere else.
 
-The OAuth 2.0 for Browser-Based Applications BCP (§6.1, "Backend For
-Frontend") has the BFF forward the page's API calls with the access token
-it keeps.  A proxy that holds tokens is worth attacking, so this one can
-only ever reach one prefix of one origin:
+The OAuth 2.0 for Browser-Based Applications BCP (§6.1.1) has the BFF
+forward the page's API calls with the access token it keeps, the
+browser's cookie removed.  A proxy that holds tokens is worth attacking
+(§6.1.3.6, "Proxy Restrictions": an allowlist of destinations, strict
+validation of dynamic paths), so this one can only ever reach one prefix
+of one origin:
 
 * the path is checked on the **raw** request URI, before any decoding: an
   encoded slash or backslash (``%2f``, ``%5c``), an encoded dot or percent
@@ -17,7 +19,8 @@ only ever reach one prefix of one origin:
 * only :data:`FORWARDED_REQUEST_HEADERS` travel on (never the browser's
   ``Cookie``, ``Authorization``, ``X-CSRF``, nor a hop-by-hop header,
   RFC 9110 §7.6.1); the answer's status, ``Content-Type`` and
-  ``WWW-Authenticate`` (RFC 6750 §3) come back, nothing else;
+  ``WWW-Authenticate`` (RFC 6750 §3) come back, nothing else (no
+  ``Set-Cookie``, no ``Location``, no CORS header of the API's);
 * request bodies are bounded by the app's ``MAX_CONTENT_LENGTH`` (64 KiB),
   answers by :data:`common.http.MAX_RESPONSE_BYTES`, and the call by
   ``HTTP_TIMEOUT``; redirects are never followed (RFC 6750 §5.3: a bearer
@@ -40,8 +43,12 @@ from common.recorder import FlowRecorder
 #: Request headers the page may send on to the API; everything else stays here.
 FORWARDED_REQUEST_HEADERS = ("Accept", "Accept-Language", "Content-Type", "Content-Language", "If-None-Match")
 
-#: Answer headers the page gets back from the API (besides the status and body).
-RETURNED_RESPONSE_HEADERS = ("Content-Type", "WWW-Authenticate", "Cache-Control", "ETag")
+#: Answer headers the page gets back from the API (besides the status and body).  No
+#: ``Cache-Control``: every BFF answer is ``no-store`` (it is about one signed-in user).
+RETURNED_RESPONSE_HEADERS = ("Content-Type", "WWW-Authenticate")
+
+#: The type of an answer that names none: never sniffed as a page of this origin.
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 #: Methods the proxy forwards (the page's ``fetch`` calls; no ``CONNECT``/``TRACE``).
 PROXIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -151,4 +158,5 @@ def forward(
         recorder.failure("api_call", error, url=url)
         raise error from None
     kept = {name: response.headers[name] for name in RETURNED_RESPONSE_HEADERS if name in response.headers}
+    kept.setdefault("Content-Type", DEFAULT_CONTENT_TYPE)
     return ProxiedAnswer(response.status_code, kept, response.content)

@@ -137,6 +137,8 @@ BROKEN = {
     "WEB_BASE_URL": "http://localhost:5001/app",
     "SPA_CLIENT_ID": "<spa client id>",
     "SPA_BASE_URL": "ftp://localhost:5002",
+    "SPA_BFF_CLIENT_ID": "{clientId}",
+    "SPA_BFF_CLIENT_SECRET": "",
     "NATIVE_CLIENT_ID": "",
     "NATIVE_REDIRECT_PORT": "abc",
     "NATIVE_TOKEN_DIR": "{a file}",  # replaced by a file's path in the fixture

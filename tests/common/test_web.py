@@ -68,7 +68,7 @@ def test_init_settings_attaches_the_components_settings_and_flask_keys():
 
 
 def test_a_component_without_a_secret_key_gets_none():
-    assert piece_app("spa_app").config["SECRET_KEY"] is None
+    assert piece_app("resource_server").config["SECRET_KEY"] is None
 
 
 # -- security headers --------------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ def test_applications_page_lists_every_client(issuer):
     for kind, client_id in (
         ("web", s.web_client_id),
         ("spa", s.spa_client_id),
+        ("spa-bff", s.spa_bff_client_id),
         ("native", s.native_client_id),
         ("trusted", s.trusted_client_id),
         ("service", s.service_client_id),

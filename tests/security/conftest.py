@@ -48,6 +48,7 @@ PAYLOAD = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2
 #: The Redis database the in-process web app keeps its sessions in (its own,
 #: so that "no key holds a token" speaks about this app only).
 WEB_REDIS_DB = 7
+BFF_REDIS_DB = 8
 
 NATIVE_CLIENT_ID = "public-client"  # registered at the test issuer without a secret
 SPA_CLIENT_ID = "public-client"
@@ -90,6 +91,9 @@ class WebAppDriver:
     """The web app in-process against the test issuer, sessions in real Redis."""
 
     name = "web_app"
+    login_path = "/login"
+    landing_path = "/profile"
+    key_prefix = b"web_app:session:"
 
     def __init__(self, issuer: FakeIssuer, redis_url: str):
         from tests.web_app.conftest import make_client
@@ -116,7 +120,7 @@ class WebAppDriver:
 
     def start(self, client=None) -> tuple[object, str | None]:
         """``GET /login``: ``(response, authorization URL or None)``."""
-        response = (client or self.client).get("/login")
+        response = (client or self.client).get(self.login_path)
         return response, response.headers.get("Location") if response.status_code == 302 else None
 
     def at_issuer(self, authorization_url: str) -> str:
@@ -139,7 +143,7 @@ class WebAppDriver:
         from tests.web_app.conftest import element_text
 
         html = response.get_data(as_text=True)
-        ok = response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/profile"
+        ok = response.status_code == 302 and urlsplit(response.headers["Location"]).path == self.landing_path
         error = None if ok else element_text(html, "error-code")
         text = " ".join(
             filter(None, [element_text(html, "error-description"), element_text(html, "error-hint")])
@@ -153,20 +157,72 @@ class WebAppDriver:
             secrets = [t for t in (*self.issuer.access_tokens, *self.issuer.issued_id_tokens)]
             for key in self.redis.scan_iter():
                 value = self.redis.get(key) or b""
-                if key.startswith(b"web_app:session:"):
+                if key.startswith(self.key_prefix):
                     # Sessions are stored compressed: look inside.
                     value = json.dumps(load_stored_session(value)).encode()
                 if b'"tokens"' in value or any(s.encode() in value for s in secrets):
                     return True
         cookie = (client or self.client).get_cookie(self.app.config["SESSION_COOKIE_NAME"])
         if cookie is not None:
-            return "tokens" in load_stored_session(self.redis.get(f"web_app:session:{cookie.value}"))
+            return "tokens" in load_stored_session(self.redis.get(self.key_prefix + cookie.value.encode()))
         return False
 
 
 @pytest.fixture
 def web_driver(issuer, redis_server):
     return WebAppDriver(issuer, redis_server.url.rsplit("/", 1)[0] + f"/{WEB_REDIS_DB}")
+
+
+class BffDriver(WebAppDriver):
+    """The SPA's backend for frontend in-process against the test issuer, driven like the web app.
+
+    The same confidential client at the test issuer; the sign-in starts at
+    ``/bff/login`` and ends on the SPA's page in BFF mode.
+    """
+
+    name = "spa_bff"
+    login_path = "/bff/login"
+    landing_path = "/"
+    key_prefix = b"spa_app:session:"
+
+    def __init__(self, issuer: FakeIssuer, redis_url: str, *, api_url: str | None = None):
+        from spa_app import create_app
+
+        self.issuer = issuer
+        self.client_id = issuer.client_id
+        self.app = create_app(
+            {
+                "ISSUER": issuer.issuer,
+                "REDIS_URL": redis_url,
+                "SPA_BASE_URL": "http://localhost:5002",
+                "SPA_BFF_CLIENT_ID": issuer.client_id,
+                "SPA_BFF_CLIENT_SECRET": issuer.client_secret,
+                "API_URL": api_url or issuer.base_url,
+                "HTTP_TIMEOUT": "1",
+                "TESTING": True,
+            }
+        )
+        self.make_client = self._new_client
+        self.client = self.make_client()
+        self.redis = redis.Redis.from_url(redis_url)
+        self.redis.flushdb()
+
+    def _new_client(self):
+        """A browser of its own: Flask's test client addressing the app as ``SPA_BASE_URL``."""
+        from flask.testing import FlaskClient
+
+        class SpaBaseUrlClient(FlaskClient):
+            def open(self, *args, **kwargs):
+                kwargs.setdefault("base_url", "http://localhost:5002")
+                return super().open(*args, **kwargs)
+
+        self.app.test_client_class = SpaBaseUrlClient
+        return self.app.test_client()
+
+
+@pytest.fixture
+def bff_driver(issuer, redis_server):
+    return BffDriver(issuer, redis_server.url.rsplit("/", 1)[0] + f"/{BFF_REDIS_DB}")
 
 
 # -- native_sim ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def _assert_no_session(outcome):
 # -- discovery: the document's issuer is not ours (OIDC Discovery 1.0 §4.3) ------------------
 
 
-@pytest.mark.parametrize("driver", ["web", "native", "service"], indirect=True)
+@pytest.mark.parametrize("driver", ["web", "bff", "native", "service"], indirect=True)
 def test_discovery_issuer_mismatch(driver, issuer):
     issuer.discovery_overrides = {"issuer": EVIL_ISSUER}
     outcome = driver.sign_in()
@@ -104,6 +104,19 @@ def _assert_nothing_exchanged(issuer):
 def test_web_app_refuses_hostile_callback(web_driver, issuer, case):
     expected = _script_callback(issuer, case)
     outcome = web_driver.sign_in()
+    _assert_no_session(outcome)
+    assert outcome.error == expected, outcome.text
+    _assert_nothing_exchanged(issuer)
+    assert PAYLOAD not in outcome.raw and "<script>window.__pwned" not in outcome.raw
+    if case == "error_description_with_script":
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in outcome.raw  # shown, as text
+
+
+@pytest.mark.parametrize("case", list(CALLBACK_CASES))
+def test_spa_bff_refuses_hostile_callback(bff_driver, issuer, case):
+    """The SPA's backend for frontend: the same callback checks, in the same order, as the web app."""
+    expected = _script_callback(issuer, case)
+    outcome = bff_driver.sign_in()
     _assert_no_session(outcome)
     assert outcome.error == expected, outcome.text
     _assert_nothing_exchanged(issuer)
@@ -228,7 +241,7 @@ TOKEN_CASES = {
 
 
 @pytest.mark.parametrize("case", list(TOKEN_CASES))
-@pytest.mark.parametrize("driver", ["web", "native", "service"], indirect=True)
+@pytest.mark.parametrize("driver", ["web", "bff", "native", "service"], indirect=True)
 def test_token_endpoint_failure(driver, issuer, case):
     script, expected = TOKEN_CASES[case]
     script(issuer)

@@ -140,7 +140,7 @@ def _assert_refused_cleanly(outcome, issuer):
     assert issuer.count("jwks") <= 2
 
 
-@pytest.mark.parametrize("driver", ["web", "native"], indirect=True)
+@pytest.mark.parametrize("driver", ["web", "bff", "native"], indirect=True)
 def test_compliant_issuer_signs_in(driver, issuer):
     """The control: with a compliant issuer the same driver signs in (so refusals mean something)."""
     outcome = driver.sign_in()
@@ -149,7 +149,7 @@ def test_compliant_issuer_signs_in(driver, issuer):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("driver", ["web", "native"], indirect=True)
+@pytest.mark.parametrize("driver", ["web", "bff", "native"], indirect=True)
 def test_hostile_id_token_is_refused(driver, issuer, case):
     CASES[case](issuer, driver.client_id)
     outcome = driver.sign_in()
@@ -159,7 +159,7 @@ def test_hostile_id_token_is_refused(driver, issuer, case):
         # show nothing new.  (With keys cached from before, an unknown kid causes
         # exactly one refetch: test_hostile_issuer_keys.py.)
         assert issuer.count("jwks") == 1
-    if driver.name == "web_app":
+    if driver.name in ("web_app", "spa_bff"):
         assert "Error" in outcome.raw and "Traceback" not in outcome.raw
 
 
