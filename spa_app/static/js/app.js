@@ -82,6 +82,9 @@ function showError(err) {
 /** Bring what a click produced into view (the button may be far from it on a small screen). */
 function reveal(node) {
   node.scrollIntoView({ block: "nearest" });
+  // Scrolling is in whole pixels, layout is not: a top edge left a fraction above the window goes in.
+  const top = node.getBoundingClientRect().top;
+  if (top < 0) window.scrollBy(0, Math.floor(top));
 }
 
 function clearMessages() {
