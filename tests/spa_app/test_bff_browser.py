@@ -349,3 +349,18 @@ def test_switching_to_bff_finds_an_existing_session(bff, settings):
     bff.choose_mode("bff")
     bff.visible("profile")
     assert settings.demo_username in bff.driver.find_element(By.ID, "profile").text
+
+
+def test_bff_sign_in_from_127_0_0_1_lands_on_spa_base_url(bff, settings):
+    """The session cookie and the redirect URI belong to SPA_BASE_URL's host: sign-in starts there."""
+    local = SpaActions(bff.driver, settings, base_url=settings.spa_base_url.replace("localhost", "127.0.0.1"))
+    local.open("/?mode=bff")
+    local.start_sign_in()
+    assert dict(parse_qsl(urlsplit(local.authorization_request_url()).query))["client_id"] == (
+        settings.spa_bff_client_id
+    )
+    bff.submit_credentials()
+    bff.wait_ready_on_spa()
+    bff.visible("profile")
+    assert bff.driver.current_url == bff.base_url + "/"
+    assert bff.driver.find_element(By.ID, "nav-status").text == "Signed in (Backend for Frontend)"
