@@ -27,7 +27,9 @@ const PENDING_KEY = "spa_app.pending_authorization";
 const LOGOUT_KEY = "spa_app.pending_logout";
 const MODE_KEY = "spa_app.mode";
 const MODES = ["bff", "pkce", "implicit"];
-const MODE_NAMES = { bff: "Backend for Frontend", pkce: "Authorization Code + PKCE", implicit: "Implicit, legacy" };
+const MODE_NAMES = {
+  bff: "Backend for Frontend", pkce: "Authorization Code + PKCE", implicit: "Implicit, legacy",
+};
 const $ = (id) => document.getElementById(id);
 
 const inspector = new FlowInspector($("inspector"));
@@ -528,8 +530,11 @@ async function callApiThroughBff() {
       "Sign in again.");
   }
   if (!result.ok) {
-    throw new oidc.OidcError((result.body && result.body.error) || "api_error",
-      (result.body && result.body.error_description) || `The API answered HTTP ${result.status}.`);
+    // Any other refusal (403 insufficient_scope, 502 from the proxy ...) ends
+    // nothing: the server's session is still there, so the page stays signed in.
+    showError(new oidc.OidcError((result.body && result.body.error) || "api_error",
+      (result.body && result.body.error_description) || `The API answered HTTP ${result.status}.`,
+      (result.body && typeof result.body.hint === "string") ? result.body.hint : ""));
   }
 }
 
@@ -603,13 +608,19 @@ async function signOut() {
  */
 async function signOutOfBff() {
   clearMessages();
-  const url = await bff.logout();
+  let url;
+  try {
+    url = await bff.logout();
+  } catch (err) {
+    showError(err); // not signed out (the server is unreachable, say): the page stays as it is
+    return;
+  }
   dropSession();
   inspector.clear();
   const target = url ? new URL(url) : null;
   if (!target || !["https:", "http:"].includes(target.protocol)) {
-    notice("Signed out of this app. "
-      + "The issuer has no end_session_endpoint, so your session there continues.");
+    notice("Signed out of this app. The server sent no logout URL for the issuer (it has no "
+      + "end_session_endpoint, or this app's session had already ended), so your session there continues.");
     return;
   }
   sessionStorage.setItem(LOGOUT_KEY, JSON.stringify({ state: target.searchParams.get("state"), mode: "bff" }));

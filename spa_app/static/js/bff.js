@@ -89,6 +89,7 @@ export function callApi(path = "/bff/api/messages") {
  */
 export async function logout() {
   const result = await bffFetch("/bff/logout", { method: "POST" });
+  if (result.status === 401) return null; // signed out already: nothing left to end here
   if (!result.ok) throw answerError(result, "/bff/logout");
   const url = result.body && result.body.logout_url;
   return typeof url === "string" && url ? url : null;
