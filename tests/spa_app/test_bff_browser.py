@@ -364,3 +364,18 @@ def test_bff_sign_in_from_127_0_0_1_lands_on_spa_base_url(bff, settings):
     bff.visible("profile")
     assert bff.driver.current_url == bff.base_url + "/"
     assert bff.driver.find_element(By.ID, "nav-status").text == "Signed in (Backend for Frontend)"
+
+
+def test_an_unreachable_bff_leaves_the_page_signed_in(bff, settings):
+    """A failed call to /bff/api (here: blocked in the browser) says so; the server's session is untouched."""
+    bff.sign_in_bff()
+    bff.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/bff/api/*"]})
+    try:
+        bff.driver.find_element(By.ID, "call-api").click()
+        assert bff.error_code() == "bff_unreachable"
+        assert bff.driver.find_element(By.ID, "signed-in").is_displayed()
+        assert bff.driver.find_element(By.ID, "nav-status").text == "Signed in (Backend for Frontend)"
+    finally:
+        bff.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    assert "HTTP 200" in bff.call_api()
+    assert not bff.driver.find_element(By.ID, "spa-error").is_displayed()

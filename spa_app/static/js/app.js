@@ -519,7 +519,13 @@ async function callApi() {
  */
 async function callApiThroughBff() {
   clearMessages();
-  const result = await bff.callApi("/bff/api/messages");
+  let result;
+  try {
+    result = await bff.callApi("/bff/api/messages");
+  } catch (err) {
+    showError(err); // this app's server did not answer: its session may well be fine, so stay signed in
+    return;
+  }
   showApiResult(result, `GET /bff/api/messages (forwarded to ${config.api_url})`);
   await showServerSteps();
   if (result.status === 401) {
