@@ -7,11 +7,13 @@ real resource server, all in one headless Chromium.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -141,7 +143,7 @@ class SpaActions:
     def storage(self):
         """Everything this origin keeps in the browser besides memory.
 
-        Except the chosen flow (``spa_app.mode``: "pkce" or "implicit", kept
+        Except the chosen flow (``spa_app.mode``: "bff", "pkce" or "implicit", kept
         across a reload), which :meth:`remembered_mode` reads.
         """
         stored = json.loads(
@@ -151,7 +153,7 @@ class SpaActions:
             )
         )
         mode = stored["session"].pop(MODE_KEY, None)
-        assert mode in (None, "pkce", "implicit"), mode  # a word, never a secret
+        assert mode in (None, "bff", "pkce", "implicit"), mode  # a word, never a secret
         return stored
 
     def remembered_mode(self):
@@ -261,3 +263,145 @@ def short_lived_stack(redis_server, tmp_path_factory):
     finally:
         for service in reversed(services):
             service.stop()
+
+
+# -- the Backend-for-Frontend mode: a browser whose network traffic the test reads ---------------
+
+#: A JWT (RFC 7519 §3): three base64url segments, the first a JSON object ("eyJ" is '{"').
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+@pytest.fixture(scope="session")
+def _chromium_with_network_log(tmp_path_factory):
+    """A headless Chromium of its own whose DevTools network events the test can read.
+
+    ChromeDriver's performance log (``goog:loggingPrefs``) carries the
+    DevTools protocol's ``Network.*`` events, which must be asked for when
+    the browser starts; the shared browser of ``tests/conftest.py`` does not.
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-network-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def network_browser(_chromium_with_network_log):
+    """That browser on a fresh tab, every cookie and storage cleared, recording network traffic."""
+    driver = _chromium_with_network_log
+    old_handles = driver.window_handles
+    driver.switch_to.new_window("tab")
+    for handle in old_handles:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(driver.window_handles[0])
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": "*", "storageTypes": "all"})
+    # Bodies kept outside the page's renderer, so that they survive the
+    # cross-site navigations of a sign-in (to the issuer and back).
+    driver.execute_cdp_cmd(
+        "Network.configureDurableMessages",
+        {"maxTotalBufferSize": 100_000_000, "maxResourceBufferSize": 10_000_000},
+    )
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.get("about:blank")
+    driver.get_log("performance")  # what earlier tabs left in the log
+    driver.get_log("browser")
+    yield driver
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+
+
+class NetworkLog:
+    """Every response the browser received, read through the DevTools protocol.
+
+    :meth:`collect` drains ChromeDriver's performance log and fetches the
+    body of each finished response (``Network.getResponseBody``); headers
+    come with ``Network.responseReceived`` and, for redirects, with the
+    next ``Network.requestWillBeSent`` (``redirectResponse``).
+    """
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.responses: dict[str, dict] = {}  # requestId -> {url, status, headers, type}
+        self.redirects: list[dict] = []  # {url, status, headers}
+        self.bodies: dict[str, str] = {}  # requestId -> body text
+        self.unread: dict[str, str] = {}  # requestId -> why its body could not be read
+
+    def collect(self) -> "NetworkLog":
+        finished = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            method, params = message.get("method"), message.get("params", {})
+            if method == "Network.responseReceived":
+                response = params["response"]
+                self.responses[params["requestId"]] = {
+                    "url": response["url"],
+                    "status": response["status"],
+                    "headers": response.get("headers", {}),
+                    "type": params.get("type"),
+                }
+            elif method == "Network.requestWillBeSent" and params.get("redirectResponse"):
+                redirect = params["redirectResponse"]
+                self.redirects.append(
+                    {
+                        "url": redirect["url"],
+                        "status": redirect["status"],
+                        "headers": redirect.get("headers", {}),
+                    }
+                )
+            elif method == "Network.loadingFinished":
+                finished.append(params["requestId"])
+        for request_id in finished:
+            if request_id in self.bodies:
+                continue
+            try:
+                answer = self.driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": request_id})
+            except WebDriverException as error:
+                self.unread[request_id] = error.msg
+                continue
+            body = answer["body"]
+            if answer.get("base64Encoded"):
+                body = base64.b64decode(body).decode("latin-1")
+            self.bodies[request_id] = body
+        return self
+
+    def urls(self) -> list[str]:
+        return [r["url"] for r in self.responses.values()]
+
+    def body_of(self, path: str) -> list[str]:
+        """The bodies of every response whose URL's path is ``path``."""
+        return [
+            self.bodies[rid]
+            for rid, r in self.responses.items()
+            if urlsplit(r["url"]).path == path and rid in self.bodies
+        ]
+
+    def jwt_shaped(self) -> list[tuple[str, str]]:
+        """(where, value) of every JWT-shaped value in a response body or header."""
+        found = []
+        for rid, body in self.bodies.items():
+            url = self.responses.get(rid, {}).get("url", rid)
+            found += [(f"body of {url}", m) for m in JWT_SHAPE.findall(body)]
+        for response in [*self.responses.values(), *self.redirects]:
+            for name, value in response["headers"].items():
+                found += [(f"{name} of {response['url']}", m) for m in JWT_SHAPE.findall(str(value))]
+        return found

@@ -1,8 +1,12 @@
 // app.js — the single-page app: wires the page to the protocol steps in
-// oidc.js and keeps the tokens.
+// oidc.js and keeps the tokens; in the Backend-for-Frontend mode, to this
+// app's server through bff.js, and then it keeps no token at all.
 //
 // Where things live, and why:
-//   * tokens: in the `session` variable below, i.e. in this tab's memory
+//   * BFF mode: every token on this app's server, in its Redis session; the
+//     browser holds an HttpOnly session cookie that no script can read, and
+//     `session` below holds only the claims /bff/user answered.
+//   * tokens (the other two modes): in the `session` variable below, i.e. in this tab's memory
 //     only.  Never localStorage or sessionStorage, where any script
 //     running on this origin (an XSS payload, a compromised dependency)
 //     could read them at leisure, and where they would outlive the tab.
@@ -12,21 +16,25 @@
 //     in sessionStorage, because the page unloads while the user is at the
 //     issuer.  The callback removes them before it does anything else, so
 //     they are single-use (RFC 9700 §2.1.1, §4.7.1).
-//   * the chosen flow ("pkce" or "implicit"): in sessionStorage, so that a
-//     reload keeps it.  A word, never a secret.
+//   * the chosen flow ("bff", "pkce" or "implicit"): in sessionStorage, so
+//     that a reload keeps it.  A word, never a secret.
 
 import * as oidc from "./oidc.js";
+import * as bff from "./bff.js";
 import { FlowInspector, shorten, urlParams } from "./inspector.js";
 
 const PENDING_KEY = "spa_app.pending_authorization";
 const LOGOUT_KEY = "spa_app.pending_logout";
 const MODE_KEY = "spa_app.mode";
-const MODES = ["pkce", "implicit"];
+const MODES = ["bff", "pkce", "implicit"];
+const MODE_NAMES = {
+  bff: "Backend for Frontend", pkce: "Authorization Code + PKCE", implicit: "Implicit, legacy",
+};
 const $ = (id) => document.getElementById(id);
 
 const inspector = new FlowInspector($("inspector"));
 let config = null;
-let session = null; // {mode, accessToken, idToken, refreshToken, expiresAt, claims, scope}
+let session = null; // {mode, accessToken, idToken, refreshToken, expiresAt, claims, scope}; BFF: {mode, claims}
 let refreshTimer = null;
 // Bumped whenever the session is dropped, so that an answer still on the
 // wire (a refresh) can tell that the session it was for is gone.
@@ -36,15 +44,29 @@ let refreshInFlight = null; // the one refresh under way, if any (see refresh())
 // -- small UI helpers ------------------------------------------------------------------
 
 function selectedMode() {
-  return $("mode-implicit").checked ? "implicit" : "pkce";
+  return MODES.find((mode) => $(`mode-${mode}`).checked) || "pkce";
 }
 
+const SIGNED_OUT_TEXT = {
+  bff: "nothing but an HttpOnly session cookie: this app's server redeems the code and keeps the tokens",
+  pkce: "a one-time code to exchange with your PKCE verifier",
+  implicit: "tokens in the URL fragment (Implicit, legacy)",
+};
+
+const INSPECTOR_HELP = {
+  bff: "Each protocol step this app's server performed for your session, newest last, as the server "
+    + "recorded it (GET /bff/inspector): requests (secrets redacted), responses (tokens shortened) and every "
+    + "JWT decoded with the checks it passed. The tokens themselves never reach this page.",
+  browser: "Each protocol step this page performed, newest last: requests (secrets redacted), responses "
+    + "(tokens shortened) and every JWT decoded with the checks it passed. Kept in memory, like the tokens.",
+};
+
 function selectMode(mode) {
-  $(mode === "implicit" ? "mode-implicit" : "mode-pkce").checked = true;
-  sessionStorage.setItem(MODE_KEY, mode === "implicit" ? "implicit" : "pkce"); // survives a reload
-  $("signed-out-mode").textContent = mode === "implicit"
-    ? "tokens in the URL fragment (Implicit, legacy)"
-    : "a one-time code to exchange with your PKCE verifier";
+  const chosen = MODES.includes(mode) ? mode : "pkce";
+  $(`mode-${chosen}`).checked = true;
+  sessionStorage.setItem(MODE_KEY, chosen); // survives a reload
+  $("signed-out-mode").textContent = SIGNED_OUT_TEXT[chosen];
+  $("inspector-help").textContent = INSPECTOR_HELP[chosen === "bff" ? "bff" : "browser"];
 }
 
 function showError(err) {
@@ -62,6 +84,9 @@ function showError(err) {
 /** Bring what a click produced into view (the button may be far from it on a small screen). */
 function reveal(node) {
   node.scrollIntoView({ block: "nearest" });
+  // Scrolling is in whole pixels, layout is not: a top edge left a fraction above the window goes in.
+  const top = node.getBoundingClientRect().top;
+  if (top < 0) window.scrollBy(0, Math.floor(top));
 }
 
 function clearMessages() {
@@ -79,12 +104,9 @@ function render() {
   const signedIn = session !== null;
   $("signed-out").hidden = signedIn;
   $("signed-in").hidden = !signedIn;
-  $("mode-pkce").disabled = signedIn;
-  $("mode-implicit").disabled = signedIn;
+  for (const mode of MODES) $(`mode-${mode}`).disabled = signedIn;
   document.body.dataset.signedIn = String(signedIn); // spa.css folds the flow explanations away
-  $("nav-status").textContent = signedIn
-    ? `Signed in (${session.mode === "implicit" ? "Implicit, legacy" : "Authorization Code + PKCE"})`
-    : "Signed out";
+  $("nav-status").textContent = signedIn ? `Signed in (${MODE_NAMES[session.mode]})` : "Signed out";
   if (!signedIn) {
     $("profile-rows").replaceChildren();
     $("claims").textContent = "";
@@ -97,13 +119,21 @@ function render() {
     ["Issuer (iss)", session.claims.iss]];
   $("profile-rows").replaceChildren(...rows.filter(([, value]) => value !== undefined).map(profileRow));
   $("claims").textContent = JSON.stringify(session.claims, null, 2);
+  $("claims-summary").textContent = session.mode === "bff"
+    ? "All claims the server answered (GET /bff/user)" : "All ID token claims";
+  $("refresh-tokens").hidden = session.mode === "bff" || !session.refreshToken;
+  if (session.mode === "bff") {
+    $("session-status").textContent = "Your tokens are on this app's server, in its session store; this page "
+      + "holds only an HttpOnly session cookie it cannot read. The server renews the access token when a call "
+      + "needs it.";
+    return;
+  }
   const minutes = Math.max(0, Math.round((session.expiresAt - Date.now()) / 60000));
   $("session-status").textContent = session.refreshToken
     ? `Access token valid for about ${minutes} min; `
       + "a rotating refresh token renews it while this page is open."
     : `Access token valid for about ${minutes} min; `
       + "no refresh token (Implicit cannot have one), so you sign in again when it expires.";
-  $("refresh-tokens").hidden = !session.refreshToken;
 }
 
 /** One row of the profile table, as DOM nodes and text (never markup). */
@@ -151,6 +181,12 @@ async function signIn() {
   // starts the sign-in at once (see takeCarriedIntent).
   const home = new URL(config.redirect_uri).origin;
   const mode = selectedMode();
+  if (mode === "bff") {
+    // A top-level navigation, not a fetch: the BFF sends the browser on to
+    // the issuer, and the session cookie it sets comes back to SPA_BASE_URL's origin.
+    window.location.assign(bff.loginUrl(home, "/?mode=bff"));
+    return;
+  }
   if (window.location.origin !== home) {
     window.location.assign(`${home}/?${new URLSearchParams({ mode, signin: "1" })}`);
     return;
@@ -422,10 +458,10 @@ function discardTokens(metadata, tokens) {
 // -- the API ---------------------------------------------------------------------------------
 
 /** The API's answer on the page, as DOM nodes and text: its messages, then the raw body. */
-function showApiResult(result) {
+function showApiResult(result, request = `GET ${config.api_url}`) {
   const box = $("api-result");
   const heading = document.createElement("p");
-  heading.textContent = `GET ${config.api_url} → HTTP ${result.status}`;
+  heading.textContent = `${request} → HTTP ${result.status}`;
   const parts = [heading];
   const messages = result.body && Array.isArray(result.body.messages) ? result.body.messages : [];
   if (messages.length) {
@@ -453,6 +489,7 @@ function showApiResult(result) {
 
 /** Call the resource server with the access token (RFC 6750 §2.1); a 401 ends the session here. */
 async function callApi() {
+  if (session.mode === "bff") return callApiThroughBff();
   clearMessages();
   const result = await oidc.callApi(config.api_url, session.accessToken);
   inspector.step(`API call: HTTP ${result.status}`,
@@ -474,6 +511,62 @@ async function callApi() {
   }
 }
 
+/**
+ * BFF mode: ask this app's server to call the API.  It adds the access
+ * token (renewed first when needed) on its side; the API's status code and
+ * body come back unchanged.  A 401 means the server could not get a token
+ * the API accepts: it has signed us out, and so does the page.
+ */
+async function callApiThroughBff() {
+  clearMessages();
+  let result;
+  try {
+    result = await bff.callApi("/bff/api/messages");
+  } catch (err) {
+    showError(err); // this app's server did not answer: its session may well be fine, so stay signed in
+    return;
+  }
+  showApiResult(result, `GET /bff/api/messages (forwarded to ${config.api_url})`);
+  await showServerSteps();
+  if (result.status === 401) {
+    dropSession();
+    const challenge = result.wwwAuthenticate ? `, ${result.wwwAuthenticate}` : "";
+    throw new oidc.OidcError((result.body && result.body.error) || "signed_out",
+      `The API call was refused (HTTP 401${challenge}): you are signed out of this app.`,
+      "Sign in again.");
+  }
+  if (!result.ok) {
+    // Any other refusal (403 insufficient_scope, 502 from the proxy ...) ends
+    // nothing: the server's session is still there, so the page stays signed in.
+    showError(new oidc.OidcError((result.body && result.body.error) || "api_error",
+      (result.body && result.body.error_description) || `The API answered HTTP ${result.status}.`,
+      (result.body && typeof result.body.hint === "string") ? result.body.hint : ""));
+  }
+}
+
+/** BFF mode: the steps the server recorded for this session, in the inspector (never a token). */
+async function showServerSteps() {
+  try {
+    inspector.showServerSteps(await bff.serverSteps());
+  } catch (err) {
+    showError(err); // the inspector is for reading: a failure here ends nothing
+  }
+  // For tests: how many times the server's steps were read (they may not have changed).
+  $("inspector").dataset.reads = String(Number($("inspector").dataset.reads || 0) + 1);
+}
+
+/** BFF mode: who is signed in, asked of the server (the session cookie says, not this page). */
+async function restoreBffSession() {
+  const claims = await bff.currentUser();
+  if (claims) {
+    session = { mode: "bff", claims };
+    render();
+  } else if (session) {
+    dropSession();
+  }
+  await showServerSteps();
+}
+
 // -- sign-out --------------------------------------------------------------------------------
 
 /**
@@ -483,6 +576,7 @@ async function callApi() {
  * post_logout_redirect_uri with our state.
  */
 async function signOut() {
+  if (session.mode === "bff") return signOutOfBff();
   clearMessages();
   const ending = session;
   dropSession();
@@ -510,6 +604,33 @@ async function signOut() {
   }
   sessionStorage.setItem(LOGOUT_KEY, JSON.stringify({ state, mode: ending.mode }));
   window.location.assign(url);
+}
+
+/**
+ * BFF mode: the server revokes the refresh token and deletes the session
+ * (POST /bff/logout), and answers the RP-initiated logout URL, which the
+ * browser then visits so that the issuer's session ends too.  Its state
+ * is kept like ours, for completeSignOut() to check on the way back.
+ */
+async function signOutOfBff() {
+  clearMessages();
+  let url;
+  try {
+    url = await bff.logout();
+  } catch (err) {
+    showError(err); // not signed out (the server is unreachable, say): the page stays as it is
+    return;
+  }
+  dropSession();
+  inspector.clear();
+  const target = url ? new URL(url) : null;
+  if (!target || !["https:", "http:"].includes(target.protocol)) {
+    notice("Signed out of this app. The server sent no logout URL for the issuer (it has no "
+      + "end_session_endpoint, or this app's session had already ended), so your session there continues.");
+    return;
+  }
+  sessionStorage.setItem(LOGOUT_KEY, JSON.stringify({ state: target.searchParams.get("state"), mode: "bff" }));
+  window.location.assign(target.toString());
 }
 
 /** Back from the issuer's logout: check our state and say so. */
@@ -573,17 +694,24 @@ function countInspectorSteps() {
   update();
 }
 
+/** The flow switch changed: remember it; in BFF mode, ask the server whether a session exists. */
+async function modeChanged() {
+  selectMode(selectedMode());
+  clearMessages();
+  inspector.clear(); // the steps shown belong to the other mode
+  if (selectedMode() === "bff") await restoreBffSession();
+}
+
 async function main() {
   const response = await fetch("/config.json", { credentials: "omit", cache: "no-store" });
   config = await response.json();
   oidc.setFetchTimeout(config.http_timeout);
+  bff.setTimeoutSeconds(config.http_timeout);
   $("sign-in").addEventListener("click", guarded(signIn));
   $("sign-out").addEventListener("click", guarded(signOut));
   $("call-api").addEventListener("click", guarded(callApi));
   $("refresh-tokens").addEventListener("click", guarded(() => refresh("manual")));
-  for (const id of ["mode-pkce", "mode-implicit"]) {
-    $(id).addEventListener("change", () => selectMode(selectedMode()));
-  }
+  for (const mode of MODES) $(`mode-${mode}`).addEventListener("change", guarded(modeChanged));
   countInspectorSteps();
   const intent = takeCarriedIntent();
   selectMode(intent.mode || rememberedMode());
@@ -594,6 +722,7 @@ async function main() {
     await signIn().catch(fail);
   } else {
     completeSignOut();
+    if (selectedMode() === "bff") await restoreBffSession().catch(fail);
   }
   document.body.dataset.ready = "true"; // for tests: the page has finished starting up
 }

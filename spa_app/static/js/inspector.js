@@ -43,6 +43,27 @@ export function urlParams(url) {
   return redact(Object.fromEntries(new URL(url).searchParams));
 }
 
+// Three base64url segments, the first one a JSON object ("eyJ" is '{"'): a JWT (RFC 7519 §3).
+const JWT_SHAPE = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+
+/** A deep copy of ``value`` in which every JWT-shaped string is shortened. */
+function withoutTokens(value, depth = 0) {
+  if (typeof value === "string") return value.replace(JWT_SHAPE, (token) => shorten(token));
+  if (depth > 8 || value === null || typeof value !== "object") return depth > 8 ? "…" : value;
+  if (Array.isArray(value)) return value.map((item) => withoutTokens(item, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutTokens(v, depth + 1)]));
+}
+
+/** A server step (common/inspector.py) in the shape renderStep() reads; failed when any check failed. */
+function fromServer(raw) {
+  const step = withoutTokens(raw);
+  const checks = [...(Array.isArray(step.checks) ? step.checks : []),
+    ...(step.jwt && Array.isArray(step.jwt.checks) ? step.jwt.checks : [])];
+  step.ok = !step.error && checks.every((check) => check && check.ok);
+  if (step.jwt) step.jwt = { label: "JWT", checks: [], ...step.jwt };
+  return step;
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -64,24 +85,42 @@ function paramsTable(params) {
   return el("table", { class: "params" }, body);
 }
 
-/** One recorded step as a list item: title, explanation, request, response, JWT. */
+/** One recorded step as a list item: title, explanation, request, response, checks, JWT, error. */
 function renderStep(step, index) {
   const item = el("li", { id: `step-${index + 1}`, class: step.ok ? "step" : "step step-bad" },
-    el("h3", {}, step.title),
-    el("p", { class: "muted" }, step.explanation));
+    el("h3", {}, String(step.title)),
+    el("p", { class: "muted" }, String(step.explanation || "")));
   if (step.request) {
     const line = `${step.request.method} ${step.request.url}`;
     item.append(el("p", { class: "request-line" }, el("code", {}, line)));
-    if (step.request.params && Object.keys(step.request.params).length) {
-      item.append(paramsTable(step.request.params));
+    for (const part of ["headers", "params"]) {
+      const values = step.request[part];
+      if (values && typeof values === "object" && Object.keys(values).length) item.append(paramsTable(values));
     }
   }
   if (step.response) {
     item.append(el("p", { class: "response-line" }, `Response: HTTP ${step.response.status}`));
-    if (step.response.body) item.append(el("pre", {}, JSON.stringify(step.response.body, null, 2)));
+    const body = step.response.body;
+    if (body !== null && body !== undefined && body !== "") {
+      item.append(el("pre", {}, typeof body === "string" ? body : JSON.stringify(body, null, 2)));
+    }
   }
+  if (Array.isArray(step.checks) && step.checks.length) item.append(checksList(step.checks));
   if (step.jwt) item.append(...renderJwt(step.jwt));
+  if (step.error) {
+    item.append(el("p", { class: "step-error" },
+      el("code", {}, String(step.error.error)), ` ${step.error.description || ""}`));
+  }
   return item;
+}
+
+function checksList(checks) {
+  const list = el("ul", { class: "checks" });
+  for (const check of checks) {
+    list.append(el("li", { class: check.ok ? "check-ok" : "check-bad" },
+      el("code", {}, String(check.check)), ` ${check.detail}`));
+  }
+  return list;
 }
 
 /** A JWT decoded for reading (header and claims side by side) and the checks it passed. */
@@ -90,14 +129,7 @@ function renderJwt(jwt) {
   const column = (title, value) => el("div", {},
     el("p", { class: "muted" }, title), el("pre", {}, JSON.stringify(value, null, 2)));
   parts.push(el("div", { class: "jwt" }, column("Header", jwt.header), column("Claims", jwt.claims)));
-  if (jwt.checks.length) {
-    const list = el("ul", { class: "checks" });
-    for (const check of jwt.checks) {
-      list.append(el("li", { class: check.ok ? "check-ok" : "check-bad" },
-        el("code", {}, check.check), ` ${check.detail}`));
-    }
-    parts.push(list);
-  }
+  if (Array.isArray(jwt.checks) && jwt.checks.length) parts.push(checksList(jwt.checks));
   return parts;
 }
 
@@ -145,6 +177,18 @@ export class FlowInspector {
   /** Replace the steps (after the redirect back from the issuer). */
   restore(steps) {
     this.steps = Array.isArray(steps) ? steps : [];
+    this.render();
+  }
+
+  /**
+   * Show the steps this app's server performed for this session (the BFF
+   * mode: ``GET /bff/inspector``, the shape of common/inspector.py's
+   * ``FlowLog.to_list()``).  The server has already redacted secrets and
+   * shortened tokens; anything still shaped like a JWT is shortened here
+   * too, so no token can reach the screen whatever the server sent.
+   */
+  showServerSteps(steps) {
+    this.steps = (Array.isArray(steps) ? steps : []).filter((s) => s && typeof s === "object").map(fromServer);
     this.render();
   }
 
