@@ -138,7 +138,7 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
     """Where to click, and how to sign in."""
     rows = [
         ("web", "Web app (Authorization Code)", settings.web_base_url),
-        ("spa", "Single-page app (PKCE / legacy Implicit)", settings.spa_base_url),
+        ("spa", "Single-page app (BFF, PKCE, legacy Implicit)", settings.spa_base_url),
         ("service", "Service (Client Credentials) status", settings.service_base_url),
         ("api", "Resource server (API)", settings.api_url + "/healthz"),
         ("issuer", "Dev issuer: Applications page", settings.issuer_base_url + "/admin/apps"),
