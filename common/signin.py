@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 from flask import current_app, session
 
@@ -143,6 +145,22 @@ class BrowserSignIn:
         a forged answer aimed at it is still reported.
         """
         return entry is None and self.signed_in and not session.get(self.pending_key)
+
+    @contextmanager
+    def completing(self, entry: dict | None) -> Iterator[None]:
+        """Around the steps that complete a sign-in: whatever fails, no half-built session stays.
+
+        The failure goes on to the app's error handlers; before it does, a
+        session that an answer of ours was completing is cleaned up
+        (:meth:`forget_failed`).  An answer that named none of our sign-ins
+        (``entry`` is ``None``) leaves the session as it was.
+        """
+        try:
+            yield
+        except Exception:
+            if entry is not None:
+                self.forget_failed()
+            raise
 
     def forget_failed(self) -> None:
         """Leave no half-built session behind after a sign-in failed.

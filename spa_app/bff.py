@@ -179,7 +179,8 @@ def callback():
     if sign_in.answer_already_used(entry):
         # A reload or Back after a finished sign-in: nothing of it is read again.
         return redirect(HOME)
-    try:
+    # Whatever fails below goes to the shared error pages, leaving no half-built session.
+    with sign_in.completing(entry):
         # state first (our sign-in?), then RFC 9207 iss (our issuer?); only
         # then may the issuer's own error be shown; then the sign-in's age
         # and the code.
@@ -198,10 +199,6 @@ def callback():
         tokens.id_claims = validate_id_token(
             client, tokens.id_token, nonce=pending.get("nonce"), access_token=tokens.access_token
         )
-    except Exception:
-        if entry is not None:
-            sign_in.forget_failed()
-        raise  # the shared error handlers render a clear page with a hint
 
     # Signed in: the tokens stay in Redis, under a new session id (session
     # fixation); the browser gets only the HttpOnly cookie naming it.

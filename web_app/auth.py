@@ -131,7 +131,8 @@ def callback():
         # this spent answer is not read at all.
         flash(ALREADY_SIGNED_IN_NOTICE, "info")
         return redirect(url_for("views.profile"))
-    try:
+    # Whatever fails below goes to the shared error pages, leaving no half-built session.
+    with sign_in.completing(entry):
         # The answer must belong to a sign-in this browser started (state),
         # come from our issuer (RFC 9207 iss), and only then may the issuer's
         # own error be shown; a sign-in older than LOGIN_TIMEOUT is refused.
@@ -152,10 +153,6 @@ def callback():
         tokens.id_claims = validate_id_token(
             client, tokens.id_token, nonce=pending.get("nonce"), access_token=tokens.access_token
         )
-    except Exception:
-        if entry is not None:
-            sign_in.forget_failed()
-        raise  # the shared error handlers render a clear page with a hint
 
     # Signed in: the tokens go into a session with a new id (session fixation).
     sign_in.keep(tokens)

@@ -15,7 +15,7 @@
 // defence (the BCP's BFF section on CSRF), besides SameSite=Lax.
 // Cookies go along only to this origin (credentials "same-origin").
 
-import { OidcError } from "./oidc.js";
+import { OidcError, readApiAnswer } from "./oidc.js";
 
 /** The header every call to /bff/user, /bff/api/* and /bff/logout must carry. */
 export const CSRF_HEADER = { "X-CSRF": "1" };
@@ -51,18 +51,7 @@ export async function bffFetch(path, { method = "GET" } = {}) {
         : `Could not reach this app's server (${path}).`,
       "Check that spa_app is running (and its Redis), then try again.");
   }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch (err) {
-    body = null;
-  }
-  return {
-    status: response.status,
-    ok: response.ok,
-    body,
-    wwwAuthenticate: response.headers.get("WWW-Authenticate"),
-  };
+  return readApiAnswer(response);
 }
 
 /**

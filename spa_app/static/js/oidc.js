@@ -698,6 +698,15 @@ export async function callApi(apiUrl, accessToken) {
       `The API at ${apiUrl} answered with a redirect, which is not followed.`,
       "Set API_URL to the API's final address.");
   }
+  return readApiAnswer(response);
+}
+
+/**
+ * An API's answer as the page shows it: status, JSON body (or null) and the
+ * RFC 6750 §3 challenge.  Shared by the browser-only modes and the BFF's
+ * proxied calls.
+ */
+export async function readApiAnswer(response) {
   let body = null;
   try {
     body = await response.json();
