@@ -58,6 +58,9 @@ __all__ = [
     "token_hash",
     "b64url_decode",
     "b64url_json",
+    "extract_jws",
+    "registry_for",
+    "json_object",
 ]
 
 #: Asymmetric algorithms this suite is willing to accept at all.  A caller
@@ -304,3 +307,24 @@ def decode_jwt(
     if not isinstance(claims, dict):
         raise InvalidToken("The token's payload is not a JSON object.", check="format")
     return header, claims
+
+
+# -- for other JWS checkers (DPoP proofs, common.dpop) ------------------------------------------------
+
+
+def extract_jws(token: Any, max_length: int) -> jws.CompactSignature:
+    """A compact JWS parsed under the same caps and strict decoding as tokens; nothing verified yet.
+
+    :raises InvalidToken: for a malformed or oversized JWS.
+    """
+    return _extract(token, max_length)
+
+
+def registry_for(alg: str) -> jws.JWSRegistry:
+    """The joserfc registry that accepts exactly ``alg`` (one of :data:`ALGORITHM_KEY_TYPES`)."""
+    return _REGISTRIES[alg]
+
+
+def json_object(raw: bytes) -> Any:
+    """Strict JSON (no NaN, bounded nesting) of a verified payload; raises ``ValueError``."""
+    return _json_value(raw)
