@@ -185,6 +185,19 @@ def issuer_warnings(issuer: str) -> list[str]:
     return []
 
 
+def check_bind(name: str, value: str, raw: Mapping[str, str]) -> str:
+    """A listen address, ``host:port`` (``[::1]:port`` for IPv6); empty means "from the base URL"."""
+    value = value.strip()
+    if not value:
+        return ""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            name, f"{value!r} is not host:port", f"Set {name} like 127.0.0.1:8001, or leave it empty"
+        )
+    return value
+
+
 def check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
     value = value.strip()
     if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .config_checks import (
     DEV_ISSUER_DEFAULT,
     Check,
+    check_bind,
     check_directory,
     check_introspection_client,
     check_private_key,
@@ -316,6 +317,56 @@ VARIABLES: tuple[Variable, ...] = (
         check_users,
         "dev_issuer",
         "more seeded users, as user@example.com:password pairs separated by commas",
+    ),
+    # -- second round: DPoP (RFC 9449), PAR (RFC 9126), deployment -----------------------------------
+    _row(
+        "DPOP",
+        "auto",
+        choice("auto", "on", "off"),
+        "web_app spa_app native_sim service_app",
+        "sender-constrained tokens (RFC 9449): auto (when the issuer advertises "
+        "dpop_signing_alg_values_supported), on (always; an error when the issuer cannot), off",
+    ),
+    _row(
+        "API_DPOP",
+        "optional",
+        choice("optional", "required"),
+        "resource_server",
+        "optional: Bearer tokens accepted, DPoP-bound ones only with a valid proof; required: DPoP only",
+    ),
+    _row(
+        "DEV_ISSUER_REQUIRE_DPOP",
+        "",
+        text(required=False),
+        "dev_issuer",
+        "client ids (comma-separated, or all) whose token requests must carry a DPoP proof",
+    ),
+    _row(
+        "PAR",
+        "auto",
+        choice("auto", "on", "off"),
+        "web_app spa_app native_sim",
+        "pushed authorization requests (RFC 9126): auto (when the issuer advertises "
+        "pushed_authorization_request_endpoint), on, off",
+    ),
+    _row(
+        "DEV_ISSUER_REQUIRE_PAR",
+        "",
+        text(required=False),
+        "dev_issuer",
+        "client ids (comma-separated, or all) that must push their authorization requests (RFC 9126)",
+    ),
+    _row("WEB_BIND", "", check_bind, "web_app launcher", "host:port the web app listens on"),
+    _row("SPA_BIND", "", check_bind, "spa_app launcher", "host:port the SPA's server listens on"),
+    _row("SERVICE_BIND", "", check_bind, "service_app launcher", "host:port the service listens on"),
+    _row("API_BIND", "", check_bind, "resource_server launcher", "host:port the API listens on"),
+    _row("ISSUER_BIND", "", check_bind, "dev_issuer launcher", "host:port the dev issuer listens on"),
+    _row(
+        "TRUSTED_PROXIES",
+        "0",
+        number(0, 10),
+        "web_app spa_app service_app resource_server dev_issuer launcher",
+        "how many reverse proxies in front to trust for X-Forwarded-* (0: ignore those headers)",
     ),
 )
 

@@ -165,6 +165,17 @@ BROKEN = {
     "DEV_ISSUER_ACCESS_TOKEN_LIFETIME": "0",
     "DEV_ISSUER_REFRESH_TOKEN_LIFETIME": "0",
     "DEV_ISSUER_EXTRA_USERS": "nobody",
+    "DPOP": "sometimes",
+    "API_DPOP": "never",
+    "DEV_ISSUER_REQUIRE_DPOP": "{clientId}",
+    "PAR": "maybe",
+    "DEV_ISSUER_REQUIRE_PAR": "{clientId}",
+    "WEB_BIND": "localhost",
+    "SPA_BIND": ":5002",
+    "SERVICE_BIND": "localhost:0",
+    "API_BIND": "localhost:http",
+    "ISSUER_BIND": "127.0.0.1:70000",
+    "TRUSTED_PROXIES": "-1",
 }
 
 
