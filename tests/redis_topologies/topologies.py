@@ -239,6 +239,13 @@ class ClusterTopology:
     def client(self) -> redis.RedisCluster:
         return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], password=PASSWORD)
 
+    def keys(self, pattern: str) -> list[bytes]:
+        """The keys matching ``pattern`` on every master (``KEYS`` answers for one node only)."""
+        found = []
+        for port in self.ports:
+            found += redis.Redis(port=port, password=PASSWORD, socket_timeout=2).keys(pattern)
+        return found
+
     def stop(self) -> None:
         self.processes.stop()
 
