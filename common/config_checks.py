@@ -211,13 +211,12 @@ def check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
         return value
     try:
         parse_redis_url(value)
-    except (RedisUrlError, ValueError) as error:
+    except RedisUrlError as error:
         # The value may hold the Redis password: never repeat credentials in an error.
         quoted = repr(value) if "@" not in value else "the value (not repeated: it holds credentials)"
-        problem = str(error) if isinstance(error, RedisUrlError) else "its port is not a number"
         raise ConfigError(
             name,
-            f"{quoted} is not a Redis URL: {problem}",
+            f"{quoted} is not a Redis URL: {error}",
             "Use redis://host:port/db, rediss:// (TLS), unix:///path.sock, "
             "redis+sentinel://host:port[,host:port...]/service_name[/db] or redis+cluster://host:port[,...] "
             '(README "Deploying"), or leave it unset for the embedded Redis',

@@ -89,6 +89,10 @@ def parse_redis_url(url: str) -> RedisLocation | None:
     if scheme not in SCHEMES:
         raise RedisUrlError("the scheme is not one of " + ", ".join(f"{s}://" for s in SCHEMES))
     if scheme not in (SENTINEL, CLUSTER):
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 1-65535
+        except ValueError:
+            raise RedisUrlError("its port is not a number from 1 to 65535") from None
         return None
     if parts.query or parts.fragment:
         raise RedisUrlError(f"{scheme}:// takes no query string")
