@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 __all__ = ["REDIS_TIMEOUT", "SCHEMES", "RedisUrlError", "RedisLocation", "connect_redis", "parse_redis_url"]
@@ -113,6 +114,27 @@ def parse_redis_url(url: str) -> RedisLocation | None:
     return RedisLocation(SENTINEL, nodes, service_name=path[0], db=db, **credentials)
 
 
+class SuiteRedisCluster(RedisCluster):
+    """redis-py's ``RedisCluster``, whose "no node answers" is a :class:`redis.ConnectionError`.
+
+    redis-py reports a cluster it cannot reach at all with
+    ``RedisClusterException``, which is not a ``redis.RedisError``; every
+    component turns ``redis.RedisError`` into a 503 ("try again in a
+    moment"), so without this a cluster outage would be a 500.  Only that
+    case is translated: the same exception also reports a programming error
+    (keys of one command in several hash slots), which must stay loud.
+    """
+
+    def execute_command(self, *args, **options):
+        """Run one command; an unreachable cluster raises ``redis.ConnectionError``."""
+        try:
+            return super().execute_command(*args, **options)
+        except RedisClusterException as error:
+            if isinstance(error.__cause__, (redis.ConnectionError, redis.TimeoutError, OSError)):
+                raise redis.ConnectionError(str(error)) from error
+            raise
+
+
 #: The options every connection gets, whatever the topology.
 _TIMEOUTS = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
 
@@ -126,7 +148,9 @@ def connect_redis(url: str) -> redis.Redis | RedisCluster:
     asks the sentinels for the new master and is retried (redis-py's
     default retry), so a failover costs the requests of those seconds at
     most a 503.  A cluster client learns the slot map at once: it fails
-    here, at start-up, when no start-up node answers.
+    here, at start-up, when no start-up node answers (redis-py's
+    "Redis Cluster cannot be connected"); later, a cluster that stops
+    answering is a :class:`redis.ConnectionError` like any outage.
 
     :param url: ``Settings.redis_url``, one of :data:`SCHEMES`.
     :raises RedisUrlError: ``url`` is not an accepted Redis URL.
@@ -137,7 +161,7 @@ def connect_redis(url: str) -> redis.Redis | RedisCluster:
     credentials = {"username": location.username, "password": location.password}
     if location.scheme == CLUSTER:
         nodes = [ClusterNode(host, port) for host, port in location.nodes]
-        return RedisCluster(startup_nodes=nodes, **credentials, **_TIMEOUTS, health_check_interval=30)
+        return SuiteRedisCluster(startup_nodes=nodes, **credentials, **_TIMEOUTS, health_check_interval=30)
     # The sentinels are asked without credentials (they are the Redis
     # servers'), with the same timeouts.
     sentinel = Sentinel(list(location.nodes), sentinel_kwargs=dict(_TIMEOUTS), **_TIMEOUTS)

@@ -118,6 +118,11 @@ class Store:
     Every operation that must happen once (redeeming a code, rotating a
     refresh token, accepting a client assertion) is a single atomic Redis
     command, so two workers racing on the same value cannot both win.
+
+    On Redis Cluster one command may only touch keys of one hash slot: the
+    keys read or changed together carry the same ``{…}`` hash tag
+    (:meth:`_tagged`), and every key a script touches is passed in ``KEYS``
+    (the cluster routes a script by those), never built inside it.
     """
 
     PREFIX = "dev_issuer:"

@@ -146,3 +146,18 @@ def test_the_service_token_on_a_cluster(cluster_suite):
     # Counted in Redis (``service_app:token:…:calls:…``), whichever worker answered.
     assert cluster_suite.redis.keys("service_app:token:*:calls:*")
     assert_no_cross_slot(cluster_suite)
+
+
+def test_a_cluster_that_stops_answering_is_a_503_not_a_500(tmp_path):
+    """redis-py reports an unreachable cluster with an exception outside ``redis.RedisError``;
+    the factory's client turns it into a ``ConnectionError``, which every component answers with 503."""
+    topology = ClusterTopology(tmp_path / "cluster").start()
+    try:
+        app = make_app(topology.url)
+        client = app.test_client()
+        assert client.get("/set/before").status_code == 200
+    finally:
+        topology.stop()
+    answer = client.get("/get")
+    assert answer.status_code == 503 and "session store" in answer.text
+    assert not answer.headers.get("Set-Cookie")
