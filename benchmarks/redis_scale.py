@@ -127,9 +127,10 @@ def sessions_figures(scale: Scale) -> tuple[Result, Result]:
         ]
         + [f"one session's value: {len(record):,} bytes stored, MEMORY USAGE of its key {key_usage:,} bytes"],
         how=(
-            "one real sign-in (web app + dev issuer); its stored session (zlib-compressed JSON) written "
-            "again under fresh random ids with the store's key names and command (SET key value EX NX, pipelined); "
-            "INFO memory used_memory grown since the first copy, divided by the number of sessions."
+            "one real sign-in (web app + dev issuer); its stored session (zlib-compressed JSON) "
+            "written again under fresh random ids with the store's key names and command "
+            "(SET key value EX NX, pipelined); INFO memory used_memory grown since the first copy, "
+            "divided by the number of sessions."
         ),
     )
     page = Result(
@@ -143,8 +144,9 @@ def sessions_figures(scale: Scale) -> tuple[Result, Result]:
             f"with {levels[-1]:,} others: p50 {after[0]:.1f} ms, p99 {after[1]:.1f} ms",
         ],
         how=(
-            f"wrk -t1 -c1 --latency for {seconds} s against GET /profile with the session cookie, web app "
-            "under gunicorn (2 workers x 4 threads); checked to answer 200 (the signed-in page) before and after."
+            f"wrk -t1 -c1 --latency for {seconds} s against GET /profile with the session cookie, "
+            "web app under gunicorn (2 workers x 4 threads); checked to answer 200 (the signed-in "
+            "page) before and after."
         ),
     )
     return memory, page
@@ -168,8 +170,9 @@ def api_figure(scale: Scale) -> Result:
         met=None,
         details=[f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x"],
         how=(
-            f"wrk -t1 -c{connections}, median of {rounds} round(s) of {seconds} s against /api/messages with a "
-            "real client-credentials token; resource server under gunicorn --workers 1, then 2 (4 threads each)."
+            f"wrk -t1 -c{connections}, median of {rounds} round(s) of {seconds} s against "
+            "/api/messages with a real client-credentials token; resource server under gunicorn "
+            "--workers 1, then 2 (4 threads each)."
         ),
     )
 
