@@ -145,7 +145,8 @@ class SentinelTopology:
                 f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
                 f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master_port} 2\n"
                 f"sentinel auth-pass {self.SERVICE} {PASSWORD}\n"
-                f"sentinel down-after-milliseconds {self.SERVICE} 3000\n"
+                # Long: a busy test machine must not look like a dead master.
+                f"sentinel down-after-milliseconds {self.SERVICE} 10000\n"
                 f"sentinel failover-timeout {self.SERVICE} 10000\n"
             )
             self.processes.start(f"sentinel-{number}", [binary("redis-sentinel"), str(config)], port)
@@ -174,7 +175,17 @@ class SentinelTopology:
         :return: the new master's port.
         """
         old = self.master_port_now()
-        self.sentinel().execute_command("SENTINEL", "FAILOVER", self.SERVICE)
+
+        def asked() -> bool:
+            # NOGOODSLAVE until the sentinel's latest look at the replica found it in sync.
+            try:
+                return bool(self.sentinel().execute_command("SENTINEL", "FAILOVER", self.SERVICE))
+            except redis.ResponseError as error:
+                if "NOGOODSLAVE" in str(error):
+                    return False
+                raise
+
+        wait_until(asked, 30, "no sentinel accepted SENTINEL FAILOVER")
         new = self.replica_port if old == self.master_port else self.master_port
 
         def done() -> bool:
