@@ -116,6 +116,33 @@ def alternating_latency(urls: list[str], sid: str, rounds: int, seconds: float) 
     return [(median([a for a, _ in samples[u]]), median([b for _, b in samples[u]])) for u in urls]
 
 
+def memory_result(per_session: list[tuple[int, float]], record_bytes: int, key_usage: int) -> Result:
+    """Row 8 from the bytes per session at each level."""
+    values = [v for _, v in per_session]
+    flat = max(values) <= min(values) * (1 + FLAT_TOLERANCE)
+    return Result(
+        key="redis-memory",
+        title="Redis memory per signed-in user",
+        figure=" / ".join(f"{v:,.0f} B" for v in values)
+        + " at "
+        + " / ".join(f"{n:,}" for n, _ in per_session),
+        goal=f"flat (within {FLAT_TOLERANCE:.0%})",
+        met=flat,
+        details=[
+            f"{n:,} sessions: {v:,.0f} bytes each ({v * n / 2**20:,.1f} MiB in all)" for n, v in per_session
+        ]
+        + [
+            f"one session's value: {record_bytes:,} bytes stored, MEMORY USAGE of its key {key_usage:,} bytes"
+        ],
+        how=(
+            "one real sign-in (web app + dev issuer); its stored session (zlib-compressed JSON) "
+            "written again under fresh random ids with the store's key names and command "
+            "(SET key value EX NX, pipelined); INFO memory used_memory grown since the first copy, "
+            "divided by the number of sessions."
+        ),
+    )
+
+
 def sessions_figures(scale: Scale) -> tuple[Result, Result]:
     """Rows 8 and 9: memory per session at each level; the page without and among the others."""
     levels = scale.pick((1_000, 10_000, 100_000), (200, 1_000))
@@ -138,27 +165,7 @@ def sessions_figures(scale: Scale) -> tuple[Result, Result]:
         finally:
             crowded.stop()
         key_usage = int(store.memory_usage(PREFIX + sid, samples=0))
-    values = [v for _, v in per_session]
-    flat = max(values) <= min(values) * (1 + FLAT_TOLERANCE)
-    memory = Result(
-        key="redis-memory",
-        title="Redis memory per signed-in user",
-        figure=" / ".join(f"{v:,.0f} B" for v in values)
-        + " at "
-        + " / ".join(f"{n:,}" for n, _ in per_session),
-        goal=f"flat (within {FLAT_TOLERANCE:.0%})",
-        met=flat,
-        details=[
-            f"{n:,} sessions: {v:,.0f} bytes each ({v * n / 2**20:,.1f} MiB in all)" for n, v in per_session
-        ]
-        + [f"one session's value: {len(record):,} bytes stored, MEMORY USAGE of its key {key_usage:,} bytes"],
-        how=(
-            "one real sign-in (web app + dev issuer); its stored session (zlib-compressed JSON) "
-            "written again under fresh random ids with the store's key names and command "
-            "(SET key value EX NX, pipelined); INFO memory used_memory grown since the first copy, "
-            "divided by the number of sessions."
-        ),
-    )
+    memory = memory_result(per_session, len(record), key_usage)
     page = Result(
         key="redis-page",
         title=f"Signed-in /profile with {levels[-1]:,} other sessions",
