@@ -25,7 +25,7 @@ from flask import Flask
 
 from common.config import load_settings
 from common.errors import init_error_pages
-from common.session import connect_redis
+from common.redis_client import connect_redis
 from common.web import (
     default_csp,
     init_health,
