@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
+from joserfc import jws
 
 from common.dpop import DPoPKey
 from tests.dev_issuer.dpop_support import (
     TIMEOUT,
+    b64,
     dpop_token_request,
     forged,
     post_with_proof,
     proof_claims,
     sign_in_for_code,
+    unsigned,
 )
 
 
@@ -168,3 +173,47 @@ def test_cors_lets_the_spa_send_proofs_and_read_the_nonce(issuer, endpoint):
     answer = requests.post(issuer.endpoint(endpoint), headers={"Origin": origin}, timeout=TIMEOUT)
     exposed = {h.strip().lower() for h in answer.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"dpop-nonce", "www-authenticate"} <= exposed
+
+
+def _garbage_proofs() -> list[str]:
+    """Malformed proofs: not JWTs, wrong shapes, hostile sizes and types (each must be a clean 4xx)."""
+    key = DPoPKey.generate()
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk}
+    claims = proof_claims("POST", "http://issuer.test/v1/token")
+    weak_rsa = {"kty": "RSA", "n": b64(b"\x01" * 64), "e": "AQAB"}
+    return [
+        "",
+        "garbage",
+        "a.b.c",
+        "x" * 5000,
+        "é.é.é",
+        f"{b64(b'[]')}.{b64(b'{}')}.",
+        f"{b64(json.dumps({**header, 'jwk': 'a string'}).encode())}.{b64(b'{}')}.{b64(b'sig')}",
+        forged({**header, "jwk": {**key.public_jwk, "crv": "P-384"}}, claims, key.key, "ES256"),
+        unsigned({**header, "alg": "RS256", "jwk": weak_rsa}, claims),
+        forged(header, {**claims, "iat": "now", "jti": 7}, key.key, "ES256"),
+        jws.serialize_compact(header, b"[1, 2]", key.key, algorithms=["ES256"]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("endpoint", ["token", "revoke", "userinfo", "introspect"])
+def test_a_malformed_proof_is_a_clear_refusal_never_a_server_error(issuer, bound, endpoint, index):
+    """Whatever a DPoP header holds, the answer is a 400/401 naming invalid_dpop_proof, never a 500."""
+    _, token = bound
+    proof = _garbage_proofs()[index]
+    headers = {"DPoP": proof}
+    if endpoint == "userinfo":
+        headers["Authorization"] = f"DPoP {token['access_token']}"
+    auth = (issuer.settings.web_client_id, issuer.settings.web_client_secret)
+    form = {"grant_type": "client_credentials", "token": "t"}
+    answer = requests.post(
+        issuer.endpoint(endpoint),
+        data=form,
+        headers=headers,
+        auth=None if endpoint == "userinfo" else auth,
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code in (400, 401), answer.text
+    said = answer.json().get("error") if answer.status_code == 400 else answer.headers["WWW-Authenticate"]
+    assert "invalid_dpop_proof" in said, (answer.status_code, answer.text, answer.headers)
