@@ -112,10 +112,13 @@ class IssuerAuthorizationServer(AuthorizationServer):
         """Authlib's client authentication (RFC 6749 §2.3); then, at the token endpoint, "Require DPoP".
 
         RFC 9449 §5.2: a client registered with ``dpop_bound_access_tokens``
-        gets no token without a proof.
+        gets no token without a proof.  Only at the token endpoint itself:
+        Authlib's implicit grants authenticate the client as "token" too, at
+        the authorization endpoint, where ``dpop.refuse_implicit_access_token``
+        decides instead.
         """
         client = super().authenticate_client(request, methods, endpoint)
-        if endpoint == "token":
+        if endpoint == "token" and flask_request.endpoint == "oauth.token":
             require_proof(client)
         return client
 
