@@ -56,6 +56,11 @@ TOKEN_TYPE = "DPoP"
 #: an RSA-2048 key is about 1,100 characters.
 MAX_PROOF_LENGTH = 4096
 
+#: The narrowest window a proof's ``iat`` is checked in, whatever ``CLOCK_LEEWAY`` says: ``iat``
+#: has one-second resolution and a request takes time to arrive, so a zero leeway would refuse
+#: every honest proof (RFC 9449 §11.1 asks for "a reasonable window").
+MIN_PROOF_WINDOW = 5
+
 #: JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4).
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
@@ -381,12 +386,14 @@ def verify_proof(
     :param url: the request's public URL (behind a proxy, the URL the client
         used); its query and fragment are ignored (``htu``).
     :param replay: where used ``jti`` values are kept for the window.
-    :param leeway: seconds ``iat`` may be from now, each way; the window.
+    :param leeway: seconds ``iat`` may be from now, each way; the window (at least
+        :data:`MIN_PROOF_WINDOW`).
     :param access_token: the token presented with the proof: ``ath`` must be its hash (§7.1).
     :param expected_jkt: the token's ``cnf.jkt``: the proof's key must be that key (§7.1).
     :param nonces: the server's nonces, when it demands one (§8, §9).
     :raises InvalidProof: with the error code to answer.
     """
+    leeway = max(leeway, MIN_PROOF_WINDOW)
     allowed = tuple(alg for alg in algorithms if alg in PROOF_ALGORITHMS)
     header, claims, jkt = _signed_proof(proof, allowed)
     if claims.get("htm") != method.upper():
