@@ -28,6 +28,7 @@ import json
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -314,8 +315,19 @@ class ServerNonces:
         return any(hmac.compare_digest(nonce, self._for_slot(s)) for s in (slot, slot - 1))
 
 
+#: The members that make up a public EC or RSA key (RFC 7518 §6.2.1, §6.3.1).
+_PUBLIC_MEMBERS = ("kty", "crv", "x", "y", "n", "e")
+
+#: Keys already imported from proofs, by their public members, with their thumbprints: a client
+#: signs every proof with the same key, so it is parsed (and hashed) once rather than per
+#: request.  Public keys only, and only keys that passed every check above; bounded.
+_IMPORTED: OrderedDict[tuple, tuple] = OrderedDict()
+_IMPORTED_SIZE = 1024
+_IMPORTED_LOCK = threading.Lock()
+
+
 def _public_key(header: Mapping[str, Any], alg: str):
-    """The proof's embedded key (RFC 9449 §4.3 steps 6-7): public, and of the type ``alg`` needs."""
+    """The proof's key (RFC 9449 §4.3 steps 6-7): public, of the type ``alg`` needs; and its thumbprint."""
     jwk = header.get("jwk")
     if not isinstance(jwk, dict):
         raise InvalidProof("The proof's header carries no public key (jwk).", check="jwk")
@@ -325,13 +337,25 @@ def _public_key(header: Mapping[str, Any], alg: str):
     kty, crv = _KEY_TYPES[alg]
     if jwk.get("kty") != kty or (crv and jwk.get("crv") != crv):
         raise InvalidProof(f"The proof's jwk is not a key for {alg}.", check="jwk")
+    members = tuple(jwk.get(name) for name in _PUBLIC_MEMBERS)
+    cacheable = all(isinstance(member, (str, type(None))) for member in members)
+    cached = _IMPORTED.get(members) if cacheable else None
+    if cached is not None:
+        return cached
     try:
-        key = JWKRegistry.import_key(jwk)
+        # Only the public members: the proof's kid, alg, use or key_ops mean nothing here.
+        key = JWKRegistry.import_key({n: v for n, v in zip(_PUBLIC_MEMBERS, members, strict=True) if v})
     except (JoseError, ValueError, TypeError):
         raise InvalidProof("The proof's jwk is not a valid public key.", check="jwk") from None
     if kty == "RSA" and key.raw_value.key_size < 2048:
         raise InvalidProof("The proof's RSA key is shorter than 2048 bits.", check="jwk")
-    return key
+    imported = (key, key.thumbprint())
+    if cacheable:
+        with _IMPORTED_LOCK:
+            _IMPORTED[members] = imported
+            while len(_IMPORTED) > _IMPORTED_SIZE:
+                _IMPORTED.popitem(last=False)
+    return imported
 
 
 def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
@@ -351,7 +375,7 @@ def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
         raise InvalidProof(
             f"The proof's algorithm {alg!r} is not accepted (accepted: {', '.join(algorithms)}).", check="alg"
         )
-    key = _public_key(header, alg)
+    key, thumbprint = _public_key(header, alg)
     try:
         verified = jws.validate_compact(signed, key, registry=registry_for(alg))
     except JoseError:
@@ -364,7 +388,7 @@ def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
         claims = None
     if not isinstance(claims, dict):
         raise InvalidProof("The proof's payload is not a JSON object.", check="format")
-    return header, claims, key.thumbprint()
+    return header, claims, thumbprint
 
 
 def verify_proof(

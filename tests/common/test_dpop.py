@@ -148,3 +148,19 @@ def test_a_zero_leeway_still_accepts_a_proof_made_a_second_ago(replay):
     with pytest.raises(dpop.InvalidProof) as refused:
         dpop.verify_proof(stale, method="GET", url=URL, replay=replay, leeway=0)
     assert refused.value.check == "iat"
+
+
+def test_a_cached_key_still_meets_every_check(replay):
+    """The imported-key cache (one parse per client key) never lets a bad jwk through on a second proof."""
+    key = dpop.DPoPKey.generate()
+    assert verify(key.proof("GET", URL), replay).jkt == key.thumbprint  # now cached
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.to_jwk()}  # the same key, private part included
+    claims = {"jti": "j" * 16, "htm": "GET", "htu": URL, "iat": int(time.time())}
+    header["jwk"].pop("alg")
+    forged = jws.serialize_compact(header, json.dumps(claims).encode(), key.key, algorithms=["ES256"])
+    with pytest.raises(dpop.InvalidProof) as refused:
+        verify(forged, replay)
+    assert refused.value.check == "jwk"
+    odd = {**header, "jwk": {**key.public_jwk, "x": ["not", "a", "string"]}}
+    with pytest.raises(dpop.InvalidProof):
+        verify(jws.serialize_compact(odd, json.dumps(claims).encode(), key.key, algorithms=["ES256"]), replay)
