@@ -22,13 +22,13 @@ Both halves live here, once:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -57,9 +57,8 @@ TOKEN_TYPE = "DPoP"
 #: an RSA-2048 key is about 1,100 characters.
 MAX_PROOF_LENGTH = 4096
 
-#: The narrowest window a proof's ``iat`` is checked in, whatever ``CLOCK_LEEWAY`` says: ``iat``
-#: has one-second resolution and a request takes time to arrive, so a zero leeway would refuse
-#: every honest proof (RFC 9449 §11.1 asks for "a reasonable window").
+#: The narrowest ``iat`` window, whatever ``CLOCK_LEEWAY`` says: ``iat`` has one-second resolution,
+#: so a zero leeway would refuse every honest proof (RFC 9449 §11.1: "a reasonable window").
 MIN_PROOF_WINDOW = 5
 
 #: JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4).
@@ -318,12 +317,12 @@ class ServerNonces:
 #: The members that make up a public EC or RSA key (RFC 7518 §6.2.1, §6.3.1).
 _PUBLIC_MEMBERS = ("kty", "crv", "x", "y", "n", "e")
 
-#: Keys already imported from proofs, by their public members, with their thumbprints: a client
-#: signs every proof with the same key, so it is parsed (and hashed) once rather than per
-#: request.  Public keys only, and only keys that passed every check above; bounded.
-_IMPORTED: OrderedDict[tuple, tuple] = OrderedDict()
-_IMPORTED_SIZE = 1024
-_IMPORTED_LOCK = threading.Lock()
+
+@functools.lru_cache(maxsize=1024)
+def _imported(members: tuple) -> tuple:
+    """A proof's public key and its thumbprint, made once per key: a client signs every proof with one key."""
+    key = JWKRegistry.import_key({n: v for n, v in zip(_PUBLIC_MEMBERS, members, strict=True) if v})
+    return key, key.thumbprint()
 
 
 def _public_key(header: Mapping[str, Any], alg: str):
@@ -337,25 +336,15 @@ def _public_key(header: Mapping[str, Any], alg: str):
     kty, crv = _KEY_TYPES[alg]
     if jwk.get("kty") != kty or (crv and jwk.get("crv") != crv):
         raise InvalidProof(f"The proof's jwk is not a key for {alg}.", check="jwk")
-    members = tuple(jwk.get(name) for name in _PUBLIC_MEMBERS)
-    cacheable = all(isinstance(member, (str, type(None))) for member in members)
-    cached = _IMPORTED.get(members) if cacheable else None
-    if cached is not None:
-        return cached
     try:
-        # Only the public members: the proof's kid, alg, use or key_ops mean nothing here.
-        key = JWKRegistry.import_key({n: v for n, v in zip(_PUBLIC_MEMBERS, members, strict=True) if v})
+        # Only the public members: kid, alg, use or key_ops mean nothing here.  (A member that is
+        # not a string cannot be a cache key: TypeError, refused like any other bad key.)
+        key, thumbprint = _imported(tuple(jwk.get(name) for name in _PUBLIC_MEMBERS))
     except (JoseError, ValueError, TypeError):
         raise InvalidProof("The proof's jwk is not a valid public key.", check="jwk") from None
     if kty == "RSA" and key.raw_value.key_size < 2048:
         raise InvalidProof("The proof's RSA key is shorter than 2048 bits.", check="jwk")
-    imported = (key, key.thumbprint())
-    if cacheable:
-        with _IMPORTED_LOCK:
-            _IMPORTED[members] = imported
-            while len(_IMPORTED) > _IMPORTED_SIZE:
-                _IMPORTED.popitem(last=False)
-    return imported
+    return key, thumbprint
 
 
 def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
