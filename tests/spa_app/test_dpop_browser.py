@@ -232,6 +232,21 @@ crypto.subtle.generateKey = async (...args) => {
 """
 
 
+def save_element_screenshot(driver, element, path):
+    """The whole element, also beyond the window (DevTools), as a PNG."""
+    rect = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height};",
+        element,
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"format": "png", "captureBeyondViewport": True, "clip": {**rect, "scale": 1}},
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
 def test_pkce_signs_in_with_dpop_and_calls_the_api(spa):
     """DPOP=auto finds DPoP at the dev issuer: bound tokens, proofs with ath, the nonce round trip."""
     spa.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAPTURE_KEYS})
@@ -262,6 +277,12 @@ def test_pkce_signs_in_with_dpop_and_calls_the_api(spa):
     assert "DPoP proof (the retry, with the server's nonce)" in steps["Token request (code exchange)"]
     assert '"token_type": "DPoP"' in steps["Token request (code exchange)"]
     assert f'"jkt": "{jkt}"' in steps["Access token"]  # the access token carries cnf.jkt
+    token_step = spa.driver.execute_script(
+        "return Array.from(document.querySelectorAll('#inspector > li'))"
+        ".find(li => li.querySelector('h3').textContent === 'Token request (code exchange)');"
+    )
+    assert len(token_step.find_elements(By.CSS_SELECTOR, ".dpop-proof")) == 2
+    save_element_screenshot(spa.driver, token_step, screenshot_dir() / "spa_app-dpop-proofs.png")  # README
 
     spa.driver.find_element(By.ID, "call-api").click()
     result = spa.visible("api-result")
