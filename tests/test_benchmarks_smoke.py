@@ -22,9 +22,10 @@ ROWS = {
     "5": "Service token reuse",
     "6": "Cold start",
     "7": "BFF proxy",
-    "8": "Redis memory per signed-in user",
-    "9": "Signed-in /profile with",
-    "10": "API requests/s, 1 and 2 workers",
+    "8": "DPoP at the API",
+    "9": "Redis memory per signed-in user",
+    "10": "Signed-in /profile with",
+    "11": "API requests/s, 1 and 2 workers",
 }
 
 
