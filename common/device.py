@@ -39,6 +39,9 @@ SLOW_DOWN_STEP = 5
 #: The longest wait between two polls that an issuer's ``interval`` may ask for.
 MAX_INTERVAL = 300
 
+#: RFC 8628 §3.5: the token endpoint's answers that mean "not yet, ask again".
+KEEP_POLLING = frozenset({"authorization_pending", "slow_down"})
+
 #: The step name of one poll (:func:`common.tokens.device_code_grant`).
 POLL_STEP = "token_request.device_code"
 
@@ -111,7 +114,8 @@ def request_device_authorization(client: Client, scope: str) -> DeviceAuthorizat
     client's id (a public client authenticates with nothing else, RFC 8628
     §3.1) and the scope; the answer is checked by :func:`_answer`.
 
-    :raises FlowError: :class:`DeviceAuthorizationError` (the issuer refused), ``invalid_response``, ``issuer_misconfigured`` (no such endpoint),
+    :raises FlowError: :class:`DeviceAuthorizationError` (the issuer refused), ``invalid_response``,
+        ``issuer_misconfigured`` (no such endpoint),
         ``issuer_unreachable``.
     """
     status, data = client.post_form(
@@ -214,7 +218,8 @@ def poll_for_tokens(
             except TokenEndpointError as refusal:
                 answer = refusal.issuer_error
                 if answer == "slow_down":
-                    # §3.5: "the interval MUST be increased by 5 seconds for this and all subsequent requests".
+                    # §3.5: "the interval MUST be increased by 5 seconds for this and all
+                    # subsequent requests".
                     interval += SLOW_DOWN_STEP
                 elif answer != "authorization_pending":
                     raise _ended(refusal) from None
@@ -278,8 +283,12 @@ class _QuietRepeats(FlowRecorder):
         self.inner.token(step, token, checks, error)
 
     def failure(self, step: str, error: FlowError, **values) -> None:
-        """Record a failure on ``inner``, unless it belongs to a poll that was left out."""
-        if self._skip_failure:
-            self._skip_failure = False
+        """Record a failure on ``inner``, unless it is an answer that means "keep polling" (§3.5).
+
+        ``authorization_pending`` and ``slow_down`` come as token errors, but
+        they are the expected answers while the user decides, not failures.
+        """
+        skip, self._skip_failure = self._skip_failure, False
+        if skip or getattr(error, "issuer_error", None) in KEEP_POLLING:
             return
         self.inner.failure(step, error, **values)

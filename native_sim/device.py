@@ -46,7 +46,9 @@ def device_login(ctx: Context, *, show_qr: bool = True) -> int:
 
     # §3.4-3.5: poll at `interval` while the user signs in and approves on another device.
     try:
-        tokens = poll_for_tokens(client, authorization, on_poll=lambda answer, interval: _waiting(ctx, answer))
+        tokens = poll_for_tokens(
+            client, authorization, on_poll=lambda answer, interval: _waiting(ctx, answer)
+        )
     except DeviceFlowEnded as ended:
         ctx.explain()
         code = EXIT_REFUSED if ended.reason == "access_denied" else EXIT_TIMEOUT
@@ -57,7 +59,9 @@ def device_login(ctx: Context, *, show_qr: bool = True) -> int:
 
     # Who signed in (OpenID Connect Core 3.1.3.7). No authorization request,
     # so no nonce to compare (step 11), as with the password grant.
-    tokens.id_claims = validate_id_token(client, tokens.id_token, nonce=None, access_token=tokens.access_token)
+    tokens.id_claims = validate_id_token(
+        client, tokens.id_token, nonce=None, access_token=tokens.access_token
+    )
     with ctx.store.locked():  # a refresh in another process must not overwrite them
         save_tokens(ctx, NATIVE, settings.native_client_id, tokens)
     ctx.explain()
@@ -82,7 +86,9 @@ def _show_instructions(ctx: Context, authorization: DeviceAuthorization, show_qr
         ctx.say("Or open this link, which has the code in it:")
         ctx.say(authorization.verification_uri_complete)
         if show_qr:
-            qr = qr_code(authorization.verification_uri_complete, getattr(ctx.out, "encoding", None) or "utf-8")
+            qr = qr_code(
+                authorization.verification_uri_complete, getattr(ctx.out, "encoding", None) or "utf-8"
+            )
             if qr:
                 ctx.say("Or scan it:")
                 ctx.say(qr)
@@ -90,7 +96,7 @@ def _show_instructions(ctx: Context, authorization: DeviceAuthorization, show_qr
 
 
 def qr_code(text: str, encoding: str = "utf-8") -> str | None:
-    """``text`` as a QR code of Unicode half blocks (segno), or ``None`` when ``encoding`` cannot show them."""
+    """``text`` as a QR code of Unicode half blocks (segno); ``None`` when ``encoding`` cannot show them."""
     import segno  # noqa: PLC0415 -- only this command needs it
 
     buffer = io.StringIO()
@@ -104,7 +110,7 @@ def qr_code(text: str, encoding: str = "utf-8") -> str | None:
 
 
 def _waiting(ctx: Context, answer: str) -> None:
-    """After a poll that goes on: the steps so far (``--explain``), and a word when the issuer asked for less."""
+    """After a poll that goes on: the steps so far (``--explain``), and a word after a ``slow_down``."""
     ctx.explain()
     if answer == "slow_down":
         ctx.say("The issuer asked to poll less often (slow_down): waiting 5 seconds longer between polls.")
