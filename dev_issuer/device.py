@@ -88,13 +88,16 @@ class DeviceStore:
     """
 
     #: KEYS: poll marker, current interval; ARGV: base interval, TTL seconds, slack ms.
-    #: Returns 1 when this poll came sooner than the interval allows (then the
-    #: interval grows by 5 s, RFC 8628 §3.5), else 0 (and the marker is set).
+    #: The marker lives one interval from the last poll.  Returns 1 when this
+    #: poll came while it lived: then the interval grows by 5 s (RFC 8628
+    #: §3.5) and the next poll must wait that long from now; else 0.
     _POLL = """
     local interval = tonumber(redis.call('GET', KEYS[2]) or ARGV[1])
-    local window = math.max(1, interval * 1000 - tonumber(ARGV[3]))
-    if redis.call('SET', KEYS[1], '1', 'NX', 'PX', window) then return 0 end
-    redis.call('SET', KEYS[2], interval + 5, 'EX', ARGV[2])
+    local slack = tonumber(ARGV[3])
+    if redis.call('SET', KEYS[1], '1', 'NX', 'PX', math.max(1, interval * 1000 - slack)) then return 0 end
+    interval = interval + 5
+    redis.call('SET', KEYS[2], interval, 'EX', ARGV[2])
+    redis.call('SET', KEYS[1], '1', 'PX', math.max(1, interval * 1000 - slack))
     return 1
     """
 
