@@ -124,7 +124,7 @@ class DeviceRun:
 
     def __init__(self, env: dict[str, str], *extra: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "native_sim", *extra, "device-login"],
+            [sys.executable, "-m", "native_sim", "device-login", *extra],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
