@@ -93,7 +93,7 @@ def test_two_devices_pending_at_once_each_get_their_own_users_tokens(suite_env, 
     # Approved in the opposite order, by different people.
     assert approve(base, codes[1], second_user, second_password).status_code == 200
     assert approve(base, codes[0], first_user, first_password).status_code == 200
-    for run, directory, user in zip(runs, dirs, (first_user, second_user)):
+    for run, directory, user in zip(runs, dirs, (first_user, second_user), strict=True):
         exit_code, stdout, stderr = run.finish()
         assert exit_code == 0, stderr
         assert f"Signed in as {user}" in stdout
