@@ -230,7 +230,7 @@ def poll_for_tokens(
                     on_poll(answer, interval)
     finally:
         if quiet.skipped:
-            client.recorder.step("device_poll.repeated", count=quiet.skipped)
+            client.recorder.step("device_poll.repeated", number=quiet.skipped)
 
 
 def _ended(refusal: TokenEndpointError) -> FlowError:

@@ -142,8 +142,8 @@ STEPS: dict[str, tuple[str, str]] = {
         "access_denied and expired_token end the sign-in.",
     ),
     "device_poll.repeated": (
-        "Polling (authorization_pending {count} more times)",
-        "The issuer answered authorization_pending {count} more times while you were approving; those "
+        "Polling (authorization_pending {number} more times)",
+        "The issuer answered authorization_pending {number} more times while you were approving; those "
         "identical polls are not shown one by one.",
     ),
     # -- grants without a browser -------------------------------------------------------------------------
