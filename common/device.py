@@ -52,6 +52,10 @@ DEVICE_AUTHORIZATION_HINTS = {
         '(at Okta: the Native app\'s "Device Authorization" grant type, and a rule of the authorization '
         "server's access policy that allows it)."
     ),
+    "access_denied": (
+        "No rule of the authorization server's access policy allows this client the device authorization "
+        'grant (Okta: "Policy evaluation failed"): add "Device Authorization" to a rule\'s grant types.'
+    ),
     "invalid_client": "The issuer does not know this client id: check NATIVE_CLIENT_ID.",
     "invalid_scope": "Ask only for scopes the issuer defines and allows this client.",
 }
