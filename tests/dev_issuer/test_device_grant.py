@@ -73,6 +73,24 @@ def test_a_client_without_the_grant_gets_no_codes(issuer):
     )
 
 
+def test_a_device_authorization_request_for_two_clients_at_once_is_refused(issuer):
+    s = issuer.settings
+    # RFC 6749 §2.3: one client, authenticated once; Authlib alone would take the first that passes.
+    mixed = requests.post(
+        f"{issuer.url}/v1/device/authorize",
+        data={"client_id": s.native_client_id, "scope": "openid"},
+        auth=(s.web_client_id, s.web_client_secret),
+        timeout=10,
+    )
+    assert mixed.status_code == 400 and mixed.json()["error"] == "invalid_request"
+    two = requests.post(
+        f"{issuer.url}/v1/device/authorize",
+        data=[("client_id", s.native_client_id), ("client_id", s.spa_client_id), ("scope", "openid")],
+        timeout=10,
+    )
+    assert two.status_code == 400 and two.json()["error"] == "invalid_request"
+
+
 def test_polling_faster_than_the_interval_answers_slow_down_and_the_interval_grows(issuer):
     data = new_device(issuer)
     client_id = issuer.settings.native_client_id
