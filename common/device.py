@@ -181,6 +181,7 @@ def _interval(value: Any) -> int:
 
 
 def _invalid(what: str) -> FlowError:
+    """The error for a device authorization answer that lacks ``what`` or has it unusable."""
     return FlowError(
         "invalid_response",
         f"The device authorization endpoint answered with {what}.",

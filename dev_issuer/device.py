@@ -107,11 +107,12 @@ class DeviceStore:
 
     @staticmethod
     def _key(digest: str, part: str = "") -> str:
-        # The {hash tag}: every key of one device code lands on one cluster slot.
+        """A key of one device code; the digest in braces is its Redis Cluster hash tag (one slot)."""
         return f"dev_issuer:device:{{{digest}}}" + (f":{part}" if part else "")
 
     @staticmethod
     def _user_code_key(code: str) -> str:
+        """The key of a user code (normalized), which names its device code's digest."""
         return f"dev_issuer:device_user_code:{code}"
 
     def create(self, device_code: str, record: dict) -> str:

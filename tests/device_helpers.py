@@ -55,6 +55,7 @@ def poll(issuer: str, client_id: str, device_code: str) -> requests.Response:
 
 
 def csrf(page: str) -> str:
+    """The form's CSRF token on an issuer page."""
     match = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert match, f"no csrf_token on the page: {page[:500]}"
     return html.unescape(match.group(1))
