@@ -57,6 +57,12 @@ def device_login(ctx: Context, *, show_qr: bool = True) -> int:
         # The codes stay valid at the issuer until they expire; nothing was stored here.
         raise CommandError("Interrupted: nothing was stored.", EXIT_INTERRUPTED, "interrupted") from None
 
+    if not tokens.id_token:
+        raise CommandError(
+            "The issuer returned no ID token although the request asked for openid.",
+            EXIT_REFUSED,
+            "invalid_id_token",
+        )
     # Who signed in (OpenID Connect Core 3.1.3.7). No authorization request,
     # so no nonce to compare (step 11), as with the password grant.
     tokens.id_claims = validate_id_token(
