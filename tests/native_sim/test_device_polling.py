@@ -28,6 +28,9 @@ def pending(error: str = "authorization_pending") -> tuple[int, dict]:
 class ScriptedClient:
     """Just enough of :class:`common.client.Client` for the device steps: scripted ``post_form`` answers."""
 
+    #: No DPoP key (RFC 9449): these answers are Bearer tokens.
+    dpop_key = None
+
     def __init__(self, answers: list[tuple[int, dict]], recorder: FlowRecorder = NULL_RECORDER):
         self.answers = list(answers)
         self.recorder = recorder
