@@ -69,7 +69,7 @@ def device_login(ctx: Context, *, show_qr: bool = True) -> int:
         client, tokens.id_token, nonce=None, access_token=tokens.access_token
     )
     with ctx.store.locked():  # a refresh in another process must not overwrite them
-        save_tokens(ctx, NATIVE, settings.native_client_id, tokens)
+        save_tokens(ctx, NATIVE, settings.native_client_id, tokens, grant="device_code")
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")

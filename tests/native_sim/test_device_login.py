@@ -76,6 +76,8 @@ def test_approved_in_chromium_then_call_api_refresh_and_logout(
     assert "Your access token was accepted" in api.stdout
     again = run_cli(env, "refresh")
     assert again.returncode == 0 and "rotated" in again.stdout, again.stderr
+    who = run_cli(env, "whoami")
+    assert who.returncode == 0 and "(device authorization grant)" in who.stdout, who.stdout
     signed_out = run_cli(env, "logout")
     assert signed_out.returncode == 0, signed_out.stderr
     assert stored(token_dir) is None
