@@ -376,6 +376,14 @@ VARIABLES: tuple[Variable, ...] = (
         "web_app spa_app service_app resource_server dev_issuer launcher",
         "how many reverse proxies in front to trust for X-Forwarded-* (0: ignore those headers)",
     ),
+    # -- second round: the device authorization grant (RFC 8628) -------------------------------------
+    _row(
+        "DEV_ISSUER_DEVICE_CODE_LIFETIME",
+        "600",
+        number(1, 1800),
+        "dev_issuer",
+        "seconds a device code and its user code live (RFC 8628 §3.2 expires_in; Okta: 10 minutes)",
+    ),
 )
 
 #: Development defaults, by variable name (the table's second column).

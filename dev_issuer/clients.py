@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
 from common.config import Settings
 
@@ -237,7 +238,8 @@ def user_facing_clients(settings: Settings) -> list[Client]:
             name="Native app",
             client_type="public",
             auth_methods=("none",),
-            grant_types=("authorization_code", "refresh_token"),
+            # RFC 8628: `native_sim device-login` too, as Okta's "Device Authorization" grant type.
+            grant_types=("authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE),
             response_types=("code",),
             redirect_uris=(settings.native_redirect_uri(),),
         ),

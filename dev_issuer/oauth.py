@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 
@@ -85,6 +86,8 @@ def metadata() -> dict:
         "end_session_endpoint": st.endpoint("logout"),
         "revocation_endpoint": st.endpoint("revoke"),
         "introspection_endpoint": st.endpoint("introspect"),
+        # RFC 8628 §4: the device authorization grant (dev_issuer/device.py).
+        "device_authorization_endpoint": st.endpoint("device/authorize"),
         "response_types_supported": ["code", "token", "id_token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         # The password grant is offered only in trusted mode (it is off unless
@@ -95,6 +98,7 @@ def metadata() -> dict:
             "refresh_token",
             *(["password"] if settings.trusted_mode else []),
             "client_credentials",
+            DEVICE_CODE_GRANT_TYPE,
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],

@@ -177,6 +177,7 @@ BROKEN = {
     "API_BIND": "localhost:http",
     "ISSUER_BIND": "127.0.0.1:70000",
     "TRUSTED_PROXIES": "-1",
+    "DEV_ISSUER_DEVICE_CODE_LIFETIME": "0",
 }
 
 
