@@ -35,7 +35,7 @@ from common.web import (
     init_templates,
 )
 
-from . import admin, auth, oauth
+from . import admin, auth, oauth, par
 from .clients import origin_and_wildcard, register_clients
 from .hosts import init_host_check
 from .keys import Keyring, retention_for
@@ -86,6 +86,7 @@ def register_views(app: Flask, issuer: str) -> None:
     """The protocol endpoints under the issuer's path, the sign-in and admin pages, the CLI."""
     prefix = urlsplit(issuer).path.rstrip("/")
     app.register_blueprint(oauth.bp, url_prefix=prefix or None)
+    app.register_blueprint(par.bp, url_prefix=prefix or None)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.cli.add_command(admin.rotate_keys_command)

@@ -170,6 +170,7 @@ BROKEN = {
     "DEV_ISSUER_REQUIRE_DPOP": "{clientId}",
     "PAR": "maybe",
     "DEV_ISSUER_REQUIRE_PAR": "{clientId}",
+    "DEV_ISSUER_PAR_LIFETIME": "0",
     "WEB_BIND": "localhost",
     "SPA_BIND": ":5002",
     "SERVICE_BIND": "localhost:0",

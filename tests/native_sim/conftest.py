@@ -89,7 +89,8 @@ class LoginRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in list(self.out):
-                if line.startswith(("http://", "https://")) and "state=" in line:
+                # (After a push, RFC 9126 §4, the URL carries request_uri instead of state.)
+                if line.startswith(("http://", "https://")) and ("state=" in line or "request_uri=" in line):
                     return line
             if self.proc.poll() is not None and not self._readers[0].is_alive():
                 break
