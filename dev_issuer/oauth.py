@@ -201,7 +201,9 @@ def unsupported_parameter_error(grant) -> OAuth2Error | None:
         )
     if "request_uri" in request.values:
         return RequestURINotSupportedError(
-            "'request_uri' is not supported here: send the parameters as plain query parameters.", **where
+            "Request objects by reference ('request_uri') are not supported here: push the request to the "
+            "pushed authorization request endpoint (RFC 9126), or send plain query parameters.",
+            **where,
         )
     max_age = request.values.get("max_age")
     if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 10):

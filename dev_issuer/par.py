@@ -181,7 +181,9 @@ def apply_pushed_request():
     :return: ``None`` (no ``request_uri``, or one resolved into ``request.values``),
         or the error page that refuses it.
     """
-    if "request_uri" not in request.values:
+    if not any(value.startswith(REQUEST_URI_PREFIX) for value in request.values.getlist("request_uri")):
+        # No pushed request: a request object by reference (OpenID Connect
+        # Core 6.2) is refused as request_uri_not_supported by the endpoint.
         return None
     client_id = request.values.get("client_id")
     client = state().clients.get(client_id) if isinstance(client_id, str) else None
