@@ -113,7 +113,9 @@ def _screenshot(browser) -> None:
     """The inspector's push, for the README (``docs/images/par-inspector.png`` with UPDATE_SCREENSHOTS=1)."""
     directory = ROOT / "docs" / "images" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else screenshot_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    browser.set_window_size(1280, 1500)
+    browser.set_window_size(1280, 1400)
+    step = browser.find_element(By.XPATH, "//li[contains(., 'Pushed authorization request (PAR)')]")
+    browser.execute_script("arguments[0].scrollIntoView(true);", step)
     browser.save_screenshot(str(directory / "par-inspector.png"))
     browser.set_window_size(1280, 900)
 
