@@ -75,17 +75,14 @@ def build_authorization_request(
     :param redirect_uri: overrides the client's (the native app's loopback port).
     :return: ``(authorization_url, pending)``; the caller stores ``pending``
         (server-side) and hands it to :func:`check_authorization_response` once.
-        After a push (RFC 9126, :func:`common.par.should_push`) the URL is
-        ``?client_id=…&request_uri=…`` and ``pending["par"]`` records the
-        push (``request_uri``, ``expires_in``, ``expires_at``).
+        After a push (RFC 9126, :func:`_pushed`) the URL is ``?client_id=…&request_uri=…``.
     :raises FlowError: ``par_required``, ``par_unsupported``, ``par_refused``, ``par_error``.
     """
     redirect_uri = redirect_uri or client.redirect_uri
     if not redirect_uri:
         raise ValueError("a browser flow needs a redirect_uri")
     authorization_endpoint = client.endpoint("authorization_endpoint")
-    # PAR=auto|on|off against the issuer's metadata (RFC 9126 §5), decided
-    # before anything is made, so a misconfiguration fails here, at once.
+    # PAR=auto|on|off against the metadata (RFC 9126 §5): a misconfiguration fails here, at once.
     push = should_push(client)
     state, nonce, verifier = generate_state(), generate_nonce(), generate_code_verifier()
     params = _request_parameters(response_type, extra, nonce=nonce, code_verifier=verifier)
@@ -102,20 +99,7 @@ def build_authorization_request(
         state=state, nonce=nonce, code_verifier=verifier, redirect_uri=redirect_uri, scope=scope
     )
     if push:
-        # RFC 9126 §2.1: the very same parameters (PKCE challenge, state,
-        # nonce, redirect_uri, scope) go server to server, authenticated;
-        # §4: the browser carries only client_id and the one-time request_uri.
-        request = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        pushed = push_authorization_request(client, request)
-        # The pending sign-in remembers the push and when its request_uri lapses (§2.2).
-        pending["par"] = pushed
-        url = pushed_authorization_url(authorization_endpoint, client.client_id, pushed["request_uri"])
-        client.recorder.step(
-            "authorization_request.pushed",
-            request={"method": "GET", "url": url},
-            expires_in=pushed["expires_in"],
-        )
-        return url, pending
+        return _pushed(client, authorization_endpoint, url, pending), pending
     _record_request(
         client,
         authorization_endpoint,
@@ -126,6 +110,27 @@ def build_authorization_request(
         params=params,
     )
     return url, pending
+
+
+def _pushed(client: Client, authorization_endpoint: str, url: str, pending: dict) -> str:
+    """Push the request built as ``url`` (RFC 9126 §2.1); return the browser's short URL (§4).
+
+    The very same parameters (PKCE challenge, ``state``, ``nonce``,
+    ``redirect_uri``, ``scope``) go server to server, authenticated; the
+    browser carries only ``client_id`` and the one-time ``request_uri``.
+    ``pending["par"]`` remembers the push and when its ``request_uri``
+    lapses (§2.2), for the callback's "expired, try again".
+    """
+    request = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    pushed = push_authorization_request(client, request)
+    pending["par"] = pushed
+    short = pushed_authorization_url(authorization_endpoint, client.client_id, pushed["request_uri"])
+    client.recorder.step(
+        "authorization_request.pushed",
+        request={"method": "GET", "url": short},
+        expires_in=pushed["expires_in"],
+    )
+    return short
 
 
 def _request_parameters(

@@ -132,6 +132,20 @@ def test_a_push_answers_201_and_the_short_request_signs_in_once(par_issuer):
         assert "used already" in error_page(again)[1] and "Location" not in again.headers
 
 
+def test_while_one_browser_signs_in_another_cannot_use_the_same_request_uri(par_issuer):
+    """Claimed at the first arrival, held in that browser's issuer session only."""
+    s = par_issuer.settings
+    pushed = push(par_issuer)
+    url = short_url(par_issuer, s.web_client_id, pushed.json()["request_uri"])
+    first = requests.Session()
+    assert 'id="sign-in-form"' in first.get(url, timeout=TIMEOUT).text
+    other = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert error_page(other)[0] == "invalid_request_uri" and "used already" in error_page(other)[1]
+    # The first browser still finishes its sign-in with it.
+    location = sign_in_and_get_redirect(first, url, s.demo_username, s.demo_password)
+    assert callback_params(location)["state"] == pushed.form["state"]
+
+
 def test_a_request_uri_of_another_client_is_refused_on_the_issuer_page(par_issuer):
     pushed = push(par_issuer).json()
     answer = requests.get(
