@@ -38,10 +38,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "and its lifetime, expires_in (§2.2).",
     ),
     "authorization_request.pushed": (
-        "Authorization request (pushed: client_id and request_uri only)",
-        "The browser now goes to the issuer's authorization endpoint with only client_id and the "
-        "request_uri (RFC 9126 §4): nothing in the address bar can be read or changed. The user must get "
-        "there within {expires_in} s; the issuer uses the request_uri once.",
+        "Authorization request",
+        "Pushed: the browser now goes to the issuer's authorization endpoint with client_id and "
+        "request_uri only (RFC 9126 §4): nothing in the address bar can be read or changed. The user "
+        "must get there within {expires_in} s; the issuer uses the request_uri once.",
     ),
     "callback": (
         "Callback",

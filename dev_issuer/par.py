@@ -54,6 +54,7 @@ from .client_auth import refuse_unreadable_client_credentials
 from .clients import Client
 from .errors import authorization_error, oauth_error, post_only, register_protocol_error_handlers
 from .freshness import CHALLENGE_PARAMETER
+from .responses import authorization_response
 from .state import authorization_server, state
 from .storage import storage_digest
 
@@ -92,6 +93,17 @@ USER_NOT_YET_KNOWN = object()
 
 class RequestUriRefused(Exception):
     """A ``request_uri`` that cannot be used; the message says why, for the page."""
+
+
+class AnsweredInThisBrowser(RequestUriRefused):
+    """A ``request_uri`` this browser already got its answer for (Back, reload): sent back to the app.
+
+    :param held: the session's record of it (its pushed ``redirect_uri``, ``state`` and ``mode``).
+    """
+
+    def __init__(self, held: dict):
+        super().__init__("This request_uri was used already; this browser's sign-in with it is complete.")
+        self.held = held
 
 
 def metadata() -> dict:
@@ -195,10 +207,12 @@ def apply_pushed_request():
         request_uri = request.values["request_uri"]
         params = _resolve(request_uri, client)
         _refuse_conflicts(params)
+    except AnsweredInThisBrowser as answered:
+        return _answered_again(str(answered), answered.held)
     except RequestUriRefused as refused:
         return _refusal_page(str(refused), client)
     challenge = request.values.getlist(CHALLENGE_PARAMETER)
-    g.pushed_request = {"client_id": client.client_id, "request_uri": request_uri}
+    g.pushed_request = {"client_id": client.client_id, "request_uri": request_uri, "params": params}
     # From here on the pushed parameters *are* the request (§4): Authlib's
     # grant and the views read them from request.values.
     request.values = MultiDict([*map(tuple, params), *((CHALLENGE_PARAMETER, c) for c in challenge[:1])])
@@ -211,6 +225,8 @@ def _resolve(request_uri: str, client: Client) -> list[list[str]]:
     digest = storage_digest(request_uri)
     held = (session.get(SESSION_KEY) or {}).get(digest)
     if isinstance(held, dict) and held.get("client_id") == client.client_id and held["until"] > time.time():
+        if held.get("answered"):
+            raise AnsweredInThisBrowser(held)
         return held["params"]
     key = _key(request_uri)
     raw = state().store.redis.get(key)
@@ -254,13 +270,45 @@ def _refuse_conflicts(params: list[list[str]]) -> None:
 
 
 def _forget_unless_signing_in(response):
-    """After the endpoint answered: drop the held request unless the user was sent to sign in."""
+    """After the endpoint answered: unless the user was sent to sign in, the held request is spent.
+
+    Only what a repeat in this browser needs stays (Back after the sign-in
+    lands here again): the pushed ``redirect_uri``, verified at push time,
+    and ``state``, so that the repeat goes back to the app with an error
+    (:func:`_answered_again`) instead of a second code.
+    """
     pushed = g.get("pushed_request")
     if pushed and not g.get("pushed_request_signing_in"):
+        params = dict(map(tuple, pushed["params"]))
+        fragment = "code" not in (params.get("response_type") or "").split()
         held_requests = dict(session.get(SESSION_KEY) or {})
-        if held_requests.pop(storage_digest(pushed["request_uri"]), None) is not None:
-            session[SESSION_KEY] = held_requests
+        held_requests[storage_digest(pushed["request_uri"])] = {
+            "client_id": pushed["client_id"],
+            "answered": True,
+            "redirect_uri": params.get("redirect_uri"),
+            "state": params.get("state"),
+            "mode": params.get("response_mode") or ("fragment" if fragment else "query"),
+            "until": time.time() + SIGN_IN_WINDOW,
+        }
+        session[SESSION_KEY] = dict(list(held_requests.items())[-MAX_HELD:])
     return response
+
+
+def _answered_again(description: str, held: dict):
+    """Back to the app with ``invalid_request_uri`` (RFC 9126 §4) and the pushed ``state``: no second code.
+
+    The redirect URI was verified when the request was pushed, and this
+    browser's own session holds it; the app then sees an answer to a
+    sign-in it has completed ("already signed in").
+    """
+    params = [
+        ("error", "invalid_request_uri"),
+        ("error_description", description),
+        ("state", held.get("state")),
+    ]
+    return authorization_server().handle_response(
+        *authorization_response(held["redirect_uri"], params, held.get("mode") or "query")
+    )
 
 
 def sign_in_return_parameters(items: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -125,11 +125,17 @@ def test_a_push_answers_201_and_the_short_request_signs_in_once(par_issuer):
     claims = par_issuer.verify(token.json()["id_token"], s.web_client_id)
     assert claims["nonce"] == pushed.form["nonce"]
 
-    # Single use: the same request_uri again, in this browser or any other, is refused here.
-    for session in (browser, requests.Session()):
-        again = session.get(url, allow_redirects=False, timeout=TIMEOUT)
-        assert error_page(again) == ("invalid_request_uri", error_page(again)[1])
-        assert "used already" in error_page(again)[1] and "Location" not in again.headers
+    # Single use. This browser again (Back, reload): back to the app with an error and the
+    # pushed state, which the app knows it has completed; no second code.
+    again = browser.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert again.is_redirect and again.headers["Location"].startswith(s.web_redirect_uri)
+    repeat = callback_params(again.headers["Location"])
+    assert repeat["error"] == "invalid_request_uri" and "code" not in repeat
+    assert repeat["state"] == pushed.form["state"] and repeat["iss"] == par_issuer.url
+    # Any other browser: refused on the issuer's page, never redirected.
+    elsewhere = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert error_page(elsewhere)[0] == "invalid_request_uri" and "used already" in error_page(elsewhere)[1]
+    assert "Location" not in elsewhere.headers
 
 
 def test_while_one_browser_signs_in_another_cannot_use_the_same_request_uri(par_issuer):

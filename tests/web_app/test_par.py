@@ -105,7 +105,7 @@ def test_web_sign_in_with_par_on_sends_the_browser_with_client_id_and_request_ur
         browser.get(base + "/inspector")
         inspector = _wait_for(browser, "inspector").text
         assert "Pushed authorization request (PAR)" in inspector and "request_uri" in inspector
-        assert "client_id and request_uri only" in inspector and "code_challenge_method" in inspector
+        assert "with client_id and request_uri only" in inspector and "code_challenge_method" in inspector
         _screenshot(browser)
 
 
