@@ -170,12 +170,10 @@ def _stored(client: Client, items: list[tuple[str, str]]):
     """Keep the validated request under a fresh request_uri; answer ``201`` (RFC 9126 §2.2)."""
     lifetime = state().settings.dev_issuer_par_lifetime
     request_uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
-    # Client authentication is not part of the authorization request.
-    params = [
-        [name, value]
-        for name, value in items
-        if name not in ("client_secret", "client_assertion", "client_assertion_type")
-    ]
+    # Client authentication is not part of the authorization request, and the
+    # re-authentication challenge is the issuer's own (freshness.py), never a client's.
+    dropped = ("client_secret", "client_assertion", "client_assertion_type", CHALLENGE_PARAMETER)
+    params = [[name, value] for name, value in items if name not in dropped]
     record = {"client_id": client.client_id, "params": params, "exp": time.time() + lifetime}
     state().store.redis.set(_key(request_uri), json.dumps(record), ex=lifetime + GRACE)
     response = jsonify(request_uri=request_uri, expires_in=lifetime)

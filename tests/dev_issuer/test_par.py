@@ -258,3 +258,19 @@ def test_a_client_that_must_push_is_refused_an_unpushed_request(par_issuer):
         s.demo_password,
     )
     assert "code" in callback_params(location)
+
+
+def test_prompt_login_in_a_pushed_request_asks_for_the_password_again(par_issuer):
+    """The re-authentication round trip (freshness.py) works with the short request too."""
+    s = par_issuer.settings
+    browser = requests.Session()
+    first = push(par_issuer).json()["request_uri"]
+    sign_in_and_get_redirect(
+        browser, short_url(par_issuer, s.web_client_id, first), s.demo_username, s.demo_password
+    )
+    # Signed in at the issuer (SSO) now: without prompt=login the next request would skip the form.
+    pushed = push(par_issuer, prompt="login")
+    url = short_url(par_issuer, s.web_client_id, pushed.json()["request_uri"])
+    assert 'id="sign-in-form"' in browser.get(url, timeout=TIMEOUT).text
+    location = sign_in_and_get_redirect(browser, url, s.demo_username, s.demo_password)
+    assert callback_params(location)["state"] == pushed.form["state"] and "code" in callback_params(location)
