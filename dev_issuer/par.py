@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
@@ -307,6 +307,19 @@ def _answered_again(description: str, held: dict):
     return authorization_server().handle_response(
         *authorization_response(held["redirect_uri"], params, held.get("mode") or "query")
     )
+
+
+def pushed_parameter(next_url: str, name: str) -> str | None:
+    """A parameter of the pushed request that the sign-in form's ``next`` names, held for this browser.
+
+    The form's ``next`` carries only ``client_id`` and ``request_uri``; the
+    form still pre-fills ``login_hint`` (OpenID Connect Core 3.1.2.1) from the pushed request.
+    """
+    request_uri = (parse_qs(urlsplit(next_url).query).get("request_uri") or [""])[0]
+    held = (session.get(SESSION_KEY) or {}).get(storage_digest(request_uri)) if request_uri else None
+    if not isinstance(held, dict) or held.get("answered"):
+        return None
+    return next((value for key, value in held.get("params", []) if key == name), None)
 
 
 def sign_in_return_parameters(items: list[tuple[str, str]]) -> list[tuple[str, str]]:

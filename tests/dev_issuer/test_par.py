@@ -274,3 +274,11 @@ def test_prompt_login_in_a_pushed_request_asks_for_the_password_again(par_issuer
     assert 'id="sign-in-form"' in browser.get(url, timeout=TIMEOUT).text
     location = sign_in_and_get_redirect(browser, url, s.demo_username, s.demo_password)
     assert callback_params(location)["state"] == pushed.form["state"] and "code" in callback_params(location)
+
+
+def test_the_sign_in_form_prefills_the_pushed_login_hint(par_issuer):
+    pushed = push(par_issuer, login_hint="user3@example.test").json()
+    form = requests.get(
+        short_url(par_issuer, par_issuer.settings.web_client_id, pushed["request_uri"]), timeout=TIMEOUT
+    )
+    assert re.search(r'id="username" name="username" value="user3@example.test"', form.text), form.text[:1500]
