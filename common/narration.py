@@ -28,6 +28,21 @@ STEPS: dict[str, tuple[str, str]] = {
         "and 'code_challenge' is the hash of a secret (the PKCE code_verifier) that only this app knows, "
         "so a stolen authorization code is useless to anyone else.",
     ),
+    # -- pushed authorization requests (RFC 9126) ---------------------------------------------------
+    "pushed_authorization_request": (
+        "Pushed authorization request (PAR)",
+        "Before the browser goes anywhere, our server POSTs every parameter of the authorization request "
+        "(redirect_uri, scope, state, nonce, the PKCE code_challenge) to the issuer's pushed authorization "
+        "request endpoint, with the same client authentication as a token request (RFC 9126 §2.1). The "
+        "issuer checks the client and its redirect URI now and answers 201 with a one-time request_uri "
+        "and its lifetime, expires_in (§2.2).",
+    ),
+    "authorization_request.pushed": (
+        "Authorization request",
+        "Pushed: the browser now goes to the issuer's authorization endpoint with client_id and "
+        "request_uri only (RFC 9126 §4): nothing in the address bar can be read or changed. The user "
+        "must get there within {expires_in} s; the issuer uses the request_uri once.",
+    ),
     "callback": (
         "Callback",
         "One redirect later the browser is back at our redirect URI with the issuer's answer in the query "

@@ -364,6 +364,13 @@ VARIABLES: tuple[Variable, ...] = (
         "dev_issuer",
         "client ids (comma-separated, or all) that must push their authorization requests (RFC 9126)",
     ),
+    _row(
+        "DEV_ISSUER_PAR_LIFETIME",
+        "60",
+        number(1, 600),
+        "dev_issuer",
+        "seconds a pushed authorization request's request_uri lives (RFC 9126 §2.2: short)",
+    ),
     _row("WEB_BIND", "", check_bind, "web_app launcher", "host:port the web app listens on"),
     _row("SPA_BIND", "", check_bind, "spa_app launcher", "host:port the SPA's server listens on"),
     _row("SERVICE_BIND", "", check_bind, "service_app launcher", "host:port the service listens on"),

@@ -35,7 +35,7 @@ from common.web import (
     init_templates,
 )
 
-from . import activate, admin, auth, device, oauth
+from . import activate, admin, auth, device, oauth, par
 from .clients import origin_and_wildcard, register_clients
 from .hosts import init_host_check
 from .keys import Keyring, retention_for
@@ -89,6 +89,7 @@ def register_views(app: Flask, issuer: str) -> None:
     # RFC 8628: {issuer}/v1/device/authorize, and the /activate pages at the issuer base.
     app.register_blueprint(device.device_protocol, url_prefix=prefix or None)
     app.register_blueprint(activate.bp)
+    app.register_blueprint(par.bp, url_prefix=prefix or None)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.cli.add_command(admin.rotate_keys_command)

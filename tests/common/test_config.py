@@ -171,6 +171,7 @@ BROKEN = {
     "DEV_ISSUER_REQUIRE_DPOP": "{clientId}",
     "PAR": "maybe",
     "DEV_ISSUER_REQUIRE_PAR": "{clientId}",
+    "DEV_ISSUER_PAR_LIFETIME": "0",
     "WEB_BIND": "localhost",
     "SPA_BIND": ":5002",
     "SERVICE_BIND": "localhost:0",
@@ -274,15 +275,16 @@ def test_the_launcher_checks_every_component_it_starts(monkeypatch, capsys):
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Modules of common/ not shared by every caller of the issuer (web.py guards its reads with ``declares``).
-_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py"}
+#: ``par.py`` (RFC 9126) serves the browser sign-ins only: the web app, the BFF and the native app.
+_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py", "par.py"}
 _SHARED = sorted(
     str(path.relative_to(ROOT)) for path in (ROOT / "common").rglob("*.py") if path.name not in _NOT_SHARED
 )
 #: component -> the source it runs (its package, and the shared code it calls).
 SOURCES = {
-    "web_app": ["web_app", *_SHARED, "common/session.py"],
-    "spa_app": ["spa_app"],
-    "native_sim": ["native_sim", *_SHARED],
+    "web_app": ["web_app", *_SHARED, "common/session.py", "common/par.py"],
+    "spa_app": ["spa_app", "common/par.py"],
+    "native_sim": ["native_sim", *_SHARED, "common/par.py"],
     "service_app": ["service_app", *_SHARED, "common/session.py"],
     "resource_server": ["resource_server", *_SHARED],
     "dev_issuer": ["dev_issuer", "common/session.py"],

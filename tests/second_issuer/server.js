@@ -72,6 +72,9 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: [`${webBase}/authorization-code/callback`],
       post_logout_redirect_uris: [`${webBase}/`],
+      // RFC 9126 §6: this client's authorization requests must be pushed, so
+      // the web app's sign-in works here only if it pushes (PAR=auto does).
+      require_pushed_authorization_requests: true,
     },
     {
       // native_sim's `device-login`: a public native client with the device
@@ -118,6 +121,9 @@ const configuration = {
     rpInitiatedLogout: { enabled: true },
     // RFC 8628: {issuer}/device/auth, and the page where the user enters the code at {issuer}/device.
     deviceFlow: { enabled: true },
+    // Pushed authorization requests (RFC 9126) at /request: advertised as
+    // pushed_authorization_request_endpoint, required per client (above).
+    pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
     // Access tokens are JWTs for the API only (RFC 8707 resource
     // indicators, RFC 9068 token format). The suite's clients send no
     // `resource`, so the API is every request's default resource, as an

@@ -241,7 +241,9 @@ def test_bff_click_through(bff, settings):
 
     # The inspector: the server's own steps for this session, never a token.
     # (Discovery only when this server worker had not read the issuer's metadata yet.)
+    # The dev issuer offers PAR, so the BFF (PAR=auto) pushed the request first (RFC 9126).
     assert [title for title in spa.server_titles() if title != "Discovery"] == [
+        "Pushed authorization request (PAR)",
         "Authorization request",
         "Callback",
         "Token request (authorization code)",
