@@ -114,12 +114,12 @@ def refuse_unreadable_client_credentials():
 
 
 #: The views that authenticate the client: the token endpoint (RFC 6749
-#: §3.2.1), revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
-#: and pushed authorization requests (RFC 9126 §2.1).
-CLIENT_AUTHENTICATING_ENDPOINTS = frozenset({"oauth.token", "oauth.revoke", "oauth.introspect", "par.push"})
-
-#: RFC 8628 §3.1: the device authorization endpoint authenticates the client too (dev_issuer/device.py).
-CLIENT_AUTHENTICATING_ENDPOINTS |= {"device_protocol.device_authorize"}
+#: §3.2.1), revocation (RFC 7009 §2.1), introspection (RFC 7662 §2.1),
+#: pushed authorization requests (RFC 9126 §2.1) and the device
+#: authorization endpoint (RFC 8628 §3.1, dev_issuer/device.py).
+CLIENT_AUTHENTICATING_ENDPOINTS = frozenset(
+    {"oauth.token", "oauth.revoke", "oauth.introspect", "par.push", "device_protocol.device_authorize"}
+)
 
 
 def _is_basic(header: str) -> bool:
