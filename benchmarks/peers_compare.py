@@ -84,6 +84,7 @@ class Round:
     p50_ms: float
     p99_ms: float
     requests: int
+    cpu_us: float = float("nan")  # the server's CPU time per request (all its processes)
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Target:
 
     name: str
     url: str
+    pid: int  # gunicorn's master: its CPU time and its workers'
     rounds: dict[str, list[Round]] = field(default_factory=lambda: {"repeated": [], "new": []})
     offset: int = 0  # the next token of the pool for the never-seen load
 
@@ -119,6 +121,22 @@ def gunicorn_argv(gunicorn: Path, port: int, factory: str, chdir: Path | None) -
     argv = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"]
     argv += ["--worker-class", "gthread", "--timeout", "30", "--graceful-timeout", "5", "--no-control-socket"]
     return argv + (["--chdir", str(chdir)] if chdir else []) + [factory]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (gunicorn's master and workers), from /proc."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for each in [pid, *map(int, children)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def _ms(value: str, unit: str) -> float:
@@ -156,11 +174,11 @@ class Bench:
             return PEERS_VENV_BIN / "gunicorn"
         return VENV_BIN / "gunicorn" if self.scale.quick else None
 
-    def _serve(self, name: str, argv: list[str], env: dict[str, str], health: str) -> str:
+    def _serve(self, name: str, argv: list[str], env: dict[str, str], health: str) -> Service:
         port = int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
         service = Service(f"bench-{name}", self.server_prefix + argv, env, port, health, log_dir=self.tmp)
         self.services.append(service.start(timeout=60))
-        return service.url
+        return service
 
     def start(self) -> "Bench":
         self.keys.start()
@@ -170,14 +188,12 @@ class Bench:
             "SSL_CERT_FILE": self.keys.ca_file,  # urllib (Authlib's quickstart, PyJWT) and aiohttp (Okta)
             "REQUESTS_CA_BUNDLE": self.keys.ca_file,  # requests (ours)
         }
-        port = free_port()
-        url = self._serve(
-            OURS,
-            gunicorn_argv(VENV_BIN / "gunicorn", port, "resource_server:create_app()", None),
-            env,
-            "/healthz",
-        )
-        self.targets += [Target(OURS, url + "/api/messages"), Target(HEALTHZ, url + "/healthz")]
+        argv = gunicorn_argv(VENV_BIN / "gunicorn", free_port(), "resource_server:create_app()", None)
+        ours = self._serve(OURS, argv, env, "/healthz")
+        self.targets += [
+            Target(OURS, ours.url + "/api/messages", ours.proc.pid),
+            Target(HEALTHZ, ours.url + "/healthz", ours.proc.pid),
+        ]
         gunicorn = self.peers_gunicorn()
         # The smoke run (``--quick``) needs no peers venv: PyJWT's peer runs on ours.
         wanted = PEERS if not self.scale.quick else {"PyJWT (PyJWKClient)": "pyjwt_jwks"}
@@ -186,9 +202,8 @@ class Bench:
                 self.missing.append(name)
                 continue
             argv = gunicorn_argv(gunicorn, free_port(), f"{module}:create_app()", PEERS_DIR)
-            self.targets.append(
-                Target(name, self._serve(module, argv, env, "/api/messages") + "/api/messages")
-            )
+            peer = self._serve(module, argv, env, "/api/messages")
+            self.targets.append(Target(name, peer.url + "/api/messages", peer.proc.pid))
         return self
 
     def stop(self) -> None:
@@ -220,8 +235,10 @@ class Bench:
             ]
         else:
             argv.append(target.url)
+        cpu_before = cpu_seconds(target.pid)
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
         measured = parse_wrk(out)
+        measured.cpu_us = (cpu_seconds(target.pid) - cpu_before) / max(measured.requests, 1) * 1e6
         target.offset += measured.requests
         return measured
 
@@ -240,7 +257,7 @@ class Bench:
         self.run_load("repeated", self.targets, rounds, seconds, token=repeated, tokens_file=None)
         # Our cache remembers 4096 tokens per worker: a pool of 16,000 cycled
         # in order is never seen twice by a worker that still remembers it.
-        pool = [self.keys.mint() for _ in range(self.scale.pick(16000, 300))]
+        pool = [self.keys.mint() for _ in range(self.scale.pick(16000, 1000))]
         tokens_file = self.tmp / "tokens.txt"
         tokens_file.write_text("\n".join(pool) + "\n")
         (self.tmp / "tokens.lua").write_text(TOKENS_LUA)
@@ -269,7 +286,8 @@ def server_lines(targets: list[Target], load: str) -> list[str]:
             lines.append(
                 f"{target.name:<26} {spread([r.rps for r in rounds], ' req/s')}  "
                 f"p50 {spread([r.p50_ms for r in rounds], ' ms', 2)}  "
-                f"p99 {spread([r.p99_ms for r in rounds], ' ms', 2)}"
+                f"p99 {spread([r.p99_ms for r in rounds], ' ms', 2)}  "
+                f"server CPU {spread([r.cpu_us for r in rounds], ' us/req')}"
             )
     return lines
 
@@ -341,7 +359,7 @@ def run(scale: Scale) -> tuple[Result, Result, Result]:
             "new",
             "peers-new",
             "Peers, never-seen tokens: ours / peer req/s",
-            common + f"A pool of {scale.pick(16000, 300):,} distinct valid tokens cycled by a wrk Lua "
+            common + f"A pool of {scale.pick(16000, 1000):,} distinct valid tokens cycled by a wrk Lua "
             "script, each round going on where the last stopped: more tokens than our cache remembers, so no "
             "answer comes from a cache of verified tokens.",
         ),

@@ -22,6 +22,8 @@ ROWS = {
     "5": "Service token reuse",
     "6": "Cold start",
     "7": "BFF proxy",
+    "8": "Peers, one token repeated",
+    "9": "Peers, never-seen tokens",
 }
 
 
@@ -44,3 +46,5 @@ def test_quick_run_prints_every_figure_with_numbers():
         assert re.search(r"\d", cells[2]), f"no number in the result of row {number}: {cells}"
         assert cells[4] in {"met", "MISSED", "-"}, cells
     assert "Machine:" in table and "how:" in table
+    # The side-by-side run served ours and (without the peers' virtualenv, on ours) PyJWT's peer.
+    assert re.search(r"ours / PyJWT \(PyJWKClient\): [\d.]+x", table), table
