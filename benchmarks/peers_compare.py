@@ -210,6 +210,7 @@ class Bench:
         for service in reversed(self.services):
             service.stop()
         self.keys.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)  # the token pool is megabytes
 
     def wrk(self, target: Target, seconds: int, token: str | None, tokens_file: Path | None) -> Round:
         """One wrk run: one token in the header, or the pool cycled from the target's offset."""

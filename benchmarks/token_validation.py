@@ -292,14 +292,13 @@ def _time_validators(keys: KeyServer, scale: Scale) -> tuple[dict[str, list[floa
     for token in [keys.mint() for _ in range(warmup)]:  # key fetch, imports, caches: untimed
         for validate in validators.values():
             validate(token)
-    # Our validator also remembers each verified token (by hash, oldest
-    # forgotten first when full).  A resource server that has run for a
-    # while has a full cache, where a new entry reuses the memory of the
-    # one it evicts; a fresh one's cache is still growing, and each new
-    # token then also pays the process's heap growing into new pages
-    # (about half a page per token; on this kind of VM a first-touch page
-    # fault costs tens of microseconds).  So "ours" is measured in the
-    # steady state: its cache is filled first, untimed, with other tokens.
+    # Our validator also remembers the tokens it verified (by hash, oldest
+    # forgotten first when full; a token sent once by its hash alone, its
+    # claims only from its second request on).  A resource server that has
+    # run for a while has a full cache, where a new entry reuses the memory
+    # of the one it evicts; a fresh one's is still growing into new pages.
+    # So "ours" is measured in the steady state: its cache is filled first,
+    # untimed, with other tokens.
     from resource_server.validation import JWTValidator
 
     for _ in range(scale.pick(JWTValidator.CACHE_SIZE, 0)):
