@@ -100,12 +100,23 @@ $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 screenshots: $(STAMP) system-deps
 	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/web_app/test_browser.py tests/spa_app/test_browser.py tests/dev_issuer/test_browser.py
 
+## The peers of the side-by-side API figures (benchmarks/peers: the vendors'
+## quickstart APIs) in a virtualenv of their own, never in .venv: their
+## dependencies (okta-jwt-verifier's among them) may conflict with ours.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.requirements-installed
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	@$(call apt_install,python3-venv)
+	test -x $(PEERS_VENV)/bin/pip || python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
 ## Performance figures (see benchmarks/): one table, goals reported, not enforced.
 ## Needs Debian's wrk (the HTTP load generator), installed when missing.
-bench: $(STAMP) $(BENCH_STAMP) redis-dep
+bench: $(STAMP) $(BENCH_STAMP) $(PEERS_STAMP) redis-dep
 	@$(call apt_install,wrk)
 	$(PYTHON) -m benchmarks
 
 ## Remove what the commands made; keys you generated under instance/ are kept.
 clean:
-	rm -rf $(VENV) .pytest_cache instance/redis instance/test-logs instance/screenshots
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache instance/redis instance/test-logs instance/screenshots

@@ -17,10 +17,10 @@ import time
 import traceback
 
 from . import (
-    api_overhead,
     bff_overhead,
     cold_start,
     dpop_overhead,
+    peers_compare,
     redis_scale,
     service_tokens,
     sign_in,
@@ -28,9 +28,9 @@ from . import (
 )
 from .support import Result, Scale
 
-#: (names selectable with --only, runner).  sign_in yields two rows.
+#: (names selectable with --only, runner).  sign_in yields two rows, peers_compare three.
 FIGURES = [
-    (("api",), api_overhead.run),
+    (("api", "peers", "peers-new"), peers_compare.run),
     (("validation",), token_validation.run),
     (("sign-in", "session"), sign_in.run),
     (("service",), service_tokens.run),
@@ -39,8 +39,8 @@ FIGURES = [
     (("dpop",), dpop_overhead.run),
     (("redis-memory", "redis-page", "api-workers"), redis_scale.run),
 ]
-ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff", "dpop"]
-ORDER += ["redis-memory", "redis-page", "api-workers"]
+ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff", "peers", "peers-new"]
+ORDER += ["dpop", "redis-memory", "redis-page", "api-workers"]
 
 
 def machine() -> str:

@@ -39,9 +39,8 @@ from common.session_store import SESSION_ID_BYTES, RedisSessionStore
 from tests.issuer_helpers import sign_in_and_get_redirect
 from tests.support import Service, free_port, gunicorn
 
-from .api_overhead import wrk
 from .bff_overhead import wrk_latency
-from .support import BENCH_USER_AGENT, Result, Scale, Suite, median
+from .support import BENCH_USER_AGENT, Result, Scale, Suite, median, wrk
 
 COOKIE = "web_app_session"
 PREFIX = "web_app:session:"

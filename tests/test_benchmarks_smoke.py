@@ -22,10 +22,12 @@ ROWS = {
     "5": "Service token reuse",
     "6": "Cold start",
     "7": "BFF proxy",
-    "8": "DPoP at the API",
-    "9": "Redis memory per signed-in user",
-    "10": "Signed-in /profile with",
-    "11": "API requests/s, 1 and 2 workers",
+    "8": "Peers, one token repeated",
+    "9": "Peers, never-seen tokens",
+    "10": "DPoP at the API",
+    "11": "Redis memory per signed-in user",
+    "12": "Signed-in /profile with",
+    "13": "API requests/s, 1 and 2 workers",
 }
 
 
@@ -48,3 +50,5 @@ def test_quick_run_prints_every_figure_with_numbers():
         assert re.search(r"\d", cells[2]), f"no number in the result of row {number}: {cells}"
         assert cells[4] in {"met", "MISSED", "-"}, cells
     assert "Machine:" in table and "how:" in table
+    # The side-by-side run served ours and (without the peers' virtualenv, on ours) PyJWT's peer.
+    assert re.search(r"ours / PyJWT \(PyJWKClient\): [\d.]+x", table), table
