@@ -215,7 +215,7 @@ VARIABLES: tuple[Variable, ...] = (
         "API_URL",
         "http://localhost:5005",
         url(),
-        "web_app spa_app native_sim service_app launcher",
+        "web_app spa_app native_sim service_app launcher resource_server",
         "the resource server's origin, as its callers reach it",
     ),
     _row(

@@ -28,7 +28,10 @@ def client():
             "SPA_CLIENT_ID": "spa-client-123",
         }
     )
-    return app.test_client()
+    client = app.test_client()
+    # Addressed by its configured host: any other Host is refused (common/hosts.py).
+    client.environ_base["HTTP_HOST"] = "spa.test"
+    return client
 
 
 def csp_of(response):
