@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration OK")
         return 0
     instance = args.instance or instance_dir(settings.instance_dir)
-    refusal = claim_instance(instance) or busy_port(binds)
+    explicit = {variable for variable in binds if getattr(settings, variable.lower())}
+    refusal = claim_instance(instance) or busy_port(binds, explicit)
     if refusal:
         print(f"launcher: {refusal}", file=sys.stderr)
         return 1
@@ -258,15 +259,19 @@ def claim_instance(instance: Path) -> str | None:
     return None
 
 
-def busy_port(binds: dict[str, str]) -> str | None:
-    """The first port a component needs that is taken, as one line naming it and the likely cause."""
+def busy_port(binds: dict[str, str], explicit: set[str] = frozenset()) -> str | None:
+    """The first port a component needs that is taken, as one line naming it and the likely cause.
+
+    :param explicit: the ``*_BIND`` variables that were set (named instead of the base URL's).
+    """
     for variable, address in binds.items():
         host, _, port = address.rpartition(":")
-        if not port_free(int(port), host):
+        if not port_free(int(port), host.strip("[]")):
             name = variable.removesuffix("_BIND").lower()
+            source = variable if variable in explicit else PORT_VARIABLES[name]
             return (
-                f"port {port} ({name}, from {PORT_VARIABLES[name]}) is already in use: another suite is "
-                f"running? `make stop` (or stop what listens on {port}, or move {PORT_VARIABLES[name]} "
+                f"port {port} ({name}, from {source}) is already in use: another suite is "
+                f"running? `make stop` (or stop what listens on {port}, or move {source} "
                 "to another port)"
             )
     return None
@@ -305,6 +310,9 @@ def start_suite(
         return run_honcho(settings, names, health, env, redis_url)
     except KeyboardInterrupt:  # stopped before honcho ran
         return 0
+    except FrontUnavailable as error:
+        print(f"launcher: {error}", file=sys.stderr)
+        return 1
     finally:
         if nginx_proc is not None:
             nginx_proc.terminate()
@@ -316,6 +324,10 @@ def start_suite(
             print("launcher: embedded Redis stopped", flush=True)
         # Last: until now `make stop` and the command-line tools may still use the suite.
         remove_suite(instance, os.getpid())
+
+
+class FrontUnavailable(RuntimeError):
+    """``--https``: nginx cannot take a public port."""
 
 
 def start_tls_front(
@@ -331,6 +343,11 @@ def start_tls_front(
     env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = str(trust)
     urls = public_urls(settings)
     fronts = {name: (urls[name], _connectable(binds[f"{name.upper()}_BIND"])) for name in names}
+    taken = [f"{urls[name]} ({name})" for name in names if not port_free(_port_of(urls[name]))]
+    if taken:
+        raise FrontUnavailable(
+            f"nginx cannot listen on {', '.join(taken)}: the port is in use (`make stop`?)"
+        )
     proc = start_nginx(render_nginx(instance / "nginx", fronts))
     print(f"launcher: nginx serves https in front of {', '.join(names)} (CA: {instance / 'tls' / 'ca.pem'})")
     return proc

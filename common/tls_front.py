@@ -55,6 +55,15 @@ HTTPS_URLS = {
     "API_URL": "https://localhost:8445",
 }
 
+#: The public URL variable -> the variable of that server's listen address.
+BIND_VARIABLES = {
+    "ISSUER": "ISSUER_BIND",
+    "WEB_BASE_URL": "WEB_BIND",
+    "SPA_BASE_URL": "SPA_BIND",
+    "SERVICE_BASE_URL": "SERVICE_BIND",
+    "API_URL": "API_BIND",
+}
+
 #: Days the generated CA and leaf are valid; renewed when less than a tenth is left.
 CA_DAYS = 3650
 LEAF_DAYS = 397  # at most 398, what browsers accept from public CAs
@@ -208,13 +217,7 @@ def https_environment(environ: dict[str, str], defaults: dict[str, str]) -> dict
     takes the public port); ``TRUSTED_PROXIES`` ``0`` becomes ``1`` (nginx is
     one hop).  Values you set yourself are kept.
     """
-    binds = {
-        "ISSUER": "ISSUER_BIND",
-        "WEB_BASE_URL": "WEB_BIND",
-        "SPA_BASE_URL": "SPA_BIND",
-        "SERVICE_BASE_URL": "SERVICE_BIND",
-        "API_URL": "API_BIND",
-    }
+    binds = BIND_VARIABLES
     changes: dict[str, str] = {}
     for variable, https_url in HTTPS_URLS.items():
         if environ.get(variable, defaults[variable]) == defaults[variable]:
