@@ -19,16 +19,19 @@ $(STAMP): requirements.txt
 ## ensurepip without it), redis-server (for the embedded Redis),
 ## chromium and chromium-driver (for the browser tests), docker-compose (only
 ## to validate docker-compose.yml; no Docker engine is needed), wrk (the load
-## generator of `make bench` and its smoke test), nodejs and npm (the second
+## generator of `make bench` and its smoke test), redis-sentinel and redis-tools
+## (redis-cli; the Sentinel and Cluster tests of tests/redis_topologies), nodejs and npm (the second
 ## issuer of tests/second_issuer; node 18 or later), nginx-light (the TLS
-## front of `make run-https` and tests/deploy) and haproxy (the load balancer
-## of tests/deploy's several-hosts test), caddy (only to validate
+## front of `make run-https` and tests/deploy), haproxy (the load balancer
+## of tests/deploy's several-hosts test) and caddy (only to validate
 ## deploy/caddy/Caddyfile). Installed only when missing, and
 ## only where we are root or have sudo.
 define apt_install
 	missing=""; for pkg in $(1); do \
 	  case $$pkg in \
 	    redis-server) command -v redis-server >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    redis-sentinel) command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    redis-tools) command -v redis-cli >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    chromium) test -x /usr/bin/chromium || missing="$$missing $$pkg";; \
 	    chromium-driver) test -x /usr/bin/chromedriver || missing="$$missing $$pkg";; \
 	    docker-compose) command -v docker-compose >/dev/null 2>&1 || missing="$$missing $$pkg";; \
@@ -52,7 +55,7 @@ redis-dep:
 	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then $(call apt_install,redis-server); fi
 
 system-deps:
-	@$(call apt_install,redis-server chromium chromium-driver docker-compose wrk nginx-light haproxy caddy)
+	@$(call apt_install,redis-server redis-sentinel redis-tools chromium chromium-driver docker-compose wrk nginx-light haproxy caddy)
 
 ## Validate every component's settings (one line per problem; warnings for
 ## values that are valid but probably wrong, such as an ISSUER ending in "/").

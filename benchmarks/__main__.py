@@ -16,7 +16,16 @@ import sys
 import time
 import traceback
 
-from . import api_overhead, bff_overhead, cold_start, service_tokens, sign_in, token_validation
+from . import (
+    api_overhead,
+    bff_overhead,
+    cold_start,
+    dpop_overhead,
+    redis_scale,
+    service_tokens,
+    sign_in,
+    token_validation,
+)
 from .support import Result, Scale
 
 #: (names selectable with --only, runner).  sign_in yields two rows.
@@ -27,8 +36,11 @@ FIGURES = [
     (("service",), service_tokens.run),
     (("cold-start",), cold_start.run),
     (("bff",), bff_overhead.run),
+    (("dpop",), dpop_overhead.run),
+    (("redis-memory", "redis-page", "api-workers"), redis_scale.run),
 ]
-ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff"]
+ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff", "dpop"]
+ORDER += ["redis-memory", "redis-page", "api-workers"]
 
 
 def machine() -> str:

@@ -47,7 +47,16 @@ SECRET_KEYS = frozenset(
 
 #: Keys whose values are tokens: shown shortened.
 TOKEN_KEYS = frozenset(
-    {"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token"}
+    {
+        "access_token",
+        "id_token",
+        "code",
+        "device_code",
+        "token",
+        "id_token_hint",
+        "logout_token",
+        "subject_token",
+    }
 )
 
 #: Long-lived credentials: only a prefix is shown.

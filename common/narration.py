@@ -125,6 +125,27 @@ STEPS: dict[str, tuple[str, str]] = {
         "leaked; a JWT access token still passes an API's local checks until it expires, but an API that "
         "introspects it sees it revoked.",
     ),
+    # -- the device authorization grant (RFC 8628): native_sim device-login ---------------------------------
+    "device_authorization": (
+        "Device authorization request",
+        "The program asks the issuer's device authorization endpoint for two codes (RFC 8628 §3.1): a "
+        "device_code, its own secret handle, and a short user_code for you. It sends only its client_id and "
+        "the scope: a native app is a public client. The answer also says where to enter the code "
+        "(verification_uri), how long the codes live (expires_in) and how often the program may ask whether "
+        "you are done (interval).",
+    ),
+    "token_request.device_code": (
+        "Token request (device code)",
+        "The program polls the token endpoint with the device_code (RFC 8628 §3.4), waiting 'interval' "
+        "seconds between requests. Until you have approved on the verification page the issuer answers "
+        "authorization_pending; slow_down means five seconds more between polls from now on (§3.5); "
+        "access_denied and expired_token end the sign-in.",
+    ),
+    "device_poll.repeated": (
+        "Polling (authorization_pending {number} more times)",
+        "The issuer answered authorization_pending {number} more times while you were approving; those "
+        "identical polls are not shown one by one.",
+    ),
     # -- grants without a browser -------------------------------------------------------------------------
     "token_request.client_credentials": (
         "Token request (client credentials)",

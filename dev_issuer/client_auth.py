@@ -117,6 +117,9 @@ def refuse_unreadable_client_credentials():
 #: (This issuer has no pushed authorization requests, RFC 9126.)
 CLIENT_AUTHENTICATING_ENDPOINTS = frozenset({"oauth.token", "oauth.revoke", "oauth.introspect"})
 
+#: RFC 8628 §3.1: the device authorization endpoint authenticates the client too (dev_issuer/device.py).
+CLIENT_AUTHENTICATING_ENDPOINTS |= {"device_protocol.device_authorize"}
+
 
 def _is_basic(header: str) -> bool:
     """Whether an ``Authorization`` header uses the Basic scheme (RFC 7617), however it is spaced.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
 from common.config import Settings
 
@@ -50,6 +51,8 @@ class Client(ClientMixin):
     scopes: tuple[str, ...] = OIDC_SCOPES
     client_secret: str = ""
     public_jwk: dict | None = None
+    #: RFC 9449 §5.2: this client's token requests must carry a DPoP proof (Okta's "Require DPoP").
+    dpop_bound_access_tokens: bool = False
     introspect_any: bool = False
     client_metadata: dict = field(default_factory=dict)
 
@@ -63,6 +66,7 @@ class Client(ClientMixin):
             "grant_types": list(self.grant_types),
             "response_types": list(self.response_types),
             "token_endpoint_auth_method": self.auth_methods[0] if self.auth_methods else "none",
+            "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
         }
 
     @property
@@ -177,9 +181,22 @@ def register_clients(settings: Settings) -> dict[str, Client]:
     every application type.
     """
     clients = [*user_facing_clients(settings), service_client(settings)]
+    require_dpop(clients, settings.dev_issuer_require_dpop)
     if settings.api_introspection_client_id:
         clients.append(introspection_client(settings))
     return {client.client_id: client for client in clients}
+
+
+def require_dpop(clients: list[Client], setting: str) -> None:
+    """Mark the clients ``DEV_ISSUER_REQUIRE_DPOP`` names (or ``all``) as DPoP-only (RFC 9449 §5.2).
+
+    Okta's "Require DPoP" checkbox; ``dpop.require_proof`` enforces it.
+    """
+    named = {part.strip() for part in (setting or "").split(",") if part.strip()}
+    for client in clients:
+        if "all" in named or client.client_id in named:
+            client.dpop_bound_access_tokens = True
+            client.client_metadata["dpop_bound_access_tokens"] = True
 
 
 def user_facing_clients(settings: Settings) -> list[Client]:
@@ -221,7 +238,8 @@ def user_facing_clients(settings: Settings) -> list[Client]:
             name="Native app",
             client_type="public",
             auth_methods=("none",),
-            grant_types=("authorization_code", "refresh_token"),
+            # RFC 8628: `native_sim device-login` too, as Okta's "Device Authorization" grant type.
+            grant_types=("authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE),
             response_types=("code",),
             redirect_uris=(settings.native_redirect_uri(),),
         ),

@@ -167,6 +167,7 @@ BROKEN = {
     "DEV_ISSUER_EXTRA_USERS": "nobody",
     "DPOP": "sometimes",
     "API_DPOP": "never",
+    "API_DPOP_NONCE": "sometimes",
     "DEV_ISSUER_REQUIRE_DPOP": "{clientId}",
     "PAR": "maybe",
     "DEV_ISSUER_REQUIRE_PAR": "{clientId}",
@@ -176,6 +177,7 @@ BROKEN = {
     "API_BIND": "localhost:http",
     "ISSUER_BIND": "127.0.0.1:70000",
     "TRUSTED_PROXIES": "-1",
+    "DEV_ISSUER_DEVICE_CODE_LIFETIME": "0",
 }
 
 

@@ -11,6 +11,7 @@
 //   SPA_BASE_URL           the SPA's origin (redirect {SPA_BASE_URL}/bff/callback)
 //   SPA_BFF_CLIENT_ID, SPA_BFF_CLIENT_SECRET   the BFF's registration
 //   WEB_BASE_URL, WEB_CLIENT_ID, WEB_CLIENT_SECRET   the web app's registration
+//   NATIVE_CLIENT_ID       native_sim's registration (device authorization grant, RFC 8628)
 //   API_AUDIENCE           the resource indicator (RFC 8707) whose access tokens are JWTs
 //   ACCESS_TOKEN_TTL       seconds an access token lives (default 300)
 
@@ -72,6 +73,16 @@ const configuration = {
       redirect_uris: [`${webBase}/authorization-code/callback`],
       post_logout_redirect_uris: [`${webBase}/`],
     },
+    {
+      // native_sim's `device-login`: a public native client with the device
+      // authorization grant (RFC 8628), like Okta's Native app with "Device Authorization".
+      client_id: env('NATIVE_CLIENT_ID', 'second-issuer-native'),
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+    },
   ],
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
@@ -105,6 +116,8 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // RFC 8628: {issuer}/device/auth, and the page where the user enters the code at {issuer}/device.
+    deviceFlow: { enabled: true },
     // Access tokens are JWTs for the API only (RFC 8707 resource
     // indicators, RFC 9068 token format). The suite's clients send no
     // `resource`, so the API is every request's default resource, as an
