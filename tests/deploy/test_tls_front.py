@@ -13,6 +13,7 @@ import functools
 import json
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -47,6 +48,7 @@ def _assert_host_cookie(cookies: list[dict], name: str) -> None:
     assert cookie["sameSite"] == "Lax", cookie
 
 
+@pytest.mark.browser
 def test_sign_in_through_the_tls_proxy_in_chromium(https_suite, tls_browser):
     """Sign-in, profile and API call at https URLs; the session cookies are __Host- and Secure."""
     browser, web, issuer = tls_browser, https_suite.url("web"), https_suite.url("issuer")
