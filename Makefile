@@ -6,7 +6,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
-.PHONY: run stop test lint bench screenshots check-config system-deps redis-dep second-issuer clean
+.PHONY: run stop test lint bench screenshots check-config system-deps redis-dep second-issuer clean run-https
 
 ## Virtualenv with the pinned requirements (re-installed when they change).
 $(STAMP): requirements.txt
@@ -21,8 +21,11 @@ $(STAMP): requirements.txt
 ## to validate docker-compose.yml; no Docker engine is needed), wrk (the load
 ## generator of `make bench` and its smoke test), redis-sentinel and redis-tools
 ## (redis-cli; the Sentinel and Cluster tests of tests/redis_topologies), nodejs and npm (the second
-## issuer of tests/second_issuer; node 18 or later). Installed only when
-## missing, and only where we are root or have sudo.
+## issuer of tests/second_issuer; node 18 or later), nginx-light (the TLS
+## front of `make run-https` and tests/deploy), haproxy (the load balancer
+## of tests/deploy's several-hosts test) and caddy (only to validate
+## deploy/caddy/Caddyfile). Installed only when missing, and
+## only where we are root or have sudo.
 define apt_install
 	missing=""; for pkg in $(1); do \
 	  case $$pkg in \
@@ -36,6 +39,9 @@ define apt_install
 	    python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    nodejs) command -v node >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    npm) command -v npm >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    nginx-light) test -x /usr/sbin/nginx || missing="$$missing $$pkg";; \
+	    haproxy) test -x /usr/sbin/haproxy || missing="$$missing $$pkg";; \
+	    caddy) command -v caddy >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -49,7 +55,7 @@ redis-dep:
 	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then $(call apt_install,redis-server); fi
 
 system-deps:
-	@$(call apt_install,redis-server redis-sentinel redis-tools chromium chromium-driver docker-compose wrk)
+	@$(call apt_install,redis-server redis-sentinel redis-tools chromium chromium-driver docker-compose wrk nginx-light haproxy caddy)
 
 ## Validate every component's settings (one line per problem; warnings for
 ## values that are valid but probably wrong, such as an ISSUER ending in "/").
@@ -62,6 +68,16 @@ check-config: $(STAMP)
 ## between, so that a Ctrl-C reaches it and make reports no error.
 run: $(STAMP) redis-dep
 	@$(PYTHON) -m common.launcher
+
+## `make run` behind nginx on https (README, "Deploying"): a local CA and a
+## certificate for localhost in instance/tls/ (generated, never committed),
+## https://localhost:8443 the issuer, :8441 the web app, :8442 the SPA, :8444
+## the service, :8445 the API; the servers stay on their *_BIND addresses
+## (127.0.0.1:9000, :5001, ...) with TRUSTED_PROXIES=1. Debian's nginx-light
+## is installed when missing. `make stop` stops it as it stops `make run`.
+run-https: $(STAMP) redis-dep
+	@$(call apt_install,nginx-light)
+	@$(PYTHON) -m common.launcher --https
 
 ## Stop the suite `make run` started from this checkout in another terminal
 ## (the launcher's PID is in instance/suite.json while it runs).

@@ -73,7 +73,10 @@ def _check_url(name: str, value: str, *, path_allowed: bool) -> str:
         parts.port  # noqa: B018 -- urllib checks the port only when it is read
     except ValueError:
         raise ConfigError(name, f"{value!r} has an invalid port", "Use a port between 1 and 65535") from None
-    local = parts.hostname in {"localhost", "127.0.0.1", "::1"} or parts.hostname.endswith(".test")
+    # *.localhost names are this machine too (RFC 6761 §6.3): docker-compose.yml's issuer.localhost.
+    local = parts.hostname in {"localhost", "127.0.0.1", "::1"} or parts.hostname.endswith(
+        (".test", ".localhost")
+    )
     if parts.scheme == "http" and not local:
         # RFC 9700 §2.6 / RFC 6749 §3.1.2.1: tokens and codes only over TLS,
         # except on the loopback interface where nothing leaves the machine.
@@ -162,7 +165,8 @@ def _check_bool(name: str, value: str) -> bool:
 def is_dev_issuer(issuer: str) -> bool:
     """A local URL shaped like the bundled dev issuer's (``/oauth2/default``)."""
     parts = urlsplit(issuer)
-    return parts.hostname in {"localhost", "127.0.0.1"} and parts.path == "/oauth2/default"
+    local = parts.hostname in {"localhost", "127.0.0.1"} or (parts.hostname or "").endswith(".localhost")
+    return local and parts.path == "/oauth2/default"
 
 
 #: An issuer identifier as Okta's custom authorization servers spell it, for messages.

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .config import PROJECT_ROOT, ConfigError, Settings, load_settings, read_environment
+from .config import DEFAULTS, PROJECT_ROOT, ConfigError, Settings, load_settings, read_environment
 from .config_checks import issuer_warnings
 from .embedded_redis import port_free, shown, start_embedded_redis
 from .running_suite import (
@@ -48,6 +48,7 @@ from .running_suite import (
     remove_suite,
     write_suite,
 )
+from .tls_front import ensure_certificates, https_environment, render_nginx, start_nginx
 
 try:
     import fcntl
@@ -83,28 +84,45 @@ def _port_of(url: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """Which Procfile processes to run, their bind addresses and health URLs."""
-    urls = {
-        "issuer": (settings.issuer_base_url, f"{settings.issuer}/.well-known/openid-configuration"),
-        "api": (settings.api_url, f"{settings.api_url}/healthz"),
-        "web": (settings.web_base_url, f"{settings.web_base_url}/healthz"),
-        "spa": (settings.spa_base_url, f"{settings.spa_base_url}/healthz"),
-        "service": (settings.service_base_url, f"{settings.service_base_url}/healthz"),
+def public_urls(settings: Settings) -> dict[str, str]:
+    """Procfile process name -> its public URL (where browsers and the other components reach it)."""
+    return {
+        "issuer": settings.issuer_base_url,
+        "api": settings.api_url,
+        "web": settings.web_base_url,
+        "spa": settings.spa_base_url,
+        "service": settings.service_base_url,
     }
+
+
+def plan(settings: Settings) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Which Procfile processes to run, their bind addresses and health URLs.
+
+    A process listens on its ``*_BIND`` (``WEB_BIND`` ...) when set: a proxy
+    in front owns the public URL.  Else on ``127.0.0.1`` and the port of
+    its public URL: loopback only, these are development servers with
+    development secrets.  Health is asked at the bind address (``/healthz``
+    answers under any ``Host``, common/hosts.py), so it works before and
+    without the proxy.
+    """
     names, binds, health = [], {}, {}
-    # Loopback only: these are development servers with development secrets.
-    host = "127.0.0.1"
     for name, package in PROCESSES.items():
         if name == "issuer" and not settings.uses_dev_issuer:
             continue  # ISSUER points at a real issuer (Okta ...): nothing to start
         if importlib.util.find_spec(package) is None:
             continue  # a package removed from this checkout
-        base, health_url = urls[name]
+        variable = f"{name.upper()}_BIND"
+        bind = getattr(settings, variable.lower()) or f"127.0.0.1:{_port_of(public_urls(settings)[name])}"
         names.append(name)
-        binds[f"{name.upper()}_BIND"] = f"{host}:{_port_of(base)}"
-        health[name] = health_url
+        binds[variable] = bind
+        health[name] = f"http://{_connectable(bind)}/healthz"
     return names, binds, health
+
+
+def _connectable(bind: str) -> str:
+    """``host:port`` to connect to for a bind address (``0.0.0.0`` and ``[::]`` mean loopback here)."""
+    host, _, port = bind.rpartition(":")
+    return f"{ {'0.0.0.0': '127.0.0.1', '[::]': '[::1]'}.get(host, host) }:{port}"
 
 
 def check_components(names: list[str]) -> None:
@@ -169,6 +187,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stop", action="store_true", help="stop the suite started from this checkout (make stop)"
     )
     parser.add_argument(
+        "--https",
+        action="store_true",
+        help="put nginx with a locally generated certificate in front, on https (make run-https)",
+    )
+    parser.add_argument(
         "--instance",
         type=Path,
         default=None,
@@ -184,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.stop:
         return stop_suite(args.instance or instance_dir(read_environment()["INSTANCE_DIR"]))
+    if args.https:
+        # Before the settings are read: the https URLs, binds and proxy count
+        # become the environment of the launcher and of every child.
+        os.environ.update(https_environment(read_environment(), DEFAULTS))
     try:
         settings = load_settings(component="launcher")
         names, binds, health = plan(settings)
@@ -197,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration OK")
         return 0
     instance = args.instance or instance_dir(settings.instance_dir)
-    refusal = claim_instance(instance) or busy_port(binds)
+    explicit = {variable for variable in binds if getattr(settings, variable.lower())}
+    refusal = claim_instance(instance) or busy_port(binds, explicit)
     if refusal:
         print(f"launcher: {refusal}", file=sys.stderr)
         return 1
-    return start_suite(settings, names, binds, health, instance)
+    return start_suite(settings, names, binds, health, instance, https=args.https)
 
 
 #: The open lock file of this launcher's instance directory (held until the process ends).
@@ -231,32 +259,43 @@ def claim_instance(instance: Path) -> str | None:
     return None
 
 
-def busy_port(binds: dict[str, str]) -> str | None:
-    """The first port a component needs that is taken, as one line naming it and the likely cause."""
+def busy_port(binds: dict[str, str], explicit: set[str] = frozenset()) -> str | None:
+    """The first port a component needs that is taken, as one line naming it and the likely cause.
+
+    :param explicit: the ``*_BIND`` variables that were set (named instead of the base URL's).
+    """
     for variable, address in binds.items():
         host, _, port = address.rpartition(":")
-        if not port_free(int(port), host):
+        if not port_free(int(port), host.strip("[]")):
             name = variable.removesuffix("_BIND").lower()
+            source = variable if variable in explicit else PORT_VARIABLES[name]
             return (
-                f"port {port} ({name}, from {PORT_VARIABLES[name]}) is already in use: another suite is "
-                f"running? `make stop` (or stop what listens on {port}, or move {PORT_VARIABLES[name]} "
+                f"port {port} ({name}, from {source}) is already in use: another suite is "
+                f"running? `make stop` (or stop what listens on {port}, or move {source} "
                 "to another port)"
             )
     return None
 
 
 def start_suite(
-    settings: Settings, names: list[str], binds: dict[str, str], health: dict[str, str], instance: Path
+    settings: Settings,
+    names: list[str],
+    binds: dict[str, str],
+    health: dict[str, str],
+    instance: Path,
+    https: bool = False,
 ) -> int:
-    """Start Redis (if embedded), write ``suite.json``, run honcho; remove and stop them on the way out."""
+    """Start Redis (if embedded), nginx (``https``), ``suite.json`` and honcho; stop them on the way out."""
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     # `kill` (SIGTERM, what `make stop` sends) stops the suite as gracefully
     # as Ctrl-C does, so no gunicorn or Redis is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
-    redis_proc = None
+    redis_proc = nginx_proc = None
     redis_url = settings.redis_url
     try:
+        if https:
+            nginx_proc = start_tls_front(settings, names, binds, instance, env)
         if not redis_url:
             redis_proc, redis_url = start_embedded_redis(instance / "redis", instance)
             env["REDIS_URL"] = redis_url
@@ -271,13 +310,47 @@ def start_suite(
         return run_honcho(settings, names, health, env, redis_url)
     except KeyboardInterrupt:  # stopped before honcho ran
         return 0
+    except FrontUnavailable as error:
+        print(f"launcher: {error}", file=sys.stderr)
+        return 1
     finally:
+        if nginx_proc is not None:
+            nginx_proc.terminate()
+            nginx_proc.wait(timeout=10)
+            print("launcher: nginx stopped", flush=True)
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(timeout=10)
             print("launcher: embedded Redis stopped", flush=True)
         # Last: until now `make stop` and the command-line tools may still use the suite.
         remove_suite(instance, os.getpid())
+
+
+class FrontUnavailable(RuntimeError):
+    """``--https``: nginx cannot take a public port."""
+
+
+def start_tls_front(
+    settings: Settings, names: list[str], binds: dict[str, str], instance: Path, env: dict[str, str]
+) -> subprocess.Popen:
+    """``--https``: the certificates, nginx in front of every process, and the CA trusted by the children.
+
+    The apps call the issuer and the API at their https public URLs, through
+    nginx; ``REQUESTS_CA_BUNDLE`` (requests) and ``SSL_CERT_FILE`` (Python's
+    ``ssl``) make them trust the generated CA as well as the public ones.
+    """
+    trust = ensure_certificates(instance / "tls")
+    env["REQUESTS_CA_BUNDLE"] = env["SSL_CERT_FILE"] = str(trust)
+    urls = public_urls(settings)
+    fronts = {name: (urls[name], _connectable(binds[f"{name.upper()}_BIND"])) for name in names}
+    taken = [f"{urls[name]} ({name})" for name in names if not port_free(_port_of(urls[name]))]
+    if taken:
+        raise FrontUnavailable(
+            f"nginx cannot listen on {', '.join(taken)}: the port is in use (`make stop`?)"
+        )
+    proc = start_nginx(render_nginx(instance / "nginx", fronts))
+    print(f"launcher: nginx serves https in front of {', '.join(names)} (CA: {instance / 'tls' / 'ca.pem'})")
+    return proc
 
 
 def run_honcho(

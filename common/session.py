@@ -51,9 +51,12 @@ def host_only_cookie_name(name: str, base_url: str) -> str:
 
     A ``__Host-`` cookie must be ``Secure``, ``Path=/`` and without
     ``Domain`` (RFC 6265bis §4.1.3.2), so no sibling subdomain can plant or
-    overwrite it; browsers accept the prefix only over https.
+    overwrite it; browsers accept the prefix only over https.  A name that
+    has the prefix already keeps it once.
     """
-    return f"__Host-{name}" if urlsplit(base_url).scheme == "https" else name
+    if urlsplit(base_url).scheme != "https" or name.startswith("__Host-"):
+        return name
+    return f"__Host-{name}"
 
 
 def init_session(
@@ -68,7 +71,8 @@ def init_session(
     """Configure the Redis-backed session for one app.
 
     :param app_name: short name used for the cookie name and the key prefix.
-    :param base_url: the app's public base URL; https turns on ``Secure``.
+    :param base_url: the app's public base URL; https turns on ``Secure``
+        and the ``__Host-`` prefix (:func:`host_only_cookie_name`).
     :param cookie_name: the cookie's name when not ``{app_name}_session``.
     :param uses_session: which requests get a session at all (default: all
         but ``/healthz`` and static files); the others never touch Redis
@@ -79,7 +83,11 @@ def init_session(
         # Read by code that shares the client (service_app's token cache).
         SESSION_REDIS=client,
         SESSION_KEY_PREFIX=f"{app_name}:session:",
-        SESSION_COOKIE_NAME=cookie_name or f"{app_name}_session",
+        # On https: ``__Host-`` name, Secure, Path=/ and no Domain (README,
+        # "Deploying"): the cookie belongs to this exact host, over TLS only.
+        SESSION_COOKIE_NAME=host_only_cookie_name(cookie_name or f"{app_name}_session", base_url),
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
         SESSION_COOKIE_HTTPONLY=True,
         # Lax: the cookie still comes back on the top-level GET redirect from
         # the issuer to our callback, but not on cross-site POSTs.

@@ -24,9 +24,11 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Request, abort, jsonify, redirect, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import DEFAULTS, ConfigError, Settings
 from .display import TIME_CLAIMS, format_duration, format_utc
+from .hosts import init_host_check, is_loopback_url
 from .log_redaction import redact_werkzeug_log
 from .session import init_session
 
@@ -43,8 +45,14 @@ def init_settings(
     app_name: str,
     base_url: str | None,
     test_config: Mapping[str, object] | None = None,
+    public_url: str | None = None,
+    loopback_aliases: bool = True,
 ) -> None:
     """Attach the component's validated settings to ``app`` (read them with :func:`settings_of`).
+
+    Also the two rules of where the app is reached, first of all its hooks:
+    the reverse proxies it trusts (:func:`init_proxies`) and the ``Host``
+    names it answers (:func:`common.hosts.init_host_check`).
 
     :param app_name: short name: cookie name, Redis key prefix, log prefix.
     :param base_url: the app's public base URL, or ``None`` when the app is
@@ -52,10 +60,23 @@ def init_settings(
     :param test_config: the factory's ``test_config``; its upper-case keys
         that are neither settings nor Flask's own defaults become Flask
         config keys (settings were already read by ``load_settings``).
+    :param public_url: where a component that is not browsed is reached
+        (the resource server: ``API_URL``); its ``Host`` allowlist and HSTS
+        follow it.
+    :param loopback_aliases: passed to :func:`common.hosts.init_host_check`
+        (``False`` for the dev issuer: one exact host).
     """
+    public = base_url or public_url
     app.config.update(
-        SETTINGS=settings, APP_NAME=app_name, BASE_URL=base_url, MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH
+        SETTINGS=settings,
+        APP_NAME=app_name,
+        BASE_URL=base_url,
+        PUBLIC_URL=public,
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
     )
+    init_proxies(app, settings)
+    if public:
+        init_host_check(app, public, loopback_aliases=loopback_aliases)
     if settings.declares("SECRET_KEY"):
         app.config["SECRET_KEY"] = settings.secret_key
     app.config.update(
@@ -69,6 +90,25 @@ def init_settings(
     # `flask run` (README): the development server's request log, like
     # gunicorn's (common/gunicorn_conf.py), shows no code, state or token.
     redact_werkzeug_log()
+
+
+def init_proxies(app: Flask, settings: Settings) -> None:
+    """Trust ``TRUSTED_PROXIES`` reverse proxies for ``X-Forwarded-For/-Proto/-Host/-Port``.
+
+    Behind a TLS-terminating proxy the server sees plain http from the
+    proxy's address; the client's scheme, host and address arrive only in
+    ``X-Forwarded-*`` headers.  Werkzeug's ``ProxyFix`` believes the last
+    ``N`` values of each (each proxy appends one), so that ``request.scheme``,
+    ``request.host`` (checked by :mod:`common.hosts`) and
+    ``request.remote_addr`` (the dev issuer's loopback-only key rotation)
+    are the client's.  With ``0`` (the default) the app is not wrapped and
+    every forwarded header is ignored: anybody can send one, so only a
+    proxy you run may be believed, and only as many as you run.  Gunicorn's
+    own trust in those headers is off as well (:mod:`common.gunicorn_conf`).
+    """
+    hops = settings.trusted_proxies if settings.declares("TRUSTED_PROXIES") else 0
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
 
 def settings_of(app: Flask) -> Settings:
@@ -177,6 +217,32 @@ def default_csp(form_action: str = "") -> str:
     )
 
 
+#: HSTS lifetime (RFC 6797 §6.1.1): a year, as the HSTS preload list asks for.
+HSTS_MAX_AGE = 365 * 24 * 3600
+
+#: HSTS lifetime on a loopback name: HSTS covers every port of a host (RFC 6797
+#: §8.1 notes no port), so a year of it for ``https://localhost:8441`` (``make
+#: run-https``) would turn the developer's later ``http://localhost:5001`` into
+#: https for a year.  Five minutes still shows (and tests) the header.
+LOOPBACK_HSTS_MAX_AGE = 300
+
+
+def strict_transport_security(public_url: str) -> str | None:
+    """The ``Strict-Transport-Security`` value for a component reached at ``public_url``; ``None`` on http.
+
+    Once a browser has seen it over https, it never again sends a request
+    of this host over plain http (RFC 6797 §8.3): no ``sslstrip`` down-grade
+    of a later visit, no session cookie offered to a network attacker's
+    http redirect.  Sent on every answer when the public URL is https, even
+    if the server itself sees http from a TLS-terminating proxy; browsers
+    ignore it on an http answer (RFC 6797 §8.1).
+    """
+    if urlsplit(public_url).scheme != "https":
+        return None
+    max_age = LOOPBACK_HSTS_MAX_AGE if is_loopback_url(public_url) else HSTS_MAX_AGE
+    return f"max-age={max_age}"
+
+
 #: Path prefixes whose URLs carry a code or tokens (the sign-in callbacks).
 CALLBACK_PREFIXES = ("/authorization-code/", "/login/")
 
@@ -192,7 +258,8 @@ def init_security_headers(
     ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``
     (a callback URL must not leak in a Referer), ``X-Frame-Options: DENY``
     and the CSP (clickjacking, RFC 9700 §4.16), ``Cache-Control: no-store``
-    where :data:`NO_STORE` says.  A header a view set itself is kept.
+    where :data:`NO_STORE` says, HSTS on an https public URL
+    (:func:`strict_transport_security`).  A header a view set itself is kept.
 
     :param csp: the app's Content-Security-Policy, or a function returning
         it (read per answer); ``None``: :func:`default_csp`.
@@ -205,6 +272,7 @@ def init_security_headers(
     if no_store not in NO_STORE:
         raise ValueError(f"no_store must be one of {NO_STORE}, not {no_store!r}")
     policy = csp if callable(csp) else (lambda: csp or default_csp())
+    hsts = strict_transport_security(app.config.get("PUBLIC_URL") or "")
     static_prefix = (app.static_url_path or "/static") + "/"
 
     @app.after_request
@@ -214,6 +282,8 @@ def init_security_headers(
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", policy())
+        if hsts:
+            response.headers.setdefault("Strict-Transport-Security", hsts)
         secret_url = request.path.startswith(CALLBACK_PREFIXES) or "Set-Cookie" in response.headers
         if secret_url or (no_store == "pages" and not request.path.startswith(static_prefix)):
             response.headers.setdefault("Cache-Control", "no-store")

@@ -9,7 +9,7 @@ One module per concern: ``clients.py`` (the client registry), ``users.py``,
 ``keys.py`` (signing keys and their rotation), ``tokens.py`` (minting),
 ``grants.py`` and ``endpoints.py`` (Authlib's grants and endpoints),
 ``client_auth.py``, ``responses.py`` (authorization responses),
-``errors.py``, ``hosts.py`` (the ``Host`` check), ``freshness.py`` (re-authentication),
+``errors.py``, ``freshness.py`` (re-authentication),
 ``server.py`` (the wiring), and the views: ``oauth.py``
 (protocol), ``auth.py`` (sign-in), ``admin.py`` (the issuer's own pages).
 """
@@ -37,7 +37,6 @@ from common.web import (
 
 from . import activate, admin, auth, device, oauth, par
 from .clients import origin_and_wildcard, register_clients
-from .hosts import init_host_check
 from .keys import Keyring, retention_for
 from .server import config_oauth
 from .state import IssuerState
@@ -50,11 +49,16 @@ def create_app(test_config=None):
     settings = load_settings(test_config, component="dev_issuer")
     clients = register_clients(settings)
     app = Flask(__name__)
+    # First of all the hooks (common/hosts.py): no page or endpoint answers
+    # under another host name (DNS rebinding), loopback aliases included.
     init_settings(
-        app, settings, app_name="dev_issuer", base_url=settings.issuer_base_url, test_config=test_config
+        app,
+        settings,
+        app_name="dev_issuer",
+        base_url=settings.issuer_base_url,
+        test_config=test_config,
+        loopback_aliases=False,
     )
-    # First of all the hooks: no page or endpoint answers under another host name (DNS rebinding).
-    init_host_check(app, settings.issuer)
     init_server_session(app, settings)  # the issuer's own sign-in session (SSO)
     init_templates(app, title="Dev issuer", nav="dev_issuer/_nav.html")
     init_error_pages(app, answer="html")

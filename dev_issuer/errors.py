@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import redis
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from flask import Blueprint, jsonify, request, url_for
 
 from common.errors import error_response
@@ -65,10 +66,25 @@ def store_unavailable(error):
     return oauth_error("temporarily_unavailable", description, 503, {"Retry-After": "5"})
 
 
+def plain_http(error):
+    """A request over plain http to an https issuer (RFC 6749 §3.2: the token endpoint requires TLS).
+
+    Its likeliest cause is not an attacker but a TLS-terminating proxy in
+    front whose ``X-Forwarded-Proto`` the issuer was not told to trust: so
+    the answer names the setting (README, "Deploying").
+    """
+    description = (
+        "This issuer's URL is https, but this request reached it over plain http. Behind a reverse proxy "
+        "that terminates TLS, set TRUSTED_PROXIES to the number of proxies in front (README, Deploying)."
+    )
+    return oauth_error("invalid_request", description, 400)
+
+
 def register_protocol_error_handlers(blueprint: Blueprint) -> None:
-    """Answer the protocol endpoints' own failures (Redis down, keys not ready) as JSON errors."""
+    """Answer the protocol endpoints' own failures (Redis down, keys not ready, plain http) as JSON errors."""
     blueprint.register_error_handler(redis.RedisError, store_unavailable)
     blueprint.register_error_handler(SigningKeysUnavailable, store_unavailable)
+    blueprint.register_error_handler(InsecureTransportError, plain_http)
 
 
 def authorization_error(error: OAuth2Error, grant=None):

@@ -26,7 +26,14 @@ def create_app(test_config=None):
     """Create and configure the resource server (API)."""
     settings = load_settings(test_config, component="resource_server")
     app = Flask(__name__)
-    init_settings(app, settings, app_name="resource_server", base_url=None, test_config=test_config)
+    init_settings(
+        app,
+        settings,
+        app_name="resource_server",
+        base_url=None,
+        test_config=test_config,
+        public_url=settings.api_url,
+    )
     init_error_pages(app, answer="json")  # an API has no people to show a page to
     init_bearer_challenge(app)  # RFC 6750 §3: refusals carry WWW-Authenticate
     init_security_headers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -310,3 +311,15 @@ class WebStack:
         for part in (self.web, self.api, self.issuer):
             part.stop()
         self.redis.stop()
+
+
+def addressed_client(app):
+    """Flask's test client for ``app``, addressing it at its configured public URL.
+
+    The plain client says ``Host: localhost``, which an app configured for
+    another host name refuses (``common/hosts.py``); a test may still pass
+    its own ``base_url``.
+    """
+    client = app.test_client()
+    client.open = functools.partial(client.open, base_url=app.config["PUBLIC_URL"])
+    return client

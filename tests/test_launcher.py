@@ -186,6 +186,57 @@ def test_a_busy_port_stops_the_launcher_before_anything_starts(tmp_path):
             assert not _listening(port)
 
 
+def test_servers_listen_on_their_bind_addresses_not_on_the_public_ports(tmp_path):
+    """*_BIND: the web app and the API listen where they are told; the table still shows the public URLs."""
+    ports, env = _launcher_env(tmp_path)
+    binds = {"web": free_port(), "api": free_port()}
+    env.update(WEB_BIND=f"127.0.0.1:{binds['web']}", API_BIND=f"127.0.0.1:{binds['api']}")
+    proc = _launch(env)
+    try:
+        text = _read_until_up(proc)
+        assert "The suite is up" in text, text[-3000:]
+        assert f"http://localhost:{ports['web']}" in text  # where a proxy in front would take the browser
+        for name, port in binds.items():
+            assert _listening(port), name
+            assert not _listening(ports[name]), name
+        health = requests.get(f"http://127.0.0.1:{binds['web']}/healthz", timeout=5)
+        assert health.status_code == 200
+        # The bind address is not a public name: pages there are refused, health answers.
+        refused = requests.get(f"http://127.0.0.1:{binds['web']}/", headers={"Host": "web.test"}, timeout=5)
+        assert refused.status_code == 400
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _wait_or_stop(proc)
+
+
+def test_a_busy_bind_address_is_named_by_its_variable(tmp_path):
+    ports, env = _launcher_env(tmp_path)
+    taken = free_port()
+    env["WEB_BIND"] = f"127.0.0.1:{taken}"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        result = _run(env, "-m", "common.launcher", timeout=30)
+    assert result.returncode == 1
+    assert f"port {taken} (web, from WEB_BIND) is already in use" in result.stderr
+
+
+def test_run_https_sets_https_urls_binds_and_one_trusted_proxy():
+    """`make run-https` on the defaults: https public URLs, servers where `make run` has them."""
+    from common.config import DEFAULTS
+    from common.tls_front import https_environment
+
+    changes = https_environment(dict(DEFAULTS), DEFAULTS)
+    assert changes["ISSUER"] == "https://localhost:8443/oauth2/default"
+    assert changes["WEB_BASE_URL"] == "https://localhost:8441"
+    assert changes["WEB_BIND"] == "127.0.0.1:5001" and changes["ISSUER_BIND"] == "127.0.0.1:9000"
+    assert changes["TRUSTED_PROXIES"] == "1"
+    # What you set yourself is kept.
+    mine = {**DEFAULTS, "WEB_BASE_URL": "https://web.example.test", "WEB_BIND": "10.0.0.5:8000"}
+    kept = https_environment(mine, DEFAULTS)
+    assert "WEB_BASE_URL" not in kept and "WEB_BIND" not in kept
+
+
 def test_a_port_in_time_wait_is_free_for_the_embedded_redis():
     """A quick restart leaves the last connections in TIME_WAIT: the port must not count as taken."""
     port = free_port()

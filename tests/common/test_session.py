@@ -95,10 +95,20 @@ def test_two_apps_keep_separate_cookies(redis_server):
     assert c1.get("/get").text == "one" and c2.get("/get").text == "two"
 
 
-def test_secure_cookie_when_base_url_is_https(redis_server):
+def test_secure_host_prefixed_cookie_when_base_url_is_https(redis_server):
+    """On https the session cookie is ``__Host-``, Secure, Path=/ and has no Domain (RFC 6265bis §4.1.3.2)."""
     client = make_app(redis_server.url, base_url="https://app.example.test").test_client()
-    client.get("/set/x", base_url="https://app.example.test")
-    assert client.get_cookie("demo_app_session", domain="app.example.test").secure
+    answer = client.get("/set/x", base_url="https://app.example.test")
+    header = answer.headers["Set-Cookie"]
+    assert header.startswith("__Host-demo_app_session=")
+    attributes = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
+    assert {"secure", "path", "httponly"} <= attributes and "domain" not in attributes
+    assert "Path=/;" in header or header.endswith("Path=/")
+    assert client.get_cookie("demo_app_session", domain="app.example.test") is None
+    # On http the plain name: browsers refuse a __Host- cookie that is not Secure.
+    plain = make_app(redis_server.url).test_client().get("/set/x", base_url="http://localhost:5999")
+    assert plain.headers["Set-Cookie"].startswith("demo_app_session=")
+    assert "Secure" not in plain.headers["Set-Cookie"]
 
 
 def test_redis_down_gives_a_503_page_and_recovers_by_itself(tmp_path):

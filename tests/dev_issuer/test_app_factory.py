@@ -70,7 +70,7 @@ def test_each_app_has_its_own_server_and_every_grant(make_issuer):
 def test_loopback_http_issuer_serves_plain_http_at_its_own_host_only(make_issuer):
     """Plain http at the issuer's own host and port; any other ``Host`` is refused before Authlib runs.
 
-    (It used to be served under any ``Host``; the Host check of ``dev_issuer/hosts.py``,
+    (It used to be served under any ``Host``; the Host check of ``common/hosts.py``,
     against DNS rebinding, now refuses other names, loopback aliases included.)
     """
     app = make_issuer(LOOPBACK_ISSUER)

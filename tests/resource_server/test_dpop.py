@@ -23,12 +23,31 @@ import requests
 from tests.support import free_port, gunicorn
 
 from .conftest import API_AUDIENCE, SPA_ORIGIN, api_env
-from .dpop_helpers import ProofKey, challenges, dpop_get, hs256, unsigned
-from .test_token_matrix import get
+from .dpop_helpers import ProofKey, challenges, hs256, unsigned
+from .dpop_helpers import dpop_get as direct_dpop_get
+from .test_token_matrix import get as direct_get
 
 #: The API's public URL (``API_URL``): what proofs must name, not 127.0.0.1.
 PUBLIC_URL = "https://api.example.test"
 MESSAGES = PUBLIC_URL + "/api/messages"
+
+#: These tests call the API at its bind address, as the TLS proxy in front of
+#: ``PUBLIC_URL`` would, so they send the public ``Host`` as that proxy does:
+#: the API answers only under its configured name (common/hosts.py).
+AT_PUBLIC_HOST = {"Host": "api.example.test"}
+
+
+def get(api, token=None, path="/api/messages", **kwargs):
+    """``test_token_matrix.get`` with the public ``Host``."""
+    return direct_get(api, token, path, headers={**AT_PUBLIC_HOST, **kwargs.pop("headers", {})}, **kwargs)
+
+
+def dpop_get(api_url, token, proof, path="/api/messages", **kwargs):
+    """``dpop_helpers.dpop_get`` with the public ``Host``."""
+    headers = {**AT_PUBLIC_HOST, **kwargs.pop("headers", {})}
+    return direct_dpop_get(api_url, token, proof, path, headers=headers, **kwargs)
+
+
 LEEWAY = 30  # api_env's CLOCK_LEEWAY
 
 
@@ -138,7 +157,8 @@ def test_two_dpop_headers_are_refused(dpop_api, test_issuer, key):
     # http.client, because requests folds headers of the same name into one.
     connection = http.client.HTTPConnection("127.0.0.1", dpop_api.port, timeout=10)
     try:
-        connection.putrequest("GET", "/api/messages")
+        connection.putrequest("GET", "/api/messages", skip_host=True)
+        connection.putheader("Host", AT_PUBLIC_HOST["Host"])
         connection.putheader("Authorization", f"DPoP {token}")
         for proof in proofs:
             connection.putheader("DPoP", proof)
@@ -265,6 +285,7 @@ def test_cors_lets_the_spa_send_proofs_and_read_nonces(dpop_api):
     response = requests.options(
         dpop_api.url + "/api/messages",
         headers={
+            **AT_PUBLIC_HOST,
             "Origin": SPA_ORIGIN,
             "Access-Control-Request-Method": "GET",
             "Access-Control-Request-Headers": "authorization, dpop",

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support import free_port
+from tests.support import addressed_client, free_port
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def spa_client():
             "SPA_CLIENT_ID": "spa-client-123",
         }
     )
-    return app.test_client()
+    return addressed_client(app)
 
 
 def test_the_spa_tab_title_names_the_app_once(spa_client):

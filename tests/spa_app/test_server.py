@@ -12,6 +12,7 @@ import re
 import pytest
 
 from spa_app import create_app
+from tests.support import addressed_client
 
 ISSUER = "https://issuer.test/oauth2/default"
 API = "https://api.test"
@@ -28,7 +29,7 @@ def client():
             "SPA_CLIENT_ID": "spa-client-123",
         }
     )
-    return app.test_client()
+    return addressed_client(app)
 
 
 def csp_of(response):
