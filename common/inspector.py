@@ -42,12 +42,14 @@ SECRET_KEYS = frozenset(
         "set-cookie",
         "secret_key",
         "private_key",
+        # A DPoP private key kept with the tokens (common/dpop_client.py): never shown.
+        "dpop_jwk",
     }
 )
 
 #: Keys whose values are tokens: shown shortened.
 TOKEN_KEYS = frozenset(
-    {"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token"}
+    {"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token", "dpop"}
 )
 
 #: Long-lived credentials: only a prefix is shown.
@@ -144,6 +146,7 @@ def _fit(entry: dict) -> dict:
     """
     for section, part in (
         ("response", "body"),
+        ("proof", "header"),
         ("jwt", "claims"),
         ("request", "params"),
         ("request", "headers"),
@@ -287,6 +290,9 @@ class FlowLog:
                 if request.get(part):
                     req[part] = redact(request[part])
             entry["request"] = req
+            if request.get("proof"):
+                # The request's DPoP proof (RFC 9449 §4), decoded, with the checks a server runs on it.
+                entry["proof"] = _clean_jwt(request["proof"])
         if response is not None:
             entry["response"] = {"status": response.get("status"), "body": _clean_body(response.get("body"))}
         if jwt is not None:
@@ -376,6 +382,14 @@ class FlowLog:
                 if body not in (None, "", {}):
                     text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
                     lines.extend("       " + line for line in text.splitlines())
+            proof = s.get("proof")
+            if proof:
+                lines.append(f"   DPoP proof header: {json.dumps(proof.get('header'), ensure_ascii=False)}")
+                lines.append(f"   DPoP proof claims: {json.dumps(proof.get('claims'), ensure_ascii=False)}")
+                for check in proof.get("checks", []):
+                    lines.append(
+                        f"     {'✔' if check.get('ok') else '✘'} {check.get('check')}: {check.get('detail')}"
+                    )
             for check in s.get("checks") or []:
                 mark = "✔" if check.get("ok") else "✘"
                 lines.append(f"     {mark} {check.get('check')}: {check.get('detail')}")
