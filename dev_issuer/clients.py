@@ -51,6 +51,8 @@ class Client(ClientMixin):
     client_secret: str = ""
     public_jwk: dict | None = None
     introspect_any: bool = False
+    #: RFC 9449 §5.2: this client's token requests must carry a DPoP proof (Okta's "Require DPoP").
+    dpop_bound_access_tokens: bool = False
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -63,6 +65,7 @@ class Client(ClientMixin):
             "grant_types": list(self.grant_types),
             "response_types": list(self.response_types),
             "token_endpoint_auth_method": self.auth_methods[0] if self.auth_methods else "none",
+            "dpop_bound_access_tokens": self.dpop_bound_access_tokens,
         }
 
     @property
@@ -179,7 +182,20 @@ def register_clients(settings: Settings) -> dict[str, Client]:
     clients = [*user_facing_clients(settings), service_client(settings)]
     if settings.api_introspection_client_id:
         clients.append(introspection_client(settings))
+    require_dpop(clients, settings.dev_issuer_require_dpop)
     return {client.client_id: client for client in clients}
+
+
+def require_dpop(clients: list[Client], setting: str) -> None:
+    """Mark the clients ``DEV_ISSUER_REQUIRE_DPOP`` names (or ``all``) as DPoP-only (RFC 9449 §5.2).
+
+    Okta's "Require DPoP" checkbox; ``dpop.require_proof`` enforces it.
+    """
+    named = {part.strip() for part in (setting or "").split(",") if part.strip()}
+    for client in clients:
+        if "all" in named or client.client_id in named:
+            client.dpop_bound_access_tokens = True
+            client.client_metadata["dpop_bound_access_tokens"] = True
 
 
 def user_facing_clients(settings: Settings) -> list[Client]:

@@ -13,10 +13,17 @@ import json
 from authlib.oauth2 import rfc7009, rfc7662
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oidc import core as oidc
 from authlib.oidc import rpinitiated
 from flask import session
 
+from .dpop import (
+    DPoPChallengeError,
+    check_resource_proof,
+    check_revocation_proof,
+    refuse_bound_token_as_bearer,
+)
 from .state import state
 from .tokens import find_token, signing_key
 from .users import user_info
@@ -26,6 +33,12 @@ class RevocationEndpoint(rfc7009.RevocationEndpoint):
     """Token revocation (RFC 7009)."""
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def authenticate_endpoint_client(self, request):
+        """Authenticate the client (§2.1); then check its DPoP proof, if it sent one (RFC 9449 §4.3)."""
+        client = super().authenticate_endpoint_client(request)
+        check_revocation_proof()
+        return client
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
@@ -71,17 +84,47 @@ class IntrospectionEndpoint(rfc7662.IntrospectionEndpoint):
         }
         if token.kind == "access_token":
             body.update(aud=state().settings.api_audience, jti=token.key)
+        if data.get("jkt"):
+            # RFC 9449 §6.2: the key the token is bound to, for a resource server that introspects.
+            body["cnf"] = {"jkt": data["jkt"]}
+            if token.kind == "access_token":
+                body["token_type"] = "DPoP"
         if user is not None:
             body["uid"] = user.uid
         return {k: v for k, v in body.items() if v is not None}
 
 
 class BearerTokenValidator(_BearerTokenValidator):
-    """Bearer access tokens for the userinfo endpoint (RFC 6750)."""
+    """Bearer access tokens for the userinfo endpoint (RFC 6750); never a DPoP-bound one (RFC 9449 §7.2)."""
 
     def authenticate_token(self, token_string):
         token = find_token(token_string)
         return token if token is not None and token.kind == "access_token" else None
+
+    def validate_token(self, token, scopes, request):
+        """Authlib's checks (active, unexpired, scope), then: a bound token is no bearer token."""
+        super().validate_token(token, scopes, request)
+        refuse_bound_token_as_bearer(token)
+
+
+class DPoPTokenValidator(BearerTokenValidator):
+    """``Authorization: DPoP <token>`` at userinfo (RFC 9449 §7.1): a bound token and its proof."""
+
+    TOKEN_TYPE = "dpop"
+
+    def authenticate_token(self, token_string):
+        token = super().authenticate_token(token_string)
+        if token is not None:
+            token.presented = token_string  # for the proof's ath (§4.2)
+        return token
+
+    def validate_token(self, token, scopes, request):
+        """Authlib's checks (active, unexpired, scope), then the proof (§7.1); refusals as DPoP challenges."""
+        try:
+            _BearerTokenValidator.validate_token(self, token, scopes, request)
+        except InvalidTokenError as error:
+            raise DPoPChallengeError("invalid_token", error.get_error_description()) from None
+        check_resource_proof(token, token.presented)
 
 
 class UserInfoEndpoint(oidc.UserInfoEndpoint):

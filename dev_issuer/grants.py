@@ -25,6 +25,7 @@ from authlib.oidc.core.grants import OpenIDImplicitGrant as _OpenIDImplicitGrant
 from authlib.oidc.core.grants import OpenIDToken as _OpenIDToken
 
 from .clients import OIDC_SCOPES
+from .dpop import check_refresh_token_binding
 from .responses import authorization_response, response_mode, validate_redirect_uri
 from .state import state
 from .storage import AuthorizationCode, new_id
@@ -334,6 +335,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """
         super().validate_token_request()
         token = self.request.refresh_token
+        # RFC 9449 §5: a key-bound refresh token needs a proof by that key;
+        # checked before the claim, so a thief without the key spends nothing.
+        check_refresh_token_binding(token)
         if not state().store.claim_refresh_token(token):
             state().store.revoke_family(token.family)
             raise InvalidGrantError(

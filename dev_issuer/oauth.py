@@ -19,9 +19,11 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 
+from common.dpop import PROOF_ALGORITHMS
 from common.web import require_csrf
 
 from .client_auth import refuse_unreadable_client_credentials
+from .dpop import refuse_unexpected_proof
 from .endpoints import suspect_hint_reason
 from .errors import authorization_error, logout_error, post_only, register_protocol_error_handlers
 from .freshness import CHALLENGE_PARAMETER, challenge_request, take_fresh_sign_in
@@ -39,6 +41,9 @@ CORS_ENDPOINTS = {
     "oauth.openid_configuration",
     "oauth.oauth_authorization_server",
 }
+
+#: The CORS endpoints a browser sends DPoP proofs to (RFC 9449 §5, §7).
+DPOP_CORS_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke"}
 
 
 #: The claims our tokens may carry (Discovery 1.0 §3 ``claims_supported``):
@@ -115,6 +120,8 @@ def metadata() -> dict:
         "claims_parameter_supported": False,
         # RFC 9207: every authorization response carries ``iss``.
         "authorization_response_iss_parameter_supported": True,
+        # RFC 9449 §5.1: DPoP-bound tokens, proofs signed with these algorithms.
+        "dpop_signing_alg_values_supported": list(PROOF_ALGORITHMS),
     }
 
 
@@ -122,6 +129,7 @@ def metadata() -> dict:
 
 
 bp.before_request(refuse_unreadable_client_credentials)
+bp.before_request(refuse_unexpected_proof)  # RFC 9449: a proof where none is taken is refused
 register_protocol_error_handlers(bp)
 
 
@@ -135,6 +143,11 @@ def cors(response):
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
+            if request.endpoint in DPOP_CORS_ENDPOINTS:
+                # RFC 9449 from the browser: the proof goes in a DPoP header, and
+                # the SPA must read the nonce (§8) and the challenge (§7.1).
+                response.headers["Access-Control-Allow-Headers"] += ", DPoP"
+                response.headers["Access-Control-Expose-Headers"] = "DPoP-Nonce, WWW-Authenticate"
     return response
 
 

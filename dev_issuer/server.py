@@ -14,14 +14,17 @@ from urllib.parse import urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
 from flask import Flask
 from flask import request as flask_request
 
 from .client_auth import PrivateKeyJWT
 from .clients import OIDC_SCOPES, Client
+from .dpop import check_token_request_proof, offer_fresh_nonce, require_proof
 from .endpoints import (
     BearerTokenValidator,
+    DPoPTokenValidator,
     EndSessionEndpoint,
     IntrospectionEndpoint,
     RevocationEndpoint,
@@ -92,6 +95,30 @@ class IssuerAuthorizationServer(AuthorizationServer):
         """The registered client with this id, or ``None`` (RFC 6749 §2.2)."""
         return self.issuer_state.clients.get(client_id) if isinstance(client_id, str) else None
 
+    def create_token_response(self, request=None):
+        """The token endpoint (RFC 6749 §3.2), with the DPoP proof checked before any grant (RFC 9449 §5).
+
+        A refused proof, or one without the current nonce (§8), is answered
+        before the grant looks at the code or refresh token, so nothing is
+        used up and the client can retry with a new proof.
+        """
+        try:
+            check_token_request_proof()
+        except OAuth2Error as error:
+            return self.handle_error_response(None, error)
+        return offer_fresh_nonce(super().create_token_response(request))
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Authlib's client authentication (RFC 6749 §2.3); then, at the token endpoint, "Require DPoP".
+
+        RFC 9449 §5.2: a client registered with ``dpop_bound_access_tokens``
+        gets no token without a proof.
+        """
+        client = super().authenticate_client(request, methods, endpoint)
+        if endpoint == "token":
+            require_proof(client)
+        return client
+
     def create_oauth2_request(self, request):
         """The current request as Authlib's grants and endpoints see it.
 
@@ -124,6 +151,7 @@ def config_oauth(app: Flask, issuer_state: IssuerState) -> IssuerAuthorizationSe
     # The userinfo endpoint's bearer-token guard (RFC 6750), per app too.
     require_oauth = ResourceProtector()
     require_oauth.register_token_validator(BearerTokenValidator())
+    require_oauth.register_token_validator(DPoPTokenValidator())  # RFC 9449 §7.1
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)
     server.register_endpoint(UserInfoEndpoint(resource_protector=require_oauth))

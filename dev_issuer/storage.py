@@ -261,6 +261,22 @@ class Store:
     def seen(self, kind: str, value: str) -> bool:
         return self.redis.exists(self._key(kind, storage_digest(value))) > 0
 
+    # secrets every worker shares ----------------------------------------------
+
+    def shared_secret(self, name: str) -> bytes:
+        """A random secret under one key, the same for every worker: the first to ask creates it.
+
+        ``SET NX`` makes the creation atomic: of two workers starting at
+        once, both read the winner's value.  Used for the DPoP nonces
+        (RFC 9449 §8, ``dpop.py``).
+        """
+        key = self._key(name)
+        secret = self.redis.get(key)
+        if secret is None:
+            self.redis.set(key, secrets.token_bytes(32), nx=True)
+            secret = self.redis.get(key)
+        return secret
+
 
 def new_id() -> str:
     """A fresh random identifier (128 bits): token ``jti`` values, grant families."""

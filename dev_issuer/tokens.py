@@ -19,6 +19,7 @@ from flask import g
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from .dpop import access_token_confirmation, refresh_token_binding, token_type
 from .state import state
 from .storage import StoredToken, new_id
 from .users import user_info
@@ -95,8 +96,13 @@ def generate_token(grant_type, client, user=None, scope=None, expires_in=None, i
     }
     if user is not None:
         claims["uid"] = user.uid
+    confirmation = access_token_confirmation()
+    if confirmation is not None:
+        # RFC 9449 §6.1: bound to the key of the request's DPoP proof.
+        claims["cnf"] = confirmation
     token = {
-        "token_type": "Bearer",
+        # RFC 9449 §5: "DPoP" tells the client to send the token with proofs.
+        "token_type": token_type(),
         "expires_in": lifetime,
         "access_token": sign_jwt(claims),
         "scope": " ".join(scopes),
@@ -129,20 +135,22 @@ def save_token(token, request):
         "scope": token.get("scope", ""),
         "family": family,
     }
-    store.save_access_token(
-        claims["jti"], {**common, "sub": claims["sub"], "iat": claims["iat"], "exp": claims["exp"]}
-    )
+    access = {**common, "sub": claims["sub"], "iat": claims["iat"], "exp": claims["exp"]}
+    if "cnf" in claims:
+        access["jkt"] = claims["cnf"]["jkt"]  # for introspection's cnf (RFC 9449 §6.2) and userinfo
+    store.save_access_token(claims["jti"], access)
     if "refresh_token" in token:
         now = int(time.time())
-        store.save_refresh_token(
-            token["refresh_token"],
-            {
-                **common,
-                "iat": now,
-                "exp": now + state().settings.dev_issuer_refresh_token_lifetime,
-                "auth_time": getattr(request, "auth_time", None),
-            },
-        )
+        refresh = {
+            **common,
+            "iat": now,
+            "exp": now + state().settings.dev_issuer_refresh_token_lifetime,
+            "auth_time": getattr(request, "auth_time", None),
+        }
+        jkt = refresh_token_binding(request.client)
+        if jkt:
+            refresh["jkt"] = jkt  # RFC 9449 §5: a public client's refresh token is bound to its key
+        store.save_refresh_token(token["refresh_token"], refresh)
 
 
 def find_token(token_string, token_type_hint=None) -> StoredToken | None:
