@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 
-from . import api_overhead, bff_overhead, cold_start, service_tokens, sign_in, token_validation
+from . import api_overhead, bff_overhead, cold_start, dpop_overhead, service_tokens, sign_in, token_validation
 from .support import Result, Scale
 
 #: (names selectable with --only, runner).  sign_in yields two rows.
@@ -27,8 +27,9 @@ FIGURES = [
     (("service",), service_tokens.run),
     (("cold-start",), cold_start.run),
     (("bff",), bff_overhead.run),
+    (("dpop",), dpop_overhead.run),
 ]
-ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff"]
+ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff", "dpop"]
 
 
 def machine() -> str:

@@ -87,8 +87,9 @@ VARIABLES: tuple[Variable, ...] = (
         "REDIS_URL",
         "",
         check_redis_url,
-        f"{_SESSIONS} launcher",
-        "Redis for sessions and the dev issuer's state; empty: the launcher starts an embedded Redis",
+        f"{_SESSIONS} resource_server launcher",
+        "Redis for sessions, the dev issuer's state and the API's used DPoP proofs; empty: the launcher "
+        "starts an embedded Redis",
     ),
     _row(
         "INSTANCE_DIR",
@@ -215,8 +216,8 @@ VARIABLES: tuple[Variable, ...] = (
         "API_URL",
         "http://localhost:5005",
         url(),
-        "web_app spa_app native_sim service_app launcher",
-        "the resource server's origin, as its callers reach it",
+        "web_app spa_app native_sim service_app resource_server launcher",
+        "the resource server's origin, as its callers reach it (the API checks DPoP proofs' htu against it)",
     ),
     _row(
         "API_AUDIENCE",
@@ -333,6 +334,13 @@ VARIABLES: tuple[Variable, ...] = (
         choice("optional", "required"),
         "resource_server",
         "optional: Bearer tokens accepted, DPoP-bound ones only with a valid proof; required: DPoP only",
+    ),
+    _row(
+        "API_DPOP_NONCE",
+        "off",
+        choice("off", "on"),
+        "resource_server",
+        "on: the API demands its own DPoP nonce (RFC 9449 §9: 401 use_dpop_nonce with DPoP-Nonce); off",
     ),
     _row(
         "DEV_ISSUER_REQUIRE_DPOP",

@@ -29,6 +29,9 @@ ACCEPTED_TYP_VALUES = {"jwt", "at+jwt", "application/at+jwt"}
 #: 3.3.2.11): an access token never contains the hash of itself.
 ID_TOKEN_ONLY_CLAIMS = ("at_hash", "c_hash")
 
+#: An RFC 7638 SHA-256 JWK thumbprint, base64url without padding (43 characters).
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
+
 #: RFC 6749 §3.3 scope token characters.
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
@@ -42,6 +45,8 @@ class AccessToken:
     :ivar scopes: the granted scopes.
     :ivar claims: every claim (JWT mode) or the introspection answer.
     :ivar expires_at: epoch seconds, if known.
+    :ivar jkt: the thumbprint of the DPoP key the token is bound to
+        (``cnf.jkt``, RFC 9449 §6), or ``None`` for a bearer token.
     """
 
     sub: str
@@ -49,6 +54,7 @@ class AccessToken:
     scopes: tuple[str, ...]
     claims: Mapping[str, Any] = field(repr=False)
     expires_at: float | None = None
+    jkt: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -87,6 +93,27 @@ def client_id_from(claims: Mapping[str, Any]) -> str | None:
                 raise invalid_token(f"The token's {name!r} claim is not a string.")
             return value
     return None
+
+
+def key_binding_from(claims: Mapping[str, Any]) -> str | None:
+    """The DPoP key the token is bound to: ``cnf.jkt`` (RFC 9449 §6.1, §6.2), ``None`` if unbound.
+
+    Read the same way from a JWT's claims and from an introspection answer.
+    A ``cnf`` without ``jkt`` binds the token to something else (an mTLS
+    certificate, RFC 8705 §3.1) that this API cannot check; taking such a
+    token as a bearer token would silently drop its binding, so it is refused.
+    """
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    if not isinstance(cnf, dict):
+        raise invalid_token("The token's cnf claim is not a JSON object.")
+    jkt = cnf.get("jkt")
+    if jkt is None:
+        raise invalid_token("The token is bound (cnf) to a key this API cannot check: only cnf.jkt (DPoP).")
+    if not isinstance(jkt, str) or not _THUMBPRINT.fullmatch(jkt):
+        raise invalid_token("The token's cnf.jkt is not a SHA-256 JWK thumbprint (RFC 7638).")
+    return jkt
 
 
 def subject_from(claims: Mapping[str, Any]) -> str:

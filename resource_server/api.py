@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, g
 
 from common.web import settings_of
 
@@ -47,7 +47,16 @@ def messages():
         "sub": token.sub,
         "client_id": token.client_id,
         "scopes": list(token.scopes),
+        "dpop": proof_report(),
     }
+
+
+def proof_report() -> dict | None:
+    """What the API checked of the request's DPoP proof, for the caller's inspector (``None``: Bearer)."""
+    proof = g.get("dpop_proof")
+    if proof is None:
+        return None
+    return {"jkt": current_token().jkt, "checks": list(proof.checks), "htu": proof.claims.get("htu")}
 
 
 @bp.get("/api/custom")
@@ -64,4 +73,5 @@ def custom():
         "sub": token.sub,
         "client_id": token.client_id,
         "scopes": list(token.scopes),
+        "dpop": proof_report(),
     }

@@ -43,7 +43,8 @@ def init_cors(app: Flask, allowed_origin: str) -> None:
             return response
         response = app.response_class(status=204)
         response.headers["Access-Control-Allow-Methods"] = "GET"
-        response.headers["Access-Control-Allow-Headers"] = "Authorization"
+        # DPoP: the SPA sends its proof in the DPoP header (RFC 9449 §4.1).
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, DPoP"
         response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
         return response
 
@@ -53,6 +54,7 @@ def init_cors(app: Flask, allowed_origin: str) -> None:
         response.vary.add("Origin")
         if request.headers.get("Origin") == allowed_origin:
             response.headers["Access-Control-Allow-Origin"] = allowed_origin
-            # Without this the SPA could not read why a call was refused.
-            response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+            # Without these the SPA could not read why a call was refused, nor
+            # the nonce to retry with (RFC 9449 §9).
+            response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
         return response

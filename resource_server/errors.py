@@ -11,7 +11,13 @@ no token at all             401     ``Bearer realm="..."`` — no error code (§
 malformed request           400     ``error="invalid_request"``
 bad, expired, foreign token 401     ``error="invalid_token"``
 token lacks the scope       403     ``error="insufficient_scope", scope="..."``
+bad or missing DPoP proof   401     ``DPoP error="invalid_dpop_proof"`` (RFC 9449 §7.1)
+proof without our nonce     401     ``DPoP error="use_dpop_nonce"`` + ``DPoP-Nonce`` (§9)
 ==========================  ======  =============================================
+
+Beside the ``Bearer`` challenge comes a ``DPoP`` one with ``algs`` (RFC
+9449 §7.1) while ``API_DPOP=optional``; with ``required`` only the ``DPoP``
+challenge is sent.
 
 Every other error of the API (404, 405, 500, the issuer unreachable) is
 answered as JSON by the suite's one handler family (``common.errors``,
@@ -23,8 +29,9 @@ from __future__ import annotations
 
 import re
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, g
 
+from common.dpop import PROOF_ALGORITHMS
 from common.errors import json_error
 from common.web import settings_of
 
@@ -52,6 +59,9 @@ class BearerError(Exception):
         self.description = description
         self.status = status
         self.scope = scope
+        #: For DPoP refusals: the failed proof check, and the nonce to retry with.
+        self.check = ""
+        self.nonce = ""
 
 
 def invalid_token(description: str) -> BearerError:
@@ -69,35 +79,82 @@ def insufficient_scope(scope: str, description: str) -> BearerError:
     return BearerError("insufficient_scope", description, 403, scope=scope)
 
 
+def invalid_dpop_proof(description: str, check: str = "") -> BearerError:
+    """401 ``invalid_dpop_proof``: the DPoP proof is missing or fails a check (RFC 9449 §7.1)."""
+    error = BearerError("invalid_dpop_proof", description, 401)
+    error.check = check
+    return error
+
+
+def use_dpop_nonce(description: str, nonce: str) -> BearerError:
+    """401 ``use_dpop_nonce`` with a fresh ``DPoP-Nonce``: retry with this nonce (RFC 9449 §9)."""
+    error = BearerError("use_dpop_nonce", description, 401)
+    error.check = "nonce"
+    error.nonce = nonce
+    return error
+
+
+#: Error codes that exist only in the DPoP scheme (RFC 9449 §7.1, §9): a
+#: Bearer challenge beside them names no error, since Bearer has no such code.
+DPOP_ONLY_ERRORS = {"invalid_dpop_proof", "use_dpop_nonce"}
+
+#: The proof algorithms the API accepts, for the challenge's ``algs`` (RFC 9449 §7.1).
+DPOP_ALGS = " ".join(PROOF_ALGORITHMS)
+
+
 def _quoted(value: str) -> str:
     return '"' + _UNSAFE.sub("?", value) + '"'
 
 
-def www_authenticate(realm: str, error: BearerError) -> str:
-    """The ``WWW-Authenticate`` challenge for ``error`` (RFC 6750 §3)."""
+def _challenge(scheme: str, realm: str, error: BearerError, with_error: bool) -> str:
+    """One ``WWW-Authenticate`` challenge of ``scheme`` (RFC 6750 §3, RFC 9449 §7.1)."""
     parts = [f"realm={_quoted(realm)}"]
-    if error.error:
+    if error.error and with_error:
         parts.append(f"error={_quoted(error.error)}")
         parts.append(f"error_description={_quoted(error.description)}")
-    if error.scope:
-        parts.append(f"scope={_quoted(error.scope)}")
-    return "Bearer " + ", ".join(parts)
+        if error.scope:
+            parts.append(f"scope={_quoted(error.scope)}")
+    if scheme == "DPoP":
+        parts.append(f"algs={_quoted(DPOP_ALGS)}")
+    return f"{scheme} " + ", ".join(parts)
+
+
+def www_authenticate(realm: str, error: BearerError, *, dpop_mode: str, used_dpop: bool) -> list[str]:
+    """The ``WWW-Authenticate`` challenges for ``error``, one per scheme the API accepts.
+
+    ``API_DPOP=optional`` accepts both schemes, so a refusal offers both: a
+    ``Bearer`` challenge (RFC 6750 §3) and a ``DPoP`` one with ``algs``
+    (RFC 9449 §7.1, which allows several challenges in one answer).  The
+    challenge of the scheme the request used comes first, because a client
+    reading one header value reads the first.  ``required`` offers only DPoP.
+    """
+    dpop = _challenge("DPoP", realm, error, True)
+    if dpop_mode == "required":
+        return [dpop]
+    bearer = _challenge("Bearer", realm, error, error.error not in DPOP_ONLY_ERRORS)
+    return [dpop, bearer] if used_dpop else [bearer, dpop]
 
 
 def bearer_error_response(error: BearerError) -> Response:
-    """The JSON answer for a refused request, with its challenge header."""
+    """The JSON answer for a refused request, with its challenges (and a nonce when one is asked for)."""
+    settings = settings_of(current_app)
     members = {"scope": error.scope} if error.scope else {}
-    return json_error(
+    response = json_error(
         error.error or "unauthorized",
         error.description,
         error.status,
-        headers={
-            "WWW-Authenticate": www_authenticate(settings_of(current_app).api_audience, error),
-            # A refusal is specific to this request's token: never cache it.
-            "Cache-Control": "no-store",
-        },
+        # A refusal is specific to this request's token: never cache it.
+        headers={"Cache-Control": "no-store"},
         **members,
     )
+    used_dpop = g.get("auth_scheme") == "dpop"
+    for challenge in www_authenticate(
+        settings.api_audience, error, dpop_mode=settings.api_dpop, used_dpop=used_dpop
+    ):
+        response.headers.add("WWW-Authenticate", challenge)
+    if getattr(error, "nonce", None):
+        response.headers["DPoP-Nonce"] = error.nonce
+    return response
 
 
 def init_bearer_challenge(app: Flask) -> None:

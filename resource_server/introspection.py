@@ -19,11 +19,19 @@ from common.introspection import introspect
 from common.issuer import Issuer
 from common.jwks import InvalidToken, check_registered_claims
 
-from .access_token import MAX_TOKEN_LENGTH, AccessToken, client_id_from, scopes_from, subject_from
+from .access_token import (
+    MAX_TOKEN_LENGTH,
+    AccessToken,
+    client_id_from,
+    key_binding_from,
+    scopes_from,
+    subject_from,
+)
 from .errors import invalid_token
 
-#: Introspection ``token_type`` values that mean "an access token".
-_ACCESS_TOKEN_TYPE_NAMES = {"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"}
+#: Introspection ``token_type`` values that mean "an access token"; ``DPoP``
+#: is what an issuer says of a DPoP-bound one (RFC 9449 §6.2).
+_ACCESS_TOKEN_TYPE_NAMES = {"bearer", "dpop", "access_token", "urn:ietf:params:oauth:token-type:access_token"}
 
 
 class IntrospectionValidator:
@@ -90,6 +98,9 @@ class IntrospectionValidator:
         token_type = answer.get("token_type")
         if token_type is not None and str(token_type).lower() not in _ACCESS_TOKEN_TYPE_NAMES:
             raise invalid_token(f"The issuer says this is a {str(token_type)[:40]!r}, not an access token.")
+        if str(token_type).lower() == "dpop" and "cnf" not in answer:
+            # A DPoP token whose key the answer does not name cannot be checked (RFC 9449 §6.2).
+            raise invalid_token("The issuer says this is a DPoP token but names no key (cnf.jkt).")
         try:
             # "active" already covers expiry, but the fields it returns must
             # still say the token is for us: an active token for another API
@@ -111,4 +122,6 @@ class IntrospectionValidator:
             scopes=scopes_from(answer),
             claims=dict(answer),
             expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            # RFC 9449 §6.2: the answer carries the key binding as cnf.jkt.
+            jkt=key_binding_from(answer),
         )

@@ -45,10 +45,12 @@ from .access_token import (
     MAX_TOKEN_LENGTH,
     AccessToken,
     client_id_from,
+    key_binding_from,
     refuse_id_token,
     scopes_from,
     subject_from,
 )
+from .dpop import check_key_binding, init_dpop, refuse_bearer_when_required
 from .errors import BearerError, insufficient_scope, invalid_request, invalid_token
 from .introspection import IntrospectionValidator
 
@@ -63,15 +65,17 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # -- reading the token from the request ----------------------------------------
 
 
-def bearer_token_from_request() -> str:
-    """The bearer token of the current request (RFC 6750 §2.1).
+def token_from_request() -> tuple[str, str]:
+    """The access token of the current request and its scheme: ``bearer`` or ``dpop``.
 
-    Only the ``Authorization: Bearer`` header is accepted.  A token in the
-    query string (§2.3) ends up in server logs, browser history and
-    ``Referer`` headers (§5.3 "Don't pass bearer tokens in page URLs";
-    RFC 9700 §4.3.2: clients MUST NOT); a form-body token (§2.2) has no
-    place on a GET API.  Both are refused as ``invalid_request``, so that the
-    mistake is visible instead of silently looking like "no token".
+    Only the ``Authorization`` header is accepted, with the ``Bearer``
+    scheme (RFC 6750 §2.1) or the ``DPoP`` scheme (RFC 9449 §7.1; which of
+    the two a token needs is decided by :mod:`resource_server.dpop`).  A
+    token in the query string (RFC 6750 §2.3) ends up in server logs, browser
+    history and ``Referer`` headers (§5.3 "Don't pass bearer tokens in page
+    URLs"; RFC 9700 §4.3.2: clients MUST NOT); a form-body token (§2.2) has
+    no place on a GET API.  Both are refused as ``invalid_request``, so that
+    the mistake is visible instead of silently looking like "no token".
 
     :raises BearerError: no token (401, no error code), a token in the URL
         or body, or a malformed header (400), an oversized token (401).
@@ -95,10 +99,12 @@ def bearer_token_from_request() -> str:
     if not header:
         raise BearerError(None, "This API needs an access token: send 'Authorization: Bearer <token>'.")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        # Another scheme (Basic, DPoP, ...) is not a bearer credential; RFC
-        # 6750 §3.1 treats that like "no authentication information".
-        raise BearerError(None, f"This API accepts only Bearer tokens, not {scheme[:20]!r}.")
+    scheme = scheme.lower()  # auth schemes are case-insensitive (RFC 9110 §11.1)
+    if scheme not in ("bearer", "dpop"):
+        # Another scheme (Basic, ...) is no access token; RFC 6750 §3.1
+        # treats that like "no authentication information".
+        raise BearerError(None, f"This API accepts only Bearer and DPoP tokens, not {scheme[:20]!r}.")
+    g.auth_scheme = scheme  # the challenge of this scheme comes first in a refusal
     token = token.strip()
     # The size check comes before anything else touches the token.
     if len(token) > MAX_TOKEN_LENGTH:
@@ -107,9 +113,9 @@ def bearer_token_from_request() -> str:
         )
     if not token or not _B64TOKEN.fullmatch(token):
         raise invalid_request(
-            "The Authorization header is malformed: expected 'Bearer' followed by one token."
+            "The Authorization header is malformed: expected 'Bearer' or 'DPoP' followed by one token."
         )
-    return token
+    return scheme, token
 
 
 # -- mode 1: local JWT validation ------------------------------------------------------
@@ -199,6 +205,7 @@ class JWTValidator:
             scopes=scopes_from(claims),
             claims=claims,
             expires_at=float(claims["exp"]),
+            jkt=key_binding_from(claims),
         )
 
 
@@ -210,6 +217,7 @@ def init_validation(app) -> None:
     settings: Settings = app.config["SETTINGS"]
     validator_class = IntrospectionValidator if settings.api_validation == "introspection" else JWTValidator
     app.extensions["token_validator"] = validator_class(settings)
+    init_dpop(app)
 
 
 def validate_access_token(token: str) -> AccessToken:
@@ -238,11 +246,21 @@ def current_token() -> AccessToken:
 
 
 def require_token(view: Callable) -> Callable:
-    """Decorator: the view runs only with a valid access token for ``API_AUDIENCE``."""
+    """Decorator: the view runs only with a valid access token for ``API_AUDIENCE``.
+
+    A Bearer token must be unbound; a DPoP-bound one (``cnf.jkt``) must come
+    with the ``DPoP`` scheme and a valid proof for this request (RFC 9449 §7).
+    """
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        g.access_token = validate_access_token(bearer_token_from_request())
+        scheme, token = token_from_request()
+        # Under API_DPOP=required a Bearer token is refused before it costs a validation.
+        refuse_bearer_when_required(scheme)
+        access_token = validate_access_token(token)
+        # The token alone is not enough when it is bound to a key (RFC 9449 §7.1).
+        check_key_binding(scheme, token, access_token)
+        g.access_token = access_token
         return view(*args, **kwargs)
 
     return wrapped

@@ -57,4 +57,6 @@ def config():
         clock_leeway=settings.clock_leeway,
         http_timeout=settings.http_timeout,
         login_timeout=settings.login_timeout,
+        # DPoP in the PKCE mode (RFC 9449): auto, on or off; the page reads the issuer's metadata for auto.
+        dpop=settings.dpop,
     )

@@ -22,6 +22,7 @@ ROWS = {
     "5": "Service token reuse",
     "6": "Cold start",
     "7": "BFF proxy",
+    "8": "DPoP at the API",
 }
 
 

@@ -167,6 +167,7 @@ BROKEN = {
     "DEV_ISSUER_EXTRA_USERS": "nobody",
     "DPOP": "sometimes",
     "API_DPOP": "never",
+    "API_DPOP_NONCE": "sometimes",
     "DEV_ISSUER_REQUIRE_DPOP": "{clientId}",
     "PAR": "maybe",
     "DEV_ISSUER_REQUIRE_PAR": "{clientId}",

@@ -19,10 +19,14 @@ from .conftest import API_AUDIENCE, SERVICE_CLIENT_ID, SERVICE_SCOPE, WEB_CLIENT
 
 
 def challenge(response: requests.Response) -> dict[str, str]:
-    """The parameters of a ``WWW-Authenticate: Bearer`` header, as a dict."""
-    header = response.headers.get("WWW-Authenticate", "")
-    assert header.startswith("Bearer "), f"no Bearer challenge: {header!r}"
-    return dict(re.findall(r'(\w+)="([^"]*)"', header))
+    """The parameters of the ``WWW-Authenticate: Bearer`` challenge, as a dict.
+
+    It comes first; a second one, ``DPoP``, offers the other scheme
+    (``API_DPOP=optional``, RFC 9449 §7.1) and is checked in ``test_dpop.py``.
+    """
+    values = response.raw.headers.getlist("WWW-Authenticate")
+    assert values and values[0].startswith("Bearer "), f"no Bearer challenge first: {values!r}"
+    return dict(re.findall(r'(\w+)="([^"]*)"', values[0]))
 
 
 def get(api, token: str | None = None, path: str = "/api/messages", **kwargs) -> requests.Response:
@@ -390,7 +394,8 @@ def test_token_content_cannot_inject_into_the_challenge(api, test_issuer):
     token = test_issuer.mint(headers={"typ": 'x", error="none\\'})
     response = get(api, token)
     params = assert_refused(response, 401, "invalid_token")
-    assert response.headers["WWW-Authenticate"].count('error="') == 1
+    for value in response.raw.headers.getlist("WWW-Authenticate"):  # Bearer, then DPoP
+        assert value.count('error="') == 1, value
     assert '"' not in params["error_description"]
 
 

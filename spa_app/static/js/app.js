@@ -18,9 +18,15 @@
 //     they are single-use (RFC 9700 §2.1.1, §4.7.1).
 //   * the chosen flow ("bff", "pkce" or "implicit"): in sessionStorage, so
 //     that a reload keeps it.  A word, never a secret.
+//   * the DPoP key pair (PKCE mode under DPOP, RFC 9449): in `session` with
+//     the tokens it binds, made on the callback page right before the code
+//     exchange, with extractable: false: the browser lets no script read the
+//     private key, so a token that leaks is useless anywhere else (§2).
+//     A reload drops it with the tokens.
 
 import * as oidc from "./oidc.js";
 import * as bff from "./bff.js";
+import * as dpop from "./dpop.js";
 import { FlowInspector, shorten, urlParams } from "./inspector.js";
 
 const PENDING_KEY = "spa_app.pending_authorization";
@@ -34,12 +40,16 @@ const $ = (id) => document.getElementById(id);
 
 const inspector = new FlowInspector($("inspector"));
 let config = null;
-let session = null; // {mode, accessToken, idToken, refreshToken, expiresAt, claims, scope}; BFF: {mode, claims}
+// {mode, accessToken, tokenType, idToken, refreshToken, expiresAt, claims, scope, dpopKey};
+// BFF: {mode, claims}
+let session = null;
 let refreshTimer = null;
 // Bumped whenever the session is dropped, so that an answer still on the
 // wire (a refresh) can tell that the session it was for is gone.
 let sessionGeneration = 0;
 let refreshInFlight = null; // the one refresh under way, if any (see refresh())
+// The latest DPoP-Nonce of each server (RFC 9449 §8, §9): not secrets, kept for the page's life.
+const dpopNonces = new dpop.NonceBook();
 
 // -- small UI helpers ------------------------------------------------------------------
 
@@ -128,6 +138,12 @@ function render() {
       + "needs it.";
     return;
   }
+  $("dpop-status").hidden = !session.dpopKey;
+  $("dpop-status").textContent = session.dpopKey
+    ? `Sender-constrained (DPoP, RFC 9449): the tokens work only with proofs signed by this tab's key `
+      + `(thumbprint ${session.dpopKey.thumbprint}), whose private half the browser will not let any script `
+      + "export."
+    : "";
   const minutes = Math.max(0, Math.round((session.expiresAt - Date.now()) / 60000));
   $("session-status").textContent = session.refreshToken
     ? `Access token valid for about ${minutes} min; `
@@ -165,6 +181,40 @@ function takeFromSessionStorage(key) {
   } catch (err) {
     return null;
   }
+}
+
+// -- DPoP (RFC 9449) ---------------------------------------------------------------------------
+
+/** Whether a sign-in in ``mode`` binds its tokens to a key (DPOP and the issuer's metadata). */
+function wantsDpop(mode, metadata) {
+  if (mode !== "pkce") return false; // Implicit has no token request to bind at: Bearer only
+  try {
+    return dpop.useDpop(config.dpop, metadata);
+  } catch (err) {
+    throw new oidc.OidcError(err.error, err.description, err.hint);
+  }
+}
+
+/** What oidc.js needs to sign with ``key`` (null: no DPoP); each proof made is added to ``proofs``. */
+function dpopContext(key, proofs) {
+  return key ? { key, nonces: dpopNonces, onProof: (made) => proofs.push(made) } : null;
+}
+
+/** The proofs one step sent, for the inspector: each decoded; ``checks`` go with the last one. */
+function proofParts(proofs, checks = []) {
+  return proofs.map((made, index) => ({
+    label: index ? "DPoP proof (the retry, with the server's nonce)" : "DPoP proof",
+    token: made.proof,
+    checks: index === proofs.length - 1 ? checks : [],
+  }));
+}
+
+/** Why a step carried proofs, in one sentence for the inspector. */
+function proofNote(proofs) {
+  if (!proofs.length) return "";
+  return proofs.length > 1
+    ? " The server asked for its nonce (use_dpop_nonce, RFC 9449 §8-9); the retry carried it."
+    : " The request carried a DPoP proof signed by this tab's key (RFC 9449 §4).";
 }
 
 // -- sign-in ---------------------------------------------------------------------------------
@@ -205,6 +255,8 @@ async function signIn() {
       } },
     });
 
+  // DPOP=on with an issuer that cannot: say so now, not after the user signed in there.
+  wantsDpop(mode, metadata);
   const pending = { mode, state: oidc.randomString(), nonce: oidc.randomString(), createdAt: Date.now() };
   let codeChallenge = null;
   if (mode === "pkce") {
@@ -271,9 +323,12 @@ async function completeSignIn() {
   inspector.step("State checked",
     "The state matches the one this tab sent: the answer belongs to this sign-in (RFC 6749 §10.12). "
       + "Then iss named our issuer (RFC 9207), and the answer carried no error.");
-  // Code flow: the answer is the code, to redeem; Implicit: the answer is the tokens.
-  const tokens = pending.mode === "pkce" ? await redeemCode(metadata, answer, pending) : answer;
-  await acceptTokens(tokens, { mode: pending.mode, nonce: pending.nonce, metadata });
+  // Code flow: the answer is the code, to redeem (under DPoP with a new key,
+  // made here, in memory, right before the token request that binds it);
+  // Implicit: the answer is the tokens.
+  const dpopKey = wantsDpop(pending.mode, metadata) ? await dpop.generateKey() : null;
+  const tokens = pending.mode === "pkce" ? await redeemCode(metadata, answer, pending, dpopKey) : answer;
+  await acceptTokens(tokens, { mode: pending.mode, nonce: pending.nonce, metadata, dpopKey });
 }
 
 /** The callback step in the inspector: what came back, and where. */
@@ -290,22 +345,26 @@ function recordCallback(mode, params) {
  * Exchange the code for tokens, with the PKCE code_verifier (RFC 6749
  * §4.1.3, RFC 7636 §4.5), and show the request in the inspector.
  */
-async function redeemCode(metadata, code, pending) {
+async function redeemCode(metadata, code, pending, dpopKey = null) {
   const form = { grant_type: "authorization_code", client_id: config.client_id, code,
     redirect_uri: config.redirect_uri, code_verifier: pending.codeVerifier };
   const request = { method: "POST", url: metadata.token_endpoint, params: form };
+  const proofs = [];
   let tokens;
   try {
     tokens = await oidc.exchangeCode(metadata, { clientId: config.client_id, redirectUri: config.redirect_uri,
-      code, codeVerifier: pending.codeVerifier });
+      code, codeVerifier: pending.codeVerifier, dpop: dpopContext(dpopKey, proofs) });
   } catch (err) {
-    inspector.step("Token request failed", err.description, { ok: false, request });
+    inspector.step("Token request failed", err.description + proofNote(proofs),
+      { ok: false, request, proofs: proofParts(proofs) });
     throw err;
   }
-  inspector.step("Token request (code exchange)",
+  inspector.step(dpopKey ? "Token request (code exchange, DPoP)" : "Token request (code exchange)",
     "POST the code with the code_verifier to the token endpoint by fetch (CORS). A public client: "
-      + "client_id, no secret; the verifier proves this tab started the flow (RFC 7636 §4.5).",
-    { request, response: { status: 200, body: tokens } });
+      + "client_id, no secret; the verifier proves this tab started the flow (RFC 7636 §4.5)."
+      + (dpopKey ? " The issuer binds the tokens to the proof's key "
+        + `(token_type ${tokens.token_type}, RFC 9449 §5).${proofNote(proofs)}` : ""),
+    { request, response: { status: 200, body: tokens }, proofs: proofParts(proofs) });
   return tokens;
 }
 
@@ -319,7 +378,7 @@ async function redeemCode(metadata, code, pending) {
  * access token to it (3.2.2.9-3.2.2.10).
  */
 async function acceptTokens(tokens,
-  { mode, nonce, metadata, previous = null, generation = sessionGeneration }) {
+  { mode, nonce, metadata, previous = null, generation = sessionGeneration, dpopKey = null }) {
   let result;
   const label = previous ? "Refreshed ID token" : "ID token";
   try {
@@ -344,14 +403,18 @@ async function acceptTokens(tokens,
       : "Signature verified with WebCrypto against the issuer's JWKS, "
         + "then iss, aud, exp, iat and nonce (OIDC Core 3.1.3.7).",
     { jwt: { label, token: tokens.id_token, checks: result.checks } });
+  const key = previous ? previous.dpopKey : dpopKey;
   inspector.step("Access token",
-    "Opaque to this app by contract; shown decoded for learning. The API validates it, not us.",
-    { jwt: { label: "Access token", token: tokens.access_token } });
+    "Opaque to this app by contract; shown decoded for learning. The API validates it, not us."
+      + (key ? " Bound to this tab's DPoP key: its cnf.jkt is the key's thumbprint (RFC 9449 §6)." : ""),
+    { jwt: { label: "Access token", token: tokens.access_token, checks: bindingChecks(tokens, key) } });
 
   const expiresIn = Number(tokens.expires_in) > 0 ? Number(tokens.expires_in) : 3600;
   session = {
     mode,
     accessToken: tokens.access_token,
+    tokenType: tokens.token_type,
+    dpopKey: key,
     idToken: tokens.id_token,
     // Rotation: use the new refresh token if the issuer sent one, else keep ours.
     refreshToken: mode === "pkce"
@@ -364,6 +427,32 @@ async function acceptTokens(tokens,
   scheduleRefresh(expiresIn);
   render();
   return true;
+}
+
+/**
+ * What this page can see of a DPoP binding (RFC 9449 §5, §6): token_type
+ * DPoP, and, when the access token is a JWT, cnf.jkt = our key's thumbprint.
+ * For the inspector only: the API is what enforces the binding.
+ */
+function bindingChecks(tokens, key) {
+  if (!key) return [];
+  const bound = /^dpop$/i.test(tokens.token_type || "");
+  const checks = [{ check: "token_type", ok: bound,
+    detail: bound ? "DPoP: the token is bound to a key (RFC 9449 §5)"
+      : `${tokens.token_type}: the issuer did not bind this token, so it is sent as Bearer` }];
+  let claims = null;
+  try {
+    claims = oidc.decodeJwt(tokens.access_token).claims;
+  } catch (err) {
+    claims = null; // an opaque token: only the issuer and the API can read its binding
+  }
+  if (claims) {
+    const jkt = claims.cnf && claims.cnf.jkt;
+    checks.push({ check: "cnf.jkt", ok: jkt === key.thumbprint,
+      detail: jkt === key.thumbprint ? `${jkt}, the thumbprint of this tab's key (RFC 7638)`
+        : `${String(jkt || "(none)")} is not the thumbprint of this tab's key` });
+  }
+  return checks;
 }
 
 // -- staying signed in: rotating refresh tokens ---------------------------------------------
@@ -412,31 +501,36 @@ async function refreshOnce(trigger) {
     refresh_token: previous.refreshToken,
   };
   const request = { method: "POST", url: metadata.token_endpoint, params: form };
+  const proofs = [];
   let tokens;
   try {
-    tokens = await oidc.refreshTokens(metadata,
-      { clientId: config.client_id, refreshToken: previous.refreshToken });
+    // Under DPoP, with a proof from the same key: the issuer bound our refresh token to it (RFC 9449 §5).
+    tokens = await oidc.refreshTokens(metadata, { clientId: config.client_id,
+      refreshToken: previous.refreshToken, dpop: dpopContext(previous.dpopKey, proofs) });
   } catch (err) {
     if (stale()) return; // signed out meanwhile: nothing to report
-    inspector.step("Refresh failed", err.description, { ok: false, request });
+    inspector.step("Refresh failed", err.description + proofNote(proofs),
+      { ok: false, request, proofs: proofParts(proofs) });
     throw err;
   }
-  if (stale()) return discardTokens(metadata, tokens);
+  if (stale()) return discardTokens(metadata, tokens, previous.dpopKey);
   const rotated = tokens.refresh_token && tokens.refresh_token !== previous.refreshToken;
   inspector.step(`Refresh (${trigger})`,
     rotated
       ? "New tokens for the refresh token; the issuer rotated it (RFC 9700 §4.14.2): "
         + `${shorten(previous.refreshToken)} is spent, ${shorten(tokens.refresh_token)} replaces it.`
-      : "New tokens for the refresh token; the issuer did not rotate it, so we keep the old one.",
-    { request, response: { status: 200, body: tokens } });
+      : "New tokens for the refresh token; the issuer did not rotate it, so we keep the old one."
+      + proofNote(proofs),
+    { request, response: { status: 200, body: tokens }, proofs: proofParts(proofs) });
   if (tokens.id_token) {
     if (!await acceptTokens(tokens, { mode: previous.mode, nonce: null, metadata, previous, generation })) {
-      return discardTokens(metadata, tokens);
+      return discardTokens(metadata, tokens, previous.dpopKey);
     }
   } else {
     session = {
       ...previous,
       accessToken: tokens.access_token,
+      tokenType: tokens.token_type,
       refreshToken: tokens.refresh_token || previous.refreshToken,
       expiresAt: Date.now() + (Number(tokens.expires_in) || 3600) * 1000,
     };
@@ -451,8 +545,9 @@ async function refreshOnce(trigger) {
  * carry would be a live credential nobody holds on to: revoke it (RFC 7009
  * §2.1), best effort, rather than leave it valid until it expires.
  */
-function discardTokens(metadata, tokens) {
-  void oidc.revokeToken(metadata, { clientId: config.client_id, token: tokens.refresh_token });
+function discardTokens(metadata, tokens, dpopKey = null) {
+  void oidc.revokeToken(metadata,
+    { clientId: config.client_id, token: tokens.refresh_token, dpop: dpopContext(dpopKey, []) });
 }
 
 // -- the API ---------------------------------------------------------------------------------
@@ -491,12 +586,19 @@ function showApiResult(result, request = `GET ${config.api_url}`) {
 async function callApi() {
   if (session.mode === "bff") return callApiThroughBff();
   clearMessages();
-  const result = await oidc.callApi(config.api_url, session.accessToken);
+  const proofs = [];
+  const result = await oidc.callApi(config.api_url, session.accessToken,
+    { tokenType: session.tokenType, dpop: dpopContext(session.dpopKey, proofs) });
+  const scheme = proofs.length ? "DPoP" : "Bearer";
+  // The checks the API reports it ran on our proof (RFC 9449 §4.3, §7.1).
+  const report = result.body && result.body.dpop && Array.isArray(result.body.dpop.checks)
+    ? result.body.dpop.checks.map((c) => ({ check: String(c), ok: true, detail: "passed at the API" }))
+    : [];
   inspector.step(`API call: HTTP ${result.status}`,
-    "GET the API with Authorization: Bearer <access token>, cross-origin: "
-      + "the API's CORS policy allows this origin only.",
-    { ok: result.ok, request: { method: "GET", url: config.api_url, params: { Authorization: "Bearer" } },
-      response: { status: result.status, body: result.body } });
+    `GET the API with Authorization: ${scheme} <access token>, cross-origin: `
+      + "the API's CORS policy allows this origin only." + proofNote(proofs),
+    { ok: result.ok, request: { method: "GET", url: config.api_url, params: { Authorization: scheme } },
+      response: { status: result.status, body: result.body }, proofs: proofParts(proofs, report) });
   showApiResult(result);
   if (result.status === 401) {
     dropSession();
@@ -582,17 +684,19 @@ async function signOut() {
   dropSession();
   const metadata = await oidc.discover(config.issuer);
   if (ending.refreshToken) {
-    const revoked = await oidc.revokeToken(metadata,
-      { clientId: config.client_id, token: ending.refreshToken });
+    const proofs = [];
+    const revoked = await oidc.revokeToken(metadata, { clientId: config.client_id, token: ending.refreshToken,
+      dpop: dpopContext(ending.dpopKey, proofs) });
     const params = {
       token: ending.refreshToken,
       token_type_hint: "refresh_token",
       client_id: config.client_id,
     };
-    inspector.step("Refresh token revoked", revoked
+    inspector.step("Refresh token revoked", (revoked
       ? "RFC 7009: the issuer will refuse it from now on."
-      : "RFC 7009 revocation failed (best effort); it expires on its own.",
-    { ok: revoked, request: { method: "POST", url: metadata.revocation_endpoint || "(none)", params } });
+      : "RFC 7009 revocation failed (best effort); it expires on its own.") + proofNote(proofs),
+    { ok: revoked, request: { method: "POST", url: metadata.revocation_endpoint || "(none)", params },
+      proofs: proofParts(proofs) });
   }
   const state = oidc.randomString();
   const url = oidc.endSessionUrl(metadata, { idTokenHint: ending.idToken, clientId: config.client_id,

@@ -32,7 +32,8 @@ export function redact(params) {
   for (const [key, value] of Object.entries(params || {})) {
     if (SECRET_KEYS.has(key)) out[key] = "[redacted]";
     else if (TOKEN_KEYS.has(key)) out[key] = shorten(value);
-    else if (key === "Authorization") out[key] = "Bearer [redacted]";
+    // The scheme (Bearer or DPoP) is worth seeing; the credential is not.
+    else if (key === "Authorization") out[key] = `${/^dpop/i.test(value) ? "DPoP" : "Bearer"} [redacted]`;
     else out[key] = value;
   }
   return out;
@@ -107,6 +108,9 @@ function renderStep(step, index) {
   }
   if (Array.isArray(step.checks) && step.checks.length) item.append(checksList(step.checks));
   if (step.jwt) item.append(...renderJwt(step.jwt));
+  for (const proof of Array.isArray(step.proofs) ? step.proofs : []) {
+    item.append(el("div", { class: "dpop-proof" }, ...renderJwt(proof)));
+  }
   if (step.error) {
     item.append(el("p", { class: "step-error" },
       el("code", {}, String(step.error.error)), ` ${step.error.description || ""}`));
@@ -133,6 +137,23 @@ function renderJwt(jwt) {
   return parts;
 }
 
+/** A JWT as a step keeps it: shortened, with its header and claims decoded (null if it is not a JWT). */
+function decoded({ label, token, checks }) {
+  let parts = null;
+  try {
+    parts = decodeJwt(token);
+  } catch (err) {
+    parts = null;
+  }
+  return {
+    label: label || "JWT",
+    token: shorten(token),
+    header: parts && parts.header,
+    claims: parts && parts.claims,
+    checks: checks || [],
+  };
+}
+
 /** The protocol steps this page performed, shown as an ordered list (secrets redacted). */
 export class FlowInspector {
   /** @param {HTMLElement} root the ``<ol id="inspector">`` */
@@ -143,28 +164,17 @@ export class FlowInspector {
 
   /**
    * Record a step.  ``parts`` may hold ``request`` {method, url, params},
-   * ``response`` {status, body}, ``jwt`` {token, checks} and ``ok`` (false
-   * marks a failed step).
+   * ``response`` {status, body}, ``jwt`` {token, checks}, ``proofs`` (a
+   * list like ``jwt``: the DPoP proofs sent) and ``ok`` (false marks a
+   * failed step).
    */
   step(title, explanation, parts = {}) {
     const step = { title, explanation, ok: parts.ok !== false };
     if (parts.request) step.request = { ...parts.request, params: redact(parts.request.params) };
     if (parts.response) step.response = { status: parts.response.status, body: redact(parts.response.body) };
-    if (parts.jwt) {
-      let decoded = null;
-      try {
-        decoded = decodeJwt(parts.jwt.token);
-      } catch (err) {
-        decoded = null;
-      }
-      step.jwt = {
-        label: parts.jwt.label || "JWT",
-        token: shorten(parts.jwt.token),
-        header: decoded && decoded.header,
-        claims: decoded && decoded.claims,
-        checks: parts.jwt.checks || [],
-      };
-    }
+    if (parts.jwt) step.jwt = decoded(parts.jwt);
+    // DPoP proofs (RFC 9449 §4.2) the step sent, each decoded: header (typ, alg, the public jwk) and claims.
+    if (Array.isArray(parts.proofs) && parts.proofs.length) step.proofs = parts.proofs.map(decoded);
     this.steps.push(step);
     this.render();
   }

@@ -24,8 +24,14 @@
 //   9. revokeToken(),            sign-out: RFC 7009, then OIDC RP-Initiated
 //      endSessionUrl()           Logout 1.0 §2
 //
+// Under DPoP (RFC 9449; dpop.js makes the key and the proofs), steps 6, 8 and
+// 9 and callApi() send a proof with each request and retry once with the
+// server's nonce when it asks (§8, §9).
+//
 // Everything here is a pure function of its arguments plus fetch(): no
 // DOM, no storage.  app.js decides where things are kept (memory only).
+
+import { asksForNonce, makeProof } from "./dpop.js";
 
 /** A protocol failure to show the user: a code, a sentence and a hint. */
 export class OidcError extends Error {
@@ -358,22 +364,48 @@ export function checkAuthorizationResponse(params, pending, metadata,
 
 // -- 6. the token endpoint -------------------------------------------------------------
 
-async function tokenRequest(metadata, form) {
-  const { ok, status, body } = await fetchJson(metadata.token_endpoint, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams(form),
-  }, "the token endpoint");
+/**
+ * POST a form to one of the issuer's endpoints.  With ``dpop`` ({key,
+ * nonces, onProof}) the request carries a fresh proof (RFC 9449 §4), and an
+ * answer asking for the issuer's nonce (``400 use_dpop_nonce`` with
+ * ``DPoP-Nonce``, §8) is retried once, with it.
+ */
+async function postForm(url, form, what, dpop = null) {
+  const send = async () => {
+    const headers = { "Content-Type": "application/x-www-form-urlencoded" };
+    if (dpop) {
+      const made = await makeProof(dpop.key, { method: "POST", url, nonce: dpop.nonces.get(url) });
+      if (dpop.onProof) dpop.onProof(made);
+      headers.DPoP = made.proof;
+    }
+    const answer = await fetchJson(url, { method: "POST", headers, body: new URLSearchParams(form) }, what);
+    // Any answer may carry the issuer's next nonce (§8.2).
+    if (dpop) dpop.nonces.remember(url, answer.headers);
+    return answer;
+  };
+  const answer = await send();
+  return dpop && asksForNonce(answer.status, answer.headers, answer.body) ? send() : answer;
+}
+
+async function tokenRequest(metadata, form, dpop = null) {
+  const { ok, status, body } = await postForm(metadata.token_endpoint, form, "the token endpoint", dpop);
   if (!ok) {
     const error = (body && body.error) || "token_error";
     const description = (body && body.error_description) || `The token endpoint answered HTTP ${status}.`;
     throw new OidcError(error, description,
       error === "invalid_grant"
         ? "The code or refresh token was used, expired or revoked; sign in again."
-        : "Check the client's registration at the issuer.");
+        : error === "invalid_dpop_proof" || error === "use_dpop_nonce"
+          ? "The issuer refused this page's DPoP proof (RFC 9449 §5); reload the page and sign in again."
+          : "Check the client's registration at the issuer.");
   }
-  if (!body || typeof body.access_token !== "string" || !/^bearer$/i.test(body.token_type || "")) {
-    throw new OidcError("token_error", "The token response has no Bearer access_token (RFC 6749 §5.1).");
+  // RFC 9449 §5: a bound token says token_type DPoP; an issuer may still
+  // answer Bearer to a proof (it did not bind the token), never DPoP without one.
+  const types = dpop ? /^(bearer|dpop)$/i : /^bearer$/i;
+  if (!body || typeof body.access_token !== "string" || !types.test(body.token_type || "")) {
+    throw new OidcError("token_error", dpop
+      ? "The token response has no Bearer or DPoP access_token (RFC 6749 §5.1, RFC 9449 §5)."
+      : "The token response has no Bearer access_token (RFC 6749 §5.1).");
   }
   return body;
 }
@@ -384,14 +416,14 @@ async function tokenRequest(metadata, form) {
  * redeems the code is whoever asked for it (RFC 7636 §4.5), so a code
  * stolen on the way back is useless.
  */
-export function exchangeCode(metadata, { clientId, redirectUri, code, codeVerifier }) {
+export function exchangeCode(metadata, { clientId, redirectUri, code, codeVerifier, dpop = null }) {
   return tokenRequest(metadata, {
     grant_type: "authorization_code",
     client_id: clientId,
     code,
     redirect_uri: redirectUri,
     code_verifier: codeVerifier,
-  });
+  }, dpop);
 }
 
 /**
@@ -399,12 +431,14 @@ export function exchangeCode(metadata, { clientId, redirectUri, code, codeVerifi
  * tokens for public clients (RFC 9700 §4.14.2): each answer carries a new
  * one and the old one stops working, so a stolen copy is detected on reuse.
  */
-export function refreshTokens(metadata, { clientId, refreshToken }) {
+export function refreshTokens(metadata, { clientId, refreshToken, dpop = null }) {
+  // Under DPoP the issuer binds a public client's refresh token to our key
+  // too (RFC 9449 §5): the refresh needs a proof from the same key.
   return tokenRequest(metadata, {
     grant_type: "refresh_token",
     client_id: clientId,
     refresh_token: refreshToken,
-  });
+  }, dpop);
 }
 
 // -- 7. the ID token -------------------------------------------------------------------------
@@ -677,27 +711,45 @@ export async function validateIdToken(idToken, options) {
 // -- the resource server ----------------------------------------------------------------------
 
 /**
- * Call the API with the access token as a Bearer credential (RFC 6750 §2.1).
+ * Call the API with the access token: ``Authorization: Bearer`` (RFC 6750
+ * §2.1), or for a DPoP-bound token ``Authorization: DPoP`` with a proof that
+ * carries the token's hash (RFC 9449 §7.1), retried once with the API's
+ * nonce when it asks (401 ``use_dpop_nonce``, §9).
  * A cross-origin request: the API must allow this origin (CORS).
  */
-export async function callApi(apiUrl, accessToken) {
-  let response;
-  try {
-    response = await fetch(apiUrl, {
-      credentials: "omit",
-      cache: "no-store",
-      redirect: "manual", // the access token goes to API_URL only, never where a redirect points
-      headers: { Accept: "application/json", Authorization: `Bearer ${accessToken}` },
-    });
-  } catch (err) {
-    throw new OidcError("api_unreachable", `Could not call ${apiUrl}.`,
-      "Is the resource server running, and does its CORS policy allow this page's origin?");
-  }
-  if (response.type === "opaqueredirect") {
-    throw new OidcError("api_unreachable",
-      `The API at ${apiUrl} answered with a redirect, which is not followed.`,
-      "Set API_URL to the API's final address.");
-  }
+export async function callApi(apiUrl, accessToken, { tokenType = "Bearer", dpop = null } = {}) {
+  const bound = dpop && /^dpop$/i.test(tokenType);
+  const send = async () => {
+    const scheme = bound ? "DPoP" : "Bearer";
+    const headers = { Accept: "application/json", Authorization: `${scheme} ${accessToken}` };
+    if (bound) {
+      const made = await makeProof(dpop.key,
+        { method: "GET", url: apiUrl, accessToken, nonce: dpop.nonces.get(apiUrl) });
+      if (dpop.onProof) dpop.onProof(made);
+      headers.DPoP = made.proof;
+    }
+    let response;
+    try {
+      response = await fetch(apiUrl, {
+        credentials: "omit",
+        cache: "no-store",
+        redirect: "manual", // the access token goes to API_URL only, never where a redirect points
+        headers,
+      });
+    } catch (err) {
+      throw new OidcError("api_unreachable", `Could not call ${apiUrl}.`,
+        "Is the resource server running, and does its CORS policy allow this page's origin?");
+    }
+    if (response.type === "opaqueredirect") {
+      throw new OidcError("api_unreachable",
+        `The API at ${apiUrl} answered with a redirect, which is not followed.`,
+        "Set API_URL to the API's final address.");
+    }
+    if (bound) dpop.nonces.remember(apiUrl, response.headers);
+    return response;
+  };
+  const response = await send();
+  if (bound && asksForNonce(response.status, response.headers, null)) return readApiAnswer(await send());
   return readApiAnswer(response);
 }
 
@@ -724,14 +776,13 @@ export async function readApiAnswer(response) {
 // -- 9. sign-out ---------------------------------------------------------------------------------
 
 /** Revoke a token at the issuer (RFC 7009 §2.1), best effort: returns true on 200. */
-export async function revokeToken(metadata, { clientId, token, tokenTypeHint = "refresh_token" }) {
+export async function revokeToken(metadata,
+  { clientId, token, tokenTypeHint = "refresh_token", dpop = null }) {
   if (!metadata.revocation_endpoint || !token) return false;
   try {
-    const { ok } = await fetchJson(metadata.revocation_endpoint, {
-      method: "POST",
-      headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ token, token_type_hint: tokenTypeHint, client_id: clientId }),
-    }, "the revocation endpoint");
+    // A DPoP-bound refresh token is revoked with a proof from its key (RFC 9449 §5).
+    const { ok } = await postForm(metadata.revocation_endpoint,
+      { token, token_type_hint: tokenTypeHint, client_id: clientId }, "the revocation endpoint", dpop);
     return ok;
   } catch (err) {
     return false;
