@@ -91,8 +91,6 @@ def call_api(
         raise error from None
     for number, (headers, response) in enumerate(attempts, 1):
         request = {"method": "GET", "url": url, "headers": headers}
-        if dpop_key is not None:
-            request["proof"] = proof_display(headers["DPoP"], "GET", url, access_token)
         if number < len(attempts):
             recorder.step(
                 "dpop.api_nonce_requested",
@@ -100,6 +98,8 @@ def call_api(
                 response={"status": response.status_code, "body": _body_of(response)},
             )
             continue
+        if dpop_key is not None:
+            request["proof"] = proof_display(headers["DPoP"], "GET", url, access_token)
         answer = ApiAnswer(
             response.status_code, _body_of(response), response.headers.get("WWW-Authenticate", "")
         )

@@ -175,8 +175,10 @@ class Client:
             # RFC 9449 §8: "use_dpop_nonce" is not a refusal: the issuer wants its
             # nonce in the proof.  One retry with a fresh proof (and, for
             # private_key_jwt, a fresh client assertion: its jti is single use).
+            # (Its proof is not shown: the retry's, below, is the same but for jti and nonce.)
+            without_proof = {k: v for k, v in request.items() if k != "proof"}
             self.recorder.step(
-                "dpop.nonce_requested", request=request, response={"status": status, "body": data}
+                "dpop.nonce_requested", request=without_proof, response={"status": status, "body": data}
             )
         self.recorder.step(step, request=request, response={"status": status, "body": data})
         return status, data

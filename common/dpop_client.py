@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import requests
 from joserfc.errors import JoseError
-from joserfc.jwk import JWKRegistry
 
 from .dpop import (
+    PRIVATE_MEMBERS,
     PROOF_ALGORITHMS,
     PROOF_TYPE,
     TOKEN_TYPE,
@@ -43,7 +43,7 @@ from .dpop import (
     htu_of,
 )
 from .errors import FlowError
-from .inspector import decode_unverified
+from .inspector import decode_unverified, shorten
 from .untrusted import plain_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,7 +190,6 @@ def proof_display(proof: str, method: str, url: str, access_token: str | None = 
     """
     header, claims = decode_unverified(proof)
     jwk = header.get("jwk") if isinstance(header.get("jwk"), dict) else {}
-    thumbprint = _thumbprint(jwk)
     checks = [
         _check(
             "typ", header.get("typ") == PROOF_TYPE, f"{PROOF_TYPE}: a DPoP proof, not any other JWT (§4.2)"
@@ -202,8 +201,8 @@ def proof_display(proof: str, method: str, url: str, access_token: str | None = 
         ),
         _check(
             "jwk",
-            bool(jwk) and "d" not in jwk,
-            f"the public key only; its thumbprint {thumbprint} is what the token's cnf.jkt names (§6.1)",
+            bool(jwk) and not PRIVATE_MEMBERS & jwk.keys(),
+            "the public key only; its RFC 7638 thumbprint is what the token's cnf.jkt names (§6.1)",
         ),
         _check("htm", claims.get("htm") == method.upper(), f"{claims.get('htm')}: this request's method"),
         _check(
@@ -228,15 +227,9 @@ def proof_display(proof: str, method: str, url: str, access_token: str | None = 
         )
     if "nonce" in claims:
         checks.append(_check("nonce", True, "the latest DPoP-Nonce this server sent (§8, §9)"))
-    return {"token": proof, "header": header, "claims": claims, "checks": checks}
-
-
-def _thumbprint(jwk: Mapping[str, Any]) -> str:
-    """The RFC 7638 thumbprint of a proof's public key, for display ("?" when it is not a key)."""
-    try:
-        return JWKRegistry.import_key(dict(jwk)).thumbprint()
-    except (JoseError, ValueError, TypeError):
-        return "?"
+    # The key's coordinates are public but long and random: shortened, they keep the session small.
+    header = {**header, "jwk": {k: shorten(v) if len(str(v)) > 16 else v for k, v in jwk.items()}}
+    return {"header": header, "claims": claims, "checks": checks}
 
 
 def _check(name: str, ok: bool, detail: str) -> dict:
