@@ -182,7 +182,7 @@ STEPS: dict[str, tuple[str, str]] = {
         "DPoP-Nonce header (RFC 9449 §9). The call is repeated once, with a new proof carrying the nonce.",
     ),
     "dpop.api_call": (
-        "Call the API with DPoP: GET {url}",
+        "Call the API: GET {url}",
         "The access token is bound to this app's key (cnf.jkt), so it goes in the Authorization header with "
         "the DPoP scheme, beside a fresh proof for this request whose 'ath' is the token's hash (RFC 9449 "
         "§7.1). A copy of the token alone is useless: the API also checks that the proof was signed by the "

@@ -52,7 +52,7 @@ def dpop_client(fake_issuer, mode: str = "auto", **kwargs) -> Client:
 
 
 def dpop_sign_in(client: Client, fake_issuer, log: FlowLog | None = None):
-    """The web app's order: a key when the sign-in starts, kept with the pending sign-in, then the callback."""
+    """As the web app does: a key when the sign-in starts, kept with the pending sign-in; the callback."""
     key = new_dpop_key(client)
     url, pending = build_authorization_request(client, "openid profile email offline_access")
     remember_dpop_key(pending, key)
@@ -221,7 +221,7 @@ def test_api_call_uses_the_dpop_scheme_with_ath_and_answers_the_apis_nonce(fake_
     assert claims["htu"] == fake_issuer.base_url + "/api/messages"  # no query (RFC 9449 §4.2)
     assert [s["title"] for s in log.steps] == [
         "The API asked for a DPoP nonce",
-        f"Call the API with DPoP: GET {fake_issuer.base_url}/api/messages?x=1",
+        f"Call the API: GET {fake_issuer.base_url}/api/messages?x=1",
     ]
     assert {c["check"] for c in log.steps[-1]["proof"]["checks"]} >= {"ath", "nonce"}
 

@@ -62,7 +62,9 @@ def test_the_api_is_called_with_the_sessions_key_and_sign_out_revokes_with_it(ap
     assert dpop.proofs[-1][0] == "api" and "ath" in dpop.proofs[-1][1]
     assert "hello from the fake API, with DPoP" in client.get("/profile").get_data(as_text=True)
     inspector = client.get("/inspector").get_data(as_text=True)
-    assert "Call the API with DPoP" in inspector and 'class="step-proof dpop-proof"' in inspector
+    assert (
+        "bound to this app&#39;s key (cnf.jkt)" in inspector and 'class="step-proof dpop-proof"' in inspector
+    )
     assert key.to_jwk()["d"] not in inspector
 
     sid = client.get_cookie(COOKIE).value
