@@ -105,6 +105,11 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // DPoP (RFC 9449), as Okta offers it: dpop_signing_alg_values_supported in
+    // the metadata (so the apps' DPOP=auto uses it), DPoP-bound access tokens
+    // with cnf.jkt, and a server nonce demanded on every token request, so
+    // that the clients meet `400 use_dpop_nonce` and retry with the nonce (§8).
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
     // Access tokens are JWTs for the API only (RFC 8707 resource
     // indicators, RFC 9068 token format). The suite's clients send no
     // `resource`, so the API is every request's default resource, as an
