@@ -233,4 +233,5 @@ def proof_display(proof: str, method: str, url: str, access_token: str | None = 
 
 
 def _check(name: str, ok: bool, detail: str) -> dict:
+    """One row of the inspector's check list (the shape :class:`common.inspector.FlowLog` stores)."""
     return {"check": name, "ok": bool(ok), "detail": detail}

@@ -146,7 +146,6 @@ def _fit(entry: dict) -> dict:
     """
     for section, part in (
         ("response", "body"),
-        ("proof", "header"),
         ("jwt", "claims"),
         ("request", "params"),
         ("request", "headers"),
@@ -291,8 +290,9 @@ class FlowLog:
                     req[part] = redact(request[part])
             entry["request"] = req
             if request.get("proof"):
-                # The request's DPoP proof (RFC 9449 §4), decoded, with the checks a server runs on it.
-                entry["proof"] = _clean_jwt(request["proof"])
+                # The request's DPoP proof (RFC 9449 §4), decoded, with the checks a server runs on it;
+                # a list of {label, header, claims, checks}, the shape the SPA's inspector shows too.
+                entry["proofs"] = [{"label": "DPoP proof", **_clean_jwt(request["proof"])}]
         if response is not None:
             entry["response"] = {"status": response.get("status"), "body": _clean_body(response.get("body"))}
         if jwt is not None:
@@ -382,8 +382,7 @@ class FlowLog:
                 if body not in (None, "", {}):
                     text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
                     lines.extend("       " + line for line in text.splitlines())
-            proof = s.get("proof")
-            if proof:
+            for proof in s.get("proofs") or []:
                 lines.append(f"   DPoP proof header: {json.dumps(proof.get('header'), ensure_ascii=False)}")
                 lines.append(f"   DPoP proof claims: {json.dumps(proof.get('claims'), ensure_ascii=False)}")
                 for check in proof.get("checks", []):

@@ -61,7 +61,8 @@ STEPS: dict[str, tuple[str, str]] = {
     "userinfo": (
         "UserInfo request",
         "We ask the issuer's UserInfo endpoint for the user's profile, presenting the access token as a "
-        "Bearer token. The answer's 'sub' must be the ID token's 'sub'.",
+        "Bearer token (or, when it is DPoP-bound, with the DPoP scheme and a proof, RFC 9449 §7.1). The "
+        "answer's 'sub' must be the ID token's 'sub'.",
     ),
     "api_call": (
         "Call the API: GET {url}",

@@ -123,7 +123,7 @@ def test_bff_signs_in_and_proxies_the_api_with_dpop(dpop_stack):
     steps = http.get(base + "/bff/inspector", headers=CSRF, timeout=10).json()["steps"]
     assert NONCE_STEP in [step["title"] for step in steps]
     exchange = next(step for step in steps if step["title"] == "Token request (authorization code)")
-    assert exchange["proof"]["claims"]["nonce"] and exchange["response"]["body"]["token_type"] == "DPoP"
+    assert exchange["proofs"][0]["claims"]["nonce"] and exchange["response"]["body"]["token_type"] == "DPoP"
 
 
 def test_native_sim_login_call_api_refresh_and_logout_with_dpop(dpop_stack, tmp_path):

@@ -73,9 +73,12 @@ def test_code_exchange_retries_once_with_the_issuers_nonce_and_gets_a_bound_toke
     assert "The issuer asked for a DPoP nonce" in titles
     exchange = next(s for s in log.steps if s["title"] == "Token request (authorization code)")
     # The inspector shows the proof decoded, with the checks a server runs; never the private key.
-    assert exchange["proof"]["header"]["typ"] == "dpop+jwt" and "d" not in exchange["proof"]["header"]["jwk"]
-    assert exchange["proof"]["claims"]["nonce"] == "n-1"
-    assert {c["check"] for c in exchange["proof"]["checks"]} >= {
+    assert (
+        exchange["proofs"][0]["header"]["typ"] == "dpop+jwt"
+        and "d" not in exchange["proofs"][0]["header"]["jwk"]
+    )
+    assert exchange["proofs"][0]["claims"]["nonce"] == "n-1"
+    assert {c["check"] for c in exchange["proofs"][0]["checks"]} >= {
         "typ",
         "alg",
         "jwk",
@@ -84,7 +87,7 @@ def test_code_exchange_retries_once_with_the_issuers_nonce_and_gets_a_bound_toke
         "iat",
         "jti",
     }
-    assert all(c["ok"] for c in exchange["proof"]["checks"])
+    assert all(c["ok"] for c in exchange["proofs"][0]["checks"])
     assert "dpop_jwk" not in str(log.to_list()) and key.to_jwk()["d"] not in str(log.to_list())
 
 
@@ -223,7 +226,7 @@ def test_api_call_uses_the_dpop_scheme_with_ath_and_answers_the_apis_nonce(fake_
         "The API asked for a DPoP nonce",
         f"Call the API: GET {fake_issuer.base_url}/api/messages?x=1",
     ]
-    assert {c["check"] for c in log.steps[-1]["proof"]["checks"]} >= {"ath", "nonce"}
+    assert {c["check"] for c in log.steps[-1]["proofs"][0]["checks"]} >= {"ath", "nonce"}
 
 
 def test_a_bound_token_as_bearer_is_refused_by_a_dpop_api(fake_issuer):
@@ -246,4 +249,4 @@ def test_userinfo_with_a_bound_token(fake_issuer):
     )
     assert claims["sub"] == fake_issuer.user["sub"]
     assert fake.proofs[-1][0] == "userinfo" and "ath" in fake.proofs[-1][1]
-    assert log.steps[-1]["proof"]["claims"]["htm"] == "GET"
+    assert log.steps[-1]["proofs"][0]["claims"]["htm"] == "GET"
