@@ -43,7 +43,7 @@ from .dpop import (
     htu_of,
 )
 from .errors import FlowError
-from .inspector import decode_unverified, shorten
+from .inspector import decode_unverified
 from .untrusted import plain_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -228,7 +228,7 @@ def proof_display(proof: str, method: str, url: str, access_token: str | None = 
     if "nonce" in claims:
         checks.append(_check("nonce", True, "the latest DPoP-Nonce this server sent (§8, §9)"))
     # The key's coordinates are public but long and random: shortened, they keep the session small.
-    header = {**header, "jwk": {k: shorten(v) if len(str(v)) > 16 else v for k, v in jwk.items()}}
+    header = {**header, "jwk": {k: f"{v[:10]}..." if len(str(v)) > 16 else v for k, v in jwk.items()}}
     return {"header": header, "claims": claims, "checks": checks}
 
 
