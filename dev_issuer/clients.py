@@ -50,9 +50,9 @@ class Client(ClientMixin):
     scopes: tuple[str, ...] = OIDC_SCOPES
     client_secret: str = ""
     public_jwk: dict | None = None
-    introspect_any: bool = False
     #: RFC 9449 §5.2: this client's token requests must carry a DPoP proof (Okta's "Require DPoP").
     dpop_bound_access_tokens: bool = False
+    introspect_any: bool = False
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -180,9 +180,9 @@ def register_clients(settings: Settings) -> dict[str, Client]:
     every application type.
     """
     clients = [*user_facing_clients(settings), service_client(settings)]
+    require_dpop(clients, settings.dev_issuer_require_dpop)
     if settings.api_introspection_client_id:
         clients.append(introspection_client(settings))
-    require_dpop(clients, settings.dev_issuer_require_dpop)
     return {client.client_id: client for client in clients}
 
 

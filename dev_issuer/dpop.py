@@ -26,7 +26,7 @@ import re
 import secrets
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import InvalidGrantError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, UnauthorizedClientError
 from flask import g, request
 
 from common.dpop import (
@@ -204,6 +204,21 @@ def require_proof(client) -> None:
     """
     if getattr(client, "dpop_bound_access_tokens", False) and current_proof() is None:
         raise DPoPProofError("invalid_dpop_proof", MISSING_PROOF_DESCRIPTION)
+
+
+def refuse_implicit_access_token(oauth_request) -> None:
+    """No access token from the authorization endpoint for a client that must use DPoP (RFC 9449 §5.2).
+
+    An implicit access token travels without any proof, so it could never
+    be bound: a "Require DPoP" app gets tokens only from the token endpoint.
+    (``response_type=id_token`` alone issues no access token and stays open.)
+    """
+    wants_access_token = "token" in (oauth_request.payload.response_type or "").split()
+    if wants_access_token and getattr(oauth_request.client, "dpop_bound_access_tokens", False):
+        raise UnauthorizedClientError(
+            "This app requires DPoP-bound access tokens, which the implicit flow cannot issue: use the "
+            "authorization code flow."
+        )
 
 
 def access_token_confirmation() -> dict | None:

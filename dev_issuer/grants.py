@@ -19,13 +19,14 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    UnauthorizedClientError,
 )
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants import OpenIDImplicitGrant as _OpenIDImplicitGrant
 from authlib.oidc.core.grants import OpenIDToken as _OpenIDToken
 
 from .clients import OIDC_SCOPES
-from .dpop import check_refresh_token_binding
+from .dpop import check_refresh_token_binding, refuse_implicit_access_token
 from .responses import authorization_response, response_mode, validate_redirect_uri
 from .state import state
 from .storage import AuthorizationCode, new_id
@@ -190,7 +191,8 @@ class FragmentResponseMixin:
         redirect_uri = super().validate_authorization_request()
         try:
             self.request.response_mode = response_mode(self.request, "fragment")
-        except InvalidRequestError as error:
+            refuse_implicit_access_token(self.request)
+        except (InvalidRequestError, UnauthorizedClientError) as error:
             error.redirect_uri, error.redirect_fragment = redirect_uri, True
             raise
         return redirect_uri

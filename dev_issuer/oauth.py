@@ -114,14 +114,14 @@ def metadata() -> dict:
         ],
         "claims_supported": list(CLAIMS_SUPPORTED),
         "code_challenge_methods_supported": ["S256"],
+        # RFC 9449 §5.1: DPoP-bound tokens, proofs signed with these algorithms.
+        "dpop_signing_alg_values_supported": list(PROOF_ALGORITHMS),
         "request_parameter_supported": False,
         # Discovery §3: omitted, this would default to true.
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
         # RFC 9207: every authorization response carries ``iss``.
         "authorization_response_iss_parameter_supported": True,
-        # RFC 9449 §5.1: DPoP-bound tokens, proofs signed with these algorithms.
-        "dpop_signing_alg_values_supported": list(PROOF_ALGORITHMS),
     }
 
 

@@ -19,9 +19,9 @@ from authlib.oauth2.rfc6749 import OAuth2Request
 from flask import Flask
 from flask import request as flask_request
 
+from . import dpop
 from .client_auth import PrivateKeyJWT
 from .clients import OIDC_SCOPES, Client
-from .dpop import check_token_request_proof, offer_fresh_nonce, require_proof
 from .endpoints import (
     BearerTokenValidator,
     DPoPTokenValidator,
@@ -103,20 +103,23 @@ class IssuerAuthorizationServer(AuthorizationServer):
         used up and the client can retry with a new proof.
         """
         try:
-            check_token_request_proof()
+            dpop.check_token_request_proof()
         except OAuth2Error as error:
             return self.handle_error_response(None, error)
-        return offer_fresh_nonce(super().create_token_response(request))
+        return dpop.offer_fresh_nonce(super().create_token_response(request))
 
     def authenticate_client(self, request, methods, endpoint="token"):
         """Authlib's client authentication (RFC 6749 §2.3); then, at the token endpoint, "Require DPoP".
 
         RFC 9449 §5.2: a client registered with ``dpop_bound_access_tokens``
-        gets no token without a proof.
+        gets no token without a proof.  Only at the token endpoint itself:
+        Authlib's implicit grants authenticate the client as "token" too, at
+        the authorization endpoint, where ``dpop.refuse_implicit_access_token``
+        decides instead.
         """
         client = super().authenticate_client(request, methods, endpoint)
-        if endpoint == "token":
-            require_proof(client)
+        if endpoint == "token" and flask_request.endpoint == "oauth.token":
+            dpop.require_proof(client)
         return client
 
     def create_oauth2_request(self, request):

@@ -33,6 +33,7 @@ from tests.dev_issuer.dpop_support import (
     sign_in_for_code,
     unsigned,
 )
+from tests.issuer_helpers import callback_params, sign_in_and_get_redirect
 from tests.support import free_port, gunicorn
 
 #: A Redis database of its own for the issuer that requires DPoP (others use 1, 3, 7-9, 11, 12).
@@ -312,3 +313,26 @@ def test_the_applications_page_shows_which_apps_require_dpop(requiring_issuer, i
     assert '<td class="dpop" id="dpop-web">optional' in page.text
     shared = requests.get(f"{urlsplit(issuer.url)._replace(path='').geturl()}/admin/apps", timeout=TIMEOUT)
     assert '<td class="dpop" id="dpop-service">optional' in shared.text
+
+
+@pytest.mark.parametrize("response_type", ["token", "id_token token"])
+def test_require_dpop_refuses_an_implicit_access_token(requiring_issuer, response_type):
+    """An implicit access token carries no proof, so it cannot be bound: a "Require DPoP" app gets none."""
+    s = requiring_issuer.settings
+    url = requiring_issuer.authorize_url(
+        s.spa_client_id, s.spa_redirect_uri, response_type=response_type, scope="openid"
+    )
+    location = sign_in_and_get_redirect(requests.Session(), url, s.demo_username, s.demo_password)
+    params = callback_params(location)
+    assert params.get("error") == "unauthorized_client", params
+    assert "access_token" not in params
+
+
+def test_an_implicit_id_token_alone_stays_open_to_a_require_dpop_app(requiring_issuer):
+    """``response_type=id_token`` issues no access token, so nothing is left unbound."""
+    s = requiring_issuer.settings
+    url = requiring_issuer.authorize_url(s.spa_client_id, s.spa_redirect_uri, response_type="id_token")
+    params = callback_params(
+        sign_in_and_get_redirect(requests.Session(), url, s.demo_username, s.demo_password)
+    )
+    assert "id_token" in params and "access_token" not in params, params
