@@ -22,6 +22,7 @@ Both halves live here, once:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -58,6 +59,10 @@ MIN_LEEWAY = 5
 #: Longest proof accepted, checked before anything is parsed; a real one with
 #: an RSA-2048 key is about 1,100 characters.
 MAX_PROOF_LENGTH = 4096
+
+#: The narrowest ``iat`` window, whatever ``CLOCK_LEEWAY`` says: ``iat`` has one-second resolution,
+#: so a zero leeway would refuse every honest proof (RFC 9449 §11.1: "a reasonable window").
+MIN_PROOF_WINDOW = 5
 
 #: JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4).
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -312,8 +317,19 @@ class ServerNonces:
         return any(hmac.compare_digest(nonce, self._for_slot(s)) for s in (slot, slot - 1))
 
 
+#: The members that make up a public EC or RSA key (RFC 7518 §6.2.1, §6.3.1).
+_PUBLIC_MEMBERS = ("kty", "crv", "x", "y", "n", "e")
+
+
+@functools.lru_cache(maxsize=1024)
+def _imported(members: tuple) -> tuple:
+    """A proof's public key and its thumbprint, made once per key: a client signs every proof with one key."""
+    key = JWKRegistry.import_key({n: v for n, v in zip(_PUBLIC_MEMBERS, members, strict=True) if v})
+    return key, key.thumbprint()
+
+
 def _public_key(header: Mapping[str, Any], alg: str):
-    """The proof's embedded key (RFC 9449 §4.3 steps 6-7): public, and of the type ``alg`` needs."""
+    """The proof's key (RFC 9449 §4.3 steps 6-7): public, of the type ``alg`` needs; and its thumbprint."""
     jwk = header.get("jwk")
     if not isinstance(jwk, dict):
         raise InvalidProof("The proof's header carries no public key (jwk).", check="jwk")
@@ -324,12 +340,14 @@ def _public_key(header: Mapping[str, Any], alg: str):
     if jwk.get("kty") != kty or (crv and jwk.get("crv") != crv):
         raise InvalidProof(f"The proof's jwk is not a key for {alg}.", check="jwk")
     try:
-        key = JWKRegistry.import_key(jwk)
+        # Only the public members: kid, alg, use or key_ops mean nothing here.  (A member that is
+        # not a string cannot be a cache key: TypeError, refused like any other bad key.)
+        key, thumbprint = _imported(tuple(jwk.get(name) for name in _PUBLIC_MEMBERS))
     except (JoseError, ValueError, TypeError):
         raise InvalidProof("The proof's jwk is not a valid public key.", check="jwk") from None
     if kty == "RSA" and key.raw_value.key_size < 2048:
         raise InvalidProof("The proof's RSA key is shorter than 2048 bits.", check="jwk")
-    return key
+    return key, thumbprint
 
 
 def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
@@ -349,7 +367,7 @@ def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
         raise InvalidProof(
             f"The proof's algorithm {alg!r} is not accepted (accepted: {', '.join(algorithms)}).", check="alg"
         )
-    key = _public_key(header, alg)
+    key, thumbprint = _public_key(header, alg)
     try:
         verified = jws.validate_compact(signed, key, registry=registry_for(alg))
     except JoseError:
@@ -362,7 +380,7 @@ def _signed_proof(proof: Any, algorithms: tuple[str, ...]):
         claims = None
     if not isinstance(claims, dict):
         raise InvalidProof("The proof's payload is not a JSON object.", check="format")
-    return header, claims, key.thumbprint()
+    return header, claims, thumbprint
 
 
 def verify_proof(
@@ -384,12 +402,14 @@ def verify_proof(
     :param url: the request's public URL (behind a proxy, the URL the client
         used); its query and fragment are ignored (``htu``).
     :param replay: where used ``jti`` values are kept for the window.
-    :param leeway: seconds ``iat`` may be from now, each way; the window.
+    :param leeway: seconds ``iat`` may be from now, each way; the window (at least
+        :data:`MIN_PROOF_WINDOW`).
     :param access_token: the token presented with the proof: ``ath`` must be its hash (§7.1).
     :param expected_jkt: the token's ``cnf.jkt``: the proof's key must be that key (§7.1).
     :param nonces: the server's nonces, when it demands one (§8, §9).
     :raises InvalidProof: with the error code to answer.
     """
+    leeway = max(leeway, MIN_PROOF_WINDOW)
     allowed = tuple(alg for alg in algorithms if alg in PROOF_ALGORITHMS)
     header, claims, jkt = _signed_proof(proof, allowed)
     if claims.get("htm") != method.upper():

@@ -1,8 +1,10 @@
 """The resource server: the API that the other apps call with access tokens.
 
-It checks each bearer token itself (see :mod:`resource_server.validation`),
-answers refusals as RFC 6750 says (:mod:`resource_server.errors`), and lets
-only the SPA's origin call it from a browser (:mod:`resource_server.cors`).
+It checks each access token itself (see :mod:`resource_server.validation`),
+a DPoP-bound one only with a valid proof for the request (RFC 9449 §7,
+:mod:`resource_server.dpop`), answers refusals as RFC 6750 and RFC 9449 §7.1
+say (:mod:`resource_server.errors`), and lets only the SPA's origin call it
+from a browser (:mod:`resource_server.cors`).
 It keeps no sessions: every request stands on its token alone.
 """
 

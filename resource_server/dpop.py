@@ -62,6 +62,7 @@ class ProofChecker:
     """What checking proofs needs, made once per process: the replay record and the nonces."""
 
     def __init__(self, settings: Settings):
+        """Connect (lazily: redis-py connects on first use) to ``REDIS_URL`` when it is set."""
         self.settings = settings
         # Redis is needed only for DPoP requests: without REDIS_URL, Bearer
         # tokens still work and a DPoP request gets a clear 503.

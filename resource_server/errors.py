@@ -139,6 +139,8 @@ def bearer_error_response(error: BearerError) -> Response:
     """The JSON answer for a refused request, with its challenges (and a nonce when one is asked for)."""
     settings = settings_of(current_app)
     members = {"scope": error.scope} if error.scope else {}
+    if error.check:
+        members["dpop_check"] = error.check  # which RFC 9449 §4.3 check the proof failed
     response = json_error(
         error.error or "unauthorized",
         error.description,

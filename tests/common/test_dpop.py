@@ -137,3 +137,30 @@ def test_choose_algorithm_prefers_es256_and_falls_back_to_rs256():
     assert dpop.choose_algorithm(["RS256", "ES256"]) == "ES256"
     assert dpop.choose_algorithm(["RS256"]) == "RS256"
     assert dpop.choose_algorithm(["EdDSA"]) is None
+
+
+def test_a_zero_leeway_still_accepts_a_proof_made_a_second_ago(replay):
+    """``iat`` has one-second resolution: CLOCK_LEEWAY=0 must not refuse every honest proof."""
+    key = dpop.DPoPKey.generate()
+    proof = key.proof("GET", URL, now=time.time() - 1.5)
+    assert dpop.verify_proof(proof, method="GET", url=URL, replay=replay, leeway=0).jkt == key.thumbprint
+    stale = key.proof("GET", URL, now=time.time() - dpop.MIN_PROOF_WINDOW - 2)
+    with pytest.raises(dpop.InvalidProof) as refused:
+        dpop.verify_proof(stale, method="GET", url=URL, replay=replay, leeway=0)
+    assert refused.value.check == "iat"
+
+
+def test_a_cached_key_still_meets_every_check(replay):
+    """The imported-key cache (one parse per client key) never lets a bad jwk through on a second proof."""
+    key = dpop.DPoPKey.generate()
+    assert verify(key.proof("GET", URL), replay).jkt == key.thumbprint  # now cached
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.to_jwk()}  # the same key, private part included
+    claims = {"jti": "j" * 16, "htm": "GET", "htu": URL, "iat": int(time.time())}
+    header["jwk"].pop("alg")
+    forged = jws.serialize_compact(header, json.dumps(claims).encode(), key.key, algorithms=["ES256"])
+    with pytest.raises(dpop.InvalidProof) as refused:
+        verify(forged, replay)
+    assert refused.value.check == "jwk"
+    odd = {**header, "jwk": {**key.public_jwk, "x": ["not", "a", "string"]}}
+    with pytest.raises(dpop.InvalidProof):
+        verify(jws.serialize_compact(odd, json.dumps(claims).encode(), key.key, algorithms=["ES256"]), replay)

@@ -218,8 +218,11 @@ HOSTILE = list(hostile_proofs(ProofKey(), "t", "http://127.0.0.1:1"))
 def test_hostile_proof_is_refused(dpop_api, test_issuer, key, case):
     token = bound_token(test_issuer, key)
     proof, word = hostile_proofs(key, token, dpop_api.url)[case]
-    params = assert_dpop_refusal(dpop_get(dpop_api.url, token, proof), "invalid_dpop_proof")
+    response = dpop_get(dpop_api.url, token, proof)
+    params = assert_dpop_refusal(response, "invalid_dpop_proof")
     assert word in params["error_description"], params
+    checks = {"format", "typ", "alg", "jwk", "signature", "htm", "htu", "iat", "jti", "ath", "jkt"}
+    assert response.json()["dpop_check"] in checks  # the body names the failed check
     # The same token with a good proof still works: a refusal burns nothing.
     assert dpop_get(dpop_api.url, token, key.proof("GET", MESSAGES, token)).status_code == 200
 

@@ -359,7 +359,7 @@ async function redeemCode(metadata, code, pending, dpopKey = null) {
       { ok: false, request, proofs: proofParts(proofs) });
     throw err;
   }
-  inspector.step(dpopKey ? "Token request (code exchange, DPoP)" : "Token request (code exchange)",
+  inspector.step("Token request (code exchange)",
     "POST the code with the code_verifier to the token endpoint by fetch (CORS). A public client: "
       + "client_id, no secret; the verifier proves this tab started the flow (RFC 7636 §4.5)."
       + (dpopKey ? " The issuer binds the tokens to the proof's key "
