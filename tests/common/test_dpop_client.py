@@ -250,3 +250,19 @@ def test_userinfo_with_a_bound_token(fake_issuer):
     assert claims["sub"] == fake_issuer.user["sub"]
     assert fake.proofs[-1][0] == "userinfo" and "ath" in fake.proofs[-1][1]
     assert log.steps[-1]["proofs"][0]["claims"]["htm"] == "GET"
+
+
+def test_a_zero_clock_leeway_still_accepts_a_proof_made_a_moment_ago():
+    """CLOCK_LEEWAY=0 is a valid setting; iat has whole seconds, so the window is never under 5 s."""
+    from common.dpop import InvalidProof, verify_proof
+    from tests.dpop_fakes import MemoryReplay
+
+    key = DPoPKey.generate()
+    url = "https://api.test/api/messages"
+    now = 1_800_000_000.9
+    fresh = key.proof("GET", url, now=now - 1)  # iat = now - 1.9 s, after int()
+    assert verify_proof(fresh, method="GET", url=url, replay=MemoryReplay(), leeway=0, now=now).jkt
+    stale = key.proof("GET", url, now=now - 30)
+    with pytest.raises(InvalidProof) as info:
+        verify_proof(stale, method="GET", url=url, replay=MemoryReplay(), leeway=0, now=now)
+    assert info.value.check == "iat"
