@@ -147,6 +147,10 @@ class Client:
     ) -> tuple[int, dict]:
         """POST an authenticated form to one of the issuer's endpoints, and narrate it as ``step``.
 
+        When this client holds a DPoP key (:meth:`with_dpop_key`), a request to the
+        token or revocation endpoint carries a proof of it (RFC 9449 §5), and an
+        answer ``400 use_dpop_nonce`` is met by one retry with the issuer's nonce (§8).
+
         :param what: the endpoint's name in messages ("token endpoint").
         :param body_required: ``False`` where a 200 answer's body does not matter
             (revocation, RFC 7009 §2.2): then an empty or non-JSON body is ``{}``.
