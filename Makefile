@@ -19,13 +19,16 @@ $(STAMP): requirements.txt
 ## ensurepip without it), redis-server (for the embedded Redis),
 ## chromium and chromium-driver (for the browser tests), docker-compose (only
 ## to validate docker-compose.yml; no Docker engine is needed), wrk (the load
-## generator of `make bench` and its smoke test), nodejs and npm (the second
+## generator of `make bench` and its smoke test), redis-sentinel and redis-tools
+## (redis-cli; the Sentinel and Cluster tests of tests/redis_topologies), nodejs and npm (the second
 ## issuer of tests/second_issuer; node 18 or later). Installed only when
 ## missing, and only where we are root or have sudo.
 define apt_install
 	missing=""; for pkg in $(1); do \
 	  case $$pkg in \
 	    redis-server) command -v redis-server >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    redis-sentinel) command -v redis-sentinel >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	    redis-tools) command -v redis-cli >/dev/null 2>&1 || missing="$$missing $$pkg";; \
 	    chromium) test -x /usr/bin/chromium || missing="$$missing $$pkg";; \
 	    chromium-driver) test -x /usr/bin/chromedriver || missing="$$missing $$pkg";; \
 	    docker-compose) command -v docker-compose >/dev/null 2>&1 || missing="$$missing $$pkg";; \
@@ -46,7 +49,7 @@ redis-dep:
 	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then $(call apt_install,redis-server); fi
 
 system-deps:
-	@$(call apt_install,redis-server chromium chromium-driver docker-compose wrk)
+	@$(call apt_install,redis-server redis-sentinel redis-tools chromium chromium-driver docker-compose wrk)
 
 ## Validate every component's settings (one line per problem; warnings for
 ## values that are valid but probably wrong, such as an ISSUER ending in "/").
@@ -97,12 +100,23 @@ $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 screenshots: $(STAMP) system-deps
 	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/web_app/test_browser.py tests/spa_app/test_browser.py tests/dev_issuer/test_browser.py
 
+## The peers of the side-by-side API figures (benchmarks/peers: the vendors'
+## quickstart APIs) in a virtualenv of their own, never in .venv: their
+## dependencies (okta-jwt-verifier's among them) may conflict with ours.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.requirements-installed
+$(PEERS_STAMP): benchmarks/peers/requirements.txt
+	@$(call apt_install,python3-venv)
+	test -x $(PEERS_VENV)/bin/pip || python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
 ## Performance figures (see benchmarks/): one table, goals reported, not enforced.
 ## Needs Debian's wrk (the HTTP load generator), installed when missing.
-bench: $(STAMP) $(BENCH_STAMP) redis-dep
+bench: $(STAMP) $(BENCH_STAMP) $(PEERS_STAMP) redis-dep
 	@$(call apt_install,wrk)
 	$(PYTHON) -m benchmarks
 
 ## Remove what the commands made; keys you generated under instance/ are kept.
 clean:
-	rm -rf $(VENV) .pytest_cache instance/redis instance/test-logs instance/screenshots
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache instance/redis instance/test-logs instance/screenshots

@@ -16,20 +16,31 @@ import sys
 import time
 import traceback
 
-from . import api_overhead, bff_overhead, cold_start, dpop_overhead, service_tokens, sign_in, token_validation
+from . import (
+    bff_overhead,
+    cold_start,
+    dpop_overhead,
+    peers_compare,
+    redis_scale,
+    service_tokens,
+    sign_in,
+    token_validation,
+)
 from .support import Result, Scale
 
-#: (names selectable with --only, runner).  sign_in yields two rows.
+#: (names selectable with --only, runner).  sign_in yields two rows, peers_compare three.
 FIGURES = [
-    (("api",), api_overhead.run),
+    (("api", "peers", "peers-new"), peers_compare.run),
     (("validation",), token_validation.run),
     (("sign-in", "session"), sign_in.run),
     (("service",), service_tokens.run),
     (("cold-start",), cold_start.run),
     (("bff",), bff_overhead.run),
     (("dpop",), dpop_overhead.run),
+    (("redis-memory", "redis-page", "api-workers"), redis_scale.run),
 ]
-ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff", "dpop"]
+ORDER = ["api", "validation", "sign-in", "session", "service", "cold-start", "bff", "peers", "peers-new"]
+ORDER += ["dpop", "redis-memory", "redis-page", "api-workers"]
 
 
 def machine() -> str:

@@ -43,7 +43,7 @@ from tests.issuer_helpers import sign_in_and_get_redirect
 
 from .support import BENCH_USER_AGENT, Result, Scale, Suite, median, parse_access_log, percentile
 
-OWN_GOAL_MS = 10.0
+OWN_GOAL_MS = 8.0
 SESSION_GOAL_BYTES = 4096
 USERS = [(f"bench{i}@example.test", f"Dev-Only-Bench-Pass-{i}") for i in range(8)]
 CALLBACK_PATH = "/authorization-code/callback"

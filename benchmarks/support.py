@@ -7,7 +7,9 @@ workers per component, on free ports of ``127.0.0.1``, stopped by PID.
 
 from __future__ import annotations
 
+import re
 import statistics
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,3 +204,19 @@ class Suite:
         )
         answer.raise_for_status()
         return answer.json()["access_token"]
+
+
+def wrk(url: str, seconds: float, connections: int, headers: dict[str, str] | None = None) -> float:
+    """Requests per second that ``wrk`` reached against ``url`` (non-2xx answers are an error)."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        argv + [url], capture_output=True, text=True, timeout=seconds + 30, check=True
+    ).stdout
+    if "Non-2xx or 3xx responses" in out:
+        raise RuntimeError(f"wrk saw error answers from {url}:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    return float(match.group(1))

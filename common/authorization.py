@@ -3,7 +3,10 @@
 1. :func:`build_authorization_request` (RFC 6749 §4.1.1, OpenID Connect Core
    3.1.2.1, RFC 7636 §4.3): the URL the browser is sent to, with fresh
    ``state``, ``nonce`` and PKCE, and what the app must remember until the
-   answer comes back (the *pending* sign-in).
+   answer comes back (the *pending* sign-in).  When the issuer offers
+   pushed authorization requests (RFC 9126, ``PAR``), the parameters are
+   POSTed to it first (:mod:`common.par`) and the URL carries only
+   ``client_id`` and ``request_uri``.
 2. :func:`check_authorization_response` (RFC 6749 §4.1.2, RFC 9207): the
    redirect back, checked against that pending sign-in; it yields the
    authorization code that :func:`common.tokens.exchange_code` redeems.
@@ -14,11 +17,13 @@ from __future__ import annotations
 import hmac
 import time
 from typing import Any, Iterable, Mapping, Union
+from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 from .client import Client
 from .errors import FlowError
+from .par import push_authorization_request, pushed_authorization_url, request_uri_refused, should_push
 from .pkce import code_challenge_s256, generate_code_verifier, generate_nonce, generate_state
 from .untrusted import error_code, plain_text
 
@@ -70,11 +75,15 @@ def build_authorization_request(
     :param redirect_uri: overrides the client's (the native app's loopback port).
     :return: ``(authorization_url, pending)``; the caller stores ``pending``
         (server-side) and hands it to :func:`check_authorization_response` once.
+        After a push (RFC 9126, :func:`_pushed`) the URL is ``?client_id=…&request_uri=…``.
+    :raises FlowError: ``par_required``, ``par_unsupported``, ``par_refused``, ``par_error``.
     """
     redirect_uri = redirect_uri or client.redirect_uri
     if not redirect_uri:
         raise ValueError("a browser flow needs a redirect_uri")
     authorization_endpoint = client.endpoint("authorization_endpoint")
+    # PAR=auto|on|off against the metadata (RFC 9126 §5): a misconfiguration fails here, at once.
+    push = should_push(client)
     state, nonce, verifier = generate_state(), generate_nonce(), generate_code_verifier()
     params = _request_parameters(response_type, extra, nonce=nonce, code_verifier=verifier)
     url = prepare_grant_uri(
@@ -89,6 +98,8 @@ def build_authorization_request(
     pending = _pending_sign_in(
         state=state, nonce=nonce, code_verifier=verifier, redirect_uri=redirect_uri, scope=scope
     )
+    if push:
+        return _pushed(client, authorization_endpoint, url, pending), pending
     _record_request(
         client,
         authorization_endpoint,
@@ -99,6 +110,27 @@ def build_authorization_request(
         params=params,
     )
     return url, pending
+
+
+def _pushed(client: Client, authorization_endpoint: str, url: str, pending: dict) -> str:
+    """Push the request built as ``url`` (RFC 9126 §2.1); return the browser's short URL (§4).
+
+    The very same parameters (PKCE challenge, ``state``, ``nonce``,
+    ``redirect_uri``, ``scope``) go server to server, authenticated; the
+    browser carries only ``client_id`` and the one-time ``request_uri``.
+    ``pending["par"]`` remembers the push and when its ``request_uri``
+    lapses (§2.2), for the callback's "expired, try again".
+    """
+    request = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    pushed = push_authorization_request(client, request)
+    pending["par"] = pushed
+    short = pushed_authorization_url(authorization_endpoint, client.client_id, pushed["request_uri"])
+    client.recorder.step(
+        "authorization_request.pushed",
+        request={"method": "GET", "url": short},
+        expires_in=pushed["expires_in"],
+    )
+    return short
 
 
 def _request_parameters(
@@ -226,7 +258,7 @@ def check_authorization_response(
     with client.recorder.failures("callback"):
         _check_state(params, pending)
         _check_issuer(client, params)
-        _check_for_error(params)
+        _check_for_error(params, pending)
         age = _check_age(client, pending)
         code = params.get("code")
         if not code:
@@ -297,9 +329,16 @@ def _check_issuer(client: Client, params: Mapping[str, str]) -> None:
         )
 
 
-def _check_for_error(params: Mapping[str, str]) -> None:
-    """3. RFC 6749 §4.1.2.1: the issuer's refusal (the user said no, the login failed), as plain text."""
+def _check_for_error(params: Mapping[str, str], pending: Mapping) -> None:
+    """3. RFC 6749 §4.1.2.1: the issuer's refusal (the user said no, the login failed), as plain text.
+
+    A sign-in that pushed its request (RFC 9126) and is told its
+    ``request_uri`` was refused gets the clear "it expired, try again" error.
+    """
     if params.get("error"):
+        refused = request_uri_refused(str(params["error"]), pending)
+        if refused is not None:
+            raise refused
         description = plain_text(params.get("error_description") or "The issuer did not grant the request.")
         raise FlowError(
             error_code(params["error"], "authorization_error"),

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from .redis_client import RedisUrlError, parse_redis_url
+
 #: The project root: ``.env`` and ``instance/`` live here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,15 +201,26 @@ def check_bind(name: str, value: str, raw: Mapping[str, str]) -> str:
 
 
 def check_redis_url(name: str, value: str, raw: Mapping[str, str]) -> str:
+    """A Redis URL in one of the forms :mod:`common.redis_client` connects to, or empty.
+
+    ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://…/service_name[/db]``
+    and ``redis+cluster://host:port[,host:port…]`` (README "Deploying").
+    """
     value = value.strip()
-    if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+    if not value:
+        return value
+    try:
+        parse_redis_url(value)
+    except RedisUrlError as error:
         # The value may hold the Redis password: never repeat credentials in an error.
         quoted = repr(value) if "@" not in value else "the value (not repeated: it holds credentials)"
         raise ConfigError(
             name,
-            f"{quoted} is not a Redis URL",
-            "Use redis://host:port/db, or leave it unset for the embedded Redis",
-        )
+            f"{quoted} is not a Redis URL: {error}",
+            "Use redis://host:port/db, rediss:// (TLS), unix:///path.sock, "
+            "redis+sentinel://host:port[,host:port...]/service_name[/db] or redis+cluster://host:port[,...] "
+            '(README "Deploying"), or leave it unset for the embedded Redis',
+        ) from None
     return value
 
 

@@ -49,7 +49,18 @@ SECRET_KEYS = frozenset(
 
 #: Keys whose values are tokens: shown shortened.
 TOKEN_KEYS = frozenset(
-    {"access_token", "id_token", "code", "token", "id_token_hint", "logout_token", "subject_token", "dpop"}
+    {
+        "access_token",
+        "id_token",
+        "code",
+        "device_code",
+        "token",
+        "id_token_hint",
+        "logout_token",
+        "subject_token",
+        # A DPoP proof (RFC 9449 §4) in a request's headers: shown shortened, decoded beside it.
+        "dpop",
+    }
 )
 
 #: Long-lived credentials: only a prefix is shown.

@@ -103,6 +103,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: The strict JSON decoder of :func:`_json_value`, built once (it keeps no state between calls).
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _json_value(raw: bytes) -> Any:
     """``json.loads`` of UTF-8 (RFC 7515 §2, RFC 7519 §7.2), strictly.
 
@@ -113,7 +117,9 @@ def _json_value(raw: bytes) -> Any:
     parser, each as ``ValueError``.
     """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        # One decoder for every call: json.loads with hooks would build a new
+        # decoder (and its scanner) per token; the result is the same.
+        return _STRICT_JSON.decode(raw.decode("utf-8"))
     except RecursionError:
         # "[[[[…]]]]" a thousand levels deep fits in a token of 8 KiB, and
         # json.loads answers it with RecursionError, which is not a
@@ -206,6 +212,18 @@ def _pinned_registry(alg: str) -> jws.JWSRegistry:
 _REGISTRIES = {alg: _pinned_registry(alg) for alg in ALGORITHM_KEY_TYPES}
 
 
+#: The reason given for a token joserfc cannot parse.
+_MALFORMED = "The token's header is not base64url-encoded JSON, or its payload not base64url."
+
+#: Header segments that passed :func:`_extract` (strict JSON, an ``alg``, joserfc's
+#: size limits), with their decoded header.  Every token an issuer signs with one key
+#: begins with the same segment (``{"kid":...,"alg":"RS256"}``), so a new token's
+#: header is decoded once per key, not once per token.  Only plain headers (scalar
+#: values, no RFC 7797 ``b64``) are kept; a few dozen cover every key of an issuer,
+#: and a flood of made-up headers clears the table instead of growing it.
+_known_headers: dict[str, dict] = {}
+_KNOWN_HEADERS_SIZE = 64
+
 # -- one token's signature -----------------------------------------------------------------------------
 
 
@@ -229,21 +247,62 @@ def _extract(token: Any, max_length: int) -> jws.CompactSignature:
         raise InvalidToken(
             f"The token header is longer than {MAX_HEADER_SEGMENT} characters.", check="format"
         )
+    header_segment, payload_segment, signature_segment = token.split(".")
+    header = _known_headers.get(header_segment)
+    if header is not None:
+        return _extract_known(header, header_segment, payload_segment, signature_segment)
     try:
         # Our strict decoder first: joserfc's header decoder is a bare
         # json.loads, which takes NaN and Infinity (RFC 8259 §6 refuses them).
-        _json_value(b64url_decode(token[: token.index(".")]))
+        _json_value(b64url_decode(header_segment))
         # Every registry has the same size limits, the only part extract uses.
-        return jws.extract_compact(token.encode("utf-8"), registry=_REGISTRIES["RS256"])
+        signed = jws.extract_compact(token.encode("utf-8"), registry=_REGISTRIES["RS256"])
     except MissingAlgorithmError:
         raise InvalidToken("The token's header names no algorithm (alg).", check="alg") from None
     except (JoseError, ValueError, TypeError, RecursionError):
         # joserfc's header decoder is a bare json.loads: JSON nested deeply
         # enough raises RecursionError, and a JSON string for a header can
         # raise TypeError.  Either is a malformed token (RFC 6750 §3.1), not a 500.
-        raise InvalidToken(
-            "The token's header is not base64url-encoded JSON, or its payload not base64url.", check="format"
-        ) from None
+        raise InvalidToken(_MALFORMED, check="format") from None
+    _remember_header(header_segment, signed.headers())
+    return signed
+
+
+def _remember_header(segment: str, header: dict) -> None:
+    """Remember a header segment that passed :func:`_extract`, if plain (see :data:`_known_headers`)."""
+    plain = isinstance(header, dict) and "b64" not in header
+    if plain and all(isinstance(value, (str, int, float, bool)) for value in header.values()):
+        if len(_known_headers) >= _KNOWN_HEADERS_SIZE:
+            _known_headers.clear()  # made-up headers can only evict, never grow the table
+        _known_headers[segment] = dict(header)
+
+
+def _extract_known(
+    header: dict, header_segment: str, payload_segment: str, signature_segment: str
+) -> jws.CompactSignature:
+    """:func:`_extract` for a header segment seen before: what joserfc's extract does, but the header.
+
+    The header segment is the same string that passed every check before,
+    so it decodes to the same header; what a new token brings is its payload
+    and signature, checked here as ``jws.extract_compact`` checks them (size
+    limits, strict base64url), into the same ``CompactSignature``.
+    """
+    registry = _REGISTRIES["RS256"]  # every registry has the same size limits
+    try:
+        segments = {
+            "header": header_segment.encode("ascii"),
+            "payload": payload_segment.encode("utf-8"),
+            "signature": signature_segment.encode("utf-8"),
+        }
+        registry.validate_signature_size(segments["signature"])
+        registry.validate_payload_size(segments["payload"])
+        payload = urlsafe_b64decode(segments["payload"])
+    except (JoseError, ValueError):
+        raise InvalidToken(_MALFORMED, check="format") from None
+    # The caller's own copy of the header: the remembered one is shared.
+    signed = jws.CompactSignature(dict(header), payload)
+    signed.segments.update(segments)
+    return signed
 
 
 def _check_header(header: Any, allowed: tuple[str, ...]) -> tuple[str, str | None]:
@@ -283,7 +342,7 @@ def decode_jwt(
     :return: ``(header, claims)``, the header the caller's own copy.
     :raises InvalidToken: with a human reason.
     """
-    allowed = tuple(alg for alg in algorithms if alg in ALGORITHM_KEY_TYPES)  # never none, never HS*
+    allowed = tuple(filter(ALGORITHM_KEY_TYPES.__contains__, algorithms))  # never none, never HS*
     signed = _extract(token, max_length)
     header = signed.headers()
     alg, kid = _check_header(header, allowed)

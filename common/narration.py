@@ -28,6 +28,21 @@ STEPS: dict[str, tuple[str, str]] = {
         "and 'code_challenge' is the hash of a secret (the PKCE code_verifier) that only this app knows, "
         "so a stolen authorization code is useless to anyone else.",
     ),
+    # -- pushed authorization requests (RFC 9126) ---------------------------------------------------
+    "pushed_authorization_request": (
+        "Pushed authorization request (PAR)",
+        "Before the browser goes anywhere, our server POSTs every parameter of the authorization request "
+        "(redirect_uri, scope, state, nonce, the PKCE code_challenge) to the issuer's pushed authorization "
+        "request endpoint, with the same client authentication as a token request (RFC 9126 §2.1). The "
+        "issuer checks the client and its redirect URI now and answers 201 with a one-time request_uri "
+        "and its lifetime, expires_in (§2.2).",
+    ),
+    "authorization_request.pushed": (
+        "Authorization request",
+        "Pushed: the browser now goes to the issuer's authorization endpoint with client_id and "
+        "request_uri only (RFC 9126 §4): nothing in the address bar can be read or changed. The user "
+        "must get there within {expires_in} s; the issuer uses the request_uri once.",
+    ),
     "callback": (
         "Callback",
         "One redirect later the browser is back at our redirect URI with the issuer's answer in the query "
@@ -125,6 +140,27 @@ STEPS: dict[str, tuple[str, str]] = {
         "(RFC 7009), and deletes its stored copy. Nobody can use the refresh token any more, even if it "
         "leaked; a JWT access token still passes an API's local checks until it expires, but an API that "
         "introspects it sees it revoked.",
+    ),
+    # -- the device authorization grant (RFC 8628): native_sim device-login ---------------------------------
+    "device_authorization": (
+        "Device authorization request",
+        "The program asks the issuer's device authorization endpoint for two codes (RFC 8628 §3.1): a "
+        "device_code, its own secret handle, and a short user_code for you. It sends only its client_id and "
+        "the scope: a native app is a public client. The answer also says where to enter the code "
+        "(verification_uri), how long the codes live (expires_in) and how often the program may ask whether "
+        "you are done (interval).",
+    ),
+    "token_request.device_code": (
+        "Token request (device code)",
+        "The program polls the token endpoint with the device_code (RFC 8628 §3.4), waiting 'interval' "
+        "seconds between requests. Until you have approved on the verification page the issuer answers "
+        "authorization_pending; slow_down means five seconds more between polls from now on (§3.5); "
+        "access_denied and expired_token end the sign-in.",
+    ),
+    "device_poll.repeated": (
+        "Polling (authorization_pending {number} more times)",
+        "The issuer answered authorization_pending {number} more times while you were approving; those "
+        "identical polls are not shown one by one.",
     ),
     # -- grants without a browser -------------------------------------------------------------------------
     "token_request.client_credentials": (

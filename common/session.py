@@ -27,6 +27,7 @@ import redis
 from flask import Flask, Request
 
 from .config import Settings
+from .redis_client import REDIS_TIMEOUT, connect_redis
 from .session_store import RedisSessionStore, SessionStoreUnavailable, decompress_session_data
 
 __all__ = [
@@ -43,26 +44,6 @@ __all__ = [
     "session_lock",
     "stored_session_value",
 ]
-
-#: Seconds a Redis call may take before the request gives up with a 503.
-#: Short, so that a gunicorn worker never hangs on a dead Redis.
-REDIS_TIMEOUT = 2.0
-
-
-def connect_redis(url: str) -> redis.Redis:
-    """A Redis client with socket and connect timeouts.
-
-    redis-py reconnects by itself on the next call once the server is back,
-    so an outage needs no restart of the app.
-
-    :param url: ``redis://`` URL (``Settings.redis_url``).
-    """
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        health_check_interval=30,
-    )
 
 
 def host_only_cookie_name(name: str, base_url: str) -> str:

@@ -3,7 +3,9 @@
 * :func:`exchange_code`: the authorization code of a browser sign-in (RFC 6749 §4.1.3, RFC 7636 §4.5);
 * :func:`refresh_tokens`: a refresh token (RFC 6749 §6, OpenID Connect Core §12);
 * :func:`client_credentials`: a service, for itself (RFC 6749 §4.4);
-* :func:`password_grant`: a trusted app with the user's password (RFC 6749 §4.3, deprecated).
+* :func:`password_grant`: a trusted app with the user's password (RFC 6749 §4.3, deprecated);
+* :func:`device_code_grant`: one poll of the device authorization grant (RFC 8628 §3.4), which
+  :func:`common.device.poll_for_tokens` repeats.
 
 Each request is authenticated as the :class:`common.client.Client` is
 registered.  A refusal is a :class:`TokenEndpointError`, whose
@@ -280,6 +282,28 @@ def password_grant(client: Client, username: str, password: str, scope: str) -> 
         client,
         {"grant_type": "password", "username": username, "password": password, "scope": scope},
         "token_request.password",
+    )
+    return _token_set(client, data)
+
+
+#: RFC 8628 §3.4: the ``grant_type`` of the device authorization grant's token request.
+DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def device_code_grant(client: Client, device_code: str) -> TokenSet:
+    """One device access token request (RFC 8628 §3.4): the ``device_code``, and the client's id.
+
+    While the user has not finished at the verification URI, the issuer
+    refuses with ``authorization_pending`` or ``slow_down`` (§3.5): a
+    :class:`TokenEndpointError` whose ``issuer_error`` says which;
+    :func:`common.device.poll_for_tokens` decides what to do about it.
+
+    :raises FlowError: :class:`TokenEndpointError` or ``issuer_unreachable``.
+    """
+    data = _token_request(
+        client,
+        {"grant_type": DEVICE_CODE_GRANT_TYPE, "device_code": device_code},
+        "token_request.device_code",
     )
     return _token_set(client, data)
 

@@ -364,6 +364,13 @@ VARIABLES: tuple[Variable, ...] = (
         "dev_issuer",
         "client ids (comma-separated, or all) that must push their authorization requests (RFC 9126)",
     ),
+    _row(
+        "DEV_ISSUER_PAR_LIFETIME",
+        "60",
+        number(1, 600),
+        "dev_issuer",
+        "seconds a pushed authorization request's request_uri lives (RFC 9126 §2.2: short)",
+    ),
     _row("WEB_BIND", "", check_bind, "web_app launcher", "host:port the web app listens on"),
     _row("SPA_BIND", "", check_bind, "spa_app launcher", "host:port the SPA's server listens on"),
     _row("SERVICE_BIND", "", check_bind, "service_app launcher", "host:port the service listens on"),
@@ -375,6 +382,14 @@ VARIABLES: tuple[Variable, ...] = (
         number(0, 10),
         "web_app spa_app service_app resource_server dev_issuer launcher",
         "how many reverse proxies in front to trust for X-Forwarded-* (0: ignore those headers)",
+    ),
+    # -- second round: the device authorization grant (RFC 8628) -------------------------------------
+    _row(
+        "DEV_ISSUER_DEVICE_CODE_LIFETIME",
+        "600",
+        number(1, 1800),
+        "dev_issuer",
+        "seconds a device code and its user code live (RFC 8628 §3.2 expires_in; Okta: 10 minutes)",
     ),
 )
 

@@ -25,7 +25,7 @@ from flask import Flask
 
 from common.config import load_settings
 from common.errors import init_error_pages
-from common.session import connect_redis
+from common.redis_client import connect_redis
 from common.web import (
     default_csp,
     init_health,
@@ -35,7 +35,7 @@ from common.web import (
     init_templates,
 )
 
-from . import admin, auth, oauth
+from . import activate, admin, auth, device, oauth, par
 from .clients import origin_and_wildcard, register_clients
 from .hosts import init_host_check
 from .keys import Keyring, retention_for
@@ -86,6 +86,10 @@ def register_views(app: Flask, issuer: str) -> None:
     """The protocol endpoints under the issuer's path, the sign-in and admin pages, the CLI."""
     prefix = urlsplit(issuer).path.rstrip("/")
     app.register_blueprint(oauth.bp, url_prefix=prefix or None)
+    # RFC 8628: {issuer}/v1/device/authorize, and the /activate pages at the issuer base.
+    app.register_blueprint(device.device_protocol, url_prefix=prefix or None)
+    app.register_blueprint(activate.bp)
+    app.register_blueprint(par.bp, url_prefix=prefix or None)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
     app.cli.add_command(admin.rotate_keys_command)

@@ -17,6 +17,7 @@ from common.web import require_csrf, safe_next
 
 from .freshness import record_fresh_sign_in, requires_fresh_sign_in
 from .oauth import signed_in_user
+from .par import pushed_parameter
 from .state import state
 from .users import authenticate
 
@@ -81,6 +82,7 @@ def show_sign_in_form(next_url: str):
         error, username = SIGN_IN_FAILED, str(failed.get("username", ""))
     else:
         login_hint = (parse_qs(urlsplit(next_url).query).get("login_hint") or [""])[0]
+        login_hint = login_hint or pushed_parameter(next_url, "login_hint") or ""  # RFC 9126: pushed
         error, username = None, login_hint if len(login_hint) < 200 else ""
     return render_template(
         "dev_issuer/signin.html",

@@ -42,7 +42,8 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     MAX_LIFETIME = 300
 
     def get_audiences(self):
-        return [state().endpoint("token"), state().settings.issuer]
+        # RFC 9126 §2: the PAR endpoint's URL is an accepted audience too.
+        return [state().endpoint("token"), state().settings.issuer, state().endpoint("par")]
 
     def resolve_client_public_key(self, client):
         if not client.public_jwk:
@@ -113,9 +114,12 @@ def refuse_unreadable_client_credentials():
 
 
 #: The views that authenticate the client: the token endpoint (RFC 6749
-#: §3.2.1), revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1).
-#: (This issuer has no pushed authorization requests, RFC 9126.)
-CLIENT_AUTHENTICATING_ENDPOINTS = frozenset({"oauth.token", "oauth.revoke", "oauth.introspect"})
+#: §3.2.1), revocation (RFC 7009 §2.1), introspection (RFC 7662 §2.1),
+#: pushed authorization requests (RFC 9126 §2.1) and the device
+#: authorization endpoint (RFC 8628 §3.1, dev_issuer/device.py).
+CLIENT_AUTHENTICATING_ENDPOINTS = frozenset(
+    {"oauth.token", "oauth.revoke", "oauth.introspect", "par.push", "device_protocol.device_authorize"}
+)
 
 
 def _is_basic(header: str) -> bool:

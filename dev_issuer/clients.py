@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
 from common.config import Settings
 
@@ -53,6 +54,8 @@ class Client(ClientMixin):
     #: RFC 9449 §5.2: this client's token requests must carry a DPoP proof (Okta's "Require DPoP").
     dpop_bound_access_tokens: bool = False
     introspect_any: bool = False
+    #: RFC 9126 §5: its authorization requests must be pushed (``DEV_ISSUER_REQUIRE_PAR``).
+    require_par: bool = False
     client_metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -183,6 +186,10 @@ def register_clients(settings: Settings) -> dict[str, Client]:
     require_dpop(clients, settings.dev_issuer_require_dpop)
     if settings.api_introspection_client_id:
         clients.append(introspection_client(settings))
+    must_push = {item.strip() for item in settings.dev_issuer_require_par.split(",") if item.strip()}
+    for client in clients:
+        # Okta's per-app "Require Pushed Authorization Requests" (RFC 9126 §5).
+        client.require_par = "all" in must_push or client.client_id in must_push
     return {client.client_id: client for client in clients}
 
 
@@ -237,7 +244,8 @@ def user_facing_clients(settings: Settings) -> list[Client]:
             name="Native app",
             client_type="public",
             auth_methods=("none",),
-            grant_types=("authorization_code", "refresh_token"),
+            # RFC 8628: `native_sim device-login` too, as Okta's "Device Authorization" grant type.
+            grant_types=("authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE),
             response_types=("code",),
             redirect_uris=(settings.native_redirect_uri(),),
         ),

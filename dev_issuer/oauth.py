@@ -16,12 +16,14 @@ from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 
 from common.dpop import PROOF_ALGORITHMS
 from common.web import require_csrf
 
+from . import par as pushed
 from .client_auth import refuse_unreadable_client_credentials
 from .dpop import refuse_unexpected_proof
 from .endpoints import suspect_hint_reason
@@ -85,6 +87,8 @@ def metadata() -> dict:
         "end_session_endpoint": st.endpoint("logout"),
         "revocation_endpoint": st.endpoint("revoke"),
         "introspection_endpoint": st.endpoint("introspect"),
+        # RFC 8628 §4: the device authorization grant (dev_issuer/device.py).
+        "device_authorization_endpoint": st.endpoint("device/authorize"),
         "response_types_supported": ["code", "token", "id_token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         # The password grant is offered only in trusted mode (it is off unless
@@ -95,6 +99,7 @@ def metadata() -> dict:
             "refresh_token",
             *(["password"] if settings.trusted_mode else []),
             "client_credentials",
+            DEVICE_CODE_GRANT_TYPE,
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -122,6 +127,8 @@ def metadata() -> dict:
         "claims_parameter_supported": False,
         # RFC 9207: every authorization response carries ``iss``.
         "authorization_response_iss_parameter_supported": True,
+        # RFC 9126 §5: pushed authorization requests (dev_issuer/par.py).
+        **pushed.metadata(),
     }
 
 
@@ -211,7 +218,9 @@ def unsupported_parameter_error(grant) -> OAuth2Error | None:
         )
     if "request_uri" in request.values:
         return RequestURINotSupportedError(
-            "'request_uri' is not supported here: send the parameters as plain query parameters.", **where
+            "Request objects by reference ('request_uri') are not supported here: push the request to the "
+            "pushed authorization request endpoint (RFC 9126), or send plain query parameters.",
+            **where,
         )
     max_age = request.values.get("max_age")
     if max_age is not None and not (max_age.isascii() and max_age.isdigit() and len(max_age) <= 10):
@@ -249,6 +258,10 @@ def authorize():
     before anyone types a password; then sign the user in (or reuse the
     SSO session) and let the grant build the response.
     """
+    # RFC 9126 §4: a request_uri stands for the pushed request; refused here, on a page, if unusable.
+    refused = pushed.apply_pushed_request()
+    if refused is not None:
+        return refused
     user, auth_time = signed_in_user()
     try:
         grant = authorization_server().get_consent_grant(end_user=user)
@@ -260,6 +273,10 @@ def authorize():
     unsupported = unsupported_parameter_error(grant)
     if unsupported is not None:
         return authorization_error(unsupported, grant)
+    # RFC 9126 §5: a client that DEV_ISSUER_REQUIRE_PAR names must have pushed.
+    unpushed = pushed.refuse_unpushed(grant)
+    if unpushed is not None:
+        return unpushed
 
     prompts = (request.values.get("prompt") or "").split()
     if user is not None and needs_sign_in(prompts, auth_time):
@@ -275,7 +292,8 @@ def authorize():
             )
         # The user now signs in at the issuer; the sign-in page sends them
         # back here with the same parameters, one redirect later.
-        items = list(request.values.items(multi=True))
+        # (A pushed request comes back as client_id and request_uri only.)
+        items = pushed.sign_in_return_parameters(list(request.values.items(multi=True)))
         if asks_for_fresh_sign_in(prompts):
             items = challenge_request(items)
         query = urlencode(items)

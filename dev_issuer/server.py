@@ -22,6 +22,7 @@ from flask import request as flask_request
 from . import dpop
 from .client_auth import PrivateKeyJWT
 from .clients import OIDC_SCOPES, Client
+from .device import register_device_grant
 from .endpoints import (
     BearerTokenValidator,
     DPoPTokenValidator,
@@ -150,6 +151,8 @@ def config_oauth(app: Flask, issuer_state: IssuerState) -> IssuerAuthorizationSe
     server.register_grant(PasswordGrant, [OpenIDToken()])
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(RefreshTokenGrant, [OpenIDToken()])
+    # RFC 8628: the device code grant and its device authorization endpoint (dev_issuer/device.py).
+    register_device_grant(server)
 
     # The userinfo endpoint's bearer-token guard (RFC 6750), per app too.
     require_oauth = ResourceProtector()

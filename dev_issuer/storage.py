@@ -118,6 +118,11 @@ class Store:
     Every operation that must happen once (redeeming a code, rotating a
     refresh token, accepting a client assertion) is a single atomic Redis
     command, so two workers racing on the same value cannot both win.
+
+    On Redis Cluster one command may only touch keys of one hash slot: the
+    keys read or changed together carry the same ``{…}`` hash tag
+    (:meth:`_tagged`), and every key a script touches is passed in ``KEYS``
+    (the cluster routes a script by those), never built inside it.
     """
 
     PREFIX = "dev_issuer:"
@@ -133,12 +138,23 @@ class Store:
     def _key(self, *parts: str) -> str:
         return self.PREFIX + ":".join(parts)
 
+    def _tagged(self, kind: str, record: str) -> str:
+        """The key of ``kind`` for ``record``, with ``record`` as its Redis Cluster hash tag.
+
+        Only the part between ``{`` and ``}`` picks a key's hash slot (Redis
+        Cluster specification, "Hash tags"), so a record and its markers
+        (``code`` and ``code_used``, ``rt`` and ``rt_used``) share one slot
+        and may be read or changed together in one ``MGET`` or script;
+        without the tag a cluster refuses that with ``CROSSSLOT``.
+        """
+        return f"{self.PREFIX}{kind}:{{{record}}}"
+
     # authorization codes (RFC 6749 §4.1.2) ------------------------------
 
     def save_code(self, code: str, data: dict) -> None:
         lifetime = self.settings.dev_issuer_code_lifetime
         data = {**data, "exp": time.time() + lifetime}
-        self.redis.set(self._key("code", storage_digest(code)), json.dumps(data), ex=lifetime)
+        self.redis.set(self._tagged("code", storage_digest(code)), json.dumps(data), ex=lifetime)
 
     #: Marks a code redeemed, atomically: the "used" marker is created (with
     #: the family id of the tokens about to be issued) in the same step that
@@ -171,7 +187,7 @@ class Store:
             ``(None, None)`` for an unknown or expired code.
         """
         digest = storage_digest(code)
-        raw, family = self.redis.mget(self._key("code", digest), self._key("code_used", digest))
+        raw, family = self.redis.mget(self._tagged("code", digest), self._tagged("code_used", digest))
         if raw is None:
             return None, None
         data = json.loads(raw)
@@ -193,8 +209,8 @@ class Store:
         result = self.redis.eval(
             self._REDEEM_CODE,
             2,
-            self._key("code", digest),
-            self._key("code_used", digest),
+            self._tagged("code", digest),
+            self._tagged("code_used", digest),
             new_id(),
             self.settings.dev_issuer_refresh_token_lifetime,
         )
@@ -221,7 +237,7 @@ class Store:
 
     def save_refresh_token(self, token: str, data: dict) -> None:
         ttl = max(1, int(data["exp"] - time.time()))
-        self.redis.set(self._key("rt", storage_digest(token)), json.dumps(data), ex=ttl)
+        self.redis.set(self._tagged("rt", storage_digest(token)), json.dumps(data), ex=ttl)
 
     def access_token(self, jti: str) -> StoredToken | None:
         raw = self.redis.get(self._key("at", jti))
@@ -229,22 +245,21 @@ class Store:
 
     def refresh_token(self, token: str) -> StoredToken | None:
         digest = storage_digest(token)
-        raw = self.redis.get(self._key("rt", digest))
+        raw = self.redis.get(self._tagged("rt", digest))
         return StoredToken(self, "refresh_token", digest, json.loads(raw)) if raw else None
 
     def claim_refresh_token(self, token: StoredToken) -> bool:
         """Mark a refresh token as used; False if it already was (a reuse)."""
         ttl = max(1, token.get_expires_in() + 60)
-        return bool(self.redis.set(self._key("rt_used", token.key), "1", nx=True, ex=ttl))
+        return bool(self.redis.set(self._tagged("rt_used", token.key), "1", nx=True, ex=ttl))
 
     def refresh_token_used(self, token: StoredToken) -> bool:
-        return self.redis.exists(self._key("rt_used", token.key)) > 0
+        return self.redis.exists(self._tagged("rt_used", token.key)) > 0
 
     def revoke(self, token: StoredToken) -> None:
         """Mark one token revoked (kept, not deleted: RFC 7009 §2.2's advice)."""
-        prefix = "at" if token.kind == "access_token" else "rt"
         token.data["revoked"] = True
-        key = self._key(prefix, token.key)
+        key = self._key("at", token.key) if token.kind == "access_token" else self._tagged("rt", token.key)
         ttl = self.redis.ttl(key)
         self.redis.set(key, json.dumps(token.data), ex=ttl if ttl and ttl > 0 else 60)
 

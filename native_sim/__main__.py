@@ -15,7 +15,7 @@ from common.config import ConfigError, load_settings
 from common.errors import FlowError
 from common.inspector import FlowLog
 
-from . import commands, trusted
+from . import commands, device, trusted
 from .storage import open_token_store
 
 EXIT_CODES = """\
@@ -24,15 +24,17 @@ exit codes:
   1  refused by the issuer or the API (access_denied, wrong username or password, invalid token)
   2  usage or configuration error (bad option or setting, port in use, trusted mode off)
   3  the issuer or the API could not be reached
-  4  timed out waiting for the user to finish signing in
+  4  timed out waiting for the user to finish signing in (device-login: the code expired)
   5  not signed in, or the refresh token expired or was revoked: run `login` again
+  130  stopped with Ctrl-C
 """
 
 DESCRIPTION = """\
 A native app signing a user in, the way RFC 8252 says it must:
 Authorization Code + PKCE in the system browser, the answer delivered to a
-one-shot listener on http://127.0.0.1:{port}/callback. `password-login` is the
-deprecated trusted-app mode (Resource Owner Password grant).
+one-shot listener on http://127.0.0.1:{port}/callback. `device-login` is for a
+device without a usable browser (RFC 8628: a code to enter on your phone).
+`password-login` is the deprecated trusted-app mode (Resource Owner Password grant).
 
 Tokens are kept in the OS keyring when one is available, else in a file only
 you can read (NATIVE_TOKEN_DIR, default ~/.config/oauth-samples/).
@@ -84,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
             "TRUSTED_MODE=auto, the default, against the bundled dev issuer)",
         )
     )
+    command(
+        "device-login",
+        "sign in on a device without a usable browser: show a code and a URL (and a QR code), then wait "
+        "while you approve on your phone (device authorization grant, RFC 8628)",
+    ).add_argument("--no-qr", action="store_true", help="do not draw the QR code of the link")
     command(
         "call-api", "call the resource server's GET /api/messages (refreshing an expired access token first)"
     )
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "login":
             return commands.login(ctx, open_browser=not args.no_browser, timeout=args.timeout)
+        if args.command == "device-login":
+            return device.device_login(ctx, show_qr=not args.no_qr)
         if args.command == "password-login":
             return trusted.password_login(ctx, username=args.username, password_stdin=args.password_stdin)
         return {

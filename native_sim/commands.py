@@ -255,6 +255,7 @@ def whoami(ctx: Context) -> int:
     record, tokens = _load(ctx)
     claims = tokens.id_claims or {}
     mode = "trusted mode, password grant" if record.get("client") == TRUSTED else "Authorization Code + PKCE"
+    mode = "device authorization grant" if record.get("grant") == "device_code" else mode  # device-login
     rows = [
         ("issuer", record.get("issuer")),
         ("client", f"{record.get('client_id')} ({mode})"),
@@ -407,12 +408,16 @@ def _spend_refresh_token(ctx: Context, record: dict[str, Any], tokens: TokenSet,
         raise
     finally:
         ctx.explain()
-    save_tokens(ctx, record.get("client", NATIVE), record.get("client_id", ""), new)
+    save_tokens(
+        ctx, record.get("client", NATIVE), record.get("client_id", ""), new, grant=record.get("grant")
+    )
     return new
 
 
-def save_tokens(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> None:
-    """Store only what later commands need: whose tokens, and the tokens."""
+def save_tokens(
+    ctx: Context, client: str, client_id: str, tokens: TokenSet, *, grant: str | None = None
+) -> None:
+    """Store only what later commands need: whose tokens, and the tokens (``grant``: ``device-login``'s)."""
     ctx.store.save(
         {
             "issuer": ctx.settings.issuer,
@@ -420,6 +425,7 @@ def save_tokens(ctx: Context, client: str, client_id: str, tokens: TokenSet) -> 
             "client_id": client_id,
             "tokens": tokens.to_dict(),
             "saved_at": int(time.time()),
+            **({"grant": grant} if grant else {}),
         }
     )
 

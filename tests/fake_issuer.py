@@ -72,6 +72,8 @@ PATHS = {
     "/oauth2/default/v1/revoke": "revoke",
     "/oauth2/default/v1/introspect": "introspect",
     "/oauth2/default/v1/logout": "end_session",
+    # RFC 9126: not advertised unless a test says so (discovery_overrides) and scripts its answers.
+    "/oauth2/default/v1/par": "par",
     # Not the issuer's: a tiny counting stand-in for the resource server, so a
     # test can point API_URL here and assert that no API call was made.
     "/api/messages": "api",

@@ -171,12 +171,14 @@ BROKEN = {
     "DEV_ISSUER_REQUIRE_DPOP": "{clientId}",
     "PAR": "maybe",
     "DEV_ISSUER_REQUIRE_PAR": "{clientId}",
+    "DEV_ISSUER_PAR_LIFETIME": "0",
     "WEB_BIND": "localhost",
     "SPA_BIND": ":5002",
     "SERVICE_BIND": "localhost:0",
     "API_BIND": "localhost:http",
     "ISSUER_BIND": "127.0.0.1:70000",
     "TRUSTED_PROXIES": "-1",
+    "DEV_ISSUER_DEVICE_CODE_LIFETIME": "0",
 }
 
 
@@ -273,7 +275,8 @@ def test_the_launcher_checks_every_component_it_starts(monkeypatch, capsys):
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Modules of common/ not shared by every caller of the issuer (web.py guards its reads with ``declares``).
-_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py", "dpop_client.py"}
+#: ``par.py`` (RFC 9126) serves the browser sign-ins only: the web app, the BFF and the native app.
+_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py", "par.py", "dpop_client.py"}
 #: The client apps' DPoP policy (reads DPOP, which only the client apps declare).
 _DPOP_CLIENT = "common/dpop_client.py"
 _SHARED = sorted(
@@ -281,9 +284,9 @@ _SHARED = sorted(
 )
 #: component -> the source it runs (its package, and the shared code it calls).
 SOURCES = {
-    "web_app": ["web_app", *_SHARED, "common/session.py", _DPOP_CLIENT],
-    "spa_app": ["spa_app", _DPOP_CLIENT],
-    "native_sim": ["native_sim", *_SHARED, _DPOP_CLIENT],
+    "web_app": ["web_app", *_SHARED, "common/session.py", "common/par.py", _DPOP_CLIENT],
+    "spa_app": ["spa_app", "common/par.py", _DPOP_CLIENT],
+    "native_sim": ["native_sim", *_SHARED, "common/par.py", _DPOP_CLIENT],
     "service_app": ["service_app", *_SHARED, "common/session.py", _DPOP_CLIENT],
     "resource_server": ["resource_server", *_SHARED],
     "dev_issuer": ["dev_issuer", "common/session.py"],

@@ -49,8 +49,13 @@ def token_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def env(suite_env, token_dir) -> dict[str, str]:
-    """The CLI environment for this test."""
-    return cli_env(suite_env, token_dir)
+    """The CLI environment for this test.
+
+    ``PAR=off``: these tests read the plain authorization request (its
+    ``redirect_uri``, ``state``) off the printed URL; a pushed request's URL
+    carries only ``client_id`` and ``request_uri`` (``test_login_par.py``).
+    """
+    return cli_env(suite_env, token_dir, PAR="off")
 
 
 class LoginRun:
@@ -89,7 +94,8 @@ class LoginRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in list(self.out):
-                if line.startswith(("http://", "https://")) and "state=" in line:
+                # (After a push, RFC 9126 §4, the URL carries request_uri instead of state.)
+                if line.startswith(("http://", "https://")) and ("state=" in line or "request_uri=" in line):
                     return line
             if self.proc.poll() is not None and not self._readers[0].is_alive():
                 break

@@ -108,7 +108,7 @@ def test_login_refuses_a_forged_callback_and_completes_the_real_one(
     browser, suite_env, token_dir, start_login
 ):
     # NATIVE_REDIRECT_PORT=0: any free port, which RFC 8252 §7.3 says the issuer must accept.
-    env = cli_env(suite_env, token_dir, NATIVE_REDIRECT_PORT="0")
+    env = cli_env(suite_env, token_dir, NATIVE_REDIRECT_PORT="0", PAR="off")  # the URL's redirect_uri is read
     settings = load_settings(suite_env)
     run = start_login(env)
     url = run.authorization_url()

@@ -34,6 +34,7 @@ BFF_CLIENT_SECRET = "second-issuer-bff-secret-for-tests-only"
 WEB_CLIENT_ID = "second-issuer-web"
 WEB_CLIENT_SECRET = "second-issuer-web-secret-for-tests-only"
 API_AUDIENCE = "https://api.second-issuer.test"
+NATIVE_CLIENT_ID = "second-issuer-native"  # native_sim device-login (RFC 8628)
 
 
 def _origin(url: str) -> str:
@@ -71,6 +72,7 @@ def second_stack(tmp_path_factory):
         "SPA_BFF_CLIENT_SECRET": BFF_CLIENT_SECRET,
         "WEB_CLIENT_ID": WEB_CLIENT_ID,
         "WEB_CLIENT_SECRET": WEB_CLIENT_SECRET,
+        "NATIVE_CLIENT_ID": NATIVE_CLIENT_ID,
         # Access tokens live just over the clients' 30-second renewal margin
         # (common.tokens.TokenSet.expired): a test sees a renewal within seconds.
         "ACCESS_TOKEN_TTL": "33",

@@ -11,6 +11,7 @@
 //   SPA_BASE_URL           the SPA's origin (redirect {SPA_BASE_URL}/bff/callback)
 //   SPA_BFF_CLIENT_ID, SPA_BFF_CLIENT_SECRET   the BFF's registration
 //   WEB_BASE_URL, WEB_CLIENT_ID, WEB_CLIENT_SECRET   the web app's registration
+//   NATIVE_CLIENT_ID       native_sim's registration (device authorization grant, RFC 8628)
 //   API_AUDIENCE           the resource indicator (RFC 8707) whose access tokens are JWTs
 //   ACCESS_TOKEN_TTL       seconds an access token lives (default 300)
 
@@ -71,6 +72,19 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: [`${webBase}/authorization-code/callback`],
       post_logout_redirect_uris: [`${webBase}/`],
+      // RFC 9126 §6: this client's authorization requests must be pushed, so
+      // the web app's sign-in works here only if it pushes (PAR=auto does).
+      require_pushed_authorization_requests: true,
+    },
+    {
+      // native_sim's `device-login`: a public native client with the device
+      // authorization grant (RFC 8628), like Okta's Native app with "Device Authorization".
+      client_id: env('NATIVE_CLIENT_ID', 'second-issuer-native'),
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
     },
   ],
   jwks: { keys: [signingKey] },
@@ -110,6 +124,11 @@ const configuration = {
     // with cnf.jkt, and a server nonce demanded on every token request, so
     // that the clients meet `400 use_dpop_nonce` and retry with the nonce (§8).
     dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+    // RFC 8628: {issuer}/device/auth, and the page where the user enters the code at {issuer}/device.
+    deviceFlow: { enabled: true },
+    // Pushed authorization requests (RFC 9126) at /request: advertised as
+    // pushed_authorization_request_endpoint, required per client (above).
+    pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
     // Access tokens are JWTs for the API only (RFC 8707 resource
     // indicators, RFC 9068 token format). The suite's clients send no
     // `resource`, so the API is every request's default resource, as an

@@ -42,7 +42,9 @@ def bff_sign_in(http: requests.Session, env: dict, login: str) -> requests.Respo
     assert f"{authorization.scheme}://{authorization.netloc}" == env["ISSUER"]
     query = parse_qs(authorization.query)
     assert query["client_id"] == [BFF_CLIENT_ID]
-    assert query["code_challenge_method"] == ["S256"] and query["redirect_uri"] == [base + "/bff/callback"]
+    # The provider offers PAR (RFC 9126), so PAR=auto pushed the request (PKCE, redirect_uri and
+    # all): the browser carries only client_id and request_uri (test_par_second_issuer.py).
+    assert set(query) == {"client_id", "request_uri"}
 
     callback = sign_in_at_provider(http, started.headers["Location"], login)
     assert callback.startswith(base + "/bff/callback?"), callback

@@ -178,7 +178,8 @@ def assert_no_server_error(response, what: str) -> None:
 def web_app_client(suite_env, dev_issuer, resource_server):
     from web_app import create_app
 
-    return make_client(create_app({**suite_env, "HTTP_TIMEOUT": "3", "TESTING": True}))
+    # PAR=off: test_web_app_callback reads the real state off the plain authorization URL.
+    return make_client(create_app({**suite_env, "HTTP_TIMEOUT": "3", "TESTING": True, "PAR": "off"}))
 
 
 @pytest.fixture(scope="module")

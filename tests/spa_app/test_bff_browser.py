@@ -242,8 +242,10 @@ def test_bff_click_through(bff, settings):
     # The inspector: the server's own steps for this session, never a token.
     # (Discovery only when this server worker had not read the issuer's metadata yet, and the
     # issuer's DPoP nonce round trip only when it had not been sent the nonce yet.)
+    # The dev issuer offers PAR, so the BFF (PAR=auto) pushed the request first (RFC 9126).
     optional = {"Discovery", "The issuer asked for a DPoP nonce"}
     assert [title for title in spa.server_titles() if title not in optional] == [
+        "Pushed authorization request (PAR)",
         "Authorization request",
         "Callback",
         "Token request (authorization code)",
