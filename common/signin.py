@@ -9,7 +9,11 @@ user's session:
 * the *pending* sign-ins, keyed by their ``state`` (RFC 6749 §10.12): a few
   at once (several tabs), each used once; each with its own DPoP key
   (RFC 9449) when the tokens will be DPoP-bound, which then stays beside
-  the tokens in the server-side session, never in a cookie;
+  the tokens in the server-side session, never in a cookie.  A key per
+  session, not per process: one user's leaked token cannot be replayed
+  with a key another session holds, ending a session retires its key, and
+  no private key has to be shared by every worker (whose leak would unbind
+  every user's tokens at once);
 * after the sign-in, the tokens, in a session with a **new id** (against
   session fixation: the privilege level changes);
 * renewal with the refresh token (RFC 6749 §6) under a per-session Redis
