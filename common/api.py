@@ -1,10 +1,12 @@
-"""Calling the API: one request with the access token as a Bearer token.
+"""Calling the API: one request with the access token, as a Bearer token or DPoP-bound.
 
 Every app that holds an access token (the web app for its user, the
 native app for its user, the service for itself) calls the resource server
 the same way, RFC 6750 §2.1: ``Authorization: Bearer <token>`` on the
 request, and the token never in the URL (§2.3 would put it in logs and
-browser history).  What an app does with the answer, say a ``401``
+browser history).  A DPoP-bound token (RFC 9449 §7.1) goes as
+``Authorization: DPoP <token>`` with a proof of possession of its key
+(:func:`common.dpop_client.send_authorized`).  What an app does with the answer, say a ``401``
 (refresh and retry once, or ask the user to sign in again), is its own
 policy and stays in the app.
 """
@@ -16,6 +18,8 @@ from typing import Any
 
 import requests
 
+from .dpop import DPoPKey
+from .dpop_client import proof_display, send_authorized
 from .errors import FlowError
 from .failures import failure_reason
 from .http import http_session
@@ -52,24 +56,30 @@ def call_api(
     *,
     http: requests.Session | None = None,
     recorder: FlowRecorder = NULL_RECORDER,
+    dpop_key: DPoPKey | None = None,
 ) -> ApiAnswer:
-    """``GET url`` with ``Authorization: Bearer access_token`` (RFC 6750 §2.1).
+    """``GET url`` with ``Authorization: Bearer access_token`` (RFC 6750 §2.1), or DPoP with ``dpop_key``.
 
-    The step is recorded with the Authorization header redacted (the
-    inspector never shows a usable token).
+    With ``dpop_key`` (the key the token is bound to) the request carries
+    ``Authorization: DPoP`` and a proof with ``ath`` (RFC 9449 §7.1); an API
+    asking for a nonce (§9) gets one more request with it.  The step is
+    recorded with the Authorization header redacted and the proof decoded
+    (the inspector never shows a usable token).
 
     :param url: the API route, e.g. ``API_URL + "/api/messages"``.
     :param access_token: the access token, sent as it was issued.
     :param http: a session with a timeout (default: :func:`common.http.http_session`).
     :param recorder: the flow recorder (default: records nothing).
+    :param dpop_key: the DPoP key of a bound token (``None``: a Bearer token).
     :return: the answer, whatever its status.
     :raises FlowError: ``api_unreachable`` when the API cannot be reached or does not answer in time.
     """
-    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
     try:
         # No redirects: the token goes only to the URL we chose, not wherever
         # an answer points (RFC 6750 §5.3: don't hand bearer tokens around).
-        response = (http or http_session()).get(url, headers=headers, allow_redirects=False)
+        attempts = send_authorized(
+            http or http_session(), "GET", url, access_token, dpop_key, headers={"Accept": "application/json"}
+        )
     except requests.RequestException as exc:
         error = FlowError(
             "api_unreachable",
@@ -79,13 +89,26 @@ def call_api(
         )
         recorder.failure("api_call", error, url=url)
         raise error from None
-    answer = ApiAnswer(response.status_code, _body_of(response), response.headers.get("WWW-Authenticate", ""))
-    recorder.step(
-        "api_call",
-        request={"method": "GET", "url": url, "headers": headers},
-        response={"status": answer.status, "body": answer.body},
-        url=url,
-    )
+    for number, (headers, response) in enumerate(attempts, 1):
+        request = {"method": "GET", "url": url, "headers": headers}
+        if number < len(attempts):
+            recorder.step(
+                "dpop.api_nonce_requested",
+                request=request,
+                response={"status": response.status_code, "body": _body_of(response)},
+            )
+            continue
+        if dpop_key is not None:
+            request["proof"] = proof_display(headers["DPoP"], "GET", url, access_token)
+        answer = ApiAnswer(
+            response.status_code, _body_of(response), response.headers.get("WWW-Authenticate", "")
+        )
+        recorder.step(
+            "dpop.api_call" if dpop_key is not None else "api_call",
+            request=request,
+            response={"status": answer.status, "body": answer.body},
+            url=url,
+        )
     return answer
 
 

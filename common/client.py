@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, urlencode
 from authlib.oauth2.auth import ClientAuth
 
 from .config import Settings
+from .dpop import DPoPKey, asks_for_nonce
+from .dpop_client import NONCES, PROOF_ENDPOINTS, proof_display
 from .errors import FlowError
 from .http import IssuerUnreachable, parse_json_response, send
 from .issuer import Issuer
@@ -72,6 +74,8 @@ class Client:
         self.auth_method = token_endpoint_auth_method
         self.private_key = load_private_key(private_key_path) if private_key_path else None
         self.recorder = recorder
+        #: The DPoP key of the sign-in (or process) this client acts for (RFC 9449 §2); ``None``: Bearer.
+        self.dpop_key: DPoPKey | None = None
 
     @property
     def settings(self) -> Settings:
@@ -87,6 +91,16 @@ class Client:
         """This client, narrating to ``recorder``: one per request or command, sharing the issuer's caches."""
         bound = copy.copy(self)
         bound.recorder = recorder
+        return bound
+
+    def with_dpop_key(self, key: DPoPKey | None) -> "Client":
+        """This client, proving possession of ``key`` on its token and revocation requests (RFC 9449 §5).
+
+        One key per user session (web app, BFF), per stored sign-in (native
+        app) or per process (service); ``None`` sends no proof.
+        """
+        bound = copy.copy(self)
+        bound.dpop_key = key
         return bound
 
     def endpoint(self, name: str, *, required: bool = True) -> str | None:
@@ -133,6 +147,10 @@ class Client:
     ) -> tuple[int, dict]:
         """POST an authenticated form to one of the issuer's endpoints, and narrate it as ``step``.
 
+        When this client holds a DPoP key (:meth:`with_dpop_key`), a request to the
+        token or revocation endpoint carries a proof of it (RFC 9449 §5), and an
+        answer ``400 use_dpop_nonce`` is met by one retry with the issuer's nonce (§8).
+
         :param what: the endpoint's name in messages ("token endpoint").
         :param body_required: ``False`` where a 200 answer's body does not matter
             (revocation, RFC 7009 §2.2): then an empty or non-JSON body is ``{}``.
@@ -140,11 +158,57 @@ class Client:
         :raises IssuerUnreachable: network error, timeout, 5xx, redirect, non-JSON body.
         """
         url = self.endpoint(endpoint_name)
+        key = self.dpop_key if endpoint_name in PROOF_ENDPOINTS else None
+        for attempt in (1, 2):
+            request, status, data, answer_headers = self._send_form(
+                url,
+                params,
+                extra_headers,
+                key,
+                step=step,
+                what=what,
+                error=error,
+                body_required=body_required,
+            )
+            if key is None:
+                break
+            # RFC 9449 §8.2: a server may send a new nonce with any answer; keep the latest.
+            NONCES.remember(url, answer_headers)
+            if attempt == 2 or not asks_for_nonce(status, answer_headers, data):
+                break
+            # RFC 9449 §8: "use_dpop_nonce" is not a refusal: the issuer wants its
+            # nonce in the proof.  One retry with a fresh proof (and, for
+            # private_key_jwt, a fresh client assertion: its jti is single use).
+            # (Its proof is not shown: the retry's, below, is the same but for jti and nonce.)
+            without_proof = {k: v for k, v in request.items() if k != "proof"}
+            self.recorder.step(
+                "dpop.nonce_requested", request=without_proof, response={"status": status, "body": data}
+            )
+        self.recorder.step(step, request=request, response={"status": status, "body": data})
+        return status, data
+
+    def _send_form(
+        self,
+        url: str,
+        params: dict,
+        extra_headers: Mapping[str, str] | None,
+        key: DPoPKey | None,
+        *,
+        step: str,
+        what: str,
+        error: str,
+        body_required: bool,
+    ) -> tuple[dict, int, dict, Mapping[str, str]]:
+        """One authenticated form POST (with a DPoP proof when ``key``); the record of what was sent too."""
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
             **(extra_headers or {}),
         }
+        if key is not None:
+            # RFC 9449 §4.1: the proof names this request (POST to this URL)
+            # and carries the issuer's nonce once it has sent one (§8).
+            headers["DPoP"] = key.proof("POST", url, nonce=NONCES.get(url))
         body, headers = self.authenticate(params, headers, url)
         request = {
             "method": "POST",
@@ -152,19 +216,20 @@ class Client:
             "headers": headers,
             "params": dict(parse_qsl(body, keep_blank_values=True)),
         }
+        if key is not None:
+            request["proof"] = proof_display(headers["DPoP"], "POST", url)
         try:
-            status, data = self._exchange(
+            status, data, answer_headers = self._exchange(
                 url, body, headers, what=what, error=error, body_required=body_required
             )
         except FlowError as exc:
             self.recorder.step(step, request=request, error=exc)
             raise
-        self.recorder.step(step, request=request, response={"status": status, "body": data})
-        return status, data
+        return request, status, data, answer_headers
 
     def _exchange(
         self, url: str, body: str, headers: dict, *, what: str, error: str, body_required: bool
-    ) -> tuple[int, dict]:
+    ) -> tuple[int, dict, Mapping[str, str]]:
         """Send the form; decode the answer (never following a redirect: RFC 6749 §3.2 has none)."""
         response = send(
             self.http,
@@ -184,8 +249,12 @@ class Client:
                 error=error,
             )
         try:
-            return status, parse_json_response(response, what, error=error, allow_error_status=True)
+            return (
+                status,
+                parse_json_response(response, what, error=error, allow_error_status=True),
+                response.headers,
+            )
         except IssuerUnreachable:
             if body_required or status != 200:
                 raise
-            return status, {}
+            return status, {}, response.headers

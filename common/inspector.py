@@ -42,6 +42,8 @@ SECRET_KEYS = frozenset(
         "set-cookie",
         "secret_key",
         "private_key",
+        # A DPoP private key kept with the tokens (common/dpop_client.py): never shown.
+        "dpop_jwk",
     }
 )
 
@@ -56,6 +58,8 @@ TOKEN_KEYS = frozenset(
         "id_token_hint",
         "logout_token",
         "subject_token",
+        # A DPoP proof (RFC 9449 §4) in a request's headers: shown shortened, decoded beside it.
+        "dpop",
     }
 )
 
@@ -296,6 +300,10 @@ class FlowLog:
                 if request.get(part):
                     req[part] = redact(request[part])
             entry["request"] = req
+            if request.get("proof"):
+                # The request's DPoP proof (RFC 9449 §4), decoded, with the checks a server runs on it;
+                # a list of {label, header, claims, checks}, the shape the SPA's inspector shows too.
+                entry["proofs"] = [{"label": "DPoP proof", **_clean_jwt(request["proof"])}]
         if response is not None:
             entry["response"] = {"status": response.get("status"), "body": _clean_body(response.get("body"))}
         if jwt is not None:
@@ -385,6 +393,13 @@ class FlowLog:
                 if body not in (None, "", {}):
                     text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
                     lines.extend("       " + line for line in text.splitlines())
+            for proof in s.get("proofs") or []:
+                lines.append(f"   DPoP proof header: {json.dumps(proof.get('header'), ensure_ascii=False)}")
+                lines.append(f"   DPoP proof claims: {json.dumps(proof.get('claims'), ensure_ascii=False)}")
+                for check in proof.get("checks", []):
+                    lines.append(
+                        f"     {'✔' if check.get('ok') else '✘'} {check.get('check')}: {check.get('detail')}"
+                    )
             for check in s.get("checks") or []:
                 mark = "✔" if check.get("ok") else "✘"
                 lines.append(f"     {mark} {check.get('check')}: {check.get('detail')}")

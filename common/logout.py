@@ -4,6 +4,10 @@ The logout URL is OpenID Connect RP-Initiated Logout 1.0 §2.
 
 Both are best effort by design: the user must be able to sign out of the
 app even while the issuer is down, so neither raises.
+
+A client holding the DPoP key of the tokens (RFC 9449;
+:func:`common.tokens.holding_key`) sends the revocation request with a
+proof of that key, through :meth:`common.client.Client.post_form`.
 """
 
 from __future__ import annotations

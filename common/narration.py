@@ -76,7 +76,8 @@ STEPS: dict[str, tuple[str, str]] = {
     "userinfo": (
         "UserInfo request",
         "We ask the issuer's UserInfo endpoint for the user's profile, presenting the access token as a "
-        "Bearer token. The answer's 'sub' must be the ID token's 'sub'.",
+        "Bearer token (or, when it is DPoP-bound, with the DPoP scheme and a proof, RFC 9449 §7.1). The "
+        "answer's 'sub' must be the ID token's 'sub'.",
     ),
     "api_call": (
         "Call the API: GET {url}",
@@ -204,6 +205,25 @@ STEPS: dict[str, tuple[str, str]] = {
         "Issuer unreachable (try {number}); waiting {pause:.1f} s",
         "{reason} A timeout or 5xx says nothing about our request, so it is retried a bounded number of "
         "times with growing, jittered pauses.",
+    ),
+    # -- DPoP (RFC 9449): sender-constrained tokens ----------------------------------------------------
+    "dpop.nonce_requested": (
+        "The issuer asked for a DPoP nonce",
+        "The issuer answered 400 use_dpop_nonce with a DPoP-Nonce header (RFC 9449 §8): not a refusal, but "
+        "its way of making proofs fresh. The request is sent once more, with a new proof that carries the "
+        "nonce; later proofs to this issuer carry the latest nonce it sent.",
+    ),
+    "dpop.api_nonce_requested": (
+        "The API asked for a DPoP nonce",
+        'The resource server answered 401 with WWW-Authenticate: DPoP error="use_dpop_nonce" and a '
+        "DPoP-Nonce header (RFC 9449 §9). The call is repeated once, with a new proof carrying the nonce.",
+    ),
+    "dpop.api_call": (
+        "Call the API: GET {url}",
+        "The access token is bound to this app's key (cnf.jkt), so it goes in the Authorization header with "
+        "the DPoP scheme, beside a fresh proof for this request whose 'ath' is the token's hash (RFC 9449 "
+        "§7.1). A copy of the token alone is useless: the API also checks that the proof was signed by the "
+        "key the token names.",
     ),
 }
 

@@ -7,7 +7,13 @@ its Redis session, never in the browser.  Around the protocol steps of
 user's session:
 
 * the *pending* sign-ins, keyed by their ``state`` (RFC 6749 §10.12): a few
-  at once (several tabs), each used once;
+  at once (several tabs), each used once; each with its own DPoP key
+  (RFC 9449) when the tokens will be DPoP-bound, which then stays beside
+  the tokens in the server-side session, never in a cookie.  A key per
+  session, not per process: one user's leaked token cannot be replayed
+  with a key another session holds, ending a session retires its key, and
+  no private key has to be shared by every worker (whose leak would unbind
+  every user's tokens at once);
 * after the sign-in, the tokens, in a session with a **new id** (against
   session fixation: the privilege level changes);
 * renewal with the refresh token (RFC 6749 §6) under a per-session Redis
@@ -37,7 +43,7 @@ from .logout import end_session_url, revoke_token
 from .pkce import generate_state
 from .recorder import FlowRecorder
 from .session import regenerate_session_id, save_session_now, session_lock, stored_session_value
-from .tokens import TokenSet, refresh_tokens
+from .tokens import TokenSet, holding_key, refresh_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +223,10 @@ class BrowserSignIn:
             try:
                 # previous=tokens: the new ID token must be about the same user, and
                 # the sign-in's ID token is kept when the issuer sends none.
-                fresh = refresh_tokens(self.client, tokens.refresh_token, previous=tokens)
+                # With DPoP-bound tokens, the refresh carries a proof of the session's key (RFC 9449 §5).
+                fresh = refresh_tokens(
+                    holding_key(self.client, tokens), tokens.refresh_token, previous=tokens
+                )
             except FlowError as error:
                 if error.error == "issuer_unreachable" or error.status >= 500:
                     raise
@@ -246,7 +255,11 @@ class BrowserSignIn:
         """
         tokens = self.tokens()
         if tokens is not None and tokens.refresh_token:
-            revoke_token(self.client, tokens.refresh_token, token_type_hint="refresh_token")
+            # With a proof of the session's DPoP key when the tokens are bound to it.
+            revoke_token(
+                holding_key(self.client, tokens), tokens.refresh_token, token_type_hint="refresh_token"
+            )
+        # The session's DPoP key goes with it: the key retires with the sign-in.
         session.clear()
         state = generate_state()
         url = None

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from .client import Client
+from .dpop import TOKEN_TYPE
+from .dpop_client import dpop_mode, key_of, pending_dpop_key
 from .errors import FlowError
 from .id_token import validate_id_token
 from .untrusted import error_code, plain_text
@@ -108,12 +110,15 @@ class TokenSet:
     """The tokens one sign-in (or one client-credentials call) produced.
 
     :param access_token: for the API (RFC 6749 §1.4).
-    :param token_type: always ``Bearer`` here (RFC 6750).
+    :param token_type: ``Bearer`` (RFC 6750), or ``DPoP`` for a token bound to ``dpop_jwk`` (RFC 9449 §5).
     :param expires_at: epoch seconds when the access token expires, if known.
     :param refresh_token: for new access tokens without the user (RFC 6749 §1.5).
     :param id_token: the ID token (OpenID Connect Core 2), kept for ``id_token_hint`` at logout.
     :param scope: the granted scope.
     :param id_claims: the verified ID-token claims (only :data:`KEPT_CLAIMS` are stored).
+    :param dpop_jwk: the private key (a JWK) the tokens are bound to, kept beside them wherever they
+        are kept (a server-side session, the native app's 0600 file, the service's token cache) and
+        nowhere else: without it a DPoP-bound token is useless, to us as to a thief.
     """
 
     access_token: str
@@ -123,6 +128,12 @@ class TokenSet:
     id_token: str | None = None
     scope: str | None = None
     id_claims: dict = field(default_factory=dict)
+    dpop_jwk: dict | None = None
+
+    @property
+    def dpop_bound(self) -> bool:
+        """True when the access token is DPoP-bound (RFC 9449 §5: ``token_type`` ``DPoP``)."""
+        return self.token_type.lower() == TOKEN_TYPE.lower()
 
     def to_dict(self) -> dict:
         """A compact, JSON-able form for the session (no ``None`` values, few claims)."""
@@ -144,6 +155,7 @@ class TokenSet:
             id_token=data.get("id_token"),
             scope=data.get("scope"),
             id_claims=dict(data.get("id_claims") or {}),
+            dpop_jwk=dict(data["dpop_jwk"]) if isinstance(data.get("dpop_jwk"), Mapping) else None,
         )
 
     def expired(self, leeway: float = 30) -> bool:
@@ -157,6 +169,15 @@ class TokenSet:
 
 
 # -- the grants ------------------------------------------------------------------------------------
+
+
+def holding_key(client: Client, tokens: TokenSet | None) -> Client:
+    """``client`` proving possession of the key ``tokens`` are bound to (none for Bearer tokens).
+
+    A refresh (RFC 9449 §5: a public client's refresh token is bound too) and
+    the revocation of DPoP-bound tokens are sent with proofs of that key.
+    """
+    return client.with_dpop_key(key_of(tokens) if tokens is not None else None)
 
 
 def exchange_code(client: Client, code: str, pending: Mapping[str, Any]) -> TokenSet:
@@ -179,6 +200,9 @@ def exchange_code(client: Client, code: str, pending: Mapping[str, Any]) -> Toke
         "redirect_uri": pending.get("redirect_uri") or client.redirect_uri,
         "code_verifier": pending["code_verifier"],
     }
+    # RFC 9449 §5: the code is redeemed with a proof of the key made when this
+    # sign-in started (common.dpop_client.remember_dpop_key), so the tokens are bound to it.
+    client = client.with_dpop_key(pending_dpop_key(pending))
     tokens = _token_set(client, _token_request(client, params, "token_request.authorization_code"))
     if "openid" in str(pending.get("scope", "")).split() and not tokens.id_token:
         error = FlowError(
@@ -307,17 +331,43 @@ def _token_request(client: Client, params: dict, step: str) -> dict:
                 "The issuer's answer is not a valid OAuth 2.0 token response (RFC 6749 §5.1).",
                 502,
             )
-        token_type = data.get("token_type")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            # RFC 6749 §7.1: a client must not use a token type it does not
-            # understand; we only speak RFC 6750 Bearer (case-insensitive).
-            raise FlowError(
-                "token_error",
-                f"The token endpoint issued a token of type {plain_text(token_type, 40)!r}, not Bearer.",
-                "This app only supports Bearer tokens (RFC 6750).",
-                502,
-            )
+        _check_token_type(client, data.get("token_type"))
     return data
+
+
+def _check_token_type(client: Client, token_type: Any) -> None:
+    """The token type must be one we can use (RFC 6749 §7.1): Bearer, or DPoP when we sent a proof.
+
+    RFC 9449 §5: an issuer that honoured our proof answers ``token_type:
+    DPoP``; one that ignored it answers ``Bearer``, and the token is simply
+    not bound, which ``DPOP=on`` refuses (it asked for bound tokens only).
+    """
+    kind = token_type.lower() if isinstance(token_type, str) else None
+    if kind == "bearer" and client.dpop_key is not None and dpop_mode(client.settings) == "on":
+        raise FlowError(
+            "dpop_unsupported",
+            f"DPOP=on, but the issuer {client.issuer.identifier} answered the DPoP proof with a Bearer "
+            "token.",
+            'Enable DPoP for this client at the issuer (Okta: "Require Demonstrating Proof of Possession '
+            '(DPoP) header in token requests"), or set DPOP=auto.',
+            502,
+        )
+    if kind == "dpop" and client.dpop_key is None:
+        raise FlowError(
+            "token_error",
+            "The token endpoint issued a DPoP-bound token, but this request carried no DPoP proof.",
+            "The issuer's answer does not follow RFC 9449 §5; check its DPoP settings for this client.",
+            502,
+        )
+    if kind not in ("bearer", "dpop"):
+        # RFC 6749 §7.1: a client must not use a token type it does not
+        # understand; we speak RFC 6750 Bearer and RFC 9449 DPoP (case-insensitive).
+        raise FlowError(
+            "token_error",
+            f"The token endpoint issued a token of type {plain_text(token_type, 40)!r}, not Bearer or DPoP.",
+            "This app only supports Bearer (RFC 6750) and DPoP (RFC 9449) tokens.",
+            502,
+        )
 
 
 def _token_set(client: Client, data: Mapping[str, Any], refresh_token: str | None = None) -> TokenSet:
@@ -335,9 +385,12 @@ def _token_set(client: Client, data: Mapping[str, Any], refresh_token: str | Non
         )
     new_refresh = data.get("refresh_token")
     id_token = data.get("id_token")
+    bound = str(data.get("token_type")).lower() == "dpop"
     return TokenSet(
         access_token=data["access_token"],
-        token_type="Bearer",
+        # RFC 9449 §5: bound to the key of the proof we sent; kept beside the tokens.
+        token_type=TOKEN_TYPE if bound else "Bearer",
+        dpop_jwk=client.dpop_key.to_jwk() if bound else None,
         expires_at=time.time() + lifetime if lifetime is not None else None,
         refresh_token=new_refresh if isinstance(new_refresh, str) and new_refresh else refresh_token,
         id_token=id_token if isinstance(id_token, str) and id_token else None,

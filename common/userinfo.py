@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import requests
+
 from .client import Client
+from .dpop_client import proof_display, send_authorized
 from .errors import FlowError
 from .http import parse_json_response, send
 from .jwks import InvalidToken, check_registered_claims, decode_jwt
@@ -14,7 +17,9 @@ def userinfo(client: Client, access_token: str, *, expected_sub: str) -> dict:
     5.3.2: the ``sub`` there must be exactly the ID token's ``sub``,
     otherwise the answer belongs to someone else and must not be used.
 
-    :param access_token: the user's access token (sent as a Bearer token, RFC 6750 §2.1).
+    :param access_token: the user's access token: a Bearer token (RFC 6750 §2.1), or, when the
+        client holds the key it is bound to, with the DPoP scheme and a proof with ``ath``
+        (RFC 9449 §7.1; a nonce asked for with ``401`` is sent in one retry, §9).
     :param expected_sub: the ID token's ``sub``.
     :return: the claims.
     :raises FlowError: ``token_error`` (401: token expired or revoked),
@@ -22,8 +27,7 @@ def userinfo(client: Client, access_token: str, *, expected_sub: str) -> dict:
     """
     with client.recorder.failures("userinfo"):
         url = client.endpoint("userinfo_endpoint")
-        headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
-        response = send(client.http, "GET", url, "UserInfo endpoint", headers=headers, allow_redirects=False)
+        headers, response = _get(client, url, access_token)
         if response.status_code in (401, 403):
             raise FlowError(
                 "token_error",
@@ -36,10 +40,11 @@ def userinfo(client: Client, access_token: str, *, expected_sub: str) -> dict:
             claims = _signed_claims(client, response.text.strip())
         else:
             claims = parse_json_response(response, "UserInfo endpoint")
+        request = {"method": "GET", "url": url, "headers": headers}
+        if "DPoP" in headers:
+            request["proof"] = proof_display(headers["DPoP"], "GET", url, access_token)
         client.recorder.step(
-            "userinfo",
-            request={"method": "GET", "url": url, "headers": headers},
-            response={"status": response.status_code, "body": claims},
+            "userinfo", request=request, response={"status": response.status_code, "body": claims}
         )
         if claims.get("sub") != expected_sub:
             raise FlowError(
@@ -49,6 +54,18 @@ def userinfo(client: Client, access_token: str, *, expected_sub: str) -> dict:
                 502,
             )
     return claims
+
+
+def _get(client: Client, url: str, access_token: str) -> tuple[dict, requests.Response]:
+    """The UserInfo request (OIDC Core 5.3.1), with a DPoP proof when the client holds the token's key."""
+
+    def request(method: str, target: str, **kwargs) -> requests.Response:
+        return send(client.http, method, target, "UserInfo endpoint", **kwargs)
+
+    attempts = send_authorized(
+        request, "GET", url, access_token, client.dpop_key, headers={"Accept": "application/json"}
+    )
+    return attempts[-1]
 
 
 def _signed_claims(client: Client, jwt: str) -> dict:

@@ -28,6 +28,7 @@ from common.authorization import USER_SCOPE, build_authorization_request, check_
 from common.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
 from common.client import Client
 from common.config import Settings
+from common.dpop_client import key_of, new_dpop_key, remember_dpop_key
 from common.errors import FlowError
 from common.http import http_session
 from common.id_token import validate_id_token
@@ -35,7 +36,7 @@ from common.inspector import shorten
 from common.issuer import Issuer
 from common.logout import revoke_token
 from common.recorder import NULL_RECORDER, FlowRecorder
-from common.tokens import TokenEndpointError, TokenSet, exchange_code, refresh_tokens
+from common.tokens import TokenEndpointError, TokenSet, exchange_code, holding_key, refresh_tokens
 
 from .context import (
     EXIT_SIGNED_OUT,
@@ -106,9 +107,13 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     with _open_listener(ctx) as listener:
         redirect_uri = settings.native_redirect_uri(listener.port)
         client = native_client(settings, redirect_uri, recorder=ctx.recorder)
+        # DPoP (RFC 9449 §2), under DPOP: this sign-in's key pair; it will be
+        # stored beside the tokens (mode 0600). DPOP=on fails here, before the browser opens.
+        dpop_key = new_dpop_key(client)
         # Fresh state, nonce and PKCE S256 challenge; the verifier and the
-        # rest of ``pending`` stay in this process only.
+        # rest of ``pending`` (the DPoP key too) stay in this process only.
         authorization_url, pending = build_authorization_request(client, USER_SCOPE)
+        remember_dpop_key(pending, dpop_key)
         ctx.explain()
         listener.start(pending["state"])
 
@@ -131,7 +136,8 @@ def login(ctx: Context, *, open_browser: bool = True, timeout: float | None = No
     # the listener accepted one response, so it is used exactly once.
     # The answer: our state, our issuer (RFC 9207), no error, a code.
     code = check_authorization_response(client, params, pending)
-    # The code and the PKCE verifier, and no secret: a public client (RFC 8252 §8.4).
+    # The code and the PKCE verifier, and no secret: a public client (RFC 8252 §8.4);
+    # with DPoP, a proof of the key, which binds the tokens (refresh token too, RFC 9449 §5).
     tokens = exchange_code(client, code, pending)
     # Who signed in (OpenID Connect Core 3.1.3.7), bound to our nonce.
     tokens.id_claims = validate_id_token(
@@ -215,8 +221,13 @@ def call_api(ctx: Context) -> int:
         tokens = _refresh(ctx, record, tokens, expired=True)
     url = f"{ctx.settings.api_url}/api/messages"
     try:
+        # Bearer (RFC 6750 §2.1), or DPoP with a proof of the stored key (RFC 9449 §7.1).
         answer = api.call_api(
-            url, tokens.access_token, http=http_session(ctx.settings), recorder=ctx.recorder
+            url,
+            tokens.access_token,
+            http=http_session(ctx.settings),
+            recorder=ctx.recorder,
+            dpop_key=key_of(tokens),
         )
     finally:
         ctx.explain()
@@ -254,6 +265,7 @@ def whoami(ctx: Context) -> int:
         ("scopes", tokens.scope),
         ("access token", f"{shorten(tokens.access_token)}, {expiry(tokens.expires_at)}"),
         ("refresh token", shorten(tokens.refresh_token, head=4, tail=0) if tokens.refresh_token else "none"),
+        ("DPoP", "bound to the key stored beside them (RFC 9449)" if tokens.dpop_bound else None),
         ("stored in", ctx.store.description),
     ]
     ctx.say(f"Signed in as {who(tokens)}")
@@ -284,7 +296,8 @@ def _sign_out(ctx: Context) -> int:
     tokens = TokenSet.from_dict(record.get("tokens") or {"access_token": ""})
     failure = None
     if record.get("issuer") == ctx.settings.issuer:
-        client = client_for(ctx, record)
+        # With a proof of the stored DPoP key when the tokens are bound to it.
+        client = holding_key(client_for(ctx, record), tokens)
         # revoke_token is best effort and never raises (sign-out must finish);
         # it returns True, or why the issuer did not confirm.
         outcomes = []
@@ -375,7 +388,8 @@ def _spend_refresh_token(ctx: Context, record: dict[str, Any], tokens: TokenSet,
             "no_refresh_token",
         )
     recorder = NativeRecorder(ctx.log, EXPIRED_REFRESH_STEPS) if expired else ctx.recorder
-    client = client_for(ctx, record, recorder)
+    # A DPoP-bound refresh token works only with a proof of its key (RFC 9449 §5).
+    client = holding_key(client_for(ctx, record, recorder), tokens)
     try:
         # previous=tokens: a new ID token must be about the same user, and the
         # sign-in's ID token is kept when the issuer sends none (OIDC Core 12.2).

@@ -14,7 +14,11 @@ tokens go where the operating system protects them best:
 
 What is stored is one *record*: which issuer and which client the tokens
 belong to, and :meth:`common.tokens.TokenSet.to_dict` — nothing else (no
-password, no PKCE verifier, no authorization code).
+password, no PKCE verifier, no authorization code).  With DPoP (RFC 9449)
+that includes the private key the tokens are bound to (``dpop_jwk``): it
+lives beside them, in the same ``0600`` file (or keyring entry), written
+and replaced together under the same lock, so a refresh never pairs new
+tokens with another key.
 """
 
 from __future__ import annotations

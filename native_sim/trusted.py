@@ -20,6 +20,7 @@ from typing import TextIO
 from common.authorization import USER_SCOPE
 from common.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from common.config import Settings
+from common.dpop_client import new_dpop_key
 from common.id_token import validate_id_token
 from common.tokens import TokenEndpointError, password_grant
 
@@ -64,6 +65,9 @@ def password_login(
             "unsupported_grant_type",
         )
 
+    # DPoP (RFC 9449 §2), under DPOP: a key pair for this sign-in, stored beside the
+    # tokens; made before the password is asked for, so that DPOP=on fails first.
+    client = client.with_dpop_key(new_dpop_key(client))
     username, password = _credentials(ctx, username, password_stdin, stdin or sys.stdin)
     try:
         # The password goes straight to the token endpoint, once.

@@ -25,6 +25,7 @@ at the issuer.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ import requests
 from common import api
 from common.client import Client
 from common.config import ConfigError, Settings
+from common.dpop import DPoPKey
+from common.dpop_client import key_of, new_dpop_key
 from common.errors import FlowError
 from common.http import http_session
 from common.issuer import Issuer
@@ -134,6 +137,27 @@ class ServiceClient:
         self.http = http or http_session(settings)
         self.client = build_client(settings, http=self.http)
         self.cache = TokenCache(self.request_token, store=store, backoff=backoff)
+        self._dpop_key: DPoPKey | None = None
+        self._dpop_decided = False
+        self._dpop_lock = threading.Lock()
+
+    def dpop_key(self) -> DPoPKey | None:
+        """This process's DPoP key (RFC 9449 §2), made at the first token request; ``None``: Bearer.
+
+        One key per process, not per request: every token this process asks
+        for is bound to it.  The token cache shares a token with every worker
+        (Redis), so the key a token is bound to travels with it, in the same
+        cache entry (:class:`common.tokens.TokenSet` ``dpop_jwk``): whichever
+        worker uses the token signs its proofs with that token's own key.
+        Made lazily, so that the app starts while the issuer is down; with
+        ``DPOP=on`` and an issuer without DPoP the first token request fails
+        with one clear line, and the next one asks the issuer again.
+        """
+        with self._dpop_lock:
+            if not self._dpop_decided:
+                self._dpop_key = new_dpop_key(self.client)
+                self._dpop_decided = True
+            return self._dpop_key
 
     def request_token(self, log=None):
         """Client Credentials token request (RFC 6749 §4.4.2) for ``self.scope``.
@@ -144,7 +168,9 @@ class ServiceClient:
         """
         recorder = FlowRecorder(log)
         try:
-            token = client_credentials(self.client.with_recorder(recorder), self.scope)
+            # With DPoP, the request carries a proof of this process's key (RFC 9449 §5).
+            client = self.client.with_recorder(recorder).with_dpop_key(self.dpop_key())
+            token = client_credentials(client, self.scope)
         except TokenEndpointError as error:
             if error.issuer_error not in TOKEN_ERROR_HINTS:
                 raise
@@ -186,7 +212,8 @@ class ServiceClient:
         url = self.settings.api_url + path
         recorder = FlowRecorder(log)
         cached, fetched = self.token(log)
-        answer = api.call_api(url, cached.token.access_token, http=self.http, recorder=recorder)
+        # Bearer (RFC 6750 §2.1), or DPoP with a proof of the key the token is bound to (RFC 9449 §7.1).
+        answer = self._call(url, cached, recorder)
         retried = False
         if answer.status == 401:
             retried = True
@@ -197,7 +224,7 @@ class ServiceClient:
             self.cache.invalidate(cached.token.access_token)
             cached, fetched_again = self.token(log)
             fetched = fetched or fetched_again
-            answer = api.call_api(url, cached.token.access_token, http=self.http, recorder=recorder)
+            answer = self._call(url, cached, recorder)
         if answer.status == 401:
             raise FlowError(
                 "invalid_token",
@@ -224,3 +251,9 @@ class ServiceClient:
         # Counted for the status page: how many calls one token served.
         self.cache.count_call(cached.token.access_token)
         return ApiResult(url, answer.status, answer.body, cached, fetched, retried)
+
+    def _call(self, url: str, cached: CachedToken, recorder: FlowRecorder) -> api.ApiAnswer:
+        """One API call with the cached token (and its DPoP key, when the token is bound)."""
+        return api.call_api(
+            url, cached.token.access_token, http=self.http, recorder=recorder, dpop_key=key_of(cached.token)
+        )

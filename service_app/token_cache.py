@@ -24,6 +24,10 @@ Three rules make the cache safe under load:
 Where the token lives is a :class:`CachedTokenBackend`: :class:`MemoryStore` for a
 single process (the command line), :class:`RedisStore` when several
 processes (gunicorn workers) should share one token.
+
+A DPoP-bound token (RFC 9449) is useless without the private key it is
+bound to, so the key is part of the cached entry (``TokenSet.dpop_jwk``):
+shared exactly as the token is, in memory or in Redis, and gone with it.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from common.authorization import (
     single_valued,
 )
 from common.client import Client
+from common.dpop_client import key_of, new_dpop_key, remember_dpop_key
 from common.errors import FlowError, json_error
 from common.id_token import validate_id_token
 from common.inspector import FlowLog
@@ -154,10 +155,14 @@ def login():
 
     return_to = safe_next(request.args.get("returnTo"), HOME)
     sign_in = bff_sign_in(FlowLog())  # a new sign-in starts a new flow log
+    # DPoP (RFC 9449 §2), under DPOP: a key pair of this browser session's own,
+    # made before anything else so that DPOP=on fails before the redirect.
+    dpop_key = new_dpop_key(sign_in.client)
     authorization_url, pending = build_authorization_request(sign_in.client, USER_SCOPE)
 
-    # Remembered in the server-side session, keyed by its state.
-    sign_in.remember_pending(pending, return_to)
+    # Remembered in the server-side session (with the DPoP key), keyed by its
+    # state: the browser never holds the key, only the HttpOnly session cookie.
+    sign_in.remember_pending(remember_dpop_key(pending, dpop_key), return_to)
     sign_in.save_flow_log()
     return redirect(authorization_url)
 
@@ -190,7 +195,8 @@ def callback():
 
         # Server to server: the code, our redirect_uri and the PKCE
         # code_verifier (RFC 7636 §4.5), authenticated with HTTP Basic
-        # (client_secret_basic, RFC 6749 §2.3.1): a confidential client.
+        # (client_secret_basic, RFC 6749 §2.3.1): a confidential client; with
+        # DPoP, a proof of the session's key binds the tokens to it (RFC 9449 §5).
         pending = entry["pending"]
         tokens = exchange_code(client, code, pending)
 
@@ -276,6 +282,7 @@ def _forward(sign_in: BrowserSignIn, target: str, tokens: TokenSet) -> bff_proxy
         request.get_data(cache=True),
         tokens.access_token,
         sign_in.client.recorder,
+        key_of(tokens),
     )
 
 

@@ -36,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 from flask import Request
 
+from common.dpop import DPoPKey
+from common.dpop_client import send_authorized
 from common.errors import FlowError
 from common.failures import failure_reason
 from common.recorder import FlowRecorder
@@ -136,8 +138,15 @@ def forward(
     body: bytes,
     access_token: str,
     recorder: FlowRecorder,
+    dpop_key: DPoPKey | None = None,
 ) -> ProxiedAnswer:
-    """Send one request to the API with ``Authorization: Bearer`` (RFC 6750 §2.1).
+    """Send one request to the API with ``Authorization: Bearer`` (RFC 6750 §2.1), or DPoP.
+
+    With ``dpop_key`` (the session's key, to which the token is bound) the
+    request carries ``Authorization: DPoP`` and a proof for this method and
+    URL with ``ath`` (RFC 9449 §7.1); an API that answers ``401`` asking for
+    a nonce (§9) gets one retry with it.  The ``htu`` is the target without
+    its query, as RFC 9449 §4.2 says.
 
     ``http`` is the client's :class:`common.http.TimeoutSession`: a timeout,
     a total deadline, a size cap, and no redirect followed.
@@ -145,9 +154,10 @@ def forward(
     :raises FlowError: ``api_unreachable`` (502) when the API cannot be
         reached, is too slow, or answers too much.
     """
-    sent = {**headers, "Authorization": f"Bearer {access_token}"}
     try:
-        response = http.request(method, url, headers=sent, data=body or None, allow_redirects=False)
+        *_, (_, response) = send_authorized(
+            http, method, url, access_token, dpop_key, headers=headers, data=body or None
+        )
     except requests.RequestException as exc:
         error = FlowError(
             "api_unreachable",

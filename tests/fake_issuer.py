@@ -207,6 +207,7 @@ class FakeIssuer:
         self.id_token_header: dict[str, Any] = {}
         self.id_token_key = None
         self.token_extra: dict[str, Any] = {}
+        self.access_token_extra: dict[str, Any] = {}  # claims added to the next access tokens (cnf ...)
         self.userinfo_claims: dict[str, Any] | None = None
         self.codes: dict[str, dict] = {}
         self.refresh_tokens: dict[str, dict] = {}
@@ -327,6 +328,7 @@ class FakeIssuer:
         self.rotate_refresh_tokens = True
         self.id_token_claims, self.id_token_header, self.id_token_key = {}, {}, None
         self.token_extra = {}
+        self.access_token_extra = {}
         self.userinfo_claims = None
         self.authorize_hook = None
         self.id_token_transform = None
@@ -720,6 +722,7 @@ class FakeIssuer:
                 "cid": client_id,
                 "scp": scope.split(),
                 **({} if sub_claims else {"sub": client_id, "uid": None}),
+                **self.access_token_extra,
             }
         )
         body: dict[str, Any] = {

@@ -30,6 +30,7 @@ from common.authorization import (
     single_valued,
 )
 from common.client import Client
+from common.dpop_client import new_dpop_key, remember_dpop_key
 from common.id_token import validate_id_token
 from common.inspector import FlowLog
 from common.signin import ALREADY_SIGNED_IN_NOTICE, BrowserSignIn
@@ -100,11 +101,15 @@ def login():
 
     return_to = safe_next(request.args.get("next"), url_for("views.profile"))
     sign_in = browser_sign_in(FlowLog())  # a new sign-in starts a new flow log
+    # DPoP (RFC 9449 §2), under DPOP: a key pair of this sign-in's own, so that
+    # its tokens work only with proofs signed by it. Made first: with DPOP=on
+    # and an issuer without DPoP, the user gets the error before going anywhere.
+    dpop_key = new_dpop_key(sign_in.client)
     authorization_url, pending = build_authorization_request(sign_in.client, USER_SCOPE)
 
-    # Remember this sign-in in the server-side session, keyed by its state;
-    # only the newest few survive, so abandoned attempts cannot pile up.
-    sign_in.remember_pending(pending, return_to)
+    # Remember this sign-in (and its DPoP key) in the server-side session, keyed
+    # by its state; only the newest few survive, so abandoned attempts cannot pile up.
+    sign_in.remember_pending(remember_dpop_key(pending, dpop_key), return_to)
     sign_in.save_flow_log()
 
     # The user now authenticates at the issuer; one redirect later we are
@@ -144,7 +149,8 @@ def callback():
 
         # Server to server: the code, our redirect_uri and the PKCE
         # code_verifier (RFC 7636 §4.5), the client authenticated with HTTP
-        # Basic (client_secret_basic, RFC 6749 §2.3.1).
+        # Basic (client_secret_basic, RFC 6749 §2.3.1); with DPoP, a proof of
+        # the sign-in's key, to which the tokens are then bound (RFC 9449 §5).
         pending = entry["pending"]
         tokens = exchange_code(client, code, pending)
 
@@ -154,7 +160,8 @@ def callback():
             client, tokens.id_token, nonce=pending.get("nonce"), access_token=tokens.access_token
         )
 
-    # Signed in: the tokens go into a session with a new id (session fixation).
+    # Signed in: the tokens (and the DPoP key they are bound to) go into a
+    # server-side session with a new id (session fixation).
     sign_in.keep(tokens)
     return redirect(entry["next"])
 

@@ -8,7 +8,9 @@ import time
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from common import api
+from common.dpop_client import key_of
 from common.signin import BrowserSignIn
+from common.tokens import TokenSet
 from common.web import require_csrf, settings_of
 
 from .auth import browser_sign_in, login_required, sign_in_again
@@ -113,14 +115,14 @@ def call_api():
             return sign_in_again("Your sign-in has expired and could not be renewed. Please sign in again.")
         refreshed = True
 
-    answer = _get_api(sign_in, tokens.access_token)
+    answer = _get_api(sign_in, tokens)
     if answer.status == 401 and not refreshed and tokens.refresh_token:
         tokens = sign_in.refresh(tokens)
         if tokens is None:
             return sign_in_again(
                 "The API no longer accepts your sign-in and it could not be renewed. Please sign in again."
             )
-        answer = _get_api(sign_in, tokens.access_token)
+        answer = _get_api(sign_in, tokens)
 
     sign_in.save_flow_log()
     # Post/redirect/get: the answer waits in the session and the browser is
@@ -140,13 +142,18 @@ def inspector():
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _get_api(sign_in: BrowserSignIn, access_token: str) -> api.ApiAnswer:
-    """GET the API's route with ``Authorization: Bearer`` (RFC 6750 §2.1), narrated into the flow log."""
+def _get_api(sign_in: BrowserSignIn, tokens: TokenSet) -> api.ApiAnswer:
+    """GET the API's route with the access token, narrated into the flow log.
+
+    ``Authorization: Bearer`` (RFC 6750 §2.1), or, for DPoP-bound tokens,
+    ``Authorization: DPoP`` with a proof signed by the session's key (RFC 9449 §7.1).
+    """
     return api.call_api(
         settings_of(current_app).api_url + API_PATH,
-        access_token,
+        tokens.access_token,
         http=sign_in.client.http,
         recorder=sign_in.client.recorder,
+        dpop_key=key_of(tokens),
     )
 
 

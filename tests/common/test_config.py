@@ -276,16 +276,18 @@ def test_the_launcher_checks_every_component_it_starts(monkeypatch, capsys):
 ROOT = Path(__file__).resolve().parents[2]
 #: Modules of common/ not shared by every caller of the issuer (web.py guards its reads with ``declares``).
 #: ``par.py`` (RFC 9126) serves the browser sign-ins only: the web app, the BFF and the native app.
-_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py", "par.py"}
+_NOT_SHARED = {"config.py", "launcher.py", "web.py", "session.py", "par.py", "dpop_client.py"}
+#: The client apps' DPoP policy (reads DPOP, which only the client apps declare).
+_DPOP_CLIENT = "common/dpop_client.py"
 _SHARED = sorted(
     str(path.relative_to(ROOT)) for path in (ROOT / "common").rglob("*.py") if path.name not in _NOT_SHARED
 )
 #: component -> the source it runs (its package, and the shared code it calls).
 SOURCES = {
-    "web_app": ["web_app", *_SHARED, "common/session.py", "common/par.py"],
-    "spa_app": ["spa_app", "common/par.py"],
-    "native_sim": ["native_sim", *_SHARED, "common/par.py"],
-    "service_app": ["service_app", *_SHARED, "common/session.py"],
+    "web_app": ["web_app", *_SHARED, "common/session.py", "common/par.py", _DPOP_CLIENT],
+    "spa_app": ["spa_app", "common/par.py", _DPOP_CLIENT],
+    "native_sim": ["native_sim", *_SHARED, "common/par.py", _DPOP_CLIENT],
+    "service_app": ["service_app", *_SHARED, "common/session.py", _DPOP_CLIENT],
     "resource_server": ["resource_server", *_SHARED],
     "dev_issuer": ["dev_issuer", "common/session.py"],
     "launcher": ["common/launcher.py"],

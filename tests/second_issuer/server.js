@@ -119,6 +119,11 @@ const configuration = {
     revocation: { enabled: true },
     introspection: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // DPoP (RFC 9449), as Okta offers it: dpop_signing_alg_values_supported in
+    // the metadata (so the apps' DPOP=auto uses it), DPoP-bound access tokens
+    // with cnf.jkt, and a server nonce demanded on every token request, so
+    // that the clients meet `400 use_dpop_nonce` and retry with the nonce (§8).
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
     // RFC 8628: {issuer}/device/auth, and the page where the user enters the code at {issuer}/device.
     deviceFlow: { enabled: true },
     // Pushed authorization requests (RFC 9126) at /request: advertised as

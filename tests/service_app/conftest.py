@@ -54,7 +54,13 @@ _HOP_BY_HOP = {
 
 
 class CountingProxy:
-    """A reverse proxy on ``127.0.0.1`` that counts (and can fail) token requests."""
+    """A reverse proxy on ``127.0.0.1`` that counts (and can fail) token requests.
+
+    ``token_requests`` counts the token requests the issuer answered, not its
+    DPoP nonce round trips (RFC 9449 §8: ``400 use_dpop_nonce``, then the same
+    request again with the nonce), which ``dpop_nonce_answers`` counts;
+    ``token_dpop_proofs`` holds the ``DPoP`` header of every token request.
+    """
 
     def __init__(self, upstream_port: int, port: int | None = None):
         self.upstream_port = upstream_port
@@ -63,6 +69,8 @@ class CountingProxy:
         self.token_requests = 0
         self.token_bodies: list[dict[str, list[str]]] = []
         self.token_auth_headers: list[str | None] = []
+        self.token_dpop_proofs: list[str | None] = []
+        self.dpop_nonce_answers = 0
         self._failures: list[int] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -80,6 +88,8 @@ class CountingProxy:
             self.token_requests = 0
             self.token_bodies.clear()
             self.token_auth_headers.clear()
+            self.token_dpop_proofs.clear()
+            self.dpop_nonce_answers = 0
             self._failures.clear()
 
     def start(self) -> "CountingProxy":
@@ -95,8 +105,10 @@ class CountingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 failure = None
-                if self.command == "POST" and self.path.split("?")[0].endswith("/token"):
+                is_token_request = self.command == "POST" and self.path.split("?")[0].endswith("/token")
+                if is_token_request:
                     with proxy._lock:
+                        proxy.token_dpop_proofs.append(self.headers.get("DPoP"))
                         proxy.token_requests += 1
                         proxy.token_bodies.append(parse_qs(body.decode("ascii", "replace")))
                         proxy.token_auth_headers.append(self.headers.get("Authorization"))
@@ -115,6 +127,12 @@ class CountingProxy:
                     upstream.request(self.command, self.path, body=body or None, headers=headers)
                     answer = upstream.getresponse()
                     data = answer.read()
+                    if is_token_request and answer.status == 400 and b"use_dpop_nonce" in data:
+                        with proxy._lock:  # a nonce round trip, not a token request of its own
+                            proxy.token_requests -= 1
+                            proxy.token_bodies.pop()
+                            proxy.token_auth_headers.pop()
+                            proxy.dpop_nonce_answers += 1
                     self.send_response(answer.status)
                     for name, value in answer.getheaders():
                         if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":

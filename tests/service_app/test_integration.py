@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from common.config import load_settings
+from common.dpop import DPoPKey
 from common.errors import FlowError
 from common.http import IssuerUnreachable
 from common.inspector import FlowLog, decode_unverified
@@ -52,6 +53,11 @@ def test_client_secret_basic_gets_a_token_and_calls_the_scoped_route(secret_stac
     assert "client_secret" not in form
     _, claims = decode_unverified(result.token.token.access_token)
     assert claims["iss"] == secret_stack.issuer
+    # DPoP (RFC 9449) by DPOP=auto: the dev issuer advertises it, so the token is bound to the
+    # process's key (cnf.jkt), after the issuer's nonce round trip (or with the nonce remembered).
+    key = DPoPKey.from_jwk(result.token.token.dpop_jwk)
+    assert result.token.token.token_type == "DPoP" and claims["cnf"] == {"jkt": key.thumbprint}
+    assert decode_unverified(secret_proxy.token_dpop_proofs[-1])[1]["nonce"]
 
 
 def test_private_key_jwt_sends_a_short_lived_single_use_assertion(jwt_stack, jwt_proxy):

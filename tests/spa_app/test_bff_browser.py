@@ -240,9 +240,11 @@ def test_bff_click_through(bff, settings):
     spa.picture("spa_app-bff-profile.png", height=1000)
 
     # The inspector: the server's own steps for this session, never a token.
-    # (Discovery only when this server worker had not read the issuer's metadata yet.)
+    # (Discovery only when this server worker had not read the issuer's metadata yet, and the
+    # issuer's DPoP nonce round trip only when it had not been sent the nonce yet.)
     # The dev issuer offers PAR, so the BFF (PAR=auto) pushed the request first (RFC 9126).
-    assert [title for title in spa.server_titles() if title != "Discovery"] == [
+    optional = {"Discovery", "The issuer asked for a DPoP nonce"}
+    assert [title for title in spa.server_titles() if title not in optional] == [
         "Pushed authorization request (PAR)",
         "Authorization request",
         "Callback",
@@ -260,6 +262,9 @@ def test_bff_click_through(bff, settings):
         "return Array.from(document.querySelectorAll('#inspector > li'))"
         ".find(li => li.querySelector('h3').textContent === 'Token request (authorization code)').id"
     )
+    # The code exchange's DPoP proof, decoded, as the server recorded it (RFC 9449 §4.2).
+    proof = spa.driver.find_element(By.CSS_SELECTOR, f"#{exchange} .dpop-proof").text
+    assert "dpop+jwt" in proof and '"htm": "POST"' in proof
     spa.picture("spa_app-bff-inspector.png", top_id=exchange)  # the code exchange, the ID token checks
 
     # The access token expires: the BFF renews it, under the session's lock, before it calls.

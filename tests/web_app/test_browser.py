@@ -70,6 +70,16 @@ def test_click_through_the_whole_flow(browser, web_app, suite_env):
     inspector = _wait_for(browser, "inspector")
     assert "Authorization request" in inspector.text and "Call the API" in inspector.text
     assert load_settings(suite_env).web_client_secret not in browser.page_source
+    # DPoP (DPOP=auto finds it at the dev issuer): the code exchange and the API call each show
+    # their proof decoded, with the checks a server runs on it; the API call's carries ath.
+    proofs = browser.find_elements(By.CSS_SELECTOR, "#inspector .dpop-proof")
+    assert len(proofs) >= 2 and all("dpop+jwt" in proof.text for proof in proofs)
+    api_step = browser.find_elements(By.CSS_SELECTOR, "#inspector .inspector-step")[-1]
+    assert "ath" in api_step.find_element(By.CSS_SELECTOR, ".dpop-proof").text
+    browser.set_window_size(1280, 2000)
+    browser.execute_script("arguments[0].scrollIntoView()", api_step)
+    api_step.screenshot(str(SCREENSHOTS / "web_app-dpop-proof.png"))
+    browser.set_window_size(1280, 900)
     _shoot(browser, "inspector")
 
     # Session cookie only, and JavaScript cannot read it (HttpOnly).

@@ -75,9 +75,10 @@ def test_sign_in_profile_and_api(web_app, suite_env):
     assert result["messages"]
     assert result["client_id"] == load_settings(suite_env).web_client_id
 
-    # Compact: the tokens, a few claims and a bounded flow log, compressed.
+    # Compact: the tokens (with the DPoP key they are bound to, at an issuer that
+    # offers DPoP), a few claims and a bounded flow log (with its decoded proofs), compressed.
     raw = redis.Redis.from_url(suite_env["REDIS_URL"]).get(f"web_app:session:{http.cookies.get(COOKIE)}")
-    assert len(raw) < 4096, len(raw)
+    assert len(raw) < 6144, len(raw)
     assert load_stored_session(raw)["tokens"]["access_token"] == tokens.access_token
 
     inspector = http.get(base + "/inspector")
