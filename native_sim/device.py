@@ -16,6 +16,7 @@ import io
 from common.authorization import USER_SCOPE
 from common.cli import EXIT_OK, EXIT_REFUSED
 from common.device import DeviceAuthorization, DeviceFlowEnded, poll_for_tokens, request_device_authorization
+from common.dpop_client import new_dpop_key
 from common.id_token import validate_id_token
 
 from .commands import native_client, save_tokens
@@ -39,6 +40,9 @@ def device_login(ctx: Context, *, show_qr: bool = True) -> int:
     # The same public client as `login` (RFC 8252 §8.4: no secret), so the
     # stored tokens refresh and revoke the same way.
     client = native_client(settings, recorder=ctx.recorder)
+    # DPoP (RFC 9449 §5), under DPOP: a fresh key whose proofs go with the polls, so that the
+    # tokens are bound to it (and stored beside it); DPOP=on fails here, before any code is shown.
+    client = client.with_dpop_key(new_dpop_key(client))
     # §3.1-3.2: a device_code for us, a user_code for the user, and where to enter it.
     authorization = request_device_authorization(client, USER_SCOPE)
     ctx.explain()
