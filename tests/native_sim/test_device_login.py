@@ -69,6 +69,9 @@ def test_approved_in_chromium_then_call_api_refresh_and_logout(
     assert record["client"] == "native" and record["client_id"] == settings.native_client_id
     assert record["tokens"]["id_claims"]["email"] == settings.demo_username
     assert record["tokens"]["refresh_token"] not in stdout
+    # DPOP=auto found DPoP at the dev issuer: the polls carried proofs, so the
+    # tokens are bound (RFC 9449 §5) to the key stored beside them.
+    assert record["tokens"]["token_type"] == "DPoP" and "d" in record["tokens"]["dpop_jwk"]
 
     # The same stored tokens as `login`'s: the other commands work on them.
     api = run_cli(env, "call-api")
