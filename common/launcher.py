@@ -160,6 +160,7 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
         ("service", "Service (Client Credentials) status", settings.service_base_url),
         ("api", "Resource server (API)", settings.api_url + "/healthz"),
         ("issuer", "Dev issuer: Applications page", settings.issuer_base_url + "/admin/apps"),
+        ("issuer", "Dev issuer: enter a device code (RFC 8628)", settings.issuer_base_url + "/activate"),
     ]
     print("\n" + "=" * 72)
     print(" The suite is up. Open:")
@@ -169,6 +170,7 @@ def print_table(settings: Settings, names: list[str], redis_url: str) -> None:
     print(f"   {'Issuer':<44} {settings.issuer}")
     print(f"   {'Redis':<44} {shown(redis_url)}")
     print("   Native app (loopback + PKCE)                 .venv/bin/python -m native_sim login")
+    print("   Device without a browser (device grant)      .venv/bin/python -m native_sim device-login")
     print("   Service from a terminal                      .venv/bin/python -m service_app call --explain")
     print("   Rotate the dev issuer's keys                 .venv/bin/flask --app dev_issuer rotate-keys")
     if settings.uses_dev_issuer:
