@@ -17,10 +17,10 @@ from common.authorization import USER_SCOPE
 from common.cli import EXIT_OK, EXIT_REFUSED
 from common.device import DeviceAuthorization, DeviceFlowEnded, poll_for_tokens, request_device_authorization
 from common.dpop_client import new_dpop_key
-from common.id_token import validate_id_token
 
-from .commands import native_client, save_tokens
+from .commands import native_client
 from .context import EXIT_TIMEOUT, NATIVE, CommandError, Context
+from .grant_result import keep_tokens_without_nonce
 from .summary import token_summary, who
 
 #: Exit code of a command stopped with Ctrl-C (128 + SIGINT), as shells report it.
@@ -61,19 +61,9 @@ def device_login(ctx: Context, *, show_qr: bool = True) -> int:
         # The codes stay valid at the issuer until they expire; nothing was stored here.
         raise CommandError("Interrupted: nothing was stored.", EXIT_INTERRUPTED, "interrupted") from None
 
-    if not tokens.id_token:
-        raise CommandError(
-            "The issuer returned no ID token although the request asked for openid.",
-            EXIT_REFUSED,
-            "invalid_id_token",
-        )
-    # Who signed in (OpenID Connect Core 3.1.3.7). No authorization request,
-    # so no nonce to compare (step 11), as with the password grant.
-    tokens.id_claims = validate_id_token(
-        client, tokens.id_token, nonce=None, access_token=tokens.access_token
+    keep_tokens_without_nonce(
+        ctx, client, tokens, kind=NATIVE, client_id=settings.native_client_id, grant="device_code"
     )
-    with ctx.store.locked():  # a refresh in another process must not overwrite them
-        save_tokens(ctx, NATIVE, settings.native_client_id, tokens, grant="device_code")
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)}. {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")

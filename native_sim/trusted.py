@@ -21,11 +21,11 @@ from common.authorization import USER_SCOPE
 from common.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from common.config import Settings
 from common.dpop_client import new_dpop_key
-from common.id_token import validate_id_token
 from common.tokens import TokenEndpointError, password_grant
 
-from .commands import save_tokens, trusted_client
+from .commands import trusted_client
 from .context import TRUSTED, CommandError, Context
+from .grant_result import keep_tokens_without_nonce
 from .summary import token_summary, who
 
 PASSWORD_GRANT_WARNING = (
@@ -76,19 +76,7 @@ def password_login(
         raise _password_refused(settings, exc) from None
     finally:
         del password  # not kept a moment longer than the request needed it
-    if not tokens.id_token:
-        raise CommandError(
-            "The issuer returned no ID token although the request asked for openid.",
-            EXIT_REFUSED,
-            "invalid_id_token",
-        )
-    # The ID token is validated like any other; there was no authorization
-    # request, so there is no nonce to compare (OIDC Core 3.1.3.7 step 11).
-    tokens.id_claims = validate_id_token(
-        client, tokens.id_token, nonce=None, access_token=tokens.access_token
-    )
-    with ctx.store.locked():  # a refresh in another process must not overwrite them
-        save_tokens(ctx, TRUSTED, settings.trusted_client_id, tokens)
+    keep_tokens_without_nonce(ctx, client, tokens, kind=TRUSTED, client_id=settings.trusted_client_id)
     ctx.explain()
     ctx.say(f"Signed in as {who(tokens)} (trusted mode, password grant). {token_summary(tokens)}")
     ctx.say(f"Tokens stored in {ctx.store.description}.")
