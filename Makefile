@@ -114,7 +114,8 @@ $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 
 ## Re-take the README's screenshots (docs/screenshots) with the browser tests.
 screenshots: $(STAMP) system-deps
-	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/web_app/test_browser.py tests/spa_app/test_browser.py tests/dev_issuer/test_browser.py
+	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/web_app/test_browser.py tests/web_app/test_par.py \
+	  tests/spa_app/test_browser.py tests/spa_app/test_dpop_browser.py tests/dev_issuer/test_browser.py
 
 ## The peers of the side-by-side API figures (benchmarks/peers: the vendors'
 ## quickstart APIs) in a virtualenv of their own, never in .venv: their

@@ -9,7 +9,6 @@ Chromium; the rest speaks HTTP with ``requests``, as a browser would.
 
 from __future__ import annotations
 
-import os
 import re
 from contextlib import contextmanager
 from html import unescape
@@ -23,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from common.config import load_settings
 from tests.issuer_helpers import sign_in_and_get_redirect
-from tests.support import ROOT, free_port, gunicorn, screenshot_dir
+from tests.support import free_port, gunicorn, screenshot_dir
 from tests.web_app.conftest import demo_user
 
 TIMEOUT = 10
@@ -110,8 +109,8 @@ def test_web_sign_in_with_par_on_sends_the_browser_with_client_id_and_request_ur
 
 
 def _screenshot(browser) -> None:
-    """The inspector's push, for the README (``docs/images/par-inspector.png`` with UPDATE_SCREENSHOTS=1)."""
-    directory = ROOT / "docs" / "images" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else screenshot_dir()
+    """The inspector's push (``par-inspector.png``; into docs/screenshots with UPDATE_SCREENSHOTS=1)."""
+    directory = screenshot_dir()
     directory.mkdir(parents=True, exist_ok=True)
     browser.set_window_size(1280, 1400)
     step = browser.find_element(By.XPATH, "//li[contains(., 'Pushed authorization request (PAR)')]")
