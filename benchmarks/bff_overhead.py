@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from urllib.parse import urlsplit
 
 import redis
@@ -33,7 +32,16 @@ from common.tokens import TokenSet
 from tests.issuer_helpers import sign_in_and_get_redirect
 from tests.support import free_port, gunicorn
 
-from .support import ACCESS_LOG_FORMAT, BENCH_USER_AGENT, Result, Scale, Suite, median, parse_access_log
+from .support import (
+    ACCESS_LOG_FORMAT,
+    BENCH_USER_AGENT,
+    Result,
+    Scale,
+    Suite,
+    median,
+    parse_access_log,
+    wrk_output,
+)
 
 GOAL_MS = 3.0
 #: The BFF's session cookie over http (spa_app.BFF_COOKIE; ``__Host-`` only on https).
@@ -43,14 +51,7 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 def wrk_latency(url: str, headers: dict[str, str], seconds: float) -> tuple[float, float, float]:
     """``(p50 ms, p99 ms, requests/s)`` of one ``wrk -c1 --latency`` round against ``url``."""
-    argv = ["wrk", "-t1", "-c1", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
-    for name, value in headers.items():
-        argv += ["-H", f"{name}: {value}"]
-    out = subprocess.run(
-        argv + [url], capture_output=True, text=True, timeout=seconds + 30, check=True
-    ).stdout
-    if "Non-2xx or 3xx responses" in out:
-        raise RuntimeError(f"wrk saw error answers from {url}:\n{out}")
+    out = wrk_output(url, seconds, 1, headers, latency=True)
     found = {}
     for percent in ("50", "99"):
         match = re.search(rf"^\s*{percent}(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)

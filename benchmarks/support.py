@@ -206,9 +206,13 @@ class Suite:
         return answer.json()["access_token"]
 
 
-def wrk(url: str, seconds: float, connections: int, headers: dict[str, str] | None = None) -> float:
-    """Requests per second that ``wrk`` reached against ``url`` (non-2xx answers are an error)."""
+def wrk_output(
+    url: str, seconds: float, connections: int, headers: dict[str, str] | None = None, *, latency=False
+) -> str:
+    """What one ``wrk`` round against ``url`` printed (non-2xx answers are an error)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s"]
+    if latency:
+        argv.append("--latency")
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     out = subprocess.run(
@@ -216,6 +220,12 @@ def wrk(url: str, seconds: float, connections: int, headers: dict[str, str] | No
     ).stdout
     if "Non-2xx or 3xx responses" in out:
         raise RuntimeError(f"wrk saw error answers from {url}:\n{out}")
+    return out
+
+
+def wrk(url: str, seconds: float, connections: int, headers: dict[str, str] | None = None) -> float:
+    """Requests per second that ``wrk`` reached against ``url`` (non-2xx answers are an error)."""
+    out = wrk_output(url, seconds, connections, headers)
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not match:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")

@@ -81,14 +81,7 @@ def call_api(
             http or http_session(), "GET", url, access_token, dpop_key, headers={"Accept": "application/json"}
         )
     except requests.RequestException as exc:
-        error = FlowError(
-            "api_unreachable",
-            f"The API at {url} could not be reached: {failure_reason(exc)}.",
-            "Check that the resource server is running at API_URL, then try again.",
-            502,
-        )
-        recorder.failure("api_call", error, url=url)
-        raise error from None
+        raise api_unreachable(exc, url, recorder, f"The API at {url}") from None
     for number, (headers, response) in enumerate(attempts, 1):
         request = {"method": "GET", "url": url, "headers": headers}
         if number < len(attempts):
@@ -110,6 +103,21 @@ def call_api(
             url=url,
         )
     return answer
+
+
+def api_unreachable(exc: requests.RequestException, url: str, recorder: FlowRecorder, what: str) -> FlowError:
+    """The ``api_unreachable`` error (502) for a call to ``url`` that failed, recorded as the failed call.
+
+    :param what: how the message names the API (the BFF's page is not told the API's URL).
+    """
+    error = FlowError(
+        "api_unreachable",
+        f"{what} could not be reached: {failure_reason(exc)}.",
+        "Check that the resource server is running at API_URL, then try again.",
+        502,
+    )
+    recorder.failure("api_call", error, url=url)
+    return error
 
 
 def _body_of(response: requests.Response) -> Any:

@@ -36,10 +36,10 @@ from urllib.parse import unquote, urlsplit
 import requests
 from flask import Request
 
+from common.api import api_unreachable
 from common.dpop import DPoPKey
 from common.dpop_client import send_authorized
 from common.errors import FlowError
-from common.failures import failure_reason
 from common.recorder import FlowRecorder
 
 #: Request headers the page may send on to the API; everything else stays here.
@@ -159,14 +159,7 @@ def forward(
             http, method, url, access_token, dpop_key, headers=headers, data=body or None
         )
     except requests.RequestException as exc:
-        error = FlowError(
-            "api_unreachable",
-            f"The API could not be reached: {failure_reason(exc)}.",
-            "Check that the resource server is running at API_URL, then try again.",
-            502,
-        )
-        recorder.failure("api_call", error, url=url)
-        raise error from None
+        raise api_unreachable(exc, url, recorder, "The API") from None
     kept = {name: response.headers[name] for name in RETURNED_RESPONSE_HEADERS if name in response.headers}
     kept.setdefault("Content-Type", DEFAULT_CONTENT_TYPE)
     return ProxiedAnswer(response.status_code, kept, response.content)
